@@ -1,0 +1,301 @@
+"""Pure, synchronous end-pointing: frames in, end-points, resets and errors out.
+
+No I/O and no model: :class:`FrameAssembler` turns device frames into 16 kHz
+samples (dropping duplicates, fixing small reorderings, filling gaps with
+silence, resampling), and :class:`Endpointer` turns a speech probability per
+32 ms chunk into decisions. The Faust agent in ``agents/endpointer.py`` runs
+the VAD between the two, off the event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from streams.audio import MAX_FRAME_MS, SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, SampleFormat
+from streams.control import ErrorEvent
+from streams.endpoint import Endpoint, EndpointKind, Reset, ResetReason
+
+STAGE = "endpointer"
+TARGET_RATE_HZ = 16000
+Float32Array = npt.NDArray[np.float32]
+Decision = Endpoint | Reset | ErrorEvent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointerConfig:
+    """Thresholds of the two end-pointers; all durations in audio ms.
+
+    Defaults were chosen with ``voicestream eval endpoint`` (see README).
+    """
+
+    #: Chunk probability at or above which audio counts as speech.
+    speech_threshold: float = 0.5
+    #: Chunk probability below which audio counts as silence (hysteresis).
+    silence_threshold: float = 0.35
+    #: Consecutive speech needed for onset or resumption, so clicks do not count.
+    min_speech_ms: int = 64
+    #: Trailing silence after which the speculative end-pointer fires.
+    speculative_silence_ms: int = 640
+    #: Trailing silence after which the final end-pointer fires.
+    final_silence_ms: int = 900
+    #: No speech by this point ends the utterance with ``no-speech``.
+    no_speech_timeout_ms: int = 5000
+    #: Utterance length at which a final end-point is forced.
+    max_utterance_ms: int = 15000
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.silence_threshold <= self.speech_threshold < 1.0:
+            raise ValueError("need 0 < silence_threshold <= speech_threshold < 1")
+        if self.min_speech_ms < 0:
+            raise ValueError("min_speech_ms must be >= 0")
+        if not 0 < self.speculative_silence_ms < self.final_silence_ms:
+            raise ValueError("need 0 < speculative_silence_ms < final_silence_ms")
+        if self.no_speech_timeout_ms <= 0 or self.max_utterance_ms <= 0:
+            raise ValueError("timeouts must be positive")
+
+
+class Endpointer:
+    """Two-pass end-pointing state machine for one utterance.
+
+    Feed one speech probability per chunk with :meth:`process`; call
+    :meth:`stop` when the microphone closes. After a speculative end-point,
+    speech that resumes before the final one cancels it with a ``Reset`` and
+    opens the next revision.
+    """
+
+    def __init__(self, config: EndpointerConfig, device_id: str, utterance_id: str) -> None:
+        self.config = config
+        self.device_id = device_id
+        self.utterance_id = utterance_id
+        self.pos_ms = 0
+        self.revision = 0
+        self.done = False
+        self._heard_speech = False
+        self._in_speech = False
+        self._speech_run_ms = 0
+        self._last_speech_end_ms = 0
+        self._speculative_sent = False
+
+    def process(self, chunk_ms: int, speech_prob: float) -> list[Decision]:
+        """Advance by one chunk of ``chunk_ms`` with the VAD's ``speech_prob``."""
+        self.pos_ms += chunk_ms
+        if self.done:
+            return []
+        cfg = self.config
+        out: list[Decision] = []
+        if speech_prob >= cfg.speech_threshold:
+            self._speech_run_ms += chunk_ms
+            if self._in_speech:
+                self._last_speech_end_ms = self.pos_ms
+            elif self._speech_run_ms >= cfg.min_speech_ms:
+                self._in_speech = True
+                self._heard_speech = True
+                self._last_speech_end_ms = self.pos_ms
+                if self._speculative_sent:
+                    out.append(self._reset())
+        elif speech_prob < cfg.silence_threshold:
+            self._speech_run_ms = 0
+            self._in_speech = False
+        elif self._in_speech:
+            self._last_speech_end_ms = self.pos_ms  # between thresholds: speech continues
+
+        if self._heard_speech and not self._in_speech:
+            silence = self.pos_ms - self._last_speech_end_ms
+            if not self._speculative_sent and silence >= cfg.speculative_silence_ms:
+                out.append(self._endpoint(EndpointKind.SPECULATIVE))
+            if self._speculative_sent and silence >= cfg.final_silence_ms:
+                out.append(self._endpoint(EndpointKind.FINAL))
+        if self.done:
+            return out
+        if not self._heard_speech and self.pos_ms >= cfg.no_speech_timeout_ms:
+            out.append(self._no_speech(f"no speech in the first {cfg.no_speech_timeout_ms} ms"))
+        elif self._heard_speech and self.pos_ms >= cfg.max_utterance_ms:
+            out.extend(self._force("max-length"))
+        return out
+
+    def stop(self) -> list[Decision]:
+        """Close the utterance because the microphone closed."""
+        if self.done:
+            return []
+        if not self._heard_speech:
+            return [self._no_speech("microphone closed before any speech")]
+        return self._force("stream-ended")
+
+    def _force(self, why: str) -> list[Decision]:
+        if self._in_speech:
+            self._last_speech_end_ms = self.pos_ms
+        out: list[Decision] = []
+        if not self._speculative_sent:
+            out.append(self._endpoint(EndpointKind.SPECULATIVE, forced=why))
+        out.append(self._endpoint(EndpointKind.FINAL, forced=why))
+        return out
+
+    def _endpoint(self, kind: EndpointKind, forced: str = "") -> Endpoint:
+        if kind is EndpointKind.SPECULATIVE:
+            self._speculative_sent = True
+        else:
+            self.done = True
+        return Endpoint(
+            device_id=self.device_id, utterance_id=self.utterance_id, kind=kind,
+            revision=self.revision, at_ms=self._last_speech_end_ms, t_ms=self.pos_ms,
+            forced=forced,
+        )
+
+    def _reset(self) -> Reset:
+        reset = Reset(
+            device_id=self.device_id, utterance_id=self.utterance_id,
+            cancelled_revision=self.revision, reason=ResetReason.SPEECH_RESUMED,
+            t_ms=self.pos_ms,
+        )
+        self.revision += 1
+        self._speculative_sent = False
+        return reset
+
+    def _no_speech(self, message: str) -> ErrorEvent:
+        self.done = True
+        return ErrorEvent(
+            device_id=self.device_id, utterance_id=self.utterance_id, stage=STAGE,
+            code="no-speech", message=message, revision=self.revision, t_ms=self.pos_ms,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong with a frame; ``dead_letter`` says whether to dead-letter it."""
+
+    code: str
+    message: str
+    dead_letter: bool
+    seq: int
+
+
+class FrameAssembler:
+    """Orders one utterance's frames and turns them into 16 kHz float samples.
+
+    Duplicates and frames that arrive too late are rejected; a reordering of
+    up to ``reorder_window`` frames is repaired; a gap still open when the
+    window fills is filled with silence. Other sample rates are resampled with
+    soxr. The reorder buffer is bounded by ``reorder_window``.
+    """
+
+    def __init__(self, sample_rate_hz: int, *, reorder_window: int = 4,
+                 max_gap_ms: int = 2000) -> None:
+        if sample_rate_hz not in SUPPORTED_SAMPLE_RATES_HZ:
+            raise ValueError(f"unsupported sample rate {sample_rate_hz}")
+        self.sample_rate_hz = sample_rate_hz
+        self.reorder_window = reorder_window
+        self.max_gap_ms = max_gap_ms
+        self.next_seq = 0
+        self.next_audio_ms = 0.0
+        self._pending: dict[int, AudioFrame] = {}
+        self._filled: deque[int] = deque(maxlen=256)
+        self._resampler = (
+            None if sample_rate_hz == TARGET_RATE_HZ
+            else soxr.ResampleStream(sample_rate_hz, TARGET_RATE_HZ, 1, dtype="float32")
+        )
+
+    def push(self, frame: AudioFrame) -> tuple[list[Float32Array], list[Problem]]:
+        """Accept one frame; return the samples now in order and any problems."""
+        problem = self._check(frame)
+        if problem is not None:
+            return [], [problem]
+        if frame.seq < self.next_seq or frame.seq in self._pending:
+            code = "late-frame" if frame.seq in self._filled else "duplicate-frame"
+            why = ("arrived after its gap was filled with silence" if code == "late-frame"
+                   else "already received")
+            return [], [Problem(code, f"frame {frame.seq} {why}", True, frame.seq)]
+        self._pending[frame.seq] = frame
+        out: list[Float32Array] = []
+        problems: list[Problem] = []
+        self._release(out)
+        while len(self._pending) > self.reorder_window:
+            problems.append(self._fill_gap(out))
+            self._release(out)
+        return out, problems
+
+    def flush(self) -> tuple[list[Float32Array], list[Problem]]:
+        """Release everything still held, filling gaps; call at the end of the utterance."""
+        out: list[Float32Array] = []
+        problems: list[Problem] = []
+        self._release(out)
+        while self._pending:
+            problems.append(self._fill_gap(out))
+            self._release(out)
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.size:
+                out.append(tail.astype(np.float32, copy=False))
+        return out, problems
+
+    def _check(self, frame: AudioFrame) -> Problem | None:
+        if frame.sample_format is not SampleFormat.S16LE or frame.channels != 1:
+            return Problem("unsupported-format",
+                           f"{frame.sample_format.value} x{frame.channels}: need s16le mono",
+                           True, frame.seq)
+        if frame.sample_rate_hz != self.sample_rate_hz:
+            return Problem("sample-rate-changed",
+                           f"{frame.sample_rate_hz} Hz in an utterance started at "
+                           f"{self.sample_rate_hz} Hz", True, frame.seq)
+        if len(frame.pcm) % 2:
+            return Problem("malformed-frame", "odd number of PCM bytes", True, frame.seq)
+        if frame.duration_ms > MAX_FRAME_MS:
+            return Problem("frame-too-large",
+                           f"{frame.duration_ms:.0f} ms frame, limit {MAX_FRAME_MS} ms",
+                           True, frame.seq)
+        return None
+
+    def _release(self, out: list[Float32Array]) -> None:
+        while self.next_seq in self._pending:
+            frame = self._pending.pop(self.next_seq)
+            self.next_seq += 1
+            self.next_audio_ms = max(self.next_audio_ms, frame.audio_ms + frame.duration_ms)
+            pcm = np.frombuffer(frame.pcm, dtype="<i2").astype(np.float32) / 32768.0
+            out.append(self._resample(pcm))
+
+    def _fill_gap(self, out: list[Float32Array]) -> Problem:
+        first = min(self._pending)
+        missing = first - self.next_seq
+        gap_ms = min(max(self._pending[first].audio_ms - self.next_audio_ms, 0.0),
+                     float(self.max_gap_ms))
+        self._filled.extend(range(self.next_seq, first))
+        problem = Problem(
+            "audio-gap", f"frames {self.next_seq}..{first - 1} missing ({missing}); "
+            f"{gap_ms:.0f} ms filled with silence", False, self.next_seq,
+        )
+        n = int(round(gap_ms * self.sample_rate_hz / 1000))
+        if n:
+            out.append(self._resample(np.zeros(n, np.float32)))
+        self.next_seq = first
+        self.next_audio_ms += gap_ms
+        return problem
+
+    def _resample(self, pcm: Float32Array) -> Float32Array:
+        if self._resampler is None:
+            return pcm
+        return self._resampler.resample_chunk(pcm).astype(np.float32, copy=False)
+
+
+class Chunker:
+    """Bounded buffer that cuts a sample stream into fixed-size chunks."""
+
+    def __init__(self, chunk_samples: int, *, max_samples: int = TARGET_RATE_HZ * 5) -> None:
+        self.chunk_samples = chunk_samples
+        self.max_samples = max_samples
+        self._buf = np.zeros(0, np.float32)
+
+    def push(self, samples: list[Float32Array]) -> list[Float32Array]:
+        """Add samples; return every complete chunk."""
+        if samples:
+            self._buf = np.concatenate([self._buf, *samples])
+        if self._buf.size > self.max_samples:
+            raise OverflowError(f"chunk buffer over {self.max_samples} samples")
+        n = self._buf.size // self.chunk_samples
+        chunks = [self._buf[i * self.chunk_samples:(i + 1) * self.chunk_samples]
+                  for i in range(n)]
+        self._buf = self._buf[n * self.chunk_samples:]
+        return chunks
