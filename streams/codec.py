@@ -14,7 +14,21 @@ from enum import StrEnum
 from typing import Any
 
 import msgpack
-import orjson
+
+try:
+    import orjson
+
+    def _json_dumps(data: Any) -> bytes:
+        return orjson.dumps(data)
+
+    _json_loads = orjson.loads
+except ImportError:  # the device SDK needs only msgpack and aiokafka
+    import json
+
+    def _json_dumps(data: Any) -> bytes:
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    _json_loads = json.loads
 
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.context import DeviceContext
@@ -53,7 +67,7 @@ def dumps(data: dict[str, Any], codec: Codec) -> bytes:
         if codec is Codec.MSGPACK:
             out: bytes = msgpack.packb(data, use_bin_type=True)
             return out
-        return orjson.dumps(data)
+        return _json_dumps(data)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError("unencodable", str(exc)) from exc
 
@@ -68,7 +82,7 @@ def loads(raw: bytes, codec: Codec, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> di
         if codec is Codec.MSGPACK:
             data = msgpack.unpackb(raw, raw=False, strict_map_key=True)
         else:
-            data = orjson.loads(raw)
+            data = _json_loads(raw)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise SerializationError("undecodable", f"not valid {codec.value}: {exc}") from exc
     if not isinstance(data, dict):

@@ -1,0 +1,84 @@
+"""What every stage's agent shares: decoding input and publishing output.
+
+Bad input never stops a worker: a payload that does not decode becomes a
+``DeadLetter`` on the dead-letter topic with its topic, partition and offset,
+and a log line; the agent goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from infra import logs, metrics
+from streams import topics
+from streams.codec import Codec, decode, encode
+from streams.control import DeadLetter, ErrorEvent
+from streams.schema import Message, SerializationError
+
+#: Sends ``value`` with ``key`` to the topic with the given short name.
+SendFn = Callable[[str, bytes, bytes], Awaitable[Any]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an input message came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+
+
+class Publisher:
+    """Encodes messages for their topic and sends them; counts errors and dead letters."""
+
+    def __init__(self, stage: str, send: SendFn) -> None:
+        self.stage = stage
+        self._send = send
+        self.log = logs.get(f"voicestream.{stage}", stage=stage)
+
+    async def emit(self, spec: topics.TopicSpec, key: str, message: Message) -> None:
+        """Send ``message`` to the topic ``spec`` keyed by device id ``key``."""
+        await self._send(spec.short, key.encode(), encode(message, spec.codec))
+        if isinstance(message, ErrorEvent):
+            metrics.ERRORS.labels(message.stage, message.code).inc()
+            self.log.warning("utterance.error", device_id=message.device_id,
+                             utterance_id=message.utterance_id, code=message.code,
+                             detail=message.message)
+
+    async def dead_letter(self, origin: Origin, code: str, message: str, *,
+                          raw: bytes = b"", device_id: str = "",
+                          utterance_id: str = "", audio: bool = False) -> None:
+        """Publish a dead letter for the input at ``origin`` and log it."""
+        excerpt = "" if audio else raw[:256].hex()
+        key = (origin.key or b"").decode(errors="replace")
+        letter = DeadLetter(
+            stage=self.stage, code=code, message=message, topic=origin.topic,
+            partition=origin.partition, offset=origin.offset, key=key,
+            device_id=device_id, utterance_id=utterance_id, excerpt_hex=excerpt,
+        )
+        metrics.DEAD_LETTERS.labels(self.stage, code).inc()
+        self.log.warning("dead_letter", code=code, detail=message, topic=origin.topic,
+                         partition=origin.partition, offset=origin.offset,
+                         device_id=device_id or key, utterance_id=utterance_id)
+        await self._send(topics.DEAD_LETTERS.short, key.encode() or b"-",
+                         encode(letter, topics.DEAD_LETTERS.codec))
+
+    async def decode(self, spec: topics.TopicSpec, origin: Origin,
+                     raw: bytes | None) -> Message | None:
+        """Decode ``raw`` from ``spec``'s topic; dead-letter it and return None if bad."""
+        try:
+            if raw is None:
+                raise SerializationError("empty-payload", "message has no value")
+            message = decode(raw, spec.codec)
+            if message.TYPE not in spec.kinds:
+                raise SerializationError(
+                    "wrong-topic", f"{message.TYPE.value} does not belong on {spec.short}"
+                )
+        except SerializationError as exc:
+            await self.dead_letter(origin, exc.code, exc.message, raw=raw or b"",
+                                   audio=spec.codec is Codec.MSGPACK)
+            return None
+        return message

@@ -1,0 +1,310 @@
+"""The end-pointing agent: audio frames in, end-points, resets and errors out.
+
+A thin Faust agent around :mod:`agents.endpointing`. It takes events in small
+batches, assembles each utterance's frames, runs the VAD for every ready
+chunk of every utterance in one onnxruntime call off the event loop, then
+feeds the probabilities to each utterance's state machine in order.
+
+An ``utterances`` table (changelogged) records which utterance each device has
+open. After a worker restart the in-memory VAD state is gone; a frame of an
+utterance the table still shows open then ends it with error
+``worker-restarted`` instead of being read as a new stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+import numpy as np
+import structlog
+
+from agents.base import Origin, Publisher, SendFn
+from agents.endpointing import (
+    STAGE,
+    TARGET_RATE_HZ,
+    Chunker,
+    Decision,
+    Endpointer,
+    FrameAssembler,
+    Problem,
+)
+from infra import metrics
+from infra.config import Settings
+from models.vad import CHUNK_MS, CHUNK_SAMPLES, Float32Array, SileroVad, VadState
+from streams import topics
+from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
+from streams.control import ErrorEvent
+from streams.endpoint import Endpoint, Reset
+
+#: Closed utterance ids remembered so that trailing frames are dropped quietly.
+_CLOSED_MEMORY = 4096
+_STOP = object()
+
+
+@dataclasses.dataclass(slots=True)
+class Session:
+    """One open utterance on this worker."""
+
+    device_id: str
+    utterance_id: str
+    partition: int
+    assembler: FrameAssembler
+    endpointer: Endpointer
+    chunker: Chunker = dataclasses.field(default_factory=lambda: Chunker(CHUNK_SAMPLES))
+    vad: VadState = dataclasses.field(default_factory=VadState)
+    last_seen: float = dataclasses.field(default_factory=time.monotonic)
+    log: Any = None
+
+
+class EndpointerService:
+    """State and logic of the end-pointing agent, independent of how it is wired."""
+
+    def __init__(self, settings: Settings, send: SendFn, *, vad: SileroVad | None = None,
+                 table: Any = None, known_devices: Any = None) -> None:
+        self.settings = settings
+        self.pub = Publisher(STAGE, send)
+        self.vad = vad or SileroVad()
+        self.sessions: dict[str, Session] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._table = table if table is not None else {}
+        self._known_devices = known_devices
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+
+    def close(self) -> None:
+        """Release the inference thread."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def handle_batch(self, batch: list[tuple[Origin, bytes | None]]) -> None:
+        """Process a batch of audio-topic messages in order."""
+        started = time.perf_counter()
+        ops: dict[int, tuple[Session, list[Any]]] = {}
+        for origin, raw in batch:
+            message = await self.pub.decode(topics.AUDIO, origin, raw)
+            if message is None:
+                continue
+            if isinstance(message, UtteranceStart):
+                await self._start(origin, message)
+            elif isinstance(message, AudioFrame):
+                session = await self._session_for(origin, message.device_id,
+                                                  message.utterance_id)
+                if session is not None:
+                    chunks, problems = session.assembler.push(message)
+                    await self._report(origin, session, problems)
+                    self._queue(ops, session, chunks)
+            elif isinstance(message, UtteranceStop):
+                session = await self._session_for(origin, message.device_id,
+                                                  message.utterance_id, stopping=True)
+                if session is not None:
+                    chunks, problems = session.assembler.flush()
+                    await self._report(origin, session, problems)
+                    self._queue(ops, session, chunks)
+                    ops[id(session)][1].append(_STOP)
+        if ops:
+            await self._run(list(ops.values()))
+            metrics.STAGE_LATENCY.labels(STAGE).observe(time.perf_counter() - started)
+        metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.sessions))
+
+    def _queue(self, ops: dict[int, tuple[Session, list[Any]]], session: Session,
+               samples: list[Float32Array]) -> None:
+        session.last_seen = time.monotonic()
+        entry = ops.setdefault(id(session), (session, []))
+        if not session.endpointer.done:
+            entry[1].extend(session.chunker.push(samples))
+
+    async def _run(self, work: list[tuple[Session, list[Any]]]) -> None:
+        """Run the VAD for all queued chunks off the loop, then apply decisions in order."""
+        loop = asyncio.get_running_loop()
+        probs = await loop.run_in_executor(self._executor, self._infer, work)
+        for (session, items), session_probs in zip(work, probs, strict=True):
+            it = iter(session_probs)
+            decisions: list[Decision] = []
+            for item in items:
+                if item is _STOP:
+                    decisions.extend(session.endpointer.stop())
+                else:
+                    decisions.extend(session.endpointer.process(CHUNK_MS, next(it)))
+            for decision in decisions:
+                await self._publish(session, decision)
+            if items and items[-1] is _STOP:
+                self._forget(session, closed=True)
+
+    def _infer(self, work: list[tuple[Session, list[Any]]]) -> list[list[float]]:
+        """Batch chunk k of every session into one call, for k = 0, 1, ..."""
+        queues = [[c for c in items if c is not _STOP] for _, items in work]
+        out: list[list[float]] = [[] for _ in work]
+        depth = max((len(q) for q in queues), default=0)
+        for k in range(depth):
+            idx = [i for i, q in enumerate(queues) if len(q) > k]
+            states = [work[i][0].vad for i in idx]
+            chunks = [np.asarray(queues[i][k], dtype=np.float32) for i in idx]
+            metrics.VAD_BATCH.observe(len(idx))
+            for i, p in zip(idx, self.vad.probabilities(states, chunks), strict=True):
+                out[i].append(p)
+        return out
+
+    async def _publish(self, session: Session, decision: Decision) -> None:
+        await self.pub.emit(topics.ENDPOINTS, session.device_id, decision)
+        if isinstance(decision, Endpoint):
+            metrics.ENDPOINTS.labels(decision.kind.value).inc()
+            session.log.info("endpoint", kind=decision.kind.value, revision=decision.revision,
+                             at_ms=decision.at_ms, t_ms=decision.t_ms, forced=decision.forced)
+        elif isinstance(decision, Reset):
+            metrics.RESETS.inc()
+            session.log.info("reset", cancelled_revision=decision.cancelled_revision,
+                             t_ms=decision.t_ms)
+        if isinstance(decision, ErrorEvent) or (
+            isinstance(decision, Endpoint) and decision.kind.value == "final"
+        ):
+            self._table[session.device_id] = {
+                "utterance_id": session.utterance_id, "open": False,
+                "partition": session.partition,
+            }
+
+    async def _start(self, origin: Origin, start: UtteranceStart) -> None:
+        dev, utt = start.device_id, start.utterance_id
+        log = structlog.get_logger("voicestream.endpointer").bind(
+            stage=STAGE, device_id=dev, utterance_id=utt)
+        if start.sample_rate_hz not in SUPPORTED_SAMPLE_RATES_HZ:
+            await self._refuse(origin, dev, utt, "unsupported-sample-rate",
+                               f"{start.sample_rate_hz} Hz; supported: "
+                               f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES_HZ))}")
+            return
+        if start.channels != 1:
+            await self._refuse(origin, dev, utt, "unsupported-format",
+                               f"{start.channels} channels; need mono s16le")
+            return
+        if self.settings.require_known_devices and (
+            self._known_devices is None or self._known_devices.get(dev) is None
+        ):
+            await self._refuse(origin, dev, utt, "unknown-device",
+                               "no context was ever published for this device")
+            return
+        old = self.sessions.get(dev)
+        if old is not None:
+            if old.utterance_id == utt:
+                await self.pub.dead_letter(origin, "duplicate-start", "utterance already open",
+                                           device_id=dev, utterance_id=utt)
+                return
+            if not old.endpointer.done:
+                await self._publish(old, self._error(old, "superseded",
+                                                     f"device started utterance {utt}"))
+            self._forget(old, closed=True)
+        elif utt in self._closed:
+            await self.pub.dead_letter(origin, "duplicate-start", "utterance already closed",
+                                       device_id=dev, utterance_id=utt)
+            return
+        if len(self.sessions) >= self.settings.max_open_utterances:
+            await self._refuse(origin, dev, utt, "too-many-utterances",
+                               f"worker holds {len(self.sessions)} open utterances")
+            return
+        self.sessions[dev] = Session(
+            device_id=dev, utterance_id=utt, partition=origin.partition,
+            assembler=FrameAssembler(start.sample_rate_hz),
+            endpointer=Endpointer(self.settings.endpointer, dev, utt), log=log,
+        )
+        self._table[dev] = {"utterance_id": utt, "open": True, "partition": origin.partition}
+        log.info("utterance.start", sample_rate_hz=start.sample_rate_hz,
+                 resampled=start.sample_rate_hz != TARGET_RATE_HZ)
+
+    async def _refuse(self, origin: Origin, dev: str, utt: str, code: str, why: str) -> None:
+        """Dead-letter a start message and end its utterance with the same code."""
+        await self.pub.dead_letter(origin, code, why, device_id=dev, utterance_id=utt)
+        await self.pub.emit(topics.ENDPOINTS, dev, ErrorEvent(
+            device_id=dev, utterance_id=utt, stage=STAGE, code=code, message=why))
+        self._remember_closed(utt)
+
+    async def _session_for(self, origin: Origin, dev: str, utt: str, *,
+                           stopping: bool = False) -> Session | None:
+        session = self.sessions.get(dev)
+        if session is not None and session.utterance_id == utt:
+            if session.endpointer.done and stopping:
+                self._forget(session, closed=True)
+                return None
+            return None if session.endpointer.done else session
+        if utt in self._closed:
+            return None  # frames after the final end-point, or after an error: expected
+        entry = self._table.get(dev)
+        if entry and entry.get("utterance_id") == utt and entry.get("open"):
+            # The table outlived the worker that held this utterance's audio state.
+            self._remember_closed(utt)
+            self._table[dev] = {**entry, "open": False}
+            await self.pub.emit(topics.ENDPOINTS, dev, ErrorEvent(
+                device_id=dev, utterance_id=utt, stage=STAGE, code="worker-restarted",
+                message="the worker restarted mid-utterance and lost its audio state; "
+                        "please repeat"))
+            return None
+        await self.pub.dead_letter(origin, "unknown-utterance",
+                                   "audio for an utterance that was never started",
+                                   device_id=dev, utterance_id=utt)
+        self._remember_closed(utt)
+        return None
+
+    async def _report(self, origin: Origin, session: Session, problems: list[Problem]) -> None:
+        for problem in problems:
+            if problem.dead_letter:
+                await self.pub.dead_letter(origin, problem.code, problem.message,
+                                           device_id=session.device_id,
+                                           utterance_id=session.utterance_id, audio=True)
+            else:
+                session.log.warning(problem.code, detail=problem.message, seq=problem.seq)
+
+    def _error(self, session: Session, code: str, message: str) -> ErrorEvent:
+        session.endpointer.done = True
+        return ErrorEvent(device_id=session.device_id, utterance_id=session.utterance_id,
+                          stage=STAGE, code=code, message=message,
+                          revision=session.endpointer.revision, t_ms=session.endpointer.pos_ms)
+
+    def _forget(self, session: Session, *, closed: bool) -> None:
+        if self.sessions.get(session.device_id) is session:
+            del self.sessions[session.device_id]
+        if closed:
+            self._remember_closed(session.utterance_id)
+
+    def _remember_closed(self, utterance_id: str) -> None:
+        self._closed[utterance_id] = None
+        while len(self._closed) > _CLOSED_MEMORY:
+            self._closed.popitem(last=False)
+
+    async def expire(self, now: float | None = None) -> None:
+        """End utterances that sent nothing for ``utterance_idle_timeout_s``."""
+        now = time.monotonic() if now is None else now
+        ttl = self.settings.utterance_idle_timeout_s
+        for session in list(self.sessions.values()):
+            if now - session.last_seen < ttl:
+                continue
+            if not session.endpointer.done:
+                await self._publish(session, self._error(
+                    session, "stream-timeout", f"no audio for {ttl:.0f} s and no stop"))
+            self._forget(session, closed=True)
+        metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.sessions))
+
+
+def register(app: faust.App, settings: Settings, send: SendFn,
+             contexts: Any = None) -> EndpointerService:
+    """Create the end-pointing agent, its table and its expiry timer on ``app``."""
+    audio = app.topic(settings.topic(topics.AUDIO.short), key_serializer="raw",
+                      value_serializer="raw", partitions=settings.partitions)
+    # use_partitioner: the changelog partition follows the key (the device id),
+    # like the audio topic, so the same worker owns both.
+    table = app.Table("utterances", key_type=str, value_type=dict,
+                      partitions=settings.partitions, default=None, use_partitioner=True)
+    service = EndpointerService(settings, send, table=table, known_devices=contexts)
+
+    @app.agent(audio, name="endpointer", concurrency=1)
+    async def endpointer(stream: Any) -> None:
+        async for events in stream.take_events(64, within=0.002):
+            batch = [(Origin(e.message.topic, e.message.partition, e.message.offset,
+                             e.message.key), e.message.value) for e in events]
+            await service.handle_batch(batch)
+
+    @app.timer(1.0)
+    async def expire_idle() -> None:
+        await service.expire()
+
+    return service

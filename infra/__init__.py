@@ -1,0 +1,1 @@
+"""Running voicestream: broker, configuration, logging, metrics and the CLI."""

@@ -1,0 +1,64 @@
+"""Build the Faust application with every agent, for a given broker."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from agents import context as context_agent
+from agents import endpointer as endpointer_agent
+from infra.config import BrokerProfile, Settings
+from infra.transport import FETCH_WAIT_ATTR
+from streams import topics
+
+
+@dataclasses.dataclass
+class Worker:
+    """The app and the services a test or the CLI may want to look at."""
+
+    app: faust.App
+    endpointer: endpointer_agent.EndpointerService
+    contexts: Any
+
+
+def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
+    """Create the Faust app with the context and end-pointing agents."""
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"voicestream://{host}" for host in profile.hosts],
+        store="memory://",
+        datadir=str(data_dir),
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=profile.replication_factor,
+        broker_session_timeout=profile.session_timeout_s,
+        broker_heartbeat_interval=profile.heartbeat_interval_s,
+        broker_request_timeout=max(30.0, profile.session_timeout_s + 5.0),
+        broker_commit_interval=1.0,
+        producer_max_batch_size=profile.max_batch_bytes,
+        producer_linger_ms=0,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        worker_redirect_stdouts=False,
+    )
+    setattr(app, FETCH_WAIT_ATTR, profile.fetch_max_wait_ms)
+
+    out = {
+        spec.short: app.topic(settings.topic(spec.short), key_serializer="raw",
+                              value_serializer="raw", partitions=settings.partitions)
+        for spec in topics.ALL
+    }
+
+    async def send(short: str, key: bytes, value: bytes) -> None:
+        await out[short].send(key=key, value=value)
+
+    contexts = context_agent.register(app, settings, send)
+    service = endpointer_agent.register(app, settings, send, contexts=contexts)
+    return Worker(app, service, contexts)

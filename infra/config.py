@@ -1,0 +1,213 @@
+"""Configuration, checked when built.
+
+Values come from keyword arguments, a mapping (a JSON file) or ``VOICESTREAM_*``
+environment variables. An unknown option fails and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from agents.endpointing import EndpointerConfig
+
+ENV_PREFIX = "VOICESTREAM_"
+_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value or name is invalid."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BrokerProfile:
+    """How to talk to one broker: addresses plus the settings that depend on it.
+
+    The embedded Tansu broker needs different client settings from Kafka:
+    Tansu 0.6.0 holds every fetch for its full ``fetch_max_wait_ms`` even when
+    data is there, makes a group join wait half the session timeout, and
+    reports the end offset of a partition written in batches as the last
+    batch's first offset + 1. Short waits and single-record batches avoid all
+    three; on Kafka the client defaults stay.
+    """
+
+    hosts: tuple[str, ...]
+    embedded: bool
+    #: Longest time a fetch waits for data, ms.
+    fetch_max_wait_ms: int
+    #: Consumer group session timeout, s.
+    session_timeout_s: float
+    #: Consumer group heartbeat interval, s.
+    heartbeat_interval_s: float
+    #: Producer batch size, bytes; 1 gives one record per batch.
+    max_batch_bytes: int
+    #: Replication factor of topics created by voicestream.
+    replication_factor: int
+
+    @property
+    def url(self) -> str:
+        """Return the ``kafka://host:port[,host:port]`` URL."""
+        return "kafka://" + ",".join(self.hosts)
+
+    @property
+    def bootstrap(self) -> list[str]:
+        """Return the bootstrap servers as aiokafka wants them."""
+        return list(self.hosts)
+
+    @classmethod
+    def parse(cls, url: str, *, embedded: bool = False, replication_factor: int = 1,
+              fetch_max_wait_ms: int | None = None) -> BrokerProfile:
+        """Parse ``kafka://host:port[,host:port]`` and pick defaults for the broker kind."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in {"kafka", "tcp"}:
+            raise ConfigError(f"broker URL {url!r} must look like kafka://host:port[,host:port]")
+        hosts = tuple(h.strip() for h in rest.rstrip("/").split(",") if h.strip())
+        if not hosts or not all(_HOSTPORT.match(h) for h in hosts):
+            raise ConfigError(f"broker URL {url!r} must look like kafka://host:port[,host:port]")
+        if embedded:
+            return cls(hosts, True, fetch_max_wait_ms or 20, 3.0, 0.5, 1, 1)
+        return cls(hosts, False, fetch_max_wait_ms or 500, 45.0, 3.0, 16384, replication_factor)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a worker, the CLI and the SDK read; see ``README.md`` for each."""
+
+    #: ``kafka://host:port[,host:port]``; empty starts the embedded broker.
+    broker: str = ""
+    #: Prefix of every topic name.
+    topic_prefix: str = "voicestream."
+    #: Partitions of every topic created by voicestream.
+    partitions: int = 4
+    #: Replication factor of created topics on an external cluster.
+    replication_factor: int = 1
+    #: Fetch wait override, ms; 0 keeps the broker kind's default.
+    fetch_max_wait_ms: int = 0
+    #: Faust application id, also the consumer group.
+    app_id: str = "voicestream"
+    #: ``json`` (production) or ``console``.
+    log_format: str = "json"
+    log_level: str = "info"
+    #: Port of the Prometheus endpoint; 0 turns it off.
+    metrics_port: int = 0
+    #: Where Faust keeps local state.
+    data_dir: str = ".voicestream"
+    #: Seconds without frames after which an open utterance ends with ``stream-timeout``.
+    utterance_idle_timeout_s: float = 10.0
+    #: Open utterances a worker holds at once; more are refused with ``too-many-utterances``.
+    max_open_utterances: int = 1000
+    #: Audio from devices without a published context is refused (``unknown-device``).
+    require_known_devices: bool = False
+    endpointer: EndpointerConfig = dataclasses.field(default_factory=EndpointerConfig)
+
+    def __post_init__(self) -> None:
+        if self.broker:
+            BrokerProfile.parse(self.broker)
+        if not 1 <= self.partitions <= 1024:
+            raise ConfigError("partitions must be in 1..1024")
+        if self.replication_factor < 1:
+            raise ConfigError("replication_factor must be >= 1")
+        if self.fetch_max_wait_ms < 0:
+            raise ConfigError("fetch_max_wait_ms must be >= 0")
+        if self.log_format not in {"json", "console"}:
+            raise ConfigError("log_format must be json or console")
+        if self.log_level not in {"debug", "info", "warning", "error"}:
+            raise ConfigError("log_level must be debug, info, warning or error")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("metrics_port must be in 0..65535")
+        if self.utterance_idle_timeout_s <= 0 or self.max_open_utterances < 1:
+            raise ConfigError("utterance limits must be positive")
+        if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
+            raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
+
+    def broker_profile(self, url: str | None = None, *, embedded: bool = False) -> BrokerProfile:
+        """Return the profile of ``url`` (default: the configured broker)."""
+        target = url or self.broker
+        if not target:
+            raise ConfigError("no broker configured")
+        return BrokerProfile.parse(
+            target, embedded=embedded, replication_factor=self.replication_factor,
+            fetch_max_wait_ms=self.fetch_max_wait_ms or None,
+        )
+
+    def topic(self, short: str) -> str:
+        """Return the full name of the topic ``short``."""
+        return f"{self.topic_prefix}{short}"
+
+    @classmethod
+    def valid_names(cls) -> list[str]:
+        """Return every option name, endpointer options as ``endpointer.NAME``."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "endpointer"]
+        names += [f"endpointer.{f.name}" for f in dataclasses.fields(EndpointerConfig)]
+        return names
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Settings:
+        """Build from a flat or nested mapping; unknown names fail listing valid ones."""
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "endpointer" and isinstance(value, Mapping):
+                flat.update({f"endpointer.{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
+        valid = cls.valid_names()
+        unknown = sorted(set(flat) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+        top: dict[str, Any] = {}
+        ep: dict[str, Any] = {}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        ep_types = {f.name: f.type for f in dataclasses.fields(EndpointerConfig)}
+        for key, value in flat.items():
+            if key.startswith("endpointer."):
+                name = key.removeprefix("endpointer.")
+                ep[name] = _convert(key, value, str(ep_types[name]))
+            else:
+                top[key] = _convert(key, value, str(types[key]))
+        try:
+            return cls(endpointer=EndpointerConfig(**ep), **top)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> Settings:
+        """Build from ``VOICESTREAM_*`` variables (``ENDPOINTER__NAME`` for nested) and overrides."""
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        for key, value in env.items():
+            if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+                continue
+            name = key.removeprefix(ENV_PREFIX).lower().replace("__", ".")
+            data[name] = value
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(data)
+
+
+#: Variables read elsewhere, not options.
+_NOT_SETTINGS = frozenset({"VOICESTREAM_VAD_MODEL"})
+
+
+def _convert(name: str, value: Any, type_name: str) -> Any:
+    """Convert strings from the environment to the option's type."""
+    if not isinstance(value, str) or type_name == "str":
+        return value
+    try:
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        if type_name == "bool":
+            if value.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if value.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r} is not a valid {type_name}") from exc
+    return value

@@ -1,0 +1,40 @@
+"""Prometheus metrics: stage latency histograms, resets, dead letters, errors."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry()
+
+STAGE_LATENCY = Histogram(
+    "voicestream_stage_latency_seconds",
+    "Wall time from a stage's input arriving to its output being sent.",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+ENDPOINTS = Counter(
+    "voicestream_endpoints_total", "End-points emitted.", ["kind"], registry=REGISTRY
+)
+RESETS = Counter("voicestream_resets_total", "Resets emitted.", registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "voicestream_dead_letters_total", "Messages sent to the dead-letter topic.",
+    ["stage", "code"], registry=REGISTRY,
+)
+ERRORS = Counter(
+    "voicestream_utterance_errors_total", "Utterances ended with an error event.",
+    ["stage", "code"], registry=REGISTRY,
+)
+OPEN_UTTERANCES = Gauge(
+    "voicestream_open_utterances", "Utterances a worker is tracking.", ["stage"],
+    registry=REGISTRY,
+)
+VAD_BATCH = Histogram(
+    "voicestream_vad_batch_chunks", "Chunks per VAD inference call.",
+    buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY,
+)
+
+
+def serve(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` on ``addr:port`` in a background thread."""
+    start_http_server(port, addr=addr, registry=REGISTRY)

@@ -1,0 +1,92 @@
+"""Run a worker (and, when no broker is configured, the embedded broker) in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from infra import logs
+from infra.app import Worker, build_app
+from infra.broker import EmbeddedBroker
+from infra.config import BrokerProfile, Settings
+from streams import topics
+
+log = logs.get("voicestream.runner")
+
+
+async def ensure_topics(settings: Settings, profile: BrokerProfile) -> None:
+    """Create every registry topic that does not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=profile.bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic(spec.short), settings.partitions,
+                     profile.replication_factor,
+                     topic_configs={"cleanup.policy": "compact"} if spec.compacted else {})
+            for spec in topics.ALL if settings.topic(spec.short) not in existing
+        ]
+        for topic in wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([topic])
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def broker_for(settings: Settings) -> AsyncIterator[BrokerProfile]:
+    """Yield the configured broker's profile, or start an embedded one and yield its."""
+    if settings.broker:
+        yield settings.broker_profile()
+        return
+    broker = EmbeddedBroker()
+    await broker.start()
+    try:
+        yield settings.broker_profile(broker.url, embedded=True)
+    finally:
+        broker.stop()
+
+
+async def wait_ready(worker: Worker, timeout_s: float = 60.0) -> None:
+    """Wait until the worker owns partitions and has recovered its tables."""
+    app = worker.app
+    async with asyncio.timeout(timeout_s):
+        while True:
+            assigned = app.consumer.assignment() if app.consumer else set()
+            recovery = app.tables.recovery
+            if assigned and not app.rebalancing and recovery.completed.is_set():
+                return
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIterator[Worker]:
+    """Start a worker on ``profile``'s broker, wait until it is ready, stop it on exit."""
+    await ensure_topics(settings, profile)
+    worker = build_app(settings, profile)
+    await worker.app.start()
+    try:
+        await wait_ready(worker)
+        log.info("worker.ready", broker=profile.url)
+        yield worker
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.app.stop()
+        worker.endpointer.close()
+
+
+async def serve(settings: Settings, on_ready: Callable[[BrokerProfile], None]) -> None:
+    """Run broker (if needed) and worker until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with broker_for(settings) as profile, running_worker(settings, profile):
+        on_ready(profile)
+        await stop.wait()
+    log.info("worker.stopped")

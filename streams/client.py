@@ -1,0 +1,202 @@
+"""Device SDK: stream audio and publish context; watch an utterance's events.
+
+Needs only aiokafka and msgpack (numpy for numpy input). A device sends
+``UtteranceStart``, 20 ms ``AudioFrame``s, then ``UtteranceStop``, keyed by its
+device id. Like a real microphone it keeps sending (silence) after the
+recording ends until the final end-point arrives or ``tail_ms`` runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import wave
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams import topics
+from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
+from streams.codec import decode, encode
+from streams.context import DeviceContext
+from streams.schema import Message, MessageType, SerializationError
+
+FRAME_MS = 20
+#: Output topics whose events ``send`` reports, in pipeline order.
+OUTPUT_TOPICS = (topics.ENDPOINTS,)
+
+
+def read_wav(path: str | Path) -> tuple[bytes, int]:
+    """Return (16-bit mono PCM, sample rate) from a WAV file; stereo is mixed down."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: need 16-bit PCM, got {8 * w.getsampwidth()}-bit")
+        rate, channels = w.getframerate(), w.getnchannels()
+        pcm = w.readframes(w.getnframes())
+    if channels > 1:
+        import numpy as np
+
+        mixed = np.frombuffer(pcm, "<i2").reshape(-1, channels).mean(axis=1)
+        pcm = mixed.astype("<i2").tobytes()
+    return pcm, rate
+
+
+def event_json(message: Message) -> dict[str, Any]:
+    """Return the CLI's JSON form of an output event (``type``, ``revision``, ``t_ms``...)."""
+    data = message.to_wire()
+    if message.TYPE is MessageType.RESET:
+        data["revision"] = data["cancelled_revision"]
+    return data
+
+
+def is_outcome(message: Message) -> bool:
+    """Return whether ``message`` ends the utterance for whoever waits on it."""
+    if message.TYPE is MessageType.ERROR:
+        return True
+    return message.TYPE is MessageType.ENDPOINT and message.to_wire()["kind"] == "final"
+
+
+class DeviceClient:
+    """A device's connection: publish context, stream utterances, watch results."""
+
+    def __init__(self, bootstrap: str | list[str], device_id: str, *,
+                 topic_prefix: str = topics.DEFAULT_PREFIX, **producer_kwargs: Any) -> None:
+        self.bootstrap = bootstrap
+        self.device_id = device_id
+        self.prefix = topic_prefix
+        self._key = device_id.encode()
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0,
+                                          **producer_kwargs)
+
+    async def __aenter__(self) -> DeviceClient:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._producer.stop()
+
+    async def _send(self, spec: topics.TopicSpec, message: Message) -> None:
+        await self._producer.send(spec.name(self.prefix), encode(message, spec.codec),
+                                  key=self._key)
+
+    async def publish_context(self, context: DeviceContext) -> None:
+        """Publish a context snapshot for this device and wait until it is written."""
+        await self._send(topics.CONTEXT, context)
+        await self._producer.flush()
+
+    async def stream(self, pcm: bytes | Any, sample_rate_hz: int, *,
+                     utterance_id: str | None = None, realtime: bool = True,
+                     tail_ms: int = 2000, done: asyncio.Event | None = None) -> str:
+        """Stream one utterance of 16-bit mono PCM (bytes or an int16 numpy array).
+
+        ``realtime`` paces frames at 20 ms; otherwise they go as fast as the
+        producer takes them. After the audio, up to ``tail_ms`` of silence follows,
+        cut short when ``done`` is set (e.g. by a watcher seeing the final end-point).
+        Returns the utterance id.
+        """
+        if not isinstance(pcm, bytes | bytearray):
+            pcm = pcm.astype("<i2").tobytes()
+        utt = utterance_id or uuid.uuid4().hex[:16]
+        step = sample_rate_hz * FRAME_MS // 1000 * 2
+        await self._send(topics.AUDIO, UtteranceStart(
+            device_id=self.device_id, utterance_id=utt, sample_rate_hz=sample_rate_hz,
+            started_at_ms=int(time.time() * 1000)))
+        frames = [bytes(pcm[i:i + step]) for i in range(0, len(pcm), step)]
+        silence = bytes(step)
+        frames += [silence] * (tail_ms // FRAME_MS)
+        start = time.monotonic()
+        seq = 0
+        for seq, chunk in enumerate(frames):
+            if done is not None and done.is_set():
+                break
+            if realtime:
+                delay = start + seq * FRAME_MS / 1000 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif seq % 50 == 0:
+                await asyncio.sleep(0)  # let a watcher see results between bursts
+            await self._send(topics.AUDIO, AudioFrame(
+                device_id=self.device_id, utterance_id=utt, seq=seq, pcm=chunk,
+                sample_rate_hz=sample_rate_hz, audio_ms=seq * FRAME_MS))
+        await self._send(topics.AUDIO, UtteranceStop(
+            device_id=self.device_id, utterance_id=utt, last_seq=seq))
+        await self._producer.flush()
+        return utt
+
+    async def stream_wav(self, path: str | Path, **kwargs: Any) -> str:
+        """Stream a WAV file as one utterance; see :meth:`stream`."""
+        pcm, rate = read_wav(path)
+        return await self.stream(pcm, rate, **kwargs)
+
+
+class EventWatcher:
+    """Reads output topics from their current end, so nothing produced later is missed.
+
+    Enter it before streaming; then iterate :meth:`events` for one utterance.
+    """
+
+    def __init__(self, bootstrap: str | list[str], *,
+                 specs: Iterable[topics.TopicSpec] = OUTPUT_TOPICS,
+                 topic_prefix: str = topics.DEFAULT_PREFIX, fetch_max_wait_ms: int = 100,
+                 from_beginning: bool = False) -> None:
+        self._names = [s.name(topic_prefix) for s in specs]
+        self._codecs = {s.name(topic_prefix): s.codec for s in specs}
+        self._from_beginning = from_beginning
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False,
+            fetch_max_wait_ms=fetch_max_wait_ms, auto_offset_reset="earliest",
+        )
+
+    async def __aenter__(self) -> EventWatcher:
+        await self._consumer.start()
+        tps: list[TopicPartition] = []
+        for name in self._names:
+            for _ in range(100):
+                parts = self._consumer.partitions_for_topic(name)
+                if parts:
+                    break
+                await self._consumer._client.force_metadata_update()
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"topic {name} does not exist; is a worker running?")
+            tps += [TopicPartition(name, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        if self._from_beginning:
+            await self._consumer.seek_to_beginning(*tps)
+        else:
+            await self._consumer.seek_to_end(*tps)
+            for tp in tps:
+                await self._consumer.position(tp)  # resolve the end offset now
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._consumer.stop()
+
+    async def messages(self) -> AsyncIterator[tuple[str, Message | SerializationError]]:
+        """Yield (topic, message) for every record; undecodable ones as the error."""
+        async for record in self._consumer:
+            try:
+                yield record.topic, decode(record.value or b"", self._codecs[record.topic])
+            except SerializationError as exc:
+                yield record.topic, exc
+
+    async def events(self, utterance_id: str, *, timeout_s: float = 30.0,
+                     done: asyncio.Event | None = None) -> AsyncIterator[Message]:
+        """Yield the utterance's events until its outcome; raise TimeoutError after ``timeout_s``."""
+        async with asyncio.timeout(timeout_s):
+            async for _topic, message in self.messages():
+                if isinstance(message, SerializationError):
+                    continue
+                if getattr(message, "utterance_id", None) != utterance_id:
+                    continue
+                yield message
+                if is_outcome(message):
+                    if done is not None:
+                        done.set()
+                    return
