@@ -308,3 +308,26 @@ def register(app: faust.App, settings: Settings, send: SendFn,
         await service.expire()
 
     return service
+
+
+def endpoint_audio(pcm: bytes, sample_rate_hz: int, settings: Settings,
+                   vad: SileroVad, *, frame_ms: int = 20,
+                   device_id: str = "offline", utterance_id: str = "offline") -> list[Decision]:
+    """End-point a whole recording offline, frame by frame, as the agent would."""
+    assembler = FrameAssembler(sample_rate_hz)
+    endpointer = Endpointer(settings.endpointer, device_id, utterance_id)
+    chunker = Chunker(CHUNK_SAMPLES)
+    state = VadState()
+    step = sample_rate_hz * frame_ms // 1000 * 2
+    decisions: list[Decision] = []
+    for seq, i in enumerate(range(0, len(pcm), step)):
+        frame = AudioFrame(device_id=device_id, utterance_id=utterance_id, seq=seq,
+                           pcm=pcm[i:i + step], sample_rate_hz=sample_rate_hz,
+                           audio_ms=seq * frame_ms)
+        samples, _ = assembler.push(frame)
+        for chunk in chunker.push(samples):
+            (prob,) = vad.probabilities([state], [chunk])
+            decisions.extend(endpointer.process(CHUNK_MS, prob))
+        if endpointer.done:
+            return decisions
+    return decisions + endpointer.stop()

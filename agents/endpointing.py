@@ -40,9 +40,9 @@ class EndpointerConfig:
     #: Consecutive speech needed for onset or resumption, so clicks do not count.
     min_speech_ms: int = 64
     #: Trailing silence after which the speculative end-pointer fires.
-    speculative_silence_ms: int = 640
+    speculative_silence_ms: int = 256
     #: Trailing silence after which the final end-pointer fires.
-    final_silence_ms: int = 900
+    final_silence_ms: int = 800
     #: No speech by this point ends the utterance with ``no-speech``.
     no_speech_timeout_ms: int = 5000
     #: Utterance length at which a final end-point is forced.

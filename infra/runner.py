@@ -39,12 +39,12 @@ async def ensure_topics(settings: Settings, profile: BrokerProfile) -> None:
 
 
 @contextlib.asynccontextmanager
-async def broker_for(settings: Settings) -> AsyncIterator[BrokerProfile]:
+async def broker_for(settings: Settings, *, port: int = 0) -> AsyncIterator[BrokerProfile]:
     """Yield the configured broker's profile, or start an embedded one and yield its."""
     if settings.broker:
         yield settings.broker_profile()
         return
-    broker = EmbeddedBroker()
+    broker = EmbeddedBroker(port)
     await broker.start()
     try:
         yield settings.broker_profile(broker.url, embedded=True)
@@ -80,13 +80,15 @@ async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIte
         worker.endpointer.close()
 
 
-async def serve(settings: Settings, on_ready: Callable[[BrokerProfile], None]) -> None:
+async def serve(settings: Settings, on_ready: Callable[[BrokerProfile], None], *,
+                embedded_port: int = 0) -> None:
     """Run broker (if needed) and worker until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with broker_for(settings) as profile, running_worker(settings, profile):
+    async with broker_for(settings, port=embedded_port) as profile, \
+            running_worker(settings, profile):
         on_ready(profile)
         await stop.wait()
     log.info("worker.stopped")

@@ -1,0 +1,292 @@
+"""The ``voicestream`` command line; every command has ``--help`` with defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from infra import logs
+from infra.config import ConfigError, Settings
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    base: dict[str, Any] = ctx.obj or {}
+    try:
+        return Settings.from_env(**{**base, **overrides})
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _broker(settings: Settings) -> list[str]:
+    if not settings.broker:
+        raise click.UsageError(
+            "no broker: pass --broker kafka://HOST:PORT or set VOICESTREAM_BROKER "
+            "(voicestream up prints the URL of its embedded broker)"
+        )
+    return settings.broker_profile().bootstrap
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="JSON file of settings (see README); VOICESTREAM_* variables override it.")
+@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
+              help="Log format [default: json].")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default=None, help="Log level [default: info].")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, log_format: str | None,
+         log_level: str | None) -> None:
+    """voicestream: a streaming backbone for voice assistants on Kafka."""
+    obj: dict[str, Any] = {}
+    if config_file:
+        obj.update(json.loads(Path(config_file).read_text()))
+    if log_format:
+        obj["log_format"] = log_format
+    if log_level:
+        obj["log_level"] = log_level
+    ctx.obj = obj
+    settings = _settings(ctx)
+    logs.configure(settings.log_format, settings.log_level)
+
+
+@main.command()
+@click.option("--port", type=int, default=0, help="Port of the embedded broker (0: a free one).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port [default: off].")
+@click.pass_context
+def up(ctx: click.Context, port: int, metrics_port: int | None) -> None:
+    """Run a worker with every agent, and an embedded broker unless one is configured.
+
+    Prints 'broker: kafka://HOST:PORT', then 'ready'; stops on SIGINT/SIGTERM.
+    """
+    from infra import metrics
+    from infra.runner import serve
+
+    settings = _settings(ctx, metrics_port=metrics_port)
+
+    def ready(profile: Any) -> None:
+        if settings.metrics_port:
+            metrics.serve(settings.metrics_port)
+        click.echo(f"broker: {profile.url}")
+        click.echo("ready")
+        sys.stdout.flush()
+
+    asyncio.run(serve(settings, ready, embedded_port=port))
+
+
+@main.command()
+@click.option("--port", type=int, default=0, help="Port to listen on (0: a free one).")
+def broker(port: int) -> None:
+    """Run only the embedded broker; prints 'broker: kafka://HOST:PORT', then 'ready'."""
+    from infra.broker import EmbeddedBroker
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with EmbeddedBroker(port) as embedded:
+            click.echo(f"broker: {embedded.url}")
+            click.echo("ready")
+            sys.stdout.flush()
+            await stop.wait()
+
+    asyncio.run(run())
+
+
+@main.command()
+@click.argument("wav", type=click.Path(exists=True, dir_okay=False))
+@click.option("--device", required=True, help="Device id to send as.")
+@click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.option("--fast", is_flag=True, help="Send frames as fast as possible, not in real time.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.option("--timeout", type=float, default=30.0, help="Seconds to wait for the outcome.")
+@click.option("--utterance", default=None, help="Utterance id [default: random].")
+@click.pass_context
+def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bool,
+         as_json: bool, timeout: float, utterance: str | None) -> None:
+    """Stream WAV as DEVICE would and print the utterance's events until its outcome.
+
+    Exit status: 0 on an outcome, 1 when the outcome is an error event, 2 on timeout.
+    """
+    from streams.client import DeviceClient, EventWatcher, event_json, read_wav
+
+    settings = _settings(ctx, broker=broker)
+    bootstrap = _broker(settings)
+    try:
+        pcm, rate = read_wav(wav)
+    except (ValueError, EOFError, OSError) as exc:
+        raise click.UsageError(f"cannot read {wav}: {exc}") from exc
+
+    async def run() -> int:
+        done = asyncio.Event()
+        status = 2
+        async with EventWatcher(bootstrap, topic_prefix=settings.topic_prefix) as watch, \
+                DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix) as dev:
+            utt = utterance or uuid.uuid4().hex[:16]
+            task = asyncio.create_task(
+                dev.stream(pcm, rate, utterance_id=utt, realtime=not fast, done=done))
+            try:
+                async for message in watch.events(utt, timeout_s=timeout, done=done):
+                    data = event_json(message)
+                    click.echo(json.dumps(data) if as_json else _human(data))
+                    status = 1 if data["type"] == "error" else 0
+            except TimeoutError:
+                click.echo(f"timeout: no outcome for {utt} within {timeout:.0f} s", err=True)
+            finally:
+                done.set()
+                await task
+        return status
+
+    sys.exit(asyncio.run(run()))
+
+
+def _human(data: dict[str, Any]) -> str:
+    kind = data["type"]
+    head = f"{data.get('t_ms', 0):>6} ms  {kind:<10} rev {data.get('revision', 0)}"
+    if kind == "endpoint":
+        extra = f" ({data['forced']})" if data.get("forced") else ""
+        return f"{head}  {data['kind']} end of speech at {data['at_ms']} ms{extra}"
+    if kind == "reset":
+        return f"{head}  cancelled revision {data['cancelled_revision']}: {data['reason']}"
+    if kind == "error":
+        return f"{head}  {data['code']}: {data['message']}"
+    return f"{head}  {json.dumps(data)}"
+
+
+@main.command()
+@click.option("--device", required=True, help="Device id.")
+@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="A context field: device_type, has_screen, location, locale, "
+                   "states.NAME, playing.NAME, contacts, appliances (comma-separated).")
+@click.option("--file", "ctx_file", type=click.Path(exists=True, dir_okay=False),
+              help="JSON object with the context fields.")
+@click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.pass_context
+def context(ctx: click.Context, device: str, pairs: tuple[str, ...], ctx_file: str | None,
+            broker: str | None) -> None:
+    """Publish device context for DEVICE."""
+    from streams.client import DeviceClient
+    from streams.codec import from_dict
+    from streams.schema import SerializationError
+
+    if bool(pairs) == bool(ctx_file):
+        raise click.UsageError("give either --set KEY=VALUE ... or --file CTX.json")
+    data: dict[str, Any] = json.loads(Path(ctx_file).read_text()) if ctx_file else {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set {pair!r}: expected KEY=VALUE")
+        _set_field(data, key.strip(), value.strip())
+    data.update({"device_id": device, "type": "device-context", "v": 1})
+    try:
+        message = from_dict(data)
+    except SerializationError as exc:
+        raise click.UsageError(f"bad context: {exc}") from exc
+    settings = _settings(ctx, broker=broker)
+    bootstrap = _broker(settings)
+
+    async def run() -> None:
+        async with DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix) as dev:
+            await dev.publish_context(message)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    click.echo(f"context published for {device}")
+
+
+def _set_field(data: dict[str, Any], key: str, value: str) -> None:
+    if key in {"states", "playing"} or key.startswith(("states.", "playing.")):
+        group, _, name = key.partition(".")
+        if not name:
+            raise click.UsageError(f"--set {key}: use {group}.NAME=VALUE")
+        data.setdefault(group, {})[name] = value
+    elif key == "has_screen":
+        data[key] = value.lower() in {"1", "true", "yes", "on"}
+    elif key in {"contacts", "appliances"}:
+        data[key] = [v.strip() for v in value.split(",") if v.strip()]
+    elif key == "updated_at_ms":
+        data[key] = int(value)
+    else:
+        data[key] = value
+
+
+@main.command()
+@click.option("--topic", "topic_names", multiple=True,
+              help="Short topic name (endpoints, deadletter, audio...) [default: all outputs].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest retained event.")
+@click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.pass_context
+def listen(ctx: click.Context, topic_names: tuple[str, ...], as_json: bool,
+           from_beginning: bool, broker: str | None) -> None:
+    """Print events from output topics as they arrive, until interrupted."""
+    from streams import topics
+    from streams.client import EventWatcher, event_json
+    from streams.schema import SerializationError
+
+    settings = _settings(ctx, broker=broker)
+    bootstrap = _broker(settings)
+    try:
+        specs = ([topics.by_short(t) for t in topic_names] if topic_names
+                 else [s for s in topics.ALL if s.role is topics.Role.OUTPUT])
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from exc
+
+    async def run() -> None:
+        async with EventWatcher(bootstrap, specs=specs, topic_prefix=settings.topic_prefix,
+                                from_beginning=from_beginning) as watch:
+            async for topic, message in watch.messages():
+                if isinstance(message, SerializationError):
+                    click.echo(json.dumps({"topic": topic, "undecodable": message.code}))
+                    continue
+                data = event_json(message)
+                if "pcm" in data:
+                    data["pcm"] = f"<{len(data['pcm'])} bytes>"
+                click.echo(json.dumps(data) if as_json else f"{topic}: {json.dumps(data)}")
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def eval() -> None:  # noqa: A001 - the command's name is part of the CLI contract
+    """Evaluate a stage on a labelled set."""
+
+
+@eval.command("endpoint")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Labelled set [default: built into .voicestream/eval-endpoint].")
+@click.option("--shared", type=click.Path(file_okay=False), default="../shared/data",
+              help="Where MASSIVE lives, for building the set.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--set", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="Override an end-pointer option, e.g. final_silence_ms=700.")
+@click.pass_context
+def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json: bool,
+                  pairs: tuple[str, ...]) -> None:
+    """Score the end-pointers: premature cut-offs, resets, delays, speculative lead."""
+    from infra import eval_endpoint as ev
+
+    overrides = {f"endpointer.{k}": v for k, _, v in (p.partition("=") for p in pairs)}
+    settings = _settings(ctx, **overrides)
+    path = Path(data_dir) if data_dir else Path(settings.data_dir) / "eval-endpoint"
+    if not (path / "labels.jsonl").exists():
+        click.echo(f"building the evaluation set in {path} ...", err=True)
+        ev.build(path, Path(shared))
+    report = ev.evaluate(path, settings.endpointer)
+    click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""End-pointing evaluation: a labelled set with mid-sentence pauses, and its scores.
+
+The set is built from MASSIVE en-US *dev* sentences spoken by espeak-ng in
+several voices and rates. Most sentences are split at a natural point (before
+a preposition, article or conjunction) with a pause of 100-800 ms; a quarter
+are spoken without a pause. Background noise is added at 20-35 dB SNR. Labels
+give the true end of speech and the pause, measured on the clean signal.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from agents.endpointer import endpoint_audio
+from agents.endpointing import EndpointerConfig
+from infra.config import Settings
+from models.vad import SileroVad
+from streams.control import ErrorEvent
+from streams.endpoint import Endpoint, EndpointKind, Reset
+
+RATE = 16000
+VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us+f3", "en-gb+f4")
+SPLIT_BEFORE = frozenset(
+    "for to at in on with and the a my of from about by until before after or".split()
+)
+
+
+def speak(text: str, voice: str, rate_wpm: int) -> np.ndarray:
+    """Synthesise ``text`` with espeak-ng; return 16 kHz float32 samples."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate_wpm), "-w", tmp.name, text],
+                       check=True, capture_output=True)
+        with wave.open(tmp.name, "rb") as w:
+            sr = w.getframerate()
+            x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+    return soxr.resample(x, sr, RATE).astype(np.float32)
+
+
+def voiced_bounds(x: np.ndarray, rel: float = 0.02) -> tuple[int, int]:
+    """Return (first, last) sample index whose 10 ms energy passes ``rel`` of the peak."""
+    win = RATE // 100
+    n = len(x) // win
+    energy = np.sqrt((x[: n * win].reshape(n, win) ** 2).mean(axis=1))
+    on = np.nonzero(energy > rel * energy.max())[0]
+    return int(on[0] * win), int((on[-1] + 1) * win)
+
+
+def _split(words: list[str], rng: random.Random) -> int:
+    lo, hi = max(2, len(words) // 3), max(3, 2 * len(words) // 3 + 1)
+    natural = [i for i in range(lo, min(hi, len(words) - 1) + 1) if words[i] in SPLIT_BEFORE]
+    return rng.choice(natural) if natural else rng.randint(lo, max(lo, len(words) - 2))
+
+
+def build(out: Path, shared: Path, *, n: int = 160, seed: int = 7) -> None:
+    """Build the labelled set in ``out`` from MASSIVE dev under ``shared``."""
+    rng = random.Random(seed)
+    np_rng = np.random.default_rng(seed)
+    dev = shared / "massive-en-US" / "dev.jsonl"
+    sentences = [json.loads(line)["utt"] for line in dev.read_text().splitlines()]
+    sentences = [s for s in sentences if 5 <= len(s.split()) <= 14]
+    rng.shuffle(sentences)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = []
+    for i, text in enumerate(sentences[:n]):
+        voice = VOICES[i % len(VOICES)]
+        wpm = rng.randint(140, 200)
+        words = text.split()
+        paused = i % 4 != 3
+        if paused:
+            k = _split(words, rng)
+            a = speak(" ".join(words[:k]), voice, wpm)
+            b = speak(" ".join(words[k:]), voice, wpm)
+            a0, a1 = voiced_bounds(a)
+            b0, b1 = voiced_bounds(b)
+            pause_ms = rng.randint(100, 800)
+            speech = np.concatenate([a[a0:a1], np.zeros(pause_ms * RATE // 1000, np.float32),
+                                     b[b0:b1]])
+            pause = {"after_word": k, "start_ms": (a1 - a0) * 1000 // RATE, "ms": pause_ms}
+        else:
+            s = speak(text, voice, wpm)
+            s0, s1 = voiced_bounds(s)
+            speech, pause = s[s0:s1], None
+        lead = rng.randint(200, 600) * RATE // 1000
+        tail = 2500 * RATE // 1000
+        clean = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(tail, np.float32)])
+        snr_db = rng.uniform(20, 35)
+        rms = float(np.sqrt((speech ** 2).mean()))
+        noise = np_rng.standard_normal(clean.size).astype(np.float32)
+        noise = np.convolve(noise, np.ones(4, np.float32) / 4, mode="same")  # duller than white
+        noise *= rms / (10 ** (snr_db / 20)) / max(float(np.sqrt((noise ** 2).mean())), 1e-9)
+        audio = np.clip(clean + noise, -1, 1)
+        name = f"{i:04d}.wav"
+        with wave.open(str(out / name), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes((audio * 32767).astype("<i2").tobytes())
+        if pause is not None:
+            pause["start_ms"] += lead * 1000 // RATE
+        labels.append({
+            "file": name, "text": text, "voice": voice, "rate_wpm": wpm,
+            "snr_db": round(snr_db, 1), "speech_start_ms": lead * 1000 // RATE,
+            "speech_end_ms": (lead + speech.size) * 1000 // RATE, "pause": pause,
+        })
+    (out / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labels))
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def evaluate(data: Path, config: EndpointerConfig) -> dict[str, Any]:
+    """Run the end-pointers over the set in ``data``; return the figures."""
+    vad = SileroVad()
+    settings = Settings(endpointer=config)
+    rows = [json.loads(x) for x in (data / "labels.jsonl").read_text().splitlines()]
+    premature_final = spec_total = resets = premature_spec = premature_spec_reset = 0
+    errors = with_reset = 0
+    spec_delay: list[float] = []
+    final_delay: list[float] = []
+    lead: list[float] = []
+    for row in rows:
+        with wave.open(str(data / row["file"]), "rb") as w:
+            pcm, rate = w.readframes(w.getnframes()), w.getframerate()
+        decisions = endpoint_audio(pcm, rate, settings, vad)
+        end = row["speech_end_ms"]
+        specs = {d.revision: d for d in decisions
+                 if isinstance(d, Endpoint) and d.kind is EndpointKind.SPECULATIVE}
+        finals = [d for d in decisions if isinstance(d, Endpoint) and d.kind is EndpointKind.FINAL]
+        cancelled = {d.cancelled_revision for d in decisions if isinstance(d, Reset)}
+        errors += any(isinstance(d, ErrorEvent) for d in decisions)
+        spec_total += len(specs)
+        resets += len(cancelled)
+        with_reset += bool(cancelled)
+        for rev, spec in specs.items():
+            if spec.t_ms < end:
+                premature_spec += 1
+                premature_spec_reset += rev in cancelled
+        if not finals:
+            continue
+        final = finals[0]
+        if final.t_ms < end:
+            premature_final += 1
+            continue
+        confirmed = specs[final.revision]
+        spec_delay.append(confirmed.t_ms - end)
+        final_delay.append(final.t_ms - end)
+        lead.append(final.t_ms - confirmed.t_ms)
+    n = len(rows)
+    return {
+        "split": "MASSIVE en-US dev (espeak-ng)",
+        "utterances": n,
+        "with_pause": sum(r["pause"] is not None for r in rows),
+        "premature_final_cutoff_rate": round(premature_final / n, 4),
+        "speculative_reset_rate": round(resets / max(spec_total, 1), 4),
+        "utterances_with_reset_rate": round(with_reset / n, 4),
+        "premature_speculatives": premature_spec,
+        "premature_speculatives_reset": premature_spec_reset,
+        "errors": errors,
+        "speculative_delay_ms": {"p50": _pct(spec_delay, 50), "p90": _pct(spec_delay, 90)},
+        "final_delay_ms": {"p50": _pct(final_delay, 50), "p90": _pct(final_delay, 90)},
+        "speculative_lead_ms": {"p50": _pct(lead, 50)},
+        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+    }
