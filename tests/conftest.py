@@ -1,0 +1,142 @@
+"""Shared fixtures: spoken test audio, and a running stack on the embedded broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra.eval_endpoint import RATE, speak, voiced_bounds
+
+VOICESTREAM = [sys.executable, "-m", "infra.cli"]
+
+
+def write_wav(path: Path, x: np.ndarray, rate: int = RATE) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def _trim(x: np.ndarray) -> np.ndarray:
+    a, b = voiced_bounds(x)
+    return x[a:b]
+
+
+def _pad(x: np.ndarray, lead_ms: int = 300, tail_ms: int = 300) -> np.ndarray:
+    z = lambda ms: np.zeros(ms * RATE // 1000, np.float32)  # noqa: E731
+    return np.concatenate([z(lead_ms), x, z(tail_ms)])
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """WAVs of one command: whole, with a 400 ms mid-sentence pause, silent, 8 kHz, long."""
+    d = tmp_path_factory.mktemp("speech")
+    first = _trim(speak("set a timer", "en-us", 160))
+    second = _trim(speak("for ten minutes", "en-us", 160))
+    whole = _trim(speak("set a timer for ten minutes", "en-us", 160))
+    pause = np.zeros(400 * RATE // 1000, np.float32)
+    import soxr
+
+    out = {
+        "whole": write_wav(d / "whole.wav", _pad(whole)),
+        "paused": write_wav(d / "paused.wav", _pad(np.concatenate([first, pause, second]))),
+        "silent": write_wav(d / "silent.wav", np.zeros(7 * RATE, np.float32)),
+        "whole_8k": write_wav(d / "whole_8k.wav",
+                              soxr.resample(_pad(whole), RATE, 8000).astype(np.float32), 8000),
+        "long": write_wav(d / "long.wav", _pad(np.concatenate([whole, pause] * 4 + [whole]))),
+    }
+    return out
+
+
+class Process:
+    """A voicestream CLI process whose stdout lines we can wait for."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(VOICESTREAM + args, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.stderr: list[str] = []
+        self._ready = threading.Event()
+        threading.Thread(target=self._read_out, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.strip() == "ready":
+                self._ready.set()
+        self._ready.set()
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line.rstrip("\n"))
+
+    def wait_ready(self, timeout_s: float = 90.0) -> str:
+        """Wait for 'ready'; return the broker URL printed before it."""
+        if not self._ready.wait(timeout_s) or "ready" not in self.lines:
+            self.kill()
+            raise RuntimeError("not ready:\n" + "\n".join(self.lines + self.stderr[-30:]))
+        return next(x for x in self.lines if x.startswith("broker: ")).split(" ", 1)[1]
+
+    def log_events(self, event: str) -> list[dict[str, object]]:
+        """Return this process's JSON log lines whose event is ``event``."""
+        out = []
+        for line in list(self.stderr):
+            if line.startswith("{"):
+                data = json.loads(line)
+                if data.get("event") == event:
+                    out.append(data)
+        return out
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def env_with(**values: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("VOICESTREAM_BROKER", None)
+    env.update({"VOICESTREAM_LOG_FORMAT": "json", **values})
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``voicestream up`` (embedded broker + worker); yields the broker URL."""
+    data = tmp_path_factory.mktemp("stack")
+    proc = Process(["up"], env_with(VOICESTREAM_DATA_DIR=str(data)))
+    try:
+        yield proc.wait_ready()
+    finally:
+        code = proc.stop()
+        proc.kill()
+        assert code == 0, "\n".join(proc.stderr[-20:])
+
+
+def send(broker: str, wav: Path, device: str, *extra: str,
+         timeout_s: float = 60) -> tuple[int, list[dict[str, object]]]:
+    """Run ``voicestream send --json``; return its exit status and events."""
+    run = subprocess.run(
+        [*VOICESTREAM, "send", str(wav), "--device", device, "--broker", broker, "--json",
+         *extra], capture_output=True, text=True, timeout=timeout_s, env=env_with())
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    return run.returncode, events

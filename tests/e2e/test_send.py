@@ -1,0 +1,69 @@
+"""The CLI contract end to end on the embedded broker: `voicestream send --json`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import send
+
+pytestmark = pytest.mark.broker
+
+
+def shape(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    out = []
+    for e in events:
+        if e["type"] == "endpoint":
+            out.append(("endpoint", e["kind"], e["revision"]))
+        elif e["type"] == "reset":
+            out.append(("reset", e["cancelled_revision"]))
+        else:
+            out.append((e["type"], e.get("code")))
+    return out
+
+
+def test_pause_yields_speculative_reset_speculative_final(
+        stack: str, speech: dict[str, Path]) -> None:
+    code, events = send(stack, speech["paused"], "kitchen-1", "--fast")
+    assert code == 0
+    assert shape(events) == [
+        ("endpoint", "speculative", 0), ("reset", 0),
+        ("endpoint", "speculative", 1), ("endpoint", "final", 1),
+    ]
+    utt = {e["utterance_id"] for e in events}
+    assert len(utt) == 1
+    for e in events:
+        assert {"type", "utterance_id", "revision", "t_ms"} <= e.keys()
+    assert events[1]["reason"] == "speech-resumed"
+    # The final confirms the revision opened by the reset and ends after the pause.
+    assert events[3]["at_ms"] > events[0]["at_ms"] + 400
+
+
+def test_no_pause_yields_speculative_then_final(stack: str, speech: dict[str, Path]) -> None:
+    code, events = send(stack, speech["whole"], "kitchen-2", "--fast")
+    assert code == 0
+    assert shape(events) == [("endpoint", "speculative", 0), ("endpoint", "final", 0)]
+    spec, final = events
+    assert final["t_ms"] - spec["t_ms"] >= 200  # type: ignore[operator]
+
+
+def test_silence_yields_no_speech(stack: str, speech: dict[str, Path]) -> None:
+    code, events = send(stack, speech["silent"], "kitchen-3", "--fast")
+    assert code == 1
+    assert shape(events) == [("error", "no-speech")]
+
+
+def test_decision_times_do_not_depend_on_pacing(stack: str, speech: dict[str, Path]) -> None:
+    _, fast = send(stack, speech["whole"], "hall-1", "--fast")
+    _, real = send(stack, speech["whole"], "hall-1")
+    assert [(e["kind"], e["t_ms"], e["at_ms"]) for e in fast] == \
+        [(e["kind"], e["t_ms"], e["at_ms"]) for e in real]
+
+
+def test_8khz_audio_is_resampled(stack: str, speech: dict[str, Path]) -> None:
+    _, native = send(stack, speech["whole"], "attic-1", "--fast")
+    code, low = send(stack, speech["whole_8k"], "attic-2", "--fast")
+    assert code == 0
+    assert shape(low) == shape(native)
+    assert abs(low[-1]["at_ms"] - native[-1]["at_ms"]) <= 64  # type: ignore[operator]
