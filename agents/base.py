@@ -13,7 +13,7 @@ from typing import Any
 
 from infra import logs, metrics
 from streams import topics
-from streams.codec import Codec, decode, encode
+from streams.codec import Codec, encode, from_dict, loads
 from streams.control import DeadLetter, ErrorEvent
 from streams.schema import Message, SerializationError
 
@@ -69,16 +69,21 @@ class Publisher:
     async def decode(self, spec: topics.TopicSpec, origin: Origin,
                      raw: bytes | None) -> Message | None:
         """Decode ``raw`` from ``spec``'s topic; dead-letter it and return None if bad."""
+        data: dict[str, Any] = {}
         try:
             if raw is None:
                 raise SerializationError("empty-payload", "message has no value")
-            message = decode(raw, spec.codec)
+            data = loads(raw, spec.codec)
+            message = from_dict(data)
             if message.TYPE not in spec.kinds:
                 raise SerializationError(
                     "wrong-topic", f"{message.TYPE.value} does not belong on {spec.short}"
                 )
         except SerializationError as exc:
+            # Name the device and utterance when the payload parsed far enough to say.
+            ids = {k: v for k in ("device_id", "utterance_id")
+                   if isinstance(v := data.get(k), str)}
             await self.dead_letter(origin, exc.code, exc.message, raw=raw or b"",
-                                   audio=spec.codec is Codec.MSGPACK)
+                                   audio=spec.codec is Codec.MSGPACK, **ids)
             return None
         return message
