@@ -1,0 +1,163 @@
+"""The end-pointing agent's service, driven directly with a recording sender (no broker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.base import Origin
+from agents.endpointer import EndpointerService
+from infra.config import Settings
+from models.vad import SileroVad
+from streams import topics
+from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
+from streams.client import read_wav
+from streams.codec import Codec, decode, encode
+from streams.control import DeadLetter, ErrorEvent
+from streams.endpoint import Endpoint
+from streams.schema import Message
+
+AUDIO = "voicestream.audio"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Message]] = []
+
+    async def __call__(self, short: str, key: bytes, value: bytes) -> None:
+        self.sent.append((short, decode(value, topics.by_short(short).codec)))
+
+    def kinds(self) -> list[tuple[str, str]]:
+        out = []
+        for _, m in self.sent:
+            if isinstance(m, DeadLetter | ErrorEvent):
+                out.append((m.TYPE.value, m.code))
+            elif isinstance(m, Endpoint):
+                out.append(("endpoint", m.kind.value))
+            else:
+                out.append((m.TYPE.value, ""))
+        return out
+
+
+@pytest.fixture(scope="module")
+def vad() -> SileroVad:
+    return SileroVad()
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+def batch(*messages: Message) -> list[tuple[Origin, bytes | None]]:
+    return [(Origin(AUDIO, 0, i, b"k"), encode(m, Codec.MSGPACK))
+            for i, m in enumerate(messages)]
+
+
+def frames(dev: str, utt: str, pcm: bytes, rate: int) -> Iterator[AudioFrame]:
+    step = rate // 50 * 2
+    for seq, i in enumerate(range(0, len(pcm), step)):
+        yield AudioFrame(device_id=dev, utterance_id=utt, seq=seq, pcm=pcm[i:i + step],
+                         sample_rate_hz=rate, audio_ms=seq * 20)
+
+
+def service(rec: Recorder, vad: SileroVad, **kw: object) -> EndpointerService:
+    return EndpointerService(Settings(**kw), rec, vad=vad, table={},  # type: ignore[arg-type]
+                             known_devices={"known": {"device_id": "known"}})
+
+
+async def test_unknown_device_is_refused_when_required(rec: Recorder, vad: SileroVad) -> None:
+    svc = service(rec, vad, require_known_devices=True)
+    await svc.handle_batch(batch(UtteranceStart(device_id="stranger", utterance_id="u1",
+                                                sample_rate_hz=16000)))
+    assert rec.kinds() == [("dead-letter", "unknown-device"), ("error", "unknown-device")]
+    await svc.handle_batch(batch(UtteranceStart(device_id="known", utterance_id="u2",
+                                                sample_rate_hz=16000)))
+    assert "known" in svc.sessions
+
+
+async def test_worker_restart_mid_utterance_ends_it_with_an_error(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    table: dict[str, dict[str, object]] = {}
+    first = EndpointerService(Settings(), rec, vad=vad, table=table)
+    all_frames = list(frames("d", "u1", pcm, rate))
+    await first.handle_batch(batch(UtteranceStart(device_id="d", utterance_id="u1",
+                                                  sample_rate_hz=rate), *all_frames[:20]))
+    assert table["d"]["open"] is True
+    # A new worker with the same table (recovered from its changelog), no audio state.
+    second = EndpointerService(Settings(), rec, vad=vad, table=table)
+    await second.handle_batch(batch(*all_frames[20:25]))
+    assert rec.kinds() == [("error", "worker-restarted")]
+    assert table["d"]["open"] is False
+    await second.handle_batch(batch(*all_frames[25:]))
+    assert len(rec.sent) == 1  # the rest of that utterance is dropped quietly
+
+
+async def test_new_start_supersedes_an_open_utterance(rec: Recorder, vad: SileroVad) -> None:
+    svc = service(rec, vad)
+    await svc.handle_batch(batch(
+        UtteranceStart(device_id="d", utterance_id="u1", sample_rate_hz=16000),
+        AudioFrame(device_id="d", utterance_id="u1", seq=0, pcm=bytes(640),
+                   sample_rate_hz=16000, audio_ms=0),
+        UtteranceStart(device_id="d", utterance_id="u2", sample_rate_hz=16000),
+    ))
+    assert rec.kinds() == [("error", "superseded")]
+    assert svc.sessions["d"].utterance_id == "u2"
+
+
+async def test_open_utterances_are_bounded(rec: Recorder, vad: SileroVad) -> None:
+    svc = service(rec, vad, max_open_utterances=2)
+    await svc.handle_batch(batch(*[
+        UtteranceStart(device_id=f"d{i}", utterance_id=f"u{i}", sample_rate_hz=16000)
+        for i in range(3)]))
+    assert rec.kinds() == [("dead-letter", "too-many-utterances"),
+                           ("error", "too-many-utterances")]
+    assert len(svc.sessions) == 2
+
+
+async def test_idle_utterance_times_out(rec: Recorder, vad: SileroVad) -> None:
+    svc = service(rec, vad, utterance_idle_timeout_s=5.0)
+    await svc.handle_batch(batch(
+        UtteranceStart(device_id="d", utterance_id="u1", sample_rate_hz=16000)))
+    last_seen = svc.sessions["d"].last_seen
+    await svc.expire(now=last_seen + 1)
+    assert rec.kinds() == []
+    await svc.expire(now=last_seen + 6)
+    assert rec.kinds() == [("error", "stream-timeout")]
+    assert svc.sessions == {}
+
+
+async def test_batches_of_several_devices_match_one_by_one(
+        vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["paused"])
+    devices = ["a", "b", "c"]
+    streams = {d: [UtteranceStart(device_id=d, utterance_id=f"u-{d}", sample_rate_hz=rate),
+                   *frames(d, f"u-{d}", pcm + bytes(rate * 4), rate)] for d in devices}
+    together, alone = Recorder(), Recorder()
+    svc = EndpointerService(Settings(), together, vad=vad, table={})
+    interleaved = [m for group in zip(*streams.values(), strict=True) for m in group]
+    for i in range(0, len(interleaved), 30):
+        await svc.handle_batch(batch(*interleaved[i:i + 30]))
+    for d in devices:
+        svc1 = EndpointerService(Settings(), alone, vad=vad, table={})
+        for m in streams[d]:
+            await svc1.handle_batch(batch(m))
+    key = lambda m: (m.utterance_id, m.to_wire().get("t_ms"))  # noqa: E731
+    assert sorted((m for _, m in together.sent), key=key) == \
+        sorted((m for _, m in alone.sent), key=key)
+    assert len(together.sent) == 3 * 4  # speculative, reset, speculative, final each
+
+
+async def test_stop_after_final_is_quiet(rec: Recorder, vad: SileroVad,
+                                         speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    svc = service(rec, vad)
+    msgs = [UtteranceStart(device_id="d", utterance_id="u", sample_rate_hz=rate),
+            *frames("d", "u", pcm + bytes(rate * 4), rate)]
+    await svc.handle_batch(batch(*msgs, UtteranceStop(device_id="d", utterance_id="u",
+                                                      last_seq=len(msgs) - 2)))
+    assert rec.kinds() == [("endpoint", "speculative"), ("endpoint", "final")]
+    assert svc.sessions == {}
