@@ -22,7 +22,7 @@ def register(app: faust.App, settings: Settings, send: SendFn) -> Any:
     """Create the context table and the agent that fills it; return the table."""
     topic = app.topic(settings.topic(topics.CONTEXT.short), key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
-    table = app.Table("device-context", key_type=str, value_type=dict,
+    table = app.Table("device-context", key_type=str,
                       partitions=settings.partitions, default=None, use_partitioner=True)
     pub = Publisher(STAGE, send)
 

@@ -292,7 +292,7 @@ def register(app: faust.App, settings: Settings, send: SendFn,
                       value_serializer="raw", partitions=settings.partitions)
     # use_partitioner: the changelog partition follows the key (the device id),
     # like the audio topic, so the same worker owns both.
-    table = app.Table("utterances", key_type=str, value_type=dict,
+    table = app.Table("utterances", key_type=str,
                       partitions=settings.partitions, default=None, use_partitioner=True)
     service = EndpointerService(settings, send, table=table, known_devices=contexts)
 

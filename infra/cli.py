@@ -86,7 +86,11 @@ def up(ctx: click.Context, port: int, metrics_port: int | None) -> None:
 @main.command()
 @click.option("--port", type=int, default=0, help="Port to listen on (0: a free one).")
 def broker(port: int) -> None:
-    """Run only the embedded broker; prints 'broker: kafka://HOST:PORT', then 'ready'."""
+    """Run only the embedded broker; prints 'broker: tansu://HOST:PORT', then 'ready'.
+
+    Point workers at it with VOICESTREAM_BROKER=tansu://HOST:PORT so that they use
+    the client settings Tansu needs; clients may also use kafka://HOST:PORT.
+    """
     from infra.broker import EmbeddedBroker
 
     async def run() -> None:
@@ -95,7 +99,7 @@ def broker(port: int) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with EmbeddedBroker(port) as embedded:
-            click.echo(f"broker: {embedded.url}")
+            click.echo(f"broker: {embedded.url.replace('kafka://', 'tansu://')}")
             click.echo("ready")
             sys.stdout.flush()
             await stop.wait()

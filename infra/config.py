@@ -53,6 +53,11 @@ class BrokerProfile:
         return "kafka://" + ",".join(self.hosts)
 
     @property
+    def native_url(self) -> str:
+        """Return the URL that also says the broker kind (``tansu://`` for Tansu)."""
+        return ("tansu://" if self.embedded else "kafka://") + ",".join(self.hosts)
+
+    @property
     def bootstrap(self) -> list[str]:
         """Return the bootstrap servers as aiokafka wants them."""
         return list(self.hosts)
@@ -60,9 +65,14 @@ class BrokerProfile:
     @classmethod
     def parse(cls, url: str, *, embedded: bool = False, replication_factor: int = 1,
               fetch_max_wait_ms: int | None = None) -> BrokerProfile:
-        """Parse ``kafka://host:port[,host:port]`` and pick defaults for the broker kind."""
+        """Parse ``kafka://host:port[,host:port]`` and pick defaults for the broker kind.
+
+        ``tansu://host:port`` names a Tansu broker run elsewhere (``voicestream
+        broker``) and gets the same settings as the embedded one.
+        """
         scheme, sep, rest = url.partition("://")
-        if not sep or scheme not in {"kafka", "tcp"}:
+        embedded = embedded or scheme == "tansu"
+        if not sep or scheme not in {"kafka", "tcp", "tansu"}:
             raise ConfigError(f"broker URL {url!r} must look like kafka://host:port[,host:port]")
         hosts = tuple(h.strip() for h in rest.rstrip("/").split(",") if h.strip())
         if not hosts or not all(_HOSTPORT.match(h) for h in hosts):

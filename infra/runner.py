@@ -64,6 +64,21 @@ async def wait_ready(worker: Worker, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.05)
 
 
+def describe(worker: Worker) -> dict[str, object]:
+    """Return what a worker runs with: table sizes and the consumer's effective settings."""
+    app = worker.app
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    fetcher = getattr(consumer, "_fetcher", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    return {
+        "tables": {name: len(table) for name, table in app.tables.items()},
+        "fetch_max_wait_ms": getattr(fetcher, "_fetch_max_wait_ms", None),
+        "session_timeout_ms": getattr(coordinator, "_session_timeout_ms", None),
+        "partitions": len(app.consumer.assignment()),
+    }
+
+
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIterator[Worker]:
     """Start a worker on ``profile``'s broker, wait until it is ready, stop it on exit."""
@@ -72,7 +87,7 @@ async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIte
     await worker.app.start()
     try:
         await wait_ready(worker)
-        log.info("worker.ready", broker=profile.url)
+        log.info("worker.ready", broker=profile.url, **describe(worker))
         yield worker
     finally:
         with contextlib.suppress(asyncio.CancelledError):

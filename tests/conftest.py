@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,15 +93,19 @@ class Process:
             raise RuntimeError("not ready:\n" + "\n".join(self.lines + self.stderr[-30:]))
         return next(x for x in self.lines if x.startswith("broker: ")).split(" ", 1)[1]
 
-    def log_events(self, event: str) -> list[dict[str, object]]:
-        """Return this process's JSON log lines whose event is ``event``."""
-        out = []
-        for line in list(self.stderr):
-            if line.startswith("{"):
-                data = json.loads(line)
-                if data.get("event") == event:
-                    out.append(data)
-        return out
+    def log_events(self, event: str, timeout_s: float = 10.0) -> list[dict[str, object]]:
+        """Return this process's JSON log lines whose event is ``event``, waiting for one."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out = []
+            for line in list(self.stderr):
+                if line.startswith("{"):
+                    data = json.loads(line)
+                    if data.get("event") == event:
+                        out.append(data)
+            if out or time.monotonic() > deadline:
+                return out
+            threading.Event().wait(0.05)
 
     def stop(self, timeout_s: float = 30.0) -> int:
         self.proc.send_signal(signal.SIGTERM)

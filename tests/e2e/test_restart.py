@@ -1,0 +1,95 @@
+"""A worker killed with SIGKILL mid-utterance: nothing is lost silently.
+
+Also covers Tansu 0.6.0's defects as a user meets them: the fetch wait and
+session timeout reach the consumer, and the context table written during a
+burst of batched updates comes back exactly after the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streams import topics
+from streams.client import DeviceClient, EventWatcher, read_wav
+from streams.codec import encode
+from streams.context import DeviceContext
+from streams.control import ErrorEvent
+from streams.endpoint import Endpoint, EndpointKind
+from tests.conftest import Process, env_with
+
+pytestmark = pytest.mark.broker
+CONTEXTS = 60
+
+
+async def publish_contexts(bootstrap: list[str]) -> None:
+    """Send a burst of context updates; the producer batches them."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
+    await producer.start()
+    try:
+        name = topics.CONTEXT.name(topics.DEFAULT_PREFIX)
+        futures = [await producer.send(name, encode(DeviceContext(
+            device_id=f"ctx-{i}", location=f"room {i}"), topics.CONTEXT.codec),
+            key=f"ctx-{i}".encode()) for i in range(CONTEXTS)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path]) -> None:
+    broker = Process(["broker"], env_with())
+    workers: list[Process] = []
+    try:
+        url = broker.wait_ready()
+        bootstrap = url.removeprefix("tansu://").split(",")
+        env = env_with(VOICESTREAM_BROKER=url, VOICESTREAM_DATA_DIR=str(tmp_path))
+        workers.append(Process(["up"], env))
+        workers[0].wait_ready()
+        ready = workers[0].log_events("worker.ready")[0]
+        assert ready["fetch_max_wait_ms"] == 20  # not Faust's hard-coded 1500
+        assert ready["session_timeout_ms"] == 3000
+        await publish_contexts(bootstrap)
+
+        pcm, rate = read_wav(speech["long"])
+        async with EventWatcher(bootstrap) as watch, DeviceClient(bootstrap, "victim") as dev:
+            done = asyncio.Event()
+            streaming = asyncio.create_task(
+                dev.stream(pcm, rate, utterance_id="u-victim", done=done))
+            await asyncio.sleep(1.5)  # mid-utterance, real-time pacing
+            workers[0].kill()
+            restarted = time.monotonic()
+            workers.append(Process(["up"], env))
+            workers[1].wait_ready()
+            print(f"restarted worker ready after {time.monotonic() - restarted:.1f} s")
+            outcome = None
+            async for message in watch.events("u-victim", timeout_s=60, done=done):
+                outcome = message
+            await streaming
+        assert isinstance(outcome, ErrorEvent | Endpoint)
+        if isinstance(outcome, ErrorEvent):
+            assert outcome.code == "worker-restarted"
+        else:
+            assert outcome.kind is EndpointKind.FINAL
+
+        ready = workers[1].log_events("worker.ready")[0]
+        tables = ready["tables"]
+        assert isinstance(tables, dict)
+        # Every context update written before the kill is back, none lost.
+        assert tables["device-context"] == CONTEXTS
+        # The worker keeps serving after the restart.
+        async with EventWatcher(bootstrap) as watch, DeviceClient(bootstrap, "after") as dev:
+            done = asyncio.Event()
+            utt = await dev.stream(*read_wav(speech["whole"]), realtime=False, done=done)
+            kinds = [m.kind for m in [x async for x in watch.events(utt, timeout_s=30)]
+                     if isinstance(m, Endpoint)]
+        assert kinds == [EndpointKind.SPECULATIVE, EndpointKind.FINAL]
+        assert workers[1].stop() == 0
+    finally:
+        for i, w in enumerate(workers):
+            w.kill()
+            print(f"--- worker {i} log tail ---", *w.stderr[-15:], sep="\n")
+        broker.kill()
