@@ -1,0 +1,78 @@
+"""Configuration is checked when built; logs never carry audio or names."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+import structlog
+
+from infra import logs, metrics
+from infra.broker import free_port
+from infra.config import BrokerProfile, ConfigError, Settings
+
+
+def test_unknown_option_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_mapping({"partitons": 3})
+    assert "partitons" in str(info.value)
+    assert "partitions" in str(info.value) and "endpointer.final_silence_ms" in str(info.value)
+
+
+def test_environment_and_nested_endpointer_options() -> None:
+    s = Settings.from_env({"VOICESTREAM_PARTITIONS": "8",
+                           "VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS": "900",
+                           "VOICESTREAM_REQUIRE_KNOWN_DEVICES": "yes",
+                           "VOICESTREAM_VAD_MODEL": "/ignored/here", "OTHER": "x"})
+    assert s.partitions == 8 and s.endpointer.final_silence_ms == 900
+    assert s.require_known_devices is True
+
+
+@pytest.mark.parametrize("data", [
+    {"partitions": 0},
+    {"partitions": "many"},
+    {"log_format": "xml"},
+    {"broker": "http://localhost:9092"},
+    {"broker": "kafka://"},
+    {"endpointer": {"speculative_silence_ms": 900, "final_silence_ms": 800}},
+    {"endpointer": {"loudness": 3}},
+])
+def test_bad_values_fail_when_built(data: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_mapping(data)
+
+
+def test_broker_profiles_differ_by_kind() -> None:
+    kafka = BrokerProfile.parse("kafka://k1:9092,k2:9092", replication_factor=3)
+    assert kafka.hosts == ("k1:9092", "k2:9092") and not kafka.embedded
+    assert kafka.fetch_max_wait_ms == 500 and kafka.max_batch_bytes == 16384
+    assert kafka.replication_factor == 3
+    tansu = BrokerProfile.parse("tansu://127.0.0.1:9092")
+    assert tansu.embedded and tansu.fetch_max_wait_ms == 20 and tansu.max_batch_bytes == 1
+    assert tansu.session_timeout_s <= 3.0
+    assert tansu.url == "kafka://127.0.0.1:9092"
+
+
+def test_logs_are_json_with_ids_bound_and_names_redacted(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("json", "info")
+    structlog.contextvars.bind_contextvars(utterance_id="u-42")
+    try:
+        logs.get("t", device_id="d-1").info("context", contacts=["Ada Lovelace"],
+                                            pcm=b"\x01\x02")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["utterance_id"] == "u-42" and line["device_id"] == "d-1"
+    assert line["contacts"] == "[redacted]" and line["pcm"] == "[redacted]"
+    assert "Ada" not in json.dumps(line)
+
+
+def test_metrics_endpoint_serves_prometheus_text() -> None:
+    port = free_port()
+    metrics.serve(port)
+    metrics.RESETS.inc()
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "voicestream_resets_total" in body
+    assert "voicestream_stage_latency_seconds" in body
