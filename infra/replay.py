@@ -1,0 +1,218 @@
+"""Record topic traffic to a file, and replay its inputs to check the outputs.
+
+A recording is JSON lines: a header, then one line per record with its
+topic's short name, role, partition, offset, broker timestamp, key and value
+(base64). ``replay`` republishes the input records with their original
+relative timing (divided by ``speed``), with utterance ids tagged so that
+they are new to any worker, collects the outputs, and compares them per
+utterance with the recorded ones after removing volatile fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import difflib
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from streams import topics
+from streams.client import EventWatcher, is_outcome
+from streams.codec import decode, dumps, loads
+from streams.schema import Message, MessageType, SerializationError
+
+FORMAT = "voicestream-recording"
+FORMAT_VERSION = 1
+#: Fields that differ between runs for reasons other than behaviour.
+VOLATILE = frozenset({"offset", "partition", "topic", "started_at_ms", "updated_at_ms",
+                      "directive_id", "excerpt_hex", "key"})
+TAG_SEP = "@r"  # "@" is valid in ids and unlikely in a device's own
+
+
+class RecordingError(ValueError):
+    """The recording file is not one voicestream can read."""
+
+
+async def record(bootstrap: list[str], out: Path, *, prefix: str = topics.DEFAULT_PREFIX,
+                 stop: asyncio.Event, started: asyncio.Event | None = None,
+                 on_record: Callable[[int], None] | None = None) -> int:
+    """Append every input and output record to ``out`` until ``stop`` is set; return the count."""
+    specs = [s for s in topics.ALL if s.role is not topics.Role.INTERNAL]
+    count = 0
+    async with EventWatcher(bootstrap, specs=specs, topic_prefix=prefix) as watch:
+        if started is not None:
+            started.set()
+        with out.open("w") as fh:
+            fh.write(json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
+                                 "prefix": prefix, "created_at": time.time()}) + "\n")
+            consumer = watch._consumer
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=100)
+                for records in batches.values():
+                    for r in records:
+                        short = r.topic.removeprefix(prefix)
+                        fh.write(json.dumps({
+                            "topic": short, "role": topics.by_short(short).role.value,
+                            "partition": r.partition, "offset": r.offset,
+                            "ts_ms": r.timestamp,
+                            "key": (r.key or b"").decode(errors="replace"),
+                            "value": base64.b64encode(r.value or b"").decode(),
+                        }) + "\n")
+                        count += 1
+                fh.flush()
+                if on_record is not None:
+                    on_record(count)
+    return count
+
+
+def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return (inputs, outputs) of a recording, each in recorded order."""
+    lines = path.read_text().splitlines()
+    if not lines:
+        raise RecordingError(f"{path} is empty")
+    header = json.loads(lines[0])
+    if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
+        raise RecordingError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} file")
+    rows = [json.loads(x) for x in lines[1:] if x.strip()]
+    for row in rows:
+        row["raw"] = base64.b64decode(row["value"])
+    inputs = sorted((r for r in rows if r["role"] == "input"),
+                    key=lambda r: (r["ts_ms"], r["topic"], r["partition"], r["offset"]))
+    outputs = [r for r in rows if r["role"] == "output"]
+    return inputs, outputs
+
+
+def _retag(raw: bytes, spec: topics.TopicSpec, tag: str) -> bytes:
+    """Append ``tag`` to the utterance id of a decodable message; leave others as they are."""
+    try:
+        data = loads(raw, spec.codec)
+    except SerializationError:
+        return raw
+    if isinstance(data.get("utterance_id"), str):
+        data["utterance_id"] += tag
+        return dumps(data, spec.codec)
+    return raw
+
+
+def normalise(message: Message | dict[str, Any]) -> dict[str, Any]:
+    """Return the comparable form of an output: volatile fields gone, replay tags stripped."""
+    data = message.to_wire() if isinstance(message, Message) else dict(message)
+    for key in VOLATILE & data.keys():
+        del data[key]
+    if isinstance(data.get("utterance_id"), str):
+        data["utterance_id"] = data["utterance_id"].split(TAG_SEP)[0]
+    return data
+
+
+def _group(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for e in events:
+        name = (f"dead letters of {e.get('device_id') or '?'}"
+                if e["type"] == MessageType.DEAD_LETTER.value
+                else f"utterance {e.get('utterance_id')}")
+        groups[name].append(json.dumps(e, sort_keys=True))
+    for name, lines in groups.items():
+        if name.startswith("dead letters"):
+            lines.sort()  # their order across partitions is not defined
+    return groups
+
+
+@dataclasses.dataclass
+class ReplayResult:
+    """What a replay saw: expected and actual outputs per utterance, and their diff."""
+
+    expected: dict[str, list[str]]
+    actual: dict[str, list[str]]
+    inputs: int
+
+    @property
+    def diff(self) -> str:
+        """Return a unified diff per group that differs; empty when all match."""
+        parts = []
+        for name in sorted(self.expected.keys() | self.actual.keys()):
+            exp, act = self.expected.get(name, []), self.actual.get(name, [])
+            if exp != act:
+                parts.append("\n".join(difflib.unified_diff(
+                    exp, act, f"recorded: {name}", f"replayed: {name}", lineterm="")))
+        return "\n".join(parts)
+
+    @property
+    def ok(self) -> bool:
+        """Return whether replayed outputs equal the recorded ones."""
+        return not self.diff
+
+
+async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAULT_PREFIX,
+                 speed: float = 1.0, timeout_s: float = 30.0) -> ReplayResult:
+    """Republish a recording's inputs, collect the outputs and compare them."""
+    if speed <= 0:
+        raise ValueError("speed must be positive")
+    inputs, outputs = load(path)
+    expected_msgs: list[dict[str, Any]] = []
+    for row in outputs:
+        spec = topics.by_short(row["topic"])
+        try:
+            expected_msgs.append(normalise(decode(row["raw"], spec.codec)))
+        except SerializationError as exc:
+            raise RecordingError(f"recorded output does not decode: {exc}") from exc
+    expected = _group(expected_msgs)
+    want_outcomes = {e["utterance_id"] for e in expected_msgs
+                     if e["type"] == "error" or (e["type"] == "endpoint" and e["kind"] == "final")}
+    want_letters = sum(1 for e in expected_msgs if e["type"] == MessageType.DEAD_LETTER.value)
+    tag = f"{TAG_SEP}{uuid.uuid4().hex[:6]}"
+    specs = [s for s in topics.ALL if s.role is topics.Role.OUTPUT]
+    actual_msgs: list[dict[str, Any]] = []
+    async with EventWatcher(bootstrap, specs=specs, topic_prefix=prefix) as watch:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        await producer.start()
+
+        async def publish() -> None:
+            t0 = time.monotonic()
+            first = inputs[0]["ts_ms"] if inputs else 0
+            for row in inputs:
+                delay = t0 + (row["ts_ms"] - first) / 1000 / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                spec = topics.by_short(row["topic"])
+                await producer.send(spec.name(prefix), _retag(row["raw"], spec, tag),
+                                    key=row["key"].encode())
+            await producer.flush()
+
+        sender = asyncio.create_task(publish())
+        try:
+            seen_outcomes: set[str] = set()
+            letters = 0
+            async with asyncio.timeout(timeout_s + _span_s(inputs) / speed):
+                async for _topic, message in watch.messages():
+                    if isinstance(message, SerializationError):
+                        continue
+                    data = normalise(message)
+                    if TAG_SEP not in message.to_wire().get("utterance_id", TAG_SEP) and \
+                            message.TYPE is not MessageType.DEAD_LETTER:
+                        continue  # someone else's traffic
+                    actual_msgs.append(data)
+                    letters += message.TYPE is MessageType.DEAD_LETTER
+                    if is_outcome(message):
+                        seen_outcomes.add(data["utterance_id"])
+                    if want_outcomes <= seen_outcomes and letters >= want_letters \
+                            and sender.done():
+                        break
+        except TimeoutError:
+            pass  # the diff shows what is missing
+        finally:
+            await sender
+            await producer.stop()
+    return ReplayResult(expected, _group(actual_msgs), len(inputs))
+
+
+def _span_s(inputs: list[dict[str, Any]]) -> float:
+    return (inputs[-1]["ts_ms"] - inputs[0]["ts_ms"]) / 1000 if inputs else 0.0
+

@@ -1,0 +1,74 @@
+"""Record live traffic, replay it with --check: it passes, and fails readably after a change."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from infra.replay import load, record
+from streams import topics
+from streams.client import DeviceClient, EventWatcher, read_wav
+from tests.conftest import VOICESTREAM, env_with
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+def recording(stack: str, speech: dict[str, Path],
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rec") / "session.jsonl"
+    bootstrap = stack.removeprefix("kafka://").split(",")
+
+    async def run() -> None:
+        stop, started = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(record(bootstrap, out, stop=stop, started=started))
+        await started.wait()
+        async with EventWatcher(bootstrap) as watch:
+            for name, device in (("paused", "rec-1"), ("whole", "rec-2"), ("silent", "rec-3")):
+                async with DeviceClient(bootstrap, device) as dev:
+                    done = asyncio.Event()
+                    utt = await dev.stream(*read_wav(speech[name]), realtime=False, done=done)
+                    _ = [m async for m in watch.events(utt, timeout_s=30)]
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        await producer.send_and_wait(topics.AUDIO.name(topics.DEFAULT_PREFIX), b"\xc1junk",
+                                     key=b"rec-4")
+        await producer.stop()
+        await asyncio.sleep(1.0)  # let the dead letter land in the recording
+        stop.set()
+        await task
+
+    asyncio.run(run())
+    return out
+
+
+def replay(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*VOICESTREAM, "replay", str(path), "--check", "--speed", "4"],
+                          capture_output=True, text=True, timeout=180, env=env_with(**env))
+
+
+def test_recording_holds_inputs_and_outputs(recording: Path) -> None:
+    inputs, outputs = load(recording)
+    assert {r["topic"] for r in inputs} == {"audio"}
+    assert {r["topic"] for r in outputs} == {"endpoints", "deadletter"}
+    assert sum(r["topic"] == "endpoints" for r in outputs) == 4 + 2 + 1
+
+
+def test_replay_check_passes_on_unchanged_code(recording: Path) -> None:
+    run = replay(recording)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    assert "outputs match" in run.stdout
+
+
+def test_replay_check_fails_with_a_diff_after_a_threshold_change(recording: Path) -> None:
+    run = replay(recording, VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS="1200")
+    assert run.returncode == 1
+    assert "outputs differ" in run.stderr
+    diff = run.stdout
+    assert "--- recorded: utterance" in diff and "+++ replayed: utterance" in diff
+    changed = [line for line in diff.splitlines() if line.startswith(("-{", "+{"))]
+    assert changed and all('"t_ms"' in line for line in changed)
