@@ -84,6 +84,26 @@ def up(ctx: click.Context, port: int, metrics_port: int | None) -> None:
 
 
 @main.command()
+@click.option("--rebuild-audio", is_flag=True,
+              help="Re-synthesise the bundled WAVs with espeak-ng, then exit.")
+@click.pass_context
+def demo(ctx: click.Context, rebuild_audio: bool) -> None:
+    """Start the embedded broker and a worker, stream bundled commands, trace every event."""
+    from infra import demo as demo_mod
+
+    if rebuild_audio:
+        out = Path(demo_mod.__file__).parent / demo_mod.AUDIO_DIR
+        demo_mod.build_audio(out)
+        click.echo(f"wrote {out}")
+        return
+    settings = _settings(ctx, broker="")
+    if "log_level" not in (ctx.obj or {}):
+        logs.configure(settings.log_format, "error")  # the trace is the output here
+    rows = asyncio.run(demo_mod.run(settings))
+    click.echo(demo_mod.summary(rows))
+
+
+@main.command()
 @click.option("--port", type=int, default=0, help="Port to listen on (0: a free one).")
 def broker(port: int) -> None:
     """Run only the embedded broker; prints 'broker: tansu://HOST:PORT', then 'ready'.
