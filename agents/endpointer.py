@@ -303,7 +303,7 @@ def register(app: faust.App, settings: Settings, send: SendFn,
                              e.message.key), e.message.value) for e in events]
             await service.handle_batch(batch)
 
-    @app.timer(1.0)
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_idle() -> None:
         await service.expire()
 

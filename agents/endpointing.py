@@ -267,7 +267,7 @@ class FrameAssembler:
             "audio-gap", f"frames {self.next_seq}..{first - 1} missing ({missing}); "
             f"{gap_ms:.0f} ms filled with silence", False, self.next_seq,
         )
-        n = int(round(gap_ms * self.sample_rate_hz / 1000))
+        n = round(gap_ms * self.sample_rate_hz / 1000)
         if n:
             out.append(self._resample(np.zeros(n, np.float32)))
         self.next_seq = first
@@ -277,7 +277,7 @@ class FrameAssembler:
     def _resample(self, pcm: Float32Array) -> Float32Array:
         if self._resampler is None:
             return pcm
-        return self._resampler.resample_chunk(pcm).astype(np.float32, copy=False)
+        return np.asarray(self._resampler.resample_chunk(pcm), dtype=np.float32)
 
 
 class Chunker:

@@ -103,7 +103,7 @@ class EmbeddedBroker:
              "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
              "--silent"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=_die_with_parent,
         )
         try:
             await wait_ready([f"{self.host}:{self.port}"], timeout_s)

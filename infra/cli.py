@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -277,10 +278,8 @@ def listen(ctx: click.Context, topic_names: tuple[str, ...], as_json: bool,
                     data["pcm"] = f"<{len(data['pcm'])} bytes>"
                 click.echo(json.dumps(data) if as_json else f"{topic}: {json.dumps(data)}")
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 @main.command()
@@ -370,7 +369,7 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
 
 
 @main.group()
-def eval() -> None:  # noqa: A001 - the command's name is part of the CLI contract
+def eval() -> None:
     """Evaluate a stage on a labelled set."""
 
 

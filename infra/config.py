@@ -187,7 +187,11 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
                  **overrides: Any) -> Settings:
-        """Build from ``VOICESTREAM_*`` variables (``ENDPOINTER__NAME`` for nested) and overrides."""
+        """Build from ``VOICESTREAM_*`` variables and overrides.
+
+        Nested options are named with a double underscore:
+        ``VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS``.
+        """
         env = os.environ if environ is None else environ
         data: dict[str, Any] = {}
         for key, value in env.items():

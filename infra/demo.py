@@ -88,7 +88,7 @@ def _describe(e: dict[str, Any]) -> str:
         return f"reset of revision {e['cancelled_revision']} ({e['reason']})"
     if e["type"] == "error":
         return f"error {e['code']}: {e['message']}"
-    return e["type"]
+    return str(e["type"])
 
 
 async def run(settings: Settings) -> list[Row]:

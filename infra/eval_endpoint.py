@@ -29,9 +29,10 @@ from streams.endpoint import Endpoint, EndpointKind, Reset
 
 RATE = 16000
 VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us+f3", "en-gb+f4")
-SPLIT_BEFORE = frozenset(
-    "for to at in on with and the a my of from about by until before after or".split()
-)
+SPLIT_BEFORE = frozenset({
+    "for", "to", "at", "in", "on", "with", "and", "the", "a", "my", "of", "from", "about",
+    "by", "until", "before", "after", "or",
+})
 
 
 def speak(text: str, voice: str, rate_wpm: int) -> np.ndarray:
@@ -42,7 +43,7 @@ def speak(text: str, voice: str, rate_wpm: int) -> np.ndarray:
         with wave.open(tmp.name, "rb") as w:
             sr = w.getframerate()
             x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-    return soxr.resample(x, sr, RATE).astype(np.float32)
+    return np.asarray(soxr.resample(x, sr, RATE), dtype=np.float32)
 
 
 def voiced_bounds(x: np.ndarray, rel: float = 0.02) -> tuple[int, int]:
@@ -95,7 +96,8 @@ def build(out: Path, shared: Path, *, n: int = 160, seed: int = 7) -> None:
         snr_db = rng.uniform(20, 35)
         rms = float(np.sqrt((speech ** 2).mean()))
         noise = np_rng.standard_normal(clean.size).astype(np.float32)
-        noise = np.convolve(noise, np.ones(4, np.float32) / 4, mode="same")  # duller than white
+        # Smoothed, so duller than white noise.
+        noise = np.convolve(noise, np.ones(4, np.float32) / 4, mode="same").astype(np.float32)
         noise *= rms / (10 ** (snr_db / 20)) / max(float(np.sqrt((noise ** 2).mean())), 1e-9)
         audio = np.clip(clean + noise, -1, 1)
         name = f"{i:04d}.wav"

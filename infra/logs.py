@@ -13,7 +13,8 @@ import structlog
 REDACTED_KEYS = frozenset({"pcm", "audio", "samples", "contacts", "appliances", "names"})
 
 
-def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _redact(_logger: Any, _method: str,
+            event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace forbidden values with a marker, whoever bound them."""
     for key in REDACTED_KEYS & event.keys():
         event[key] = "[redacted]"

@@ -58,7 +58,7 @@ async def wait_ready(worker: Worker, timeout_s: float = 60.0) -> None:
     async with asyncio.timeout(timeout_s):
         while True:
             assigned = app.consumer.assignment() if app.consumer else set()
-            recovery = app.tables.recovery
+            recovery = app.tables.recovery  # type: ignore[attr-defined]
             if assigned and not app.rebalancing and recovery.completed.is_set():
                 return
             await asyncio.sleep(0.05)

@@ -142,7 +142,7 @@ class EventWatcher:
 
     def __init__(self, bootstrap: str | list[str], *,
                  specs: Iterable[topics.TopicSpec] = OUTPUT_TOPICS,
-                 topic_prefix: str = topics.DEFAULT_PREFIX, fetch_max_wait_ms: int = 100,
+                 topic_prefix: str = topics.DEFAULT_PREFIX, fetch_max_wait_ms: int = 20,
                  from_beginning: bool = False) -> None:
         self._names = [s.name(topic_prefix) for s in specs]
         self._codecs = {s.name(topic_prefix): s.codec for s in specs}
@@ -188,7 +188,10 @@ class EventWatcher:
 
     async def events(self, utterance_id: str, *, timeout_s: float = 30.0,
                      done: asyncio.Event | None = None) -> AsyncIterator[Message]:
-        """Yield the utterance's events until its outcome; raise TimeoutError after ``timeout_s``."""
+        """Yield the utterance's events until its outcome.
+
+        Raises ``TimeoutError`` when no outcome arrives within ``timeout_s``.
+        """
         async with asyncio.timeout(timeout_s):
             async for _topic, message in self.messages():
                 if isinstance(message, SerializationError):

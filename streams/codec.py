@@ -21,14 +21,16 @@ try:
     def _json_dumps(data: Any) -> bytes:
         return orjson.dumps(data)
 
-    _json_loads = orjson.loads
+    def _json_loads(raw: bytes) -> Any:
+        return orjson.loads(raw)
 except ImportError:  # the device SDK needs only msgpack and aiokafka
     import json
 
     def _json_dumps(data: Any) -> bytes:
         return json.dumps(data, separators=(",", ":")).encode()
 
-    _json_loads = json.loads
+    def _json_loads(raw: bytes) -> Any:
+        return json.loads(raw)
 
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.context import DeviceContext
@@ -113,6 +115,8 @@ def from_dict(data: dict[str, Any]) -> Message:
             f"schema version {version} not in 1..{SCHEMA_VERSION}",
         )
     kind = data.get("type")
+    if not isinstance(kind, str):
+        raise SerializationError("unknown-message-type", f"'type' is {kind!r}, not a string")
     try:
         cls = MESSAGE_CLASSES[MessageType(kind)]
     except (ValueError, KeyError) as exc:

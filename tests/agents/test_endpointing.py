@@ -14,7 +14,7 @@ from agents.endpointing import (
 )
 from streams.audio import AudioFrame, SampleFormat
 from streams.control import ErrorEvent
-from streams.endpoint import Endpoint, EndpointKind, Reset
+from streams.endpoint import Endpoint, Reset
 
 CFG = EndpointerConfig(speculative_silence_ms=320, final_silence_ms=640,
                        no_speech_timeout_ms=3000, max_utterance_ms=8000)
@@ -90,7 +90,8 @@ def test_silence_gives_no_speech_error_at_timeout() -> None:
     out = run([("silence", 5000)])
     assert summary(out) == [("no-speech", 0)]
     err = out[0]
-    assert isinstance(err, ErrorEvent) and err.t_ms == 3008  # first chunk boundary at or past the timeout
+    # 3008: the first chunk boundary at or past the timeout.
+    assert isinstance(err, ErrorEvent) and err.t_ms == 3008
 
 
 def test_microphone_closed_without_speech() -> None:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install voicestream for use and development: system packages, a virtual
+# environment in .venv, the package with its dev extra, and the VAD model.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python=${PYTHON:-python3}
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "voicestream needs Python 3.11 or newer" >&2; exit 1; }
+
+missing=()
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v sox >/dev/null || missing+=(sox)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[dev]'
+# silero-vad lists torch as a dependency, but we load only its ONNX file.
+.venv/bin/pip install -q --no-deps silero-vad==6.2.3
+echo "voicestream installed in .venv"

@@ -1,0 +1,47 @@
+"""`voicestream eval endpoint` on the built MASSIVE-dev set meets the backbone's goals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VOICESTREAM, env_with
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    data = tmp_path_factory.mktemp("eval") / "endpoint"
+    run = subprocess.run(
+        [*VOICESTREAM, "eval", "endpoint", "--data", str(data), "--shared", str(SHARED),
+         "--json"], capture_output=True, text=True, timeout=600, env=env_with())
+    assert run.returncode == 0, run.stderr[-2000:]
+    result: dict[str, object] = json.loads(run.stdout)
+    return result
+
+
+def test_set_has_pauses_of_100_to_800_ms(report: dict[str, object]) -> None:
+    assert report["utterances"] == 160
+    assert report["with_pause"] == 120
+
+
+def test_premature_final_cutoffs_at_most_two_percent(report: dict[str, object]) -> None:
+    assert report["premature_final_cutoff_rate"] <= 0.02  # type: ignore[operator]
+
+
+def test_median_speculative_lead_at_least_200_ms(report: dict[str, object]) -> None:
+    lead = report["speculative_lead_ms"]
+    assert isinstance(lead, dict) and lead["p50"] >= 200
+
+
+def test_every_premature_speculative_is_reset_unless_the_final_was_premature(
+        report: dict[str, object]) -> None:
+    premature_finals = round(report["premature_final_cutoff_rate"]  # type: ignore[operator]
+                             * report["utterances"])  # type: ignore[operator]
+    assert report["premature_speculatives"] == \
+        report["premature_speculatives_reset"] + premature_finals  # type: ignore[operator]
+    assert report["premature_speculatives"] > 0  # the set does exercise resets
