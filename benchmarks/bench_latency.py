@@ -28,22 +28,22 @@ async def measure(fetch_wait_ms: int, rounds: int) -> list[float]:
     settings = Settings(fetch_max_wait_ms=fetch_wait_ms, data_dir=".voicestream/bench")
     settings = dataclasses.replace(settings, log_level="error")
     out: list[float] = []
-    async with broker_for(settings) as profile, running_worker(settings, profile):
-        async with EventWatcher(profile.bootstrap) as watch:
-            for r in range(rounds):
-                for i, (name, device, _) in enumerate(COMMANDS[:3]):
-                    pcm, rate = read_wav(audio_path(name))
-                    async with DeviceClient(profile.bootstrap, device) as dev:
-                        done = asyncio.Event()
-                        utt = f"bench-{fetch_wait_ms}-{r}-{i}"
-                        start = time.monotonic()
-                        task = asyncio.create_task(
-                            dev.stream(pcm, rate, utterance_id=utt, done=done))
-                        async for m in watch.events(utt, timeout_s=30, done=done):
-                            t_ms = m.to_wire()["t_ms"]
-                            sent = start + max(t_ms - FRAME_MS, 0) / 1000
-                            out.append((time.monotonic() - sent) * 1000)
-                        await task
+    async with broker_for(settings) as profile, running_worker(settings, profile), \
+            EventWatcher(profile.bootstrap) as watch:
+        for r in range(rounds):
+            for i, (name, device, _) in enumerate(COMMANDS[:3]):
+                pcm, rate = read_wav(audio_path(name))
+                async with DeviceClient(profile.bootstrap, device) as dev:
+                    done = asyncio.Event()
+                    utt = f"bench-{fetch_wait_ms}-{r}-{i}"
+                    start = time.monotonic()
+                    task = asyncio.create_task(
+                        dev.stream(pcm, rate, utterance_id=utt, done=done))
+                    async for m in watch.events(utt, timeout_s=30, done=done):
+                        t_ms = m.to_wire()["t_ms"]
+                        sent = start + max(t_ms - FRAME_MS, 0) / 1000
+                        out.append((time.monotonic() - sent) * 1000)
+                    await task
     return out
 
 

@@ -74,7 +74,12 @@ async def record(bootstrap: list[str], out: Path, *, prefix: str = topics.DEFAUL
 
 
 def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Return (inputs, outputs) of a recording, each in recorded order."""
+    """Return (inputs, outputs) of a recording's complete utterances, in recorded order.
+
+    A recording usually starts or stops in the middle of some utterance; the
+    records of an utterance whose start or outcome was not recorded are left
+    out, so a replay compares only what it can reproduce.
+    """
     lines = path.read_text().splitlines()
     if not lines:
         raise RecordingError(f"{path} is empty")
@@ -82,12 +87,38 @@ def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
         raise RecordingError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} file")
     rows = [json.loads(x) for x in lines[1:] if x.strip()]
+    started: set[str] = set()
+    ended: set[str] = set()
     for row in rows:
         row["raw"] = base64.b64decode(row["value"])
+        row["message"] = _decode_or_none(row)
+        message = row["message"]
+        if message is None:
+            continue
+        utt = message.to_wire().get("utterance_id")
+        if message.TYPE is MessageType.UTTERANCE_START:
+            started.add(utt)
+        elif row["role"] == "output" and is_outcome(message):
+            ended.add(utt)
+    complete = started & ended
+
+    def keep(row: dict[str, Any]) -> bool:
+        message = row["message"]
+        utt = message.to_wire().get("utterance_id") if message is not None else ""
+        return not utt or utt in complete
+
+    rows = [r for r in rows if keep(r)]
     inputs = sorted((r for r in rows if r["role"] == "input"),
                     key=lambda r: (r["ts_ms"], r["topic"], r["partition"], r["offset"]))
     outputs = [r for r in rows if r["role"] == "output"]
     return inputs, outputs
+
+
+def _decode_or_none(row: dict[str, Any]) -> Message | None:
+    try:
+        return decode(row["raw"], topics.by_short(row["topic"]).codec)
+    except SerializationError:
+        return None
 
 
 def _retag(raw: bytes, spec: topics.TopicSpec, tag: str) -> bytes:
@@ -158,11 +189,10 @@ async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAU
     inputs, outputs = load(path)
     expected_msgs: list[dict[str, Any]] = []
     for row in outputs:
-        spec = topics.by_short(row["topic"])
-        try:
-            expected_msgs.append(normalise(decode(row["raw"], spec.codec)))
-        except SerializationError as exc:
-            raise RecordingError(f"recorded output does not decode: {exc}") from exc
+        if row["message"] is None:
+            raise RecordingError(f"recorded output at {row['topic']}:{row['offset']} "
+                                 "does not decode")
+        expected_msgs.append(normalise(row["message"]))
     expected = _group(expected_msgs)
     want_outcomes = {e["utterance_id"] for e in expected_msgs
                      if e["type"] == "error" or (e["type"] == "endpoint" and e["kind"] == "final")}

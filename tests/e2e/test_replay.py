@@ -72,3 +72,15 @@ def test_replay_check_fails_with_a_diff_after_a_threshold_change(recording: Path
     assert "--- recorded: utterance" in diff and "+++ replayed: utterance" in diff
     changed = [line for line in diff.splitlines() if line.startswith(("-{", "+{"))]
     assert changed and all('"t_ms"' in line for line in changed)
+
+
+def test_partial_utterances_at_the_edges_are_left_out(recording: Path, tmp_path: Path) -> None:
+    lines = recording.read_text().splitlines()
+    # Cut the recording in the middle of the first utterance's audio.
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join([lines[0], *lines[40:]]) + "\n")
+    inputs, outputs = load(cut)
+    full_inputs, full_outputs = load(recording)
+    assert 0 < len(inputs) < len(full_inputs) - 39
+    assert {o["message"].utterance_id for o in outputs if o["topic"] == "endpoints"} < \
+        {o["message"].utterance_id for o in full_outputs if o["topic"] == "endpoints"}
