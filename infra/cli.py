@@ -269,6 +269,7 @@ def listen(ctx: click.Context, topic_names: tuple[str, ...], as_json: bool,
     async def run() -> None:
         async with EventWatcher(bootstrap, specs=specs, topic_prefix=settings.topic_prefix,
                                 from_beginning=from_beginning) as watch:
+            click.echo(f"listening to {', '.join(s.short for s in specs)}", err=True)
             async for topic, message in watch.messages():
                 if isinstance(message, SerializationError):
                     click.echo(json.dumps({"topic": topic, "undecodable": message.code}))

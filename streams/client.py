@@ -9,6 +9,7 @@ recording ends until the final end-point arrives or ``tail_ms`` runs out.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 import wave
@@ -203,3 +204,58 @@ class EventWatcher:
                     if done is not None:
                         done.set()
                     return
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """One record given to a subscriber: where it came from and what it decoded to."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    #: The message, or the ``SerializationError`` that says why it did not decode.
+    message: Message | SerializationError
+
+
+class Subscriber:
+    """Consumer-group helper for downstream consumers (skills, sinks).
+
+    Members of one ``group_id`` share the topics' partitions. Iterate to get
+    :class:`Delivery` objects; call :meth:`commit` once a delivery is handled, so
+    that a consumer restarted after a crash resumes after the last handled one.
+    """
+
+    def __init__(self, bootstrap: str | list[str], group_id: str,
+                 specs: Iterable[topics.TopicSpec], *,
+                 topic_prefix: str = topics.DEFAULT_PREFIX, fetch_max_wait_ms: int = 20,
+                 session_timeout_ms: int = 10000) -> None:
+        self._codecs = {s.name(topic_prefix): s.codec for s in specs}
+        self._consumer = AIOKafkaConsumer(
+            *self._codecs, bootstrap_servers=bootstrap, group_id=group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=fetch_max_wait_ms, session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(session_timeout_ms // 6, 100),
+        )
+
+    async def __aenter__(self) -> Subscriber:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._consumer.stop()
+
+    async def __aiter__(self) -> AsyncIterator[Delivery]:
+        async for record in self._consumer:
+            message: Message | SerializationError
+            try:
+                message = decode(record.value or b"", self._codecs[record.topic])
+            except SerializationError as exc:
+                message = exc
+            yield Delivery(record.topic, record.partition, record.offset, record.key, message)
+
+    async def commit(self, delivery: Delivery) -> None:
+        """Mark ``delivery`` and everything before it on its partition as handled."""
+        tp = TopicPartition(delivery.topic, delivery.partition)
+        await self._consumer.commit({tp: delivery.offset + 1})
