@@ -1,0 +1,175 @@
+"""Whisper tiny.en on onnxruntime with numpy: beam search, n-best, shallow-fusion biasing.
+
+No torch and no CTranslate2 at run time. The ONNX graphs come from
+``voicestream models build`` (see ``models/whisper/build.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from models.whisper.bias import BiasState, BiasTrie
+from models.whisper.features import FULL_FRAMES, HOP, SAMPLE_RATE_HZ, log_mel
+from models.whisper.tokenizer import EOT, NO_TIMESTAMPS, SOT, SPECIAL_BEGIN, Tokenizer
+
+Float32Array = npt.NDArray[np.float32]
+#: Frames added after the audio when the encoder runs on the utterance's length.
+TRIM_PAD_FRAMES = 100
+
+
+class AsrModelMissing(RuntimeError):
+    """The converted Whisper model is not there; ``voicestream models build`` makes it."""
+
+    code = "asr-model-missing"
+
+
+def model_dir() -> Path:
+    """Return where converted models live: ``$VOICESTREAM_MODEL_DIR`` or ``~/.cache/voicestream``."""
+    root = os.environ.get("VOICESTREAM_MODEL_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "voicestream" / "models"
+    return base / "whisper-tiny.en"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hypothesis:
+    """One recognition result: text, tokens and scores (natural-log probabilities)."""
+
+    text: str
+    tokens: tuple[int, ...]
+    #: Sum of token log-probabilities under the model, without biasing.
+    logprob: float
+    #: Search score: model log-probability plus biasing bonus, per token.
+    score: float
+
+
+@dataclasses.dataclass(slots=True)
+class _Beam:
+    tokens: list[int]
+    logprob: float
+    fused: float
+    bias: BiasState
+
+
+class WhisperOnnx:
+    """Transcribe 16 kHz audio with the exported encoder and decoder."""
+
+    def __init__(self, path: Path | None = None, *, quantized: bool = True,
+                 threads: int = 1) -> None:
+        path = path or model_dir()
+        suffix = ".int8.onnx" if quantized else ".onnx"
+        enc, dec = path / f"encoder{suffix}", path / f"decoder{suffix}"
+        if not (enc.is_file() and dec.is_file() and (path / "tokenizer.json").is_file()):
+            raise AsrModelMissing(
+                f"no Whisper model in {path}; build it with: voicestream models build")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        self.encoder = ort.InferenceSession(str(enc), sess_options=opts, providers=providers)
+        self.decoder = ort.InferenceSession(str(dec), sess_options=opts, providers=providers)
+        self.tokenizer = Tokenizer(path / "tokenizer.json")
+        config = json.loads((path / "config.json").read_text())
+        self.suppress = np.array(sorted(set(config["suppress_ids"])), dtype=np.int64)
+        self.suppress_begin = np.array(config["suppress_ids_begin"], dtype=np.int64)
+        self.layers = int(self.decoder.get_inputs()[1].shape[0])
+        self.width = int(self.decoder.get_inputs()[1].shape[3])
+
+    def features(self, audio: Float32Array, *, trim: bool = True) -> Float32Array:
+        """Return the ``[1, 80, F]`` log-mel input: trimmed to the audio, or Whisper's 30 s."""
+        if trim:
+            frames = min(audio.size // HOP + TRIM_PAD_FRAMES, FULL_FRAMES)
+            frames += frames % 2
+        else:
+            frames = FULL_FRAMES
+        return log_mel(audio[: FULL_FRAMES * HOP], frames=frames)[None]
+
+    def encode(self, mel: Float32Array) -> tuple[Float32Array, Float32Array]:
+        """Return the decoder's cross-attention keys and values ``[L, 1, T, D]``."""
+        k, v = self.encoder.run(None, {"mel": mel})
+        return k, v
+
+    def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
+                   bias: BiasTrie | None = None, trim: bool = True,
+                   max_tokens: int = 96) -> list[Hypothesis]:
+        """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``."""
+        if audio.size < SAMPLE_RATE_HZ // 10:
+            return []
+        cross_k, cross_v = self.encode(self.features(audio, trim=trim))
+        # Speech runs at most ~5 tokens a second; more is the decoder looping.
+        limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
+        return self.search(cross_k, cross_v, beam_size=beam_size, nbest=nbest, bias=bias,
+                           max_tokens=limit)
+
+    def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
+               nbest: int, bias: BiasTrie | None, max_tokens: int) -> list[Hypothesis]:
+        """Beam search over the decoder; biasing adds its bonus to the search score only."""
+        empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
+        logits, sk, sv = self.decoder.run(None, {
+            "tokens": np.array([[SOT, NO_TIMESTAMPS]], np.int64), "self_k": empty,
+            "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
+        trie = bias or BiasTrie.empty()
+        beams = [_Beam([], 0.0, 0.0, trie.start())]
+        finished: list[_Beam] = []
+        ck = cv = cross_k
+        for step in range(max_tokens):
+            logp = _log_softmax(logits.astype(np.float64))
+            logp[:, self.suppress] = -np.inf
+            logp[:, SPECIAL_BEGIN + 1:] = -np.inf  # timestamps and other specials
+            if step == 0:
+                logp[:, self.suppress_begin] = -np.inf
+            candidates: list[tuple[float, float, int, int, BiasState]] = []
+            for b, beam in enumerate(beams):
+                fused = logp[b] + trie.bonus_vector(beam.bias, logp.shape[1])
+                top = np.argpartition(-fused, beam_size + 1)[: beam_size + 1]
+                for t in top:
+                    if not np.isfinite(fused[t]):
+                        continue
+                    candidates.append((beam.fused + float(fused[t]),
+                                       beam.logprob + float(logp[b, t]), b, int(t), beam.bias))
+            candidates.sort(key=lambda c: c[0], reverse=True)
+            keep: list[_Beam] = []
+            rows: list[int] = []
+            for fused_score, lp, b, t, state in candidates:
+                if t == EOT:
+                    finished.append(_Beam(beams[b].tokens, lp, fused_score, state))
+                else:
+                    keep.append(_Beam(beams[b].tokens + [t], lp, fused_score,
+                                      trie.advance(state, t)))
+                    rows.append(b)
+                if len(keep) == beam_size:
+                    break
+            if len(finished) >= beam_size or not keep:
+                break
+            if step == 0:
+                ck = np.repeat(cross_k, len(keep), axis=1)
+                cv = np.repeat(cross_v, len(keep), axis=1)
+            elif len(keep) != ck.shape[1]:
+                ck, cv = ck[:, : len(keep)], cv[:, : len(keep)]
+            idx = np.array(rows)
+            logits, sk, sv = self.decoder.run(None, {
+                "tokens": np.array([[bm.tokens[-1]] for bm in keep], np.int64),
+                "self_k": sk[:, idx], "self_v": sv[:, idx], "cross_k": ck, "cross_v": cv})
+            beams = keep
+        if not finished:
+            finished = beams
+        out: dict[str, Hypothesis] = {}
+        for beam in sorted(finished, key=lambda x: x.fused / max(len(x.tokens), 1),
+                           reverse=True):
+            text = self.tokenizer.decode(beam.tokens).strip()
+            if text not in out:
+                n = max(len(beam.tokens), 1)
+                out[text] = Hypothesis(text, tuple(beam.tokens), beam.logprob, beam.fused / n)
+        return list(out.values())[:nbest]
+
+
+def _log_softmax(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))

@@ -1,0 +1,89 @@
+"""Whisper's byte-level BPE tokenizer, read from ``tokenizer.json``; no dependencies.
+
+Decoding maps token ids to their byte strings. Encoding (used to put context
+phrases into the biasing trie) applies the merges in rank order to each
+pre-token, GPT-2 style.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+EOT = 50256
+SOT = 50257
+NO_TIMESTAMPS = 50362
+TIMESTAMP_BEGIN = 50363
+#: First id of the special tokens; text tokens are below it.
+SPECIAL_BEGIN = EOT
+
+# GPT-2's pre-tokenizer with Python's ``re``: letters are [^\W\d_].
+_PRETOKEN = re.compile(
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+|_+""")
+
+
+@functools.cache
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + \
+        list(range(0xAE, 0x100))
+    chars = list(keep)
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(keep, map(chr, chars), strict=True))
+
+
+class Tokenizer:
+    """Encode text to ids and decode ids to text."""
+
+    def __init__(self, path: Path) -> None:
+        data = json.loads(path.read_text())
+        model = data["model"]
+        self.vocab: dict[str, int] = model["vocab"]
+        for added in data.get("added_tokens", []):
+            self.vocab[added["content"]] = added["id"]
+        self.id_to_token = {i: t for t, i in self.vocab.items()}
+        self.ranks = {tuple(m.split(" ", 1)): r for r, m in enumerate(model["merges"])}
+        self.b2u = _byte_to_unicode()
+        self.u2b = {c: b for b, c in self.b2u.items()}
+
+    def decode_bytes(self, ids: list[int]) -> bytes:
+        """Return the bytes of the text tokens in ``ids`` (special tokens are skipped)."""
+        out = bytearray()
+        for i in ids:
+            if i < SPECIAL_BEGIN:
+                out.extend(self.u2b[c] for c in self.id_to_token[i])
+        return bytes(out)
+
+    def decode(self, ids: list[int]) -> str:
+        """Return the text of ``ids``."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_text(self, i: int) -> str:
+        """Return one token's text (may be part of a UTF-8 character)."""
+        return self.decode_bytes([i]).decode("utf-8", errors="replace")
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one tokenizer per process
+    def _bpe(self, piece: str) -> tuple[int, ...]:
+        word = [self.b2u[b] for b in piece.encode()]
+        while len(word) > 1:
+            pairs = [(self.ranks.get((a, b), 1 << 30), i)
+                     for i, (a, b) in enumerate(zip(word, word[1:], strict=False))]
+            rank, i = min(pairs)
+            if rank == 1 << 30:
+                break
+            word = word[:i] + [word[i] + word[i + 1]] + word[i + 2:]
+        return tuple(self.vocab[w] for w in word)
+
+    def encode(self, text: str) -> list[int]:
+        """Return the token ids of ``text`` (no special tokens)."""
+        ids: list[int] = []
+        for piece in _PRETOKEN.findall(text):
+            ids.extend(self._bpe(piece))
+        return ids

@@ -1,0 +1,236 @@
+"""Whisper tiny.en as torch modules, loaded from the CTranslate2 weights; export to ONNX.
+
+Used at build time only (``voicestream models build``, needs the ``train``
+extra). The exported graphs:
+
+* ``encoder.onnx``: log-mel ``[B, 80, F]`` (F even, up to 3000) to the decoder's
+  cross-attention keys and values for every layer, ``[L, B, F/2, 384]`` each, so
+  the decoder never recomputes them.
+* ``decoder.onnx``: new tokens ``[B, n]`` plus the self-attention cache
+  ``[L, B, P, 384]`` (P may be 0) and the cross keys/values, to the last
+  position's logits ``[B, V]`` and the grown cache ``[L, B, P+n, 384]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.whisper.ct2 import Ct2Model
+
+N_MELS = 80
+D_MODEL = 384
+N_HEADS = 6
+N_LAYERS = 4
+N_VOCAB = 51864
+
+
+class Attention(nn.Module):
+    """Multi-head attention with Whisper's split scaling of q and k."""
+
+    def __init__(self, d: int = D_MODEL, heads: int = N_HEADS) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d, bias=False)
+        self.value = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        b, n, d = q.shape
+        h = self.heads
+        scale = (d // h) ** -0.25
+        q = q.view(b, n, h, -1).permute(0, 2, 1, 3) * scale
+        k = k.view(b, k.shape[1], h, -1).permute(0, 2, 3, 1) * scale
+        v = v.view(b, v.shape[1], h, -1).permute(0, 2, 1, 3)
+        w = q @ k
+        if mask is not None:
+            w = w + mask
+        w = torch.softmax(w.float(), dim=-1).to(q.dtype)
+        return self.out((w @ v).permute(0, 2, 1, 3).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block; decoder blocks add cross-attention."""
+
+    def __init__(self, cross: bool) -> None:
+        super().__init__()
+        self.attn = Attention()
+        self.attn_ln = nn.LayerNorm(D_MODEL)
+        self.cross_attn = Attention() if cross else None
+        self.cross_attn_ln = nn.LayerNorm(D_MODEL) if cross else None
+        self.mlp = nn.Sequential(nn.Linear(D_MODEL, 4 * D_MODEL), nn.GELU(),
+                                 nn.Linear(4 * D_MODEL, D_MODEL))
+        self.mlp_ln = nn.LayerNorm(D_MODEL)
+
+
+class Whisper(nn.Module):
+    """The model; ``encode`` and ``decode_step`` are what the ONNX graphs compute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(N_MELS, D_MODEL, 3, padding=1)
+        self.conv2 = nn.Conv1d(D_MODEL, D_MODEL, 3, stride=2, padding=1)
+        self.enc_pos = nn.Parameter(torch.zeros(1500, D_MODEL), requires_grad=False)
+        self.enc_blocks = nn.ModuleList(Block(cross=False) for _ in range(N_LAYERS))
+        self.ln_post = nn.LayerNorm(D_MODEL)
+        self.tok = nn.Embedding(N_VOCAB, D_MODEL)
+        self.dec_pos = nn.Parameter(torch.zeros(448, D_MODEL), requires_grad=False)
+        self.dec_blocks = nn.ModuleList(Block(cross=True) for _ in range(N_LAYERS))
+        self.ln = nn.LayerNorm(D_MODEL)
+        self.proj = nn.Linear(D_MODEL, N_VOCAB, bias=False)
+
+    def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the cross-attention keys and values of every decoder layer."""
+        x = F.gelu(self.conv1(mel))
+        x = F.gelu(self.conv2(x)).permute(0, 2, 1)
+        x = x + self.enc_pos[: x.shape[1]]
+        for blk in self.enc_blocks:
+            a = blk.attn_ln(x)
+            x = x + blk.attn.attend(blk.attn.query(a), blk.attn.key(a), blk.attn.value(a), None)
+            x = x + blk.mlp(blk.mlp_ln(x))
+        x = self.ln_post(x)
+        ks, vs = [], []
+        for blk in self.dec_blocks:
+            assert blk.cross_attn is not None
+            ks.append(blk.cross_attn.key(x))
+            vs.append(blk.cross_attn.value(x))
+        return torch.stack(ks), torch.stack(vs)
+
+    def decode_step(self, tokens: torch.Tensor, self_k: torch.Tensor, self_v: torch.Tensor,
+                    cross_k: torch.Tensor, cross_v: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run ``tokens`` after a cache of P positions; return last logits and the new cache."""
+        past = self_k.shape[2]
+        n = tokens.shape[1]
+        pos = self.dec_pos[past: past + n]
+        x = self.tok(tokens) + pos
+        total = past + n
+        mask = torch.full((n, total), float("-inf")).triu(past + 1)
+        new_k, new_v = [], []
+        for i, blk in enumerate(self.dec_blocks):
+            a = blk.attn_ln(x)
+            k = torch.cat([self_k[i], blk.attn.key(a)], dim=1)
+            v = torch.cat([self_v[i], blk.attn.value(a)], dim=1)
+            new_k.append(k)
+            new_v.append(v)
+            x = x + blk.attn.attend(blk.attn.query(a), k, v, mask)
+            assert blk.cross_attn is not None and blk.cross_attn_ln is not None
+            c = blk.cross_attn_ln(x)
+            x = x + blk.cross_attn.attend(blk.cross_attn.query(c), cross_k[i], cross_v[i], None)
+            x = x + blk.mlp(blk.mlp_ln(x))
+        x = self.ln(x[:, -1])
+        return self.proj(x), torch.stack(new_k), torch.stack(new_v)
+
+
+def load_ct2(model: Ct2Model) -> Whisper:
+    """Build the torch model from CTranslate2 variables (float16 to float32)."""
+    v = {k: torch.from_numpy(np.asarray(a, dtype=np.float32)) for k, a in model.variables.items()
+         if a.dtype == np.float16}
+    m = Whisper()
+    sd: dict[str, torch.Tensor] = {
+        "conv1.weight": v["encoder/conv1/weight"], "conv1.bias": v["encoder/conv1/bias"],
+        "conv2.weight": v["encoder/conv2/weight"], "conv2.bias": v["encoder/conv2/bias"],
+        "enc_pos": v["encoder/position_encodings/encodings"],
+        "ln_post.weight": v["encoder/layer_norm/gamma"],
+        "ln_post.bias": v["encoder/layer_norm/beta"],
+        "tok.weight": v["decoder/embeddings/weight"],
+        "dec_pos": v["decoder/position_encodings/encodings"],
+        "ln.weight": v["decoder/layer_norm/gamma"], "ln.bias": v["decoder/layer_norm/beta"],
+        "proj.weight": v["decoder/projection/weight"],
+    }
+
+    def ln(dst: str, src: str) -> None:
+        sd[f"{dst}.weight"] = v[f"{src}/gamma"]
+        sd[f"{dst}.bias"] = v[f"{src}/beta"]
+
+    def lin(dst: str, src: str) -> None:
+        sd[f"{dst}.weight"] = v[f"{src}/weight"]
+        sd[f"{dst}.bias"] = v[f"{src}/bias"]
+
+    def qkv(dst: str, src: str) -> None:
+        w, b = v[f"{src}/weight"].chunk(3), v[f"{src}/bias"].chunk(3)
+        sd[f"{dst}.query.weight"], sd[f"{dst}.query.bias"] = w[0], b[0]
+        sd[f"{dst}.key.weight"] = w[1]
+        sd[f"{dst}.value.weight"], sd[f"{dst}.value.bias"] = w[2], b[2]
+
+    for side, blocks in (("encoder", "enc_blocks"), ("decoder", "dec_blocks")):
+        for i in range(N_LAYERS):
+            p, s = f"{blocks}.{i}", f"{side}/layer_{i}"
+            ln(f"{p}.attn_ln", f"{s}/self_attention/layer_norm")
+            qkv(f"{p}.attn", f"{s}/self_attention/linear_0")
+            lin(f"{p}.attn.out", f"{s}/self_attention/linear_1")
+            ln(f"{p}.mlp_ln", f"{s}/ffn/layer_norm")
+            lin(f"{p}.mlp.0", f"{s}/ffn/linear_0")
+            lin(f"{p}.mlp.2", f"{s}/ffn/linear_1")
+            if side == "decoder":
+                ln(f"{p}.cross_attn_ln", f"{s}/attention/layer_norm")
+                lin(f"{p}.cross_attn.query", f"{s}/attention/linear_0")
+                kw, vw = v[f"{s}/attention/linear_1/weight"].chunk(2)
+                _, vb = v[f"{s}/attention/linear_1/bias"].chunk(2)
+                sd[f"{p}.cross_attn.key.weight"] = kw
+                sd[f"{p}.cross_attn.value.weight"] = vw
+                sd[f"{p}.cross_attn.value.bias"] = vb
+                lin(f"{p}.cross_attn.out", f"{s}/attention/linear_2")
+    m.load_state_dict(sd, strict=True)
+    return m.eval()
+
+
+class _Encoder(nn.Module):
+    def __init__(self, m: Whisper) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.m.encode(mel)
+
+
+class _Decoder(nn.Module):
+    def __init__(self, m: Whisper) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, tokens: torch.Tensor, self_k: torch.Tensor, self_v: torch.Tensor,
+                cross_k: torch.Tensor, cross_v: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.m.decode_step(tokens, self_k, self_v, cross_k, cross_v)
+
+
+def export(m: Whisper, out: Path) -> None:
+    """Write ``encoder.onnx`` and ``decoder.onnx`` (float32) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    mel = torch.randn(1, N_MELS, 200)
+    with torch.no_grad():
+        torch.onnx.export(
+            _Encoder(m), (mel,), str(out / "encoder.onnx"), dynamo=False,
+            input_names=["mel"], output_names=["cross_k", "cross_v"],
+            dynamic_axes={"mel": {0: "batch", 2: "frames"},
+                          "cross_k": {1: "batch", 2: "audio_len"},
+                          "cross_v": {1: "batch", 2: "audio_len"}},
+            opset_version=17,
+        )
+        ck, cv = m.encode(mel)
+        b = 2
+        tokens = torch.zeros(b, 3, dtype=torch.int64)
+        past = torch.zeros(N_LAYERS, b, 4, D_MODEL)
+        torch.onnx.export(
+            _Decoder(m), (tokens, past, past, ck.expand(-1, b, -1, -1).contiguous(),
+                          cv.expand(-1, b, -1, -1).contiguous()),
+            str(out / "decoder.onnx"), dynamo=False,
+            input_names=["tokens", "self_k", "self_v", "cross_k", "cross_v"],
+            output_names=["logits", "new_self_k", "new_self_v"],
+            dynamic_axes={"tokens": {0: "batch", 1: "n"},
+                          "self_k": {1: "batch", 2: "past"}, "self_v": {1: "batch", 2: "past"},
+                          "cross_k": {1: "batch", 2: "audio_len"},
+                          "cross_v": {1: "batch", 2: "audio_len"},
+                          "logits": {0: "batch"},
+                          "new_self_k": {1: "batch", 2: "total"},
+                          "new_self_v": {1: "batch", 2: "total"}},
+            opset_version=17,
+        )
+
