@@ -27,6 +27,9 @@ class BiasState:
 
     node: int = 0
     pending: float = 0.0
+    #: A phrase was just completed: the next token may not start one again at once,
+    #: which would reward saying the name twice.
+    after_phrase: bool = False
 
 
 class BiasTrie:
@@ -83,22 +86,24 @@ class BiasTrie:
         vec = np.full(vocab, -state.pending)
         if self.weight == 0:
             return vec
-        for t in self.children[0]:
-            vec[t] = self.weight - state.pending
-        for t in self.children[state.node]:
-            vec[t] = self.weight
+        if not state.after_phrase:
+            for t in self.children[0]:
+                vec[t] = self.weight - state.pending
+        if state.node:
+            for t in self.children[state.node]:
+                vec[t] = self.weight
         return vec
 
     def advance(self, state: BiasState, token: int) -> BiasState:
         """Return the state after ``token``."""
         nxt = self.children[state.node].get(token)
         pending = state.pending + self.weight
-        if nxt is None:
+        if nxt is None and not state.after_phrase:
             nxt = self.children[0].get(token)
             pending = self.weight
         if nxt is None:
             return BiasState()
         if self.terminal[nxt]:
             # The phrase is complete: its bonus is kept for good.
-            return BiasState(nxt if self.children[nxt] else 0, 0.0)
+            return BiasState(nxt if self.children[nxt] else 0, 0.0, after_phrase=True)
         return BiasState(nxt, pending)

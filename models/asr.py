@@ -1,0 +1,143 @@
+"""Speech recognition engines behind one interface, chosen per locale or configuration.
+
+``whisper``: Whisper tiny.en on onnxruntime with n-best and context biasing.
+``pocketsphinx``: CMU PocketSphinx's bundled en-us model, for constrained
+grammars and speed. Both take 16 kHz float32 audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hypothesis:
+    """A recognised text with its score (higher is better; engine-specific scale)."""
+
+    text: str
+    score: float
+
+
+class AsrError(RuntimeError):
+    """A recognition failure with a code, e.g. ``asr-model-missing``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Engine(Protocol):
+    """What the ASR agent needs from an engine."""
+
+    name: str
+
+    def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                   bias_weight: float = 0.0, nbest: int = 5) -> list[Hypothesis]:
+        """Return up to ``nbest`` hypotheses, best first; empty when nothing was said."""
+        ...
+
+
+class WhisperEngine:
+    """Whisper tiny.en; ``phrases`` bias the beam search by shallow fusion."""
+
+    name = "whisper"
+
+    def __init__(self, *, quantized: bool = True, trim: bool = True, beam_size: int = 5,
+                 threads: int = 1) -> None:
+        from models.whisper.inference import AsrModelMissing, WhisperOnnx
+
+        try:
+            self.model = WhisperOnnx(quantized=quantized, threads=threads)
+        except AsrModelMissing as exc:
+            raise AsrError(AsrModelMissing.code, str(exc)) from exc
+        self.trim = trim
+        self.beam_size = beam_size
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
+    def _trie(self, phrases: tuple[str, ...], weight: float) -> object:
+        from models.whisper.bias import BiasTrie
+
+        return BiasTrie.from_phrases(phrases, self.model.tokenizer, weight)
+
+    def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                   bias_weight: float = 0.0, nbest: int = 5) -> list[Hypothesis]:
+        """Transcribe with beam search; n-best scores are per-token search scores."""
+        from models.whisper.bias import BiasTrie
+
+        trie = self._trie(tuple(sorted(set(phrases))), bias_weight) if phrases and \
+            bias_weight > 0 else None
+        assert trie is None or isinstance(trie, BiasTrie)
+        hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
+                                     trim=self.trim)
+        return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
+
+
+#: A JSGF grammar of single digits, for ``--grammar digits``.
+DIGITS_JSGF = (
+    "#JSGF V1.0;\ngrammar digits;\npublic <digit> = zero | one | two | three | four | five"
+    " | six | seven | eight | nine | oh;\n"
+)
+GRAMMARS = {"digits": DIGITS_JSGF}
+
+
+class PocketsphinxEngine:
+    """PocketSphinx with its bundled en-us model; a JSGF grammar constrains what it hears.
+
+    Without a grammar it uses the bundled general language model, which is
+    weak on open commands; it is meant for constrained grammars and speed.
+    """
+
+    name = "pocketsphinx"
+
+    def __init__(self, grammar: str | None = None) -> None:
+        from pocketsphinx import Decoder
+
+        self._decoder = Decoder(loglevel="FATAL")
+        if grammar is not None:
+            jsgf = GRAMMARS.get(grammar, grammar)
+            if not jsgf.lstrip().startswith("#JSGF"):
+                raise AsrError("asr-bad-grammar",
+                               f"grammar must be JSGF text or one of {', '.join(GRAMMARS)}")
+            self._decoder.add_jsgf_string("grammar", jsgf)
+            self._decoder.activate_search("grammar")
+
+    def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                   bias_weight: float = 0.0, nbest: int = 5) -> list[Hypothesis]:
+        """Decode in one pass; the n-best comes from the lattice."""
+        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+        d = self._decoder
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        out: list[Hypothesis] = []
+        seen: set[str] = set()
+        for hyp in d.nbest():
+            text = " ".join(w for w in hyp.hypstr.split() if not w.startswith("<"))
+            if text and text not in seen:
+                seen.add(text)
+                out.append(Hypothesis(text, float(hyp.score)))
+            if len(out) >= nbest:
+                break
+        if not out and d.hyp() is not None and d.hyp().hypstr:
+            out.append(Hypothesis(d.hyp().hypstr, float(d.hyp().score)))
+        return out
+
+
+ENGINES = ("whisper", "pocketsphinx")
+
+
+def create(name: str, **options: object) -> Engine:
+    """Return the engine ``name``; unknown names fail listing the valid ones."""
+    if name == "whisper":
+        return WhisperEngine(**options)  # type: ignore[arg-type]
+    if name == "pocketsphinx":
+        return PocketsphinxEngine(**options)  # type: ignore[arg-type]
+    raise AsrError("asr-unknown-engine", f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")

@@ -1,0 +1,101 @@
+"""Text normalisation for scoring recognition: casing, punctuation and numbers, explicitly.
+
+Both reference and hypothesis go through :func:`normalize` before WER is
+counted, so "Set a timer for 10 minutes." and "set a timer for ten minutes"
+score as equal. Numbers become words (``10`` -> ``ten``, ``5:30`` -> ``five
+thirty``, ``7:00`` -> ``seven``, ``3rd`` -> ``third``, ``2.5`` -> ``two point
+five``, ``20%`` -> ``twenty percent``); ``&`` becomes ``and``; hyphens split
+words; other punctuation is dropped, apostrophes inside words are kept.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth",
+            "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+
+
+def number_words(n: int) -> str:
+    """Spell out a non-negative integer below a billion."""
+    if n < 0:
+        return "minus " + number_words(-n)
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + (" " + _ONES[ones] if ones else "")
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        return _ONES[hundreds] + " hundred" + (" " + number_words(rest) if rest else "")
+    for size, name in ((1_000_000, "million"), (1000, "thousand")):
+        if n >= size:
+            high, rest = divmod(n, size)
+            return number_words(high) + f" {name}" + (" " + number_words(rest) if rest else "")
+    raise ValueError(n)  # unreachable for n < 1e9
+
+
+def ordinal_words(n: int) -> str:
+    """Spell out an ordinal: 3 -> third, 21 -> twenty first."""
+    words = number_words(n).split()
+    last = words[-1]
+    if last in _ORDINAL:
+        words[-1] = _ORDINAL[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+def _time(m: re.Match[str]) -> str:
+    hours, minutes = int(m.group(1)), int(m.group(2))
+    if minutes == 0:
+        return number_words(hours)
+    if minutes < 10:
+        return f"{number_words(hours)} oh {number_words(minutes)}"
+    return f"{number_words(hours)} {number_words(minutes)}"
+
+
+def _decimal(m: re.Match[str]) -> str:
+    whole, frac = m.group(1), m.group(2)
+    return number_words(int(whole)) + " point " + " ".join(_ONES[int(d)] for d in frac)
+
+
+def normalize(text: str) -> str:
+    """Return ``text`` lowercased, without punctuation, with numbers as words."""
+    t = text.lower().replace("&", " and ").replace("%", " percent ")
+    t = re.sub(r"\b(\d{1,2}):(\d{2})\b", _time, t)
+    t = re.sub(r"\b(\d+)\.(\d+)\b", _decimal, t)
+    t = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: ordinal_words(int(m.group(1))), t)
+    t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 1,000
+    t = re.sub(r"\d+", lambda m: f" {number_words(int(m.group(0)))} "
+               if len(m.group(0)) < 10 else m.group(0), t)
+    t = re.sub(r"[-_/]", " ", t)
+    t = re.sub(r"[^\w\s']", " ", t)
+    t = re.sub(r"(?<!\w)'|'(?!\w)", " ", t)
+    return " ".join(t.split())
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Return the word-level Levenshtein distance."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def wer(pairs: list[tuple[str, str]]) -> float:
+    """Return corpus WER of (reference, hypothesis) pairs after normalisation."""
+    errors = words = 0
+    for ref, hyp in pairs:
+        r, h = normalize(ref).split(), normalize(hyp).split()
+        errors += edit_distance(r, h)
+        words += len(r)
+    return errors / max(words, 1)
