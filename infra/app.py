@@ -8,10 +8,12 @@ from typing import Any
 
 import faust
 
+from agents import asr as asr_agent
 from agents import context as context_agent
 from agents import endpointer as endpointer_agent
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR
+from models.asr import Engine, create
 from streams import topics
 
 
@@ -21,6 +23,7 @@ class Worker:
 
     app: faust.App
     endpointer: endpointer_agent.EndpointerService
+    asr: asr_agent.AsrService
     contexts: Any
 
 
@@ -61,4 +64,11 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
 
     contexts = context_agent.register(app, settings, send)
     service = endpointer_agent.register(app, settings, send, contexts=contexts)
-    return Worker(app, service, contexts)
+
+    def engine() -> Engine:
+        if settings.asr_engine == "pocketsphinx":
+            return create("pocketsphinx", grammar=settings.asr_grammar or None)
+        return create(settings.asr_engine)
+
+    asr = asr_agent.register(app, settings, send, engine, contexts=contexts)
+    return Worker(app, service, asr, contexts)

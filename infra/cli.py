@@ -185,6 +185,10 @@ def _human(data: dict[str, Any]) -> str:
         return f"{head}  cancelled revision {data['cancelled_revision']}: {data['reason']}"
     if kind == "error":
         return f"{head}  {data['code']}: {data['message']}"
+    if kind == "transcript":
+        nbest = data.get("nbest") or [{"text": ""}]
+        more = f" (+{len(nbest) - 1} alternatives)" if len(nbest) > 1 else ""
+        return f"{head}  {data['kind']} \"{nbest[0]['text']}\"{more}"
     return f"{head}  {json.dumps(data)}"
 
 

@@ -111,6 +111,14 @@ class Settings:
     max_open_utterances: int = 1000
     #: Audio from devices without a published context is refused (``unknown-device``).
     require_known_devices: bool = False
+    #: Recognition engine: ``whisper`` or ``pocketsphinx``.
+    asr_engine: str = "whisper"
+    #: Shallow-fusion bonus per token of a context phrase, nats; 0 turns biasing off.
+    asr_bias_weight: float = 2.0
+    #: Hypotheses per transcript.
+    asr_nbest: int = 5
+    #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
+    asr_grammar: str = ""
     endpointer: EndpointerConfig = dataclasses.field(default_factory=EndpointerConfig)
 
     def __post_init__(self) -> None:
@@ -130,6 +138,10 @@ class Settings:
             raise ConfigError("metrics_port must be in 0..65535")
         if self.utterance_idle_timeout_s <= 0 or self.max_open_utterances < 1:
             raise ConfigError("utterance limits must be positive")
+        if self.asr_engine not in {"whisper", "pocketsphinx"}:
+            raise ConfigError("asr_engine must be whisper or pocketsphinx")
+        if not 0 <= self.asr_bias_weight <= 20 or not 1 <= self.asr_nbest <= 20:
+            raise ConfigError("asr_bias_weight must be in 0..20 and asr_nbest in 1..20")
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
             raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
 

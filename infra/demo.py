@@ -88,6 +88,10 @@ def _describe(e: dict[str, Any]) -> str:
         return f"reset of revision {e['cancelled_revision']} ({e['reason']})"
     if e["type"] == "error":
         return f"error {e['code']}: {e['message']}"
+    if e["type"] == "transcript":
+        best = e["nbest"][0]["text"] if e["nbest"] else ""
+        return (f"{e['kind']} transcript, revision {e['revision']}: \"{best}\" "
+                f"({len(e['nbest'])}-best, {e['compute_ms']:.0f} ms compute)")
     return str(e["type"])
 
 

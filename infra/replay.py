@@ -33,7 +33,7 @@ FORMAT = "voicestream-recording"
 FORMAT_VERSION = 1
 #: Fields that differ between runs for reasons other than behaviour.
 VOLATILE = frozenset({"offset", "partition", "topic", "started_at_ms", "updated_at_ms",
-                      "directive_id", "excerpt_hex", "key"})
+                      "directive_id", "excerpt_hex", "key", "compute_ms"})
 TAG_SEP = "@r"  # "@" is valid in ids and unlikely in a device's own
 
 
@@ -194,8 +194,8 @@ async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAU
                                  "does not decode")
         expected_msgs.append(normalise(row["message"]))
     expected = _group(expected_msgs)
-    want_outcomes = {e["utterance_id"] for e in expected_msgs
-                     if e["type"] == "error" or (e["type"] == "endpoint" and e["kind"] == "final")}
+    want_outcomes = {e["utterance_id"] for e in expected_msgs if e["type"] == "error"
+                     or (e["type"] == "transcript" and e["kind"] == "final")}
     want_letters = sum(1 for e in expected_msgs if e["type"] == MessageType.DEAD_LETTER.value)
     tag = f"{TAG_SEP}{uuid.uuid4().hex[:6]}"
     specs = [s for s in topics.ALL if s.role is topics.Role.OUTPUT]

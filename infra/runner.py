@@ -93,6 +93,7 @@ async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIte
         with contextlib.suppress(asyncio.CancelledError):
             await worker.app.stop()
         worker.endpointer.close()
+        worker.asr.close()
 
 
 async def serve(settings: Settings, on_ready: Callable[[BrokerProfile], None], *,

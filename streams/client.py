@@ -28,7 +28,7 @@ from streams.schema import Message, MessageType, SerializationError
 
 FRAME_MS = 20
 #: Output topics whose events ``send`` reports, in pipeline order.
-OUTPUT_TOPICS = (topics.ENDPOINTS,)
+OUTPUT_TOPICS = (topics.ENDPOINTS, topics.TRANSCRIPTS)
 
 
 def read_wav(path: str | Path) -> tuple[bytes, int]:
@@ -58,7 +58,7 @@ def is_outcome(message: Message) -> bool:
     """Return whether ``message`` ends the utterance for whoever waits on it."""
     if message.TYPE is MessageType.ERROR:
         return True
-    return message.TYPE is MessageType.ENDPOINT and message.to_wire()["kind"] == "final"
+    return message.TYPE is MessageType.TRANSCRIPT and message.to_wire()["kind"] == "final"
 
 
 class DeviceClient:

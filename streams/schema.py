@@ -22,6 +22,7 @@ class MessageType(StrEnum):
     DEVICE_CONTEXT = "device-context"
     ENDPOINT = "endpoint"
     RESET = "reset"
+    TRANSCRIPT = "transcript"
     ERROR = "error"
     DEAD_LETTER = "dead-letter"
 
@@ -98,6 +99,8 @@ def _hints(cls: type) -> dict[str, Any]:
 def _plain(value: Any) -> Any:
     if isinstance(value, StrEnum):
         return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -126,6 +129,20 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             return _coerce(value, arg, path)
     if hint is Any:
         return value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _wrong(path, "object", value)
+        hints = _hints(hint)
+        kwargs = {}
+        for f in dataclasses.fields(hint):
+            if f.name in value:
+                kwargs[f.name] = _coerce(value[f.name], hints[f.name], f"{path}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SerializationError("missing-field", f"{path} has no field {f.name!r}")
+        try:
+            return hint(**kwargs)
+        except ValidationError as exc:
+            raise SerializationError("invalid-value", f"{path}: {exc}") from exc
     if isinstance(hint, type) and issubclass(hint, StrEnum):
         try:
             return hint(value)

@@ -68,6 +68,13 @@ ENDPOINTS = TopicSpec(
     frozenset({MessageType.ENDPOINT, MessageType.RESET, MessageType.ERROR}),
     doc="end-pointer decisions, resets and utterance errors",
 )
+TRANSCRIPTS = TopicSpec(
+    "transcripts",
+    Codec.JSON,
+    Role.OUTPUT,
+    frozenset({MessageType.TRANSCRIPT, MessageType.ERROR}),
+    doc="n-best transcripts per end-pointed revision, and recognition errors",
+)
 DEAD_LETTERS = TopicSpec(
     "deadletter",
     Codec.JSON,
@@ -76,7 +83,7 @@ DEAD_LETTERS = TopicSpec(
     doc="input a stage could not process, with its origin",
 )
 
-ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, FEEDBACK, ENDPOINTS, DEAD_LETTERS)
+ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, FEEDBACK, ENDPOINTS, TRANSCRIPTS, DEAD_LETTERS)
 DEFAULT_PREFIX = "voicestream."
 
 

@@ -73,4 +73,5 @@ def log_mel(audio: Float32Array, *, frames: int | None = None) -> Float32Array:
     mel = mel_filters().astype(np.float64) @ power
     log = np.log10(np.maximum(mel, 1e-10))
     log = np.maximum(log, log.max() - 8.0)
-    return ((log + 4.0) / 4.0).astype(np.float32)
+    out: Float32Array = ((log + 4.0) / 4.0).astype(np.float32)
+    return out

@@ -31,7 +31,7 @@ class AsrModelMissing(RuntimeError):
 
 
 def model_dir() -> Path:
-    """Return where converted models live: ``$VOICESTREAM_MODEL_DIR`` or ``~/.cache/voicestream``."""
+    """Return where converted models live (``$VOICESTREAM_MODEL_DIR``, else the user cache)."""
     root = os.environ.get("VOICESTREAM_MODEL_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "voicestream" / "models"
     return base / "whisper-tiny.en"
@@ -141,7 +141,7 @@ class WhisperOnnx:
                 if t == EOT:
                     finished.append(_Beam(beams[b].tokens, lp, fused_score, state))
                 else:
-                    keep.append(_Beam(beams[b].tokens + [t], lp, fused_score,
+                    keep.append(_Beam([*beams[b].tokens, t], lp, fused_score,
                                       trie.advance(state, t)))
                     rows.append(b)
                 if len(keep) == beam_size:
@@ -172,4 +172,5 @@ class WhisperOnnx:
 
 def _log_softmax(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+    out: npt.NDArray[np.float64] = x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+    return out

@@ -8,6 +8,7 @@ pre-token, GPT-2 style.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from pathlib import Path
@@ -74,11 +75,11 @@ class Tokenizer:
         word = [self.b2u[b] for b in piece.encode()]
         while len(word) > 1:
             pairs = [(self.ranks.get((a, b), 1 << 30), i)
-                     for i, (a, b) in enumerate(zip(word, word[1:], strict=False))]
+                     for i, (a, b) in enumerate(itertools.pairwise(word))]
             rank, i = min(pairs)
             if rank == 1 << 30:
                 break
-            word = word[:i] + [word[i] + word[i + 1]] + word[i + 2:]
+            word = [*word[:i], word[i] + word[i + 1], *word[i + 2:]]
         return tuple(self.vocab[w] for w in word)
 
     def encode(self, text: str) -> list[int]:

@@ -54,8 +54,9 @@ def replay(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 def test_recording_holds_inputs_and_outputs(recording: Path) -> None:
     inputs, outputs = load(recording)
     assert {r["topic"] for r in inputs} == {"audio"}
-    assert {r["topic"] for r in outputs} == {"endpoints", "deadletter"}
+    assert {r["topic"] for r in outputs} == {"endpoints", "transcripts", "deadletter"}
     assert sum(r["topic"] == "endpoints" for r in outputs) == 4 + 2 + 1
+    assert sum(r["topic"] == "transcripts" for r in outputs) == 2 + 2
 
 
 def test_replay_check_passes_on_unchanged_code(recording: Path) -> None:
@@ -75,12 +76,17 @@ def test_replay_check_fails_with_a_diff_after_a_threshold_change(recording: Path
 
 
 def test_partial_utterances_at_the_edges_are_left_out(recording: Path, tmp_path: Path) -> None:
-    lines = recording.read_text().splitlines()
-    # Cut the recording in the middle of the first utterance's audio.
-    cut = tmp_path / "cut.jsonl"
-    cut.write_text("\n".join([lines[0], *lines[40:]]) + "\n")
-    inputs, outputs = load(cut)
     full_inputs, full_outputs = load(recording)
-    assert 0 < len(inputs) < len(full_inputs) - 39
-    assert {o["message"].utterance_id for o in outputs if o["topic"] == "endpoints"} < \
-        {o["message"].utterance_id for o in full_outputs if o["topic"] == "endpoints"}
+    first = next(r for r in full_inputs if r["message"] is not None
+                 and r["message"].TYPE.value == "utterance-start")
+    victim = first["message"].utterance_id
+    # A recording that began just after that utterance's start message.
+    lines = recording.read_text().splitlines()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(x for x in lines if not (
+        f'"offset": {first["offset"]},' in x and '"topic": "audio"' in x)) + "\n")
+    inputs, outputs = load(cut)
+    utts = {getattr(r["message"], "utterance_id", None) for r in inputs + outputs}
+    assert victim not in utts
+    kept = {getattr(r["message"], "utterance_id", None) for r in full_inputs + full_outputs}
+    assert utts == kept - {victim}

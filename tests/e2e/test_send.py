@@ -12,8 +12,11 @@ pytestmark = pytest.mark.broker
 
 
 def shape(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """The end-pointer's events (endpoints, resets, errors) in order."""
     out = []
     for e in events:
+        if e["type"] == "transcript" or e.get("stage") == "asr":
+            continue
         if e["type"] == "endpoint":
             out.append(("endpoint", e["kind"], e["revision"]))
         elif e["type"] == "reset":
@@ -44,7 +47,7 @@ def test_no_pause_yields_speculative_then_final(stack: str, speech: dict[str, Pa
     code, events = send(stack, speech["whole"], "kitchen-2", "--fast")
     assert code == 0
     assert shape(events) == [("endpoint", "speculative", 0), ("endpoint", "final", 0)]
-    spec, final = events
+    spec, final = (e for e in events if e["type"] == "endpoint")
     assert final["t_ms"] - spec["t_ms"] >= 200  # type: ignore[operator]
 
 
@@ -57,8 +60,10 @@ def test_silence_yields_no_speech(stack: str, speech: dict[str, Path]) -> None:
 def test_decision_times_do_not_depend_on_pacing(stack: str, speech: dict[str, Path]) -> None:
     _, fast = send(stack, speech["whole"], "hall-1", "--fast")
     _, real = send(stack, speech["whole"], "hall-1")
-    assert [(e["kind"], e["t_ms"], e["at_ms"]) for e in fast] == \
-        [(e["kind"], e["t_ms"], e["at_ms"]) for e in real]
+    # Across stages the interleaving depends on pacing; per stage the events do not.
+    for kind in ("endpoint", "transcript"):
+        assert [(e["kind"], e["t_ms"], e["at_ms"]) for e in fast if e["type"] == kind] == \
+            [(e["kind"], e["t_ms"], e["at_ms"]) for e in real if e["type"] == kind]
 
 
 def test_8khz_audio_is_resampled(stack: str, speech: dict[str, Path]) -> None:
@@ -66,4 +71,6 @@ def test_8khz_audio_is_resampled(stack: str, speech: dict[str, Path]) -> None:
     code, low = send(stack, speech["whole_8k"], "attic-2", "--fast")
     assert code == 0
     assert shape(low) == shape(native)
-    assert abs(low[-1]["at_ms"] - native[-1]["at_ms"]) <= 64  # type: ignore[operator]
+    final = next(e for e in low if e["type"] == "endpoint" and e["kind"] == "final")
+    native_final = next(e for e in native if e["type"] == "endpoint" and e["kind"] == "final")
+    assert abs(final["at_ms"] - native_final["at_ms"]) <= 64  # type: ignore[operator]

@@ -35,6 +35,6 @@ def test_number_words() -> None:
 
 
 def test_wer_counts_substitutions_insertions_deletions() -> None:
-    assert edit_distance("a b c".split(), "a x c d".split()) == 2
+    assert edit_distance(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
     assert wer([("Set a timer for 10 minutes.", "set a timer for ten minutes")]) == 0.0
     assert wer([("call ada now", "call eda")]) == pytest.approx(2 / 3)

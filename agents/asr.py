@@ -1,0 +1,416 @@
+"""The speech-recognition agent: audio plus end-points in, n-best transcripts out.
+
+It keeps a bounded buffer of each utterance's 16 kHz audio (from the audio
+topic, assembled like the end-pointer does) and follows the end-pointer's
+decisions: it decodes when a speculative end-point arrives, reuses that
+result when the final end-point confirms the revision, and drops the work of
+a revision when its reset arrives. :class:`RevisionTracker` is the pure core
+of that protocol; decoding runs in a single inference thread off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+import numpy as np
+import structlog
+
+from agents.base import Origin, Publisher, SendFn
+from agents.endpointing import FrameAssembler
+from infra import metrics
+from infra.config import Settings
+from models.asr import AsrError, Engine, Float32Array, Hypothesis
+from streams import topics
+from streams.asr import NBest, Transcript
+from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
+from streams.codec import decode
+from streams.control import ErrorEvent
+from streams.endpoint import Endpoint, EndpointKind, Reset
+from streams.schema import SerializationError
+
+STAGE = "asr"
+RATE = 16000
+#: Audio after the end of speech that the decoder also gets, ms.
+TAIL_MS = 200
+#: How long a decode waits for its audio to arrive, s.
+AUDIO_WAIT_S = 5.0
+_CLOSED_MEMORY = 4096
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    """What decoding one revision gave."""
+
+    hypotheses: list[Hypothesis]
+    at_ms: int
+    compute_ms: float = 0.0
+    phrases: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decode:
+    """Decode ``revision`` from audio up to ``at_ms``."""
+
+    revision: int
+    at_ms: int
+    t_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Emit:
+    """Publish the transcript of ``revision`` as ``kind``."""
+
+    revision: int
+    kind: EndpointKind
+    t_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cancel:
+    """Drop any work for ``revision``."""
+
+    revision: int
+
+
+Action = Decode | Emit | Cancel
+
+
+class RevisionTracker:
+    """Which revision to decode, emit or drop, given end-pointer events and results.
+
+    Pure and synchronous. Guarantees: nothing is emitted for a revision after
+    its reset; a final transcript is emitted only after the speculative one of
+    the same revision; each revision is decoded at most once.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled: set[int] = set()
+        self.results: dict[int, Result] = {}
+        self.decoding: set[int] = set()
+        self.final_waiting: dict[int, int] = {}
+        self.done = False
+
+    def on_endpoint(self, ep: Endpoint) -> list[Action]:
+        """React to a speculative or final end-point."""
+        r = ep.revision
+        if self.done or r in self.cancelled:
+            return []
+        if ep.kind is EndpointKind.SPECULATIVE:
+            if r in self.decoding or r in self.results:
+                return []
+            self.decoding.add(r)
+            return [Decode(r, ep.at_ms, ep.t_ms)]
+        if r in self.results:
+            self.done = True
+            return [Emit(r, EndpointKind.FINAL, ep.t_ms)]
+        self.final_waiting[r] = ep.t_ms
+        if r not in self.decoding:  # a final without a speculative: decode now
+            self.decoding.add(r)
+            return [Decode(r, ep.at_ms, ep.t_ms)]
+        return []
+
+    def on_reset(self, reset: Reset) -> list[Action]:
+        """Cancel the revision the reset names."""
+        r = reset.cancelled_revision
+        self.cancelled.add(r)
+        self.decoding.discard(r)
+        self.results.pop(r, None)
+        return [Cancel(r)]
+
+    def on_result(self, revision: int, result: Result, t_ms: int) -> list[Action]:
+        """Take a finished decode; return what to emit (nothing if it was cancelled)."""
+        self.decoding.discard(revision)
+        if revision in self.cancelled or self.done:
+            return []
+        self.results[revision] = result
+        out: list[Action] = [Emit(revision, EndpointKind.SPECULATIVE, t_ms)]
+        if revision in self.final_waiting:
+            self.done = True
+            out.append(Emit(revision, EndpointKind.FINAL, self.final_waiting[revision]))
+        return out
+
+
+@dataclasses.dataclass(slots=True)
+class Utterance:
+    """Audio and revision state of one utterance on this worker."""
+
+    device_id: str
+    utterance_id: str
+    assembler: FrameAssembler
+    max_samples: int
+    chunks: list[Float32Array] = dataclasses.field(default_factory=list)
+    samples: int = 0
+    stopped: bool = False
+    tracker: RevisionTracker = dataclasses.field(default_factory=RevisionTracker)
+    tasks: dict[int, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    last_seen: float = dataclasses.field(default_factory=time.monotonic)
+    log: Any = None
+
+    def add(self, chunks: list[Float32Array]) -> None:
+        """Append audio, refusing to grow past ``max_samples``."""
+        for c in chunks:
+            room = self.max_samples - self.samples
+            if room <= 0:
+                break
+            self.chunks.append(c[:room])
+            self.samples += min(c.size, room)
+        self.last_seen = time.monotonic()
+        self.arrived.set()
+
+    def audio(self, end_ms: int) -> Float32Array:
+        """Return the audio from the start to ``end_ms``."""
+        if not self.chunks:
+            return np.zeros(0, np.float32)
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        return self.chunks[0][: end_ms * RATE // 1000]
+
+
+class AsrService:
+    """State and logic of the ASR agent, independent of how it is wired."""
+
+    def __init__(self, settings: Settings, send: SendFn,
+                 engine_factory: Callable[[], Engine], *, contexts: Any = None) -> None:
+        self.settings = settings
+        self.pub = Publisher(STAGE, send)
+        self.utterances: dict[str, Utterance] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._contexts = contexts
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self._engine: Engine | None = None
+        self._engine_error: AsrError | None = None
+        self._factory = engine_factory
+        self._max_samples = (settings.endpointer.max_utterance_ms + 2000) * RATE // 1000
+
+    def close(self) -> None:
+        """Cancel pending decodes and release the inference thread."""
+        for utt in self.utterances.values():
+            for task in utt.tasks.values():
+                task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def engine(self) -> Engine:
+        """Return the engine, creating it on first use; raise ``AsrError`` if it cannot be."""
+        if self._engine is None:
+            if self._engine_error is not None:
+                raise self._engine_error
+            try:
+                self._engine = self._factory()
+            except AsrError as exc:
+                self._engine_error = exc
+                raise
+        return self._engine
+
+    # -- audio ------------------------------------------------------------------------------
+
+    async def on_audio(self, origin: Origin, raw: bytes | None) -> None:
+        """Buffer one audio-topic message (bad ones are the end-pointer's to dead-letter)."""
+        try:
+            message = decode(raw or b"", topics.AUDIO.codec)
+        except SerializationError:
+            return
+        if isinstance(message, UtteranceStart):
+            self._start(message)
+        elif isinstance(message, AudioFrame):
+            utt = self._get(message.device_id, message.utterance_id)
+            if utt is not None:
+                chunks, _ = utt.assembler.push(message)
+                utt.add(chunks)
+        elif isinstance(message, UtteranceStop):
+            utt = self._get(message.device_id, message.utterance_id)
+            if utt is not None:
+                chunks, _ = utt.assembler.flush()
+                utt.add(chunks)
+                utt.stopped = True
+
+    def _start(self, start: UtteranceStart) -> None:
+        if start.sample_rate_hz not in SUPPORTED_SAMPLE_RATES_HZ or start.channels != 1:
+            return
+        if start.utterance_id in self._closed:
+            return
+        old = self.utterances.get(start.device_id)
+        if old is not None:
+            self._drop(old)
+        if len(self.utterances) >= self.settings.max_open_utterances:
+            return
+        log = structlog.get_logger("voicestream.asr").bind(
+            stage=STAGE, device_id=start.device_id, utterance_id=start.utterance_id)
+        self.utterances[start.device_id] = Utterance(
+            start.device_id, start.utterance_id, FrameAssembler(start.sample_rate_hz),
+            self._max_samples, log=log)
+        metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
+
+    def _get(self, device_id: str, utterance_id: str) -> Utterance | None:
+        utt = self.utterances.get(device_id)
+        return utt if utt is not None and utt.utterance_id == utterance_id else None
+
+    # -- end-pointer events -----------------------------------------------------------------
+
+    async def on_endpoint_event(self, origin: Origin, raw: bytes | None) -> None:
+        """Follow one event of the end-pointer's output topic."""
+        message = await self.pub.decode(topics.ENDPOINTS, origin, raw)
+        if message is None:
+            return
+        if isinstance(message, ErrorEvent):
+            utt = self._get(message.device_id, message.utterance_id)
+            if utt is not None:
+                self._drop(utt)
+            return
+        assert isinstance(message, Endpoint | Reset)
+        utt = self._get(message.device_id, message.utterance_id)
+        if utt is None:
+            if message.utterance_id not in self._closed:
+                await self._error(message.device_id, message.utterance_id, "asr-no-audio",
+                                  "end-point for an utterance whose audio this worker "
+                                  "does not hold", getattr(message, "revision", 0),
+                                  message.t_ms)
+                self._remember_closed(message.utterance_id)
+            return
+        if isinstance(message, Reset):
+            actions = utt.tracker.on_reset(message)
+            utt.log.info("asr.reset", cancelled_revision=message.cancelled_revision)
+        else:
+            actions = utt.tracker.on_endpoint(message)
+        await self._apply(utt, actions)
+
+    async def _apply(self, utt: Utterance, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Decode):
+                utt.tasks[action.revision] = asyncio.create_task(self._decode(utt, action))
+            elif isinstance(action, Cancel):
+                task = utt.tasks.pop(action.revision, None)
+                if task is not None:
+                    task.cancel()
+            else:
+                await self._emit(utt, action)
+
+    async def _decode(self, utt: Utterance, action: Decode) -> None:
+        end_ms = action.at_ms + TAIL_MS
+        deadline = time.monotonic() + AUDIO_WAIT_S
+        while utt.samples < end_ms * RATE // 1000 and not utt.stopped:
+            utt.arrived.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(utt.arrived.wait(), remaining)
+            except TimeoutError:
+                break
+        audio = utt.audio(end_ms)
+        phrases = self._phrases(utt.device_id)
+        started = time.perf_counter()
+        try:
+            engine = self.engine()
+            loop = asyncio.get_running_loop()
+            hyps = await loop.run_in_executor(self._executor, lambda: engine.transcribe(
+                audio, phrases=phrases, bias_weight=self.settings.asr_bias_weight,
+                nbest=self.settings.asr_nbest))
+        except AsrError as exc:
+            if action.revision not in utt.tracker.cancelled:
+                await self._error(utt.device_id, utt.utterance_id, exc.code, str(exc),
+                                  action.revision, action.t_ms)
+                self._drop(utt)
+            return
+        compute_ms = (time.perf_counter() - started) * 1000
+        metrics.STAGE_LATENCY.labels(STAGE).observe(compute_ms / 1000)
+        utt.log.info("asr.decoded", revision=action.revision, audio_ms=audio.size * 1000 // RATE,
+                     compute_ms=round(compute_ms, 1), hypotheses=len(hyps),
+                     biased_phrases=len(phrases))
+        utt.tasks.pop(action.revision, None)
+        result = Result(hyps, action.at_ms, compute_ms, len(phrases))
+        await self._apply(utt, utt.tracker.on_result(action.revision, result, action.t_ms))
+
+    def _phrases(self, device_id: str) -> list[str]:
+        ctx = self._contexts.get(device_id) if self._contexts is not None else None
+        if not ctx:
+            return []
+        return [p for p in [*ctx.get("contacts", ()), *ctx.get("appliances", ())]
+                if isinstance(p, str) and p.strip()][:500]
+
+    async def _emit(self, utt: Utterance, action: Emit) -> None:
+        result = utt.tracker.results.get(action.revision)
+        hyps = result.hypotheses if result is not None else []
+        if action.kind is EndpointKind.FINAL and not hyps:
+            await self._error(utt.device_id, utt.utterance_id, "asr-no-speech",
+                              "nothing was recognised in the utterance's audio",
+                              action.revision, action.t_ms)
+            self._drop(utt)
+            return
+        message = Transcript(
+            device_id=utt.device_id, utterance_id=utt.utterance_id, kind=action.kind,
+            revision=action.revision, at_ms=result.at_ms if result else 0, t_ms=action.t_ms,
+            engine=self._engine_name(),
+            nbest=tuple(NBest(text=h.text, score=h.score) for h in hyps),
+            biased_phrases=result.phrases if result else 0,
+            compute_ms=round(result.compute_ms, 1) if result else 0.0,
+        )
+        await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message)
+        if action.kind is EndpointKind.FINAL:
+            self._drop(utt)
+
+    def _engine_name(self) -> str:
+        return self._engine.name if self._engine is not None else "none"
+
+    async def _error(self, device_id: str, utterance_id: str, code: str, message: str,
+                     revision: int, t_ms: int) -> None:
+        await self.pub.emit(topics.TRANSCRIPTS, device_id, ErrorEvent(
+            device_id=device_id, utterance_id=utterance_id, stage=STAGE, code=code,
+            message=message, revision=revision, t_ms=t_ms))
+
+    def _drop(self, utt: Utterance) -> None:
+        for task in utt.tasks.values():
+            task.cancel()
+        utt.tasks.clear()
+        if self.utterances.get(utt.device_id) is utt:
+            del self.utterances[utt.device_id]
+        self._remember_closed(utt.utterance_id)
+        metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
+
+    def _remember_closed(self, utterance_id: str) -> None:
+        self._closed[utterance_id] = None
+        while len(self._closed) > _CLOSED_MEMORY:
+            self._closed.popitem(last=False)
+
+    def expire(self, now: float | None = None) -> None:
+        """Drop utterances idle for ``utterance_idle_timeout_s`` with nothing in flight."""
+        now = time.monotonic() if now is None else now
+        for utt in list(self.utterances.values()):
+            if now - utt.last_seen > self.settings.utterance_idle_timeout_s and not utt.tasks:
+                self._drop(utt)
+
+
+def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:
+             Callable[[], Engine], contexts: Any = None) -> AsrService:
+    """Create the ASR agents (audio and end-points) and the expiry timer on ``app``."""
+    service = AsrService(settings, send, engine_factory, contexts=contexts)
+    audio = app.topic(settings.topic(topics.AUDIO.short), key_serializer="raw",
+                      value_serializer="raw", partitions=settings.partitions)
+    endpoints = app.topic(settings.topic(topics.ENDPOINTS.short), key_serializer="raw",
+                          value_serializer="raw", partitions=settings.partitions)
+
+    @app.agent(audio, name="asr-audio", concurrency=1)
+    async def asr_audio(stream: Any) -> None:
+        async for event in stream.events():
+            m = event.message
+            await service.on_audio(Origin(m.topic, m.partition, m.offset, m.key), m.value)
+
+    @app.agent(endpoints, name="asr", concurrency=1)
+    async def asr(stream: Any) -> None:
+        async for event in stream.events():
+            m = event.message
+            await service.on_endpoint_event(Origin(m.topic, m.partition, m.offset, m.key),
+                                            m.value)
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def expire_asr() -> None:
+        service.expire()
+
+    return service

@@ -1,0 +1,48 @@
+"""Recognition output: a ranked n-best list per end-pointed revision.
+
+Per utterance and revision the ASR stage emits ``Transcript(speculative, r)``
+once the speculative end-point's audio is decoded, then, when the final
+end-point confirms ``r``, ``Transcript(final, r)`` with the same n-best. After
+``Reset(r)`` nothing more is emitted for ``r``; the next revision is decoded
+from its own speculative end-point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from streams.endpoint import EndpointKind
+from streams.schema import Message, MessageType, require
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NBest:
+    """One hypothesis: its text and score (higher is better, engine's own scale)."""
+
+    text: str
+    score: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Transcript(Message):
+    """The n-best for ``revision``, best first, from audio up to ``at_ms``."""
+
+    TYPE: ClassVar[MessageType] = MessageType.TRANSCRIPT
+
+    device_id: str
+    utterance_id: str
+    kind: EndpointKind
+    revision: int
+    at_ms: int
+    #: The end-point decision this transcript answers, audio ms.
+    t_ms: int
+    engine: str
+    nbest: tuple[NBest, ...] = ()
+    #: Context phrases the search was biased toward (counted, never listed).
+    biased_phrases: int = 0
+    #: Wall time spent decoding, ms.
+    compute_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.revision >= 0, "revision must be >= 0")
