@@ -20,7 +20,9 @@ fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[dev]'
+# train: torch (the local CPU build of 2.13.0) and onnx, to convert Whisper once.
+.venv/bin/pip install -q -e '.[dev,train]'
 # silero-vad lists torch as a dependency, but we load only its ONNX file.
 .venv/bin/pip install -q --no-deps silero-vad==6.2.3
+.venv/bin/voicestream --log-level warning models build
 echo "voicestream installed in .venv"

@@ -301,9 +301,14 @@ class AsrService:
             if remaining <= 0:
                 break
             try:
-                await asyncio.wait_for(utt.arrived.wait(), remaining)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
+                # cancellation that races with the event being set.
+                async with asyncio.timeout(remaining):
+                    await utt.arrived.wait()
             except TimeoutError:
                 break
+        if action.revision in utt.tracker.cancelled:
+            return  # reset while waiting for audio
         audio = utt.audio(end_ms)
         phrases = self._phrases(utt.device_id)
         started = time.perf_counter()

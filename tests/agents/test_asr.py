@@ -1,0 +1,216 @@
+"""The ASR stage: the revision protocol (pure) and the service with a scripted engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from agents.asr import AsrService, Cancel, Decode, Emit, Result, RevisionTracker
+from agents.base import Origin
+from infra.config import Settings
+from models.asr import AsrError, Float32Array, Hypothesis
+from streams import topics
+from streams.asr import Transcript
+from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
+from streams.codec import Codec, decode, encode
+from streams.control import ErrorEvent
+from streams.endpoint import Endpoint, EndpointKind, Reset, ResetReason
+from streams.schema import Message
+
+SPEC, FINAL = EndpointKind.SPECULATIVE, EndpointKind.FINAL
+
+
+def ep(kind: EndpointKind, rev: int, at: int = 1000, t: int = 1300) -> Endpoint:
+    return Endpoint(device_id="d", utterance_id="u", kind=kind, revision=rev, at_ms=at, t_ms=t)
+
+
+def reset(rev: int) -> Reset:
+    return Reset(device_id="d", utterance_id="u", cancelled_revision=rev,
+                 reason=ResetReason.SPEECH_RESUMED, t_ms=1500)
+
+
+def result(text: str = "hello") -> Result:
+    return Result([Hypothesis(text, -0.5)], 1000)
+
+
+def test_speculative_decodes_and_final_reuses() -> None:
+    tr = RevisionTracker()
+    assert tr.on_endpoint(ep(SPEC, 0)) == [Decode(0, 1000, 1300)]
+    assert tr.on_result(0, result(), 1300) == [Emit(0, SPEC, 1300)]
+    assert tr.on_endpoint(ep(FINAL, 0, t=1800)) == [Emit(0, FINAL, 1800)]
+    assert tr.done
+
+
+def test_final_before_result_waits_for_it() -> None:
+    tr = RevisionTracker()
+    tr.on_endpoint(ep(SPEC, 0))
+    assert tr.on_endpoint(ep(FINAL, 0, t=1800)) == []
+    assert tr.on_result(0, result(), 1300) == [Emit(0, SPEC, 1300), Emit(0, FINAL, 1800)]
+
+
+def test_reset_drops_a_result_that_arrives_later() -> None:
+    tr = RevisionTracker()
+    tr.on_endpoint(ep(SPEC, 0))
+    assert tr.on_reset(reset(0)) == [Cancel(0)]
+    assert tr.on_result(0, result(), 1300) == []
+    assert tr.on_endpoint(ep(SPEC, 1, at=2500, t=2800)) == [Decode(1, 2500, 2800)]
+    assert tr.on_result(1, result("revised"), 2800) == [Emit(1, SPEC, 2800)]
+    assert tr.on_endpoint(ep(FINAL, 1)) == [Emit(1, FINAL, 1300)]
+
+
+def test_each_revision_is_decoded_once() -> None:
+    tr = RevisionTracker()
+    tr.on_endpoint(ep(SPEC, 0))
+    assert tr.on_endpoint(ep(SPEC, 0)) == []
+
+
+def test_final_without_speculative_decodes() -> None:
+    tr = RevisionTracker()
+    assert tr.on_endpoint(ep(FINAL, 0)) == [Decode(0, 1000, 1300)]
+    assert tr.on_result(0, result(), 1300) == [Emit(0, SPEC, 1300), Emit(0, FINAL, 1300)]
+
+
+class ScriptedEngine:
+    """An engine whose answer and timing the test controls."""
+
+    name = "scripted"
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self.calls: list[tuple[int, tuple[str, ...]]] = []
+        self.release = gate
+
+    def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                   bias_weight: float = 0.0, nbest: int = 5) -> list[Hypothesis]:
+        self.calls.append((audio.size, tuple(phrases)))
+        return [Hypothesis(f"heard {audio.size} samples", -0.1)]
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def __call__(self, short: str, key: bytes, value: bytes) -> None:
+        self.messages.append(decode(value, topics.by_short(short).codec))
+
+
+def origin(n: int = 0) -> Origin:
+    return Origin("t", 0, n, b"d")
+
+
+async def feed_audio(svc: AsrService, seconds: float, *, stop: bool = True) -> None:
+    await svc.on_audio(origin(), encode(UtteranceStart(device_id="d", utterance_id="u",
+                                                       sample_rate_hz=16000), Codec.MSGPACK))
+    for seq in range(int(seconds * 50)):
+        frame = AudioFrame(device_id="d", utterance_id="u", seq=seq, pcm=bytes(640),
+                           sample_rate_hz=16000, audio_ms=seq * 20)
+        await svc.on_audio(origin(), encode(frame, Codec.MSGPACK))
+    if stop:
+        await svc.on_audio(origin(), encode(UtteranceStop(device_id="d", utterance_id="u",
+                                                          last_seq=0), Codec.MSGPACK))
+
+
+async def endpoint_event(svc: AsrService, message: Message) -> None:
+    await svc.on_endpoint_event(origin(), encode(message, Codec.JSON))
+
+
+async def settle(svc: AsrService) -> None:
+    for utt in list(svc.utterances.values()):
+        for task in list(utt.tasks.values()):
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def kinds(sent: Sent) -> list[tuple[str, object, int]]:
+    out: list[tuple[str, object, int]] = []
+    for m in sent.messages:
+        if isinstance(m, Transcript):
+            out.append(("transcript", m.kind.value, m.revision))
+        elif isinstance(m, ErrorEvent):
+            out.append(("error", m.code, m.revision))
+    return out
+
+
+async def test_decode_uses_audio_to_end_of_speech_and_context_phrases() -> None:
+    sent, engine = Sent(), ScriptedEngine()
+    contexts = {"d": {"contacts": ["Ada Lovelace"], "appliances": ["oven"]}}
+    svc = AsrService(Settings(), sent, lambda: engine, contexts=contexts)
+    await feed_audio(svc, 2.0)
+    await endpoint_event(svc, ep(SPEC, 0, at=1000))
+    await settle(svc)
+    await endpoint_event(svc, ep(FINAL, 0, at=1000, t=1800))
+    assert kinds(sent) == [("transcript", "speculative", 0), ("transcript", "final", 0)]
+    assert engine.calls == [(16000 * 1200 // 1000, ("Ada Lovelace", "oven"))]
+    final = sent.messages[-1]
+    assert isinstance(final, Transcript) and final.nbest[0].text == "heard 19200 samples"
+    assert final.biased_phrases == 2
+    assert svc.utterances == {}
+
+
+async def test_reset_while_decoding_never_emits_the_cancelled_revision() -> None:
+    sent, engine = Sent(), ScriptedEngine()
+    svc = AsrService(Settings(), sent, lambda: engine)
+    await feed_audio(svc, 0.5, stop=False)  # audio up to 500 ms only: the decode waits
+    await endpoint_event(svc, ep(SPEC, 0, at=1000))
+    await asyncio.sleep(0)
+    await endpoint_event(svc, reset(0))
+    await endpoint_event(svc, ep(SPEC, 1, at=1500, t=1800))
+    for seq in range(25, 150):
+        frame = AudioFrame(device_id="d", utterance_id="u", seq=seq, pcm=bytes(640),
+                           sample_rate_hz=16000, audio_ms=seq * 20)
+        await svc.on_audio(origin(), encode(frame, Codec.MSGPACK))
+    await settle(svc)
+    await endpoint_event(svc, ep(FINAL, 1, at=1500, t=2300))
+    assert kinds(sent) == [("transcript", "speculative", 1), ("transcript", "final", 1)]
+    assert len(engine.calls) == 1  # revision 0 never reached the engine
+
+
+async def test_engine_failure_is_a_coded_error() -> None:
+    def broken() -> ScriptedEngine:
+        raise AsrError("asr-model-missing", "no model")
+
+    sent = Sent()
+    svc = AsrService(Settings(), sent, broken)
+    await feed_audio(svc, 1.5)
+    await endpoint_event(svc, ep(SPEC, 0))
+    await settle(svc)
+    assert kinds(sent) == [("error", "asr-model-missing", 0)]
+
+
+async def test_empty_result_on_final_is_asr_no_speech() -> None:
+    class Deaf(ScriptedEngine):
+        def transcribe(self, audio: Float32Array, **kw: object) -> list[Hypothesis]:
+            return []
+
+    sent = Sent()
+    svc = AsrService(Settings(), sent, Deaf)
+    await feed_audio(svc, 1.5)
+    await endpoint_event(svc, ep(SPEC, 0))
+    await settle(svc)
+    await endpoint_event(svc, ep(FINAL, 0))
+    assert kinds(sent) == [("transcript", "speculative", 0), ("error", "asr-no-speech", 0)]
+
+
+async def test_endpoint_without_audio_is_an_error_once() -> None:
+    sent = Sent()
+    svc = AsrService(Settings(), sent, ScriptedEngine)
+    await endpoint_event(svc, ep(SPEC, 0))
+    await endpoint_event(svc, ep(FINAL, 0))
+    assert kinds(sent) == [("error", "asr-no-audio", 0)]
+
+
+async def test_audio_buffer_is_bounded() -> None:
+    svc = AsrService(Settings.from_mapping({"endpointer": {"max_utterance_ms": 1000}}),
+                     Sent(), ScriptedEngine)
+    await feed_audio(svc, 5.0, stop=False)
+    utt = svc.utterances["d"]
+    assert utt.samples == (1000 + 2000) * 16
+    assert utt.audio(10_000).size == utt.samples
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\xff\x00", None])
+async def test_bad_audio_messages_are_ignored_here(garbage: bytes | None) -> None:
+    svc = AsrService(Settings(), Sent(), ScriptedEngine)
+    await svc.on_audio(origin(), garbage)  # the end-pointer dead-letters these
+    assert svc.utterances == {} and np.isfinite(0)

@@ -1,0 +1,109 @@
+"""The converted Whisper model against CTranslate2 on the same weights, and its parts."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+import pytest
+import soxr
+
+from infra.eval_endpoint import speak
+from models.asr import WhisperEngine
+from models.whisper.build import source_dir
+from models.whisper.features import log_mel, mel_filters
+from models.whisper.inference import WhisperOnnx
+from models.whisper.tokenizer import NO_TIMESTAMPS, SOT, Tokenizer
+
+FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd-dev"
+PROMPT = [SOT, NO_TIMESTAMPS]
+
+
+def fsdd(name: str) -> np.ndarray:
+    with wave.open(str(FSDD / name), "rb") as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+        return soxr.resample(x, w.getframerate(), 16000).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, np.ndarray]:
+    return {
+        "timer": speak("set a timer for ten minutes", "en-us", 160),
+        "weather": speak("what is the weather like in Boston tomorrow", "en-us+f3", 150),
+        "lights": speak("turn off the lights in the kitchen", "en-gb", 170),
+        "digit-0": fsdd("0_george_5.wav"),
+        "digit-7": fsdd("7_jackson_8.wav"),
+    }
+
+
+@pytest.fixture(scope="module")
+def fp32() -> WhisperOnnx:
+    return WhisperOnnx(quantized=False)
+
+
+def test_fp32_full_window_matches_ctranslate2(fp32: WhisperOnnx,
+                                              clips: dict[str, np.ndarray]) -> None:
+    """Greedy decoding depends on the network alone: the tokens must be identical.
+
+    (Beam search is ours and ranks differently from CTranslate2's.)
+    """
+    reference = ctranslate2.models.Whisper(str(source_dir()), device="cpu",
+                                           compute_type="float32", intra_threads=1)
+    for name, audio in clips.items():
+        mel = log_mel(audio, frames=3000)[None]
+        ref = reference.generate(ctranslate2.StorageView.from_array(mel), [PROMPT],
+                                 beam_size=1, suppress_blank=True)[0].sequences_ids[0]
+        ours = fp32.transcribe(audio, trim=False, beam_size=1)[0]
+        assert list(ours.tokens) == list(ref), name
+
+
+def test_int8_trimmed_transcribes_commands(clips: dict[str, np.ndarray]) -> None:
+    model = WhisperOnnx(quantized=True)
+    text = model.transcribe(clips["weather"])[0].text
+    assert text.lower().rstrip("?.") == "what is the weather like in boston tomorrow"
+
+
+def test_nbest_is_ranked_and_distinct(fp32: WhisperOnnx, clips: dict[str, np.ndarray]) -> None:
+    hyps = fp32.transcribe(clips["timer"], nbest=5)
+    assert 1 < len(hyps) <= 5
+    assert len({h.text for h in hyps}) == len(hyps)
+    assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+
+
+def test_context_biasing_recovers_a_name() -> None:
+    engine = WhisperEngine()
+    audio = speak("call Siobhan Kowalczyk", "en-gb", 160)
+    plain = engine.transcribe(audio)[0].text
+    biased = engine.transcribe(audio, phrases=["Siobhan Kowalczyk", "Ada Lovelace"],
+                               bias_weight=4.0)[0].text
+    assert "Kowalczyk" not in plain
+    assert "Siobhan Kowalczyk" in biased
+
+
+def test_silence_gives_no_hypothesis_or_a_short_one(fp32: WhisperOnnx) -> None:
+    assert fp32.transcribe(np.zeros(800, np.float32)) == []  # under 100 ms
+    hyps = fp32.transcribe(np.zeros(16000 * 2, np.float32))
+    assert all(len(h.tokens) <= 6 + 12 for h in hyps)  # capped by the audio's length
+
+
+def test_mel_filterbank_shape_and_normalisation() -> None:
+    f = mel_filters()
+    assert f.shape == (80, 201)
+    assert np.all(f >= 0) and np.all(f.sum(axis=1) > 0)
+    peaks = f.argmax(axis=1)
+    assert np.all(np.diff(peaks) >= 0)  # filters rise with frequency
+
+
+def test_log_mel_pads_and_trims() -> None:
+    x = np.zeros(16000, np.float32)
+    assert log_mel(x).shape == (80, 100)
+    assert log_mel(x, frames=3000).shape == (80, 3000)
+
+
+def test_tokenizer_round_trips() -> None:
+    tok = Tokenizer(source_dir() / "tokenizer.json")
+    for text in (" Set a timer for 10 minutes.", " Call Siobhan Ní Dhomhnaill", " it's 5:30pm"):
+        assert tok.decode(tok.encode(text)) == text
+    assert tok.encode(" Set a timer") == [5345, 257, 19781]
