@@ -14,6 +14,7 @@ extra). The exported graphs:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -52,7 +53,8 @@ class Attention(nn.Module):
         if mask is not None:
             w = w + mask
         w = torch.softmax(w.float(), dim=-1).to(q.dtype)
-        return self.out((w @ v).permute(0, 2, 1, 3).reshape(b, n, d))
+        out: torch.Tensor = self.out((w @ v).permute(0, 2, 1, 3).reshape(b, n, d))
+        return out
 
 
 class Block(nn.Module):
@@ -60,13 +62,17 @@ class Block(nn.Module):
 
     def __init__(self, cross: bool) -> None:
         super().__init__()
-        self.attn = Attention()
+        self.attn: Attention = Attention()
         self.attn_ln = nn.LayerNorm(D_MODEL)
-        self.cross_attn = Attention() if cross else None
-        self.cross_attn_ln = nn.LayerNorm(D_MODEL) if cross else None
+        self.cross_attn: Attention | None = Attention() if cross else None
+        self.cross_attn_ln: nn.LayerNorm | None = nn.LayerNorm(D_MODEL) if cross else None
         self.mlp = nn.Sequential(nn.Linear(D_MODEL, 4 * D_MODEL), nn.GELU(),
                                  nn.Linear(4 * D_MODEL, D_MODEL))
         self.mlp_ln = nn.LayerNorm(D_MODEL)
+
+
+def _blocks(modules: nn.ModuleList) -> list[Block]:
+    return [cast(Block, b) for b in modules]
 
 
 class Whisper(nn.Module):
@@ -90,13 +96,13 @@ class Whisper(nn.Module):
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).permute(0, 2, 1)
         x = x + self.enc_pos[: x.shape[1]]
-        for blk in self.enc_blocks:
+        for blk in _blocks(self.enc_blocks):
             a = blk.attn_ln(x)
             x = x + blk.attn.attend(blk.attn.query(a), blk.attn.key(a), blk.attn.value(a), None)
             x = x + blk.mlp(blk.mlp_ln(x))
         x = self.ln_post(x)
         ks, vs = [], []
-        for blk in self.dec_blocks:
+        for blk in _blocks(self.dec_blocks):
             assert blk.cross_attn is not None
             ks.append(blk.cross_attn.key(x))
             vs.append(blk.cross_attn.value(x))
@@ -113,7 +119,7 @@ class Whisper(nn.Module):
         total = past + n
         mask = torch.full((n, total), float("-inf")).triu(past + 1)
         new_k, new_v = [], []
-        for i, blk in enumerate(self.dec_blocks):
+        for i, blk in enumerate(_blocks(self.dec_blocks)):
             a = blk.attn_ln(x)
             k = torch.cat([self_k[i], blk.attn.key(a)], dim=1)
             v = torch.cat([self_v[i], blk.attn.value(a)], dim=1)
