@@ -405,6 +405,58 @@ def eval() -> None:
     """Evaluate a stage on a labelled set."""
 
 
+@eval.command("asr")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Built sets [default: built into .voicestream/eval-asr].")
+@click.option("--shared", type=click.Path(file_okay=False), default="../shared/data",
+              help="Where MASSIVE and fsdd-dev live.")
+@click.option("--engine", type=click.Choice(["whisper", "pocketsphinx"]), default="whisper")
+@click.option("--context", "ctx_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="JSON with contacts/appliances to bias toward "
+                                 "[default: the set's 200-name list].")
+@click.option("--sets", default="digits,massive,names", help="Comma-separated sets to run.")
+@click.option("--variant", type=click.Choice(["int8-trim", "int8-full", "fp32-trim",
+                                               "fp32-full"]), default="int8-trim",
+              help="Whisper weights and encoder window.")
+@click.option("--grammar", default=None, help="PocketSphinx grammar (digits or JSGF).")
+@click.option("--bias-weight", type=float, default=None,
+              help="Biasing bonus per token [default: the asr_bias_weight setting].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
+             ctx_file: str | None, sets: str, variant: str, grammar: str | None,
+             bias_weight: float | None, as_json: bool) -> None:
+    """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
+    from infra import eval_asr as ev
+    from models.asr import AsrError, create
+
+    settings = _settings(ctx)
+    path = Path(data_dir) if data_dir else Path(settings.data_dir) / "eval-asr"
+    if not (path / "labels.jsonl").exists():
+        click.echo(f"building the evaluation sets in {path} ...", err=True)
+        ev.build(path, Path(shared))
+    context = json.loads(Path(ctx_file or path / "context.json").read_text())
+    phrases = [*context.get("contacts", []), *context.get("appliances", [])]
+    weights, window = variant.split("-")
+    try:
+        eng = (create("whisper", quantized=weights == "int8", trim=window == "trim")
+               if engine == "whisper" else create("pocketsphinx", grammar=grammar))
+    except AsrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rows = ev.load(path, Path(shared))
+    chosen = tuple(s.strip() for s in sets.split(",") if s.strip())
+    with click.progressbar(length=1, label="decoding", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        report = ev.evaluate(eng, rows, phrases=phrases, sets=chosen, progress=progress,
+                             bias_weight=settings.asr_bias_weight if bias_weight is None
+                             else bias_weight)
+    report["variant"] = variant if engine == "whisper" else f"grammar={grammar}"
+    click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
 @eval.command("endpoint")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Labelled set [default: built into .voicestream/eval-endpoint].")

@@ -61,7 +61,8 @@ class WhisperOnnx:
     """Transcribe 16 kHz audio with the exported encoder and decoder."""
 
     def __init__(self, path: Path | None = None, *, quantized: bool = True,
-                 threads: int = 1) -> None:
+                 threads: int = 1, min_window_s: float = 0.0) -> None:
+        self.min_window_s = min_window_s
         path = path or model_dir()
         suffix = ".int8.onnx" if quantized else ".onnx"
         enc, dec = path / f"encoder{suffix}", path / f"decoder{suffix}"
@@ -83,9 +84,13 @@ class WhisperOnnx:
         self.width = int(self.decoder.get_inputs()[1].shape[3])
 
     def features(self, audio: Float32Array, *, trim: bool = True) -> Float32Array:
-        """Return the ``[1, 80, F]`` log-mel input: trimmed to the audio, or Whisper's 30 s."""
+        """Return the ``[1, 80, F]`` log-mel input: trimmed to the audio, or Whisper's 30 s.
+
+        Trimmed, the window is the audio plus 1 s, but at least ``min_window_s``.
+        """
         if trim:
-            frames = min(audio.size // HOP + TRIM_PAD_FRAMES, FULL_FRAMES)
+            frames = max(audio.size // HOP + TRIM_PAD_FRAMES, int(self.min_window_s * 100))
+            frames = min(frames, FULL_FRAMES)
             frames += frames % 2
         else:
             frames = FULL_FRAMES
