@@ -311,16 +311,27 @@ class AsrService:
             return  # reset while waiting for audio
         audio = utt.audio(end_ms)
         phrases = self._phrases(utt.device_id)
+        grammar = self._grammar(utt.device_id)
         started = time.perf_counter()
         try:
             engine = self.engine()
             loop = asyncio.get_running_loop()
             hyps = await loop.run_in_executor(self._executor, lambda: engine.transcribe(
                 audio, phrases=phrases, bias_weight=self.settings.asr_bias_weight,
-                nbest=self.settings.asr_nbest))
+                nbest=self.settings.asr_nbest, grammar=grammar))
         except AsrError as exc:
             if action.revision not in utt.tracker.cancelled:
                 await self._error(utt.device_id, utt.utterance_id, exc.code, str(exc),
+                                  action.revision, action.t_ms)
+                self._drop(utt)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an engine bug is logged and still ends the utterance
+            utt.log.exception("asr.failed", revision=action.revision)
+            if action.revision not in utt.tracker.cancelled:
+                await self._error(utt.device_id, utt.utterance_id, "asr-failed",
+                                  f"recognition failed: {type(exc).__name__}",
                                   action.revision, action.t_ms)
                 self._drop(utt)
             return
@@ -332,6 +343,11 @@ class AsrService:
         utt.tasks.pop(action.revision, None)
         result = Result(hyps, action.at_ms, compute_ms, len(phrases))
         await self._apply(utt, utt.tracker.on_result(action.revision, result, action.t_ms))
+
+    def _grammar(self, device_id: str) -> list[str]:
+        ctx = self._contexts.get(device_id) if self._contexts is not None else None
+        grammar = ctx.get("grammar", ()) if ctx else ()
+        return [p for p in grammar if isinstance(p, str) and p.strip()][:1000]
 
     def _phrases(self, device_id: str) -> list[str]:
         ctx = self._contexts.get(device_id) if self._contexts is not None else None

@@ -196,7 +196,8 @@ def _human(data: dict[str, Any]) -> str:
 @click.option("--device", required=True, help="Device id.")
 @click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
               help="A context field: device_type, has_screen, location, locale, "
-                   "states.NAME, playing.NAME, contacts, appliances (comma-separated).")
+                   "states.NAME, playing.NAME, contacts, appliances, grammar "
+                   "(the last three comma-separated).")
 @click.option("--file", "ctx_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON object with the context fields.")
 @click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
@@ -240,7 +241,7 @@ def _set_field(data: dict[str, Any], key: str, value: str) -> None:
         data.setdefault(group, {})[name] = value
     elif key == "has_screen":
         data[key] = value.lower() in {"1", "true", "yes", "on"}
-    elif key in {"contacts", "appliances"}:
+    elif key in {"contacts", "appliances", "grammar"}:
         data[key] = [v.strip() for v in value.split(",") if v.strip()]
     elif key == "updated_at_ms":
         data[key] = int(value)

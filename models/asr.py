@@ -40,8 +40,13 @@ class Engine(Protocol):
     name: str
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, nbest: int = 5) -> list[Hypothesis]:
-        """Return up to ``nbest`` hypotheses, best first; empty when nothing was said."""
+                   bias_weight: float = 0.0, nbest: int = 5,
+                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
+        """Return up to ``nbest`` hypotheses, best first; empty when nothing was said.
+
+        ``phrases`` are boosted by ``bias_weight``; a non-empty ``grammar`` restricts
+        the output to one of its phrases.
+        """
         ...
 
 
@@ -51,32 +56,37 @@ class WhisperEngine:
     name = "whisper"
 
     def __init__(self, *, quantized: bool = True, trim: bool = True, beam_size: int = 5,
-                 threads: int = 1) -> None:
+                 threads: int = 1, min_window_s: float = 10.0) -> None:
         from models.whisper.inference import AsrModelMissing, WhisperOnnx
 
         try:
-            self.model = WhisperOnnx(quantized=quantized, threads=threads)
+            self.model = WhisperOnnx(quantized=quantized, threads=threads,
+                                     min_window_s=min_window_s)
         except AsrModelMissing as exc:
             raise AsrError(AsrModelMissing.code, str(exc)) from exc
         self.trim = trim
         self.beam_size = beam_size
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
-    def _trie(self, phrases: tuple[str, ...], weight: float) -> object:
+    def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool) -> object:
         from models.whisper.bias import BiasTrie
 
-        return BiasTrie.from_phrases(phrases, self.model.tokenizer, weight)
+        endings = ("", ".", "!", "?") if grammar else ("",)
+        return BiasTrie.from_phrases(phrases, self.model.tokenizer, weight, endings=endings)
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, nbest: int = 5) -> list[Hypothesis]:
+                   bias_weight: float = 0.0, nbest: int = 5,
+                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Transcribe with beam search; n-best scores are per-token search scores."""
         from models.whisper.bias import BiasTrie
 
-        trie = self._trie(tuple(sorted(set(phrases))), bias_weight) if phrases and \
+        trie = self._trie(tuple(sorted(set(phrases))), bias_weight, False) if phrases and \
             bias_weight > 0 else None
+        rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
         assert trie is None or isinstance(trie, BiasTrie)
+        assert rules is None or isinstance(rules, BiasTrie)
         hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
-                                     trim=self.trim)
+                                     grammar=rules, trim=self.trim)
         return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
 
 
@@ -110,8 +120,12 @@ class PocketsphinxEngine:
             self._decoder.activate_search("grammar")
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, nbest: int = 5) -> list[Hypothesis]:
-        """Decode in one pass; the n-best comes from the lattice."""
+                   bias_weight: float = 0.0, nbest: int = 5,
+                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
+        """Decode in one pass; the n-best comes from the lattice.
+
+        A per-request ``grammar`` is not supported here (set one at construction).
+        """
         pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
         d = self._decoder
         d.start_utt()

@@ -30,6 +30,9 @@ class DeviceContext(Message):
     locale: str = "en-US"
     contacts: tuple[str, ...] = ()
     appliances: tuple[str, ...] = ()
+    #: What the device expects next, e.g. the ten digits while asking for a PIN:
+    #: recognition is then restricted to these phrases. Empty: anything.
+    grammar: tuple[str, ...] = ()
     #: Wall-clock time of the snapshot at the device, ms since epoch.
     updated_at_ms: int = 0
 

@@ -61,8 +61,9 @@ class BiasTrie:
 
     @classmethod
     def from_phrases(cls, phrases: Iterable[str], tokenizer: _Encoder,
-                     weight: float = 2.0) -> BiasTrie:
-        """Build from phrases, each as Whisper may write it: with and without a leading space."""
+                     weight: float = 2.0, *, endings: tuple[str, ...] = ("",)) -> BiasTrie:
+        """Build from phrases, each as Whisper may write it: with and without a leading
+        space, capitalised or not, followed by each of ``endings`` (e.g. ".")."""
         seqs: set[tuple[int, ...]] = set()
         for phrase in phrases:
             phrase = " ".join(phrase.split())
@@ -70,12 +71,27 @@ class BiasTrie:
                 continue
             forms = {phrase, phrase[0].upper() + phrase[1:]}
             for form in forms:
-                seqs.add(tuple(tokenizer.encode(" " + form)))
-                seqs.add(tuple(tokenizer.encode(form)))
+                for end in endings:
+                    seqs.add(tuple(tokenizer.encode(" " + form + end)))
+                    seqs.add(tuple(tokenizer.encode(form + end)))
         return cls(sorted(seqs), weight)
 
     def __len__(self) -> int:
         return sum(self.terminal)
+
+    def allowed(self, node: int, vocab: int, eot: int) -> npt.NDArray[np.float64]:
+        """As a grammar: 0 for tokens that continue a phrase from ``node`` (and end of
+        text where a phrase is complete), minus infinity for everything else."""
+        vec = np.full(vocab, -np.inf)
+        for t in self.children[node]:
+            vec[t] = 0.0
+        if self.terminal[node]:
+            vec[eot] = 0.0
+        return vec
+
+    def step(self, node: int, token: int) -> int:
+        """As a grammar: the node after ``token`` (the caller only offers allowed tokens)."""
+        return self.children[node].get(token, 0)
 
     def start(self) -> BiasState:
         """Return the state of a hypothesis that has matched nothing."""

@@ -102,8 +102,8 @@ class WhisperOnnx:
         return k, v
 
     def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
-                   bias: BiasTrie | None = None, trim: bool = True,
-                   max_tokens: int = 96) -> list[Hypothesis]:
+                   bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
+                   trim: bool = True, max_tokens: int = 96) -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``."""
         if audio.size < SAMPLE_RATE_HZ // 10:
             return []
@@ -111,17 +111,23 @@ class WhisperOnnx:
         # Speech runs at most ~5 tokens a second; more is the decoder looping.
         limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
         return self.search(cross_k, cross_v, beam_size=beam_size, nbest=nbest, bias=bias,
-                           max_tokens=limit)
+                           grammar=grammar, max_tokens=limit)
 
     def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
-               nbest: int, bias: BiasTrie | None, max_tokens: int) -> list[Hypothesis]:
-        """Beam search over the decoder; biasing adds its bonus to the search score only."""
+               nbest: int, bias: BiasTrie | None, max_tokens: int,
+               grammar: BiasTrie | None = None) -> list[Hypothesis]:
+        """Beam search over the decoder.
+
+        ``bias`` adds its bonus to the search score only; ``grammar`` restricts the
+        output to its phrases (a hard constraint, for prompts like a PIN).
+        """
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
         logits, sk, sv = self.decoder.run(None, {
             "tokens": np.array([[SOT, NO_TIMESTAMPS]], np.int64), "self_k": empty,
             "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
         trie = bias or BiasTrie.empty()
         beams = [_Beam([], 0.0, 0.0, trie.start())]
+        nodes = [0]  # each beam's position in the grammar
         finished: list[_Beam] = []
         ck = cv = cross_k
         for step in range(max_tokens):
@@ -133,6 +139,8 @@ class WhisperOnnx:
             candidates: list[tuple[float, float, int, int, BiasState]] = []
             for b, beam in enumerate(beams):
                 fused = logp[b] + trie.bonus_vector(beam.bias, logp.shape[1])
+                if grammar is not None:
+                    fused = fused + grammar.allowed(nodes[b], logp.shape[1], EOT)
                 top = np.argpartition(-fused, beam_size + 1)[: beam_size + 1]
                 for t in top:
                     if not np.isfinite(fused[t]):
@@ -158,6 +166,9 @@ class WhisperOnnx:
                 cv = np.repeat(cross_v, len(keep), axis=1)
             elif len(keep) != ck.shape[1]:
                 ck, cv = ck[:, : len(keep)], cv[:, : len(keep)]
+            nodes = ([grammar.step(nodes[b], bm.tokens[-1])
+                      for b, bm in zip(rows, keep, strict=True)]
+                     if grammar is not None else [0] * len(keep))
             idx = np.array(rows)
             logits, sk, sv = self.decoder.run(None, {
                 "tokens": np.array([[bm.tokens[-1]] for bm in keep], np.int64),

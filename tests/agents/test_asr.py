@@ -83,7 +83,8 @@ class ScriptedEngine:
         self.release = gate
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, nbest: int = 5) -> list[Hypothesis]:
+                   bias_weight: float = 0.0, nbest: int = 5,
+                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
         self.calls.append((audio.size, tuple(phrases)))
         return [Hypothesis(f"heard {audio.size} samples", -0.1)]
 
@@ -214,3 +215,35 @@ async def test_bad_audio_messages_are_ignored_here(garbage: bytes | None) -> Non
     svc = AsrService(Settings(), Sent(), ScriptedEngine)
     await svc.on_audio(origin(), garbage)  # the end-pointer dead-letters these
     assert svc.utterances == {} and np.isfinite(0)
+
+
+async def test_an_engine_bug_ends_the_utterance_with_an_error() -> None:
+    class Buggy(ScriptedEngine):
+        def transcribe(self, audio: Float32Array, **kw: object) -> list[Hypothesis]:
+            raise ZeroDivisionError("bug")
+
+    sent = Sent()
+    svc = AsrService(Settings(), sent, Buggy)
+    await feed_audio(svc, 1.5)
+    await endpoint_event(svc, ep(SPEC, 0))
+    await settle(svc)
+    assert kinds(sent) == [("error", "asr-failed", 0)]
+    assert svc.utterances == {}
+
+
+async def test_device_grammar_reaches_the_engine() -> None:
+    seen: list[tuple[str, ...]] = []
+
+    class Recording(ScriptedEngine):
+        def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                       bias_weight: float = 0.0, nbest: int = 5,
+                       grammar: Sequence[str] = ()) -> list[Hypothesis]:
+            seen.append(tuple(grammar))
+            return [Hypothesis("seven", -0.1)]
+
+    contexts = {"d": {"grammar": ["zero", "seven"]}}
+    svc = AsrService(Settings(), Sent(), Recording, contexts=contexts)
+    await feed_audio(svc, 1.5)
+    await endpoint_event(svc, ep(SPEC, 0))
+    await settle(svc)
+    assert seen == [("zero", "seven")]
