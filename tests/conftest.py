@@ -57,6 +57,8 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "whole_8k": write_wav(d / "whole_8k.wav",
                               soxr.resample(_pad(whole), RATE, 8000).astype(np.float32), 8000),
         "long": write_wav(d / "long.wav", _pad(np.concatenate([whole, pause] * 4 + [whole]))),
+        "call": write_wav(d / "call.wav", _pad(_trim(speak("call Siobhan Kowalczyk", "en-gb",
+                                                           160)))),
     }
     return out
 
