@@ -133,7 +133,9 @@ class PocketsphinxEngine:
         d.end_utt()
         out: list[Hypothesis] = []
         seen: set[str] = set()
-        for hyp in d.nbest():
+        for hyp in d.nbest() or ():  # None under a grammar search
+            if hyp is None or not hyp.hypstr:
+                continue
             text = " ".join(w for w in hyp.hypstr.split() if not w.startswith("<"))
             if text and text not in seen:
                 seen.add(text)

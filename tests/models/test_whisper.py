@@ -107,3 +107,22 @@ def test_tokenizer_round_trips() -> None:
     for text in (" Set a timer for 10 minutes.", " Call Siobhan Ní Dhomhnaill", " it's 5:30pm"):
         assert tok.decode(tok.encode(text)) == text
     assert tok.encode(" Set a timer") == [5345, 257, 19781]
+
+
+def test_pocketsphinx_with_the_digits_grammar_only_says_digits() -> None:
+    from models.asr import create
+
+    engine = create("pocketsphinx", grammar="digits")
+    words = set("zero one two three four five six seven eight nine oh".split())
+    for name in ("0_george_5.wav", "6_george_5.wav", "9_jackson_6.wav"):
+        hyps = engine.transcribe(fsdd(name))
+        assert hyps and set(hyps[0].text.split()) <= words
+
+
+def test_whisper_grammar_restricts_the_output(clips: dict[str, np.ndarray]) -> None:
+    engine = WhisperEngine()
+    grammar = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    text = engine.transcribe(clips["digit-7"], grammar=grammar)[0].text
+    assert text.lower().rstrip(".!?").strip() == "seven"
+    text = engine.transcribe(clips["timer"], grammar=grammar)[0].text
+    assert text.lower().rstrip(".!?").strip() in grammar

@@ -1,0 +1,41 @@
+"""Compute time of Whisper tiny.en for a 3 s spoken command, one thread, side by side.
+
+Run: python benchmarks/bench_asr.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from infra.eval_endpoint import speak
+from models.whisper.inference import WhisperOnnx
+
+
+def main() -> None:
+    """Print p50/p95 ms per variant for the same 3 s command."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15, help="decodes per variant")
+    args = parser.parse_args()
+    audio = speak("what is the weather like in boston tomorrow morning", "en-us", 150)
+    audio = np.concatenate([audio, np.zeros(max(0, 48000 - audio.size), np.float32)])[:48000]
+    print(f"audio: {audio.size / 16000:.1f} s; beam 5; onnxruntime, 1 thread")
+    print(f"{'variant':<24} {'p50 ms':>7} {'p95 ms':>7}  text")
+    for quantized in (True, False):
+        for window in (10.0, 30.0):
+            model = WhisperOnnx(quantized=quantized, threads=1, min_window_s=window)
+            times, text = [], ""
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                hyps = model.transcribe(audio, trim=window < 30)
+                times.append((time.perf_counter() - start) * 1000)
+                text = hyps[0].text if hyps else ""
+            name = f"{'int8' if quantized else 'fp32'}, {window:.0f} s window"
+            p50, p95 = np.percentile(times, [50, 95])
+            print(f"{name:<24} {p50:7.0f} {p95:7.0f}  {text}")
+
+
+if __name__ == "__main__":
+    main()
