@@ -209,6 +209,17 @@ class AsrService:
                 raise
         return self._engine
 
+    async def warm_up(self) -> None:
+        """Load the engine in the inference thread now, not on the first utterance."""
+        loop = asyncio.get_running_loop()
+        try:
+            engine = await loop.run_in_executor(self._executor, self.engine)
+        except AsrError as exc:
+            structlog.get_logger("voicestream.asr").error("asr.unavailable", code=exc.code,
+                                                          detail=str(exc))
+            return
+        structlog.get_logger("voicestream.asr").info("asr.ready", engine=engine.name)
+
     # -- audio ------------------------------------------------------------------------------
 
     async def on_audio(self, origin: Origin, raw: bytes | None) -> None:
@@ -433,5 +444,9 @@ def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_asr() -> None:
         service.expire()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def load_engine() -> None:
+        await service.warm_up()
 
     return service
