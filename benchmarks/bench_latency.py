@@ -20,7 +20,7 @@ from infra import logs
 from infra.config import Settings
 from infra.demo import COMMANDS, audio_path
 from infra.runner import broker_for, running_worker
-from streams.client import FRAME_MS, DeviceClient, EventWatcher, read_wav
+from streams.client import FRAME_MS, DeviceClient, EventWatcher, read_wav, stream_and_watch
 
 
 async def measure(fetch_wait_ms: int, rounds: int) -> list[float]:
@@ -34,16 +34,14 @@ async def measure(fetch_wait_ms: int, rounds: int) -> list[float]:
             for i, (name, device, _) in enumerate(COMMANDS[:3]):
                 pcm, rate = read_wav(audio_path(name))
                 async with DeviceClient(profile.bootstrap, device) as dev:
-                    done = asyncio.Event()
                     utt = f"bench-{fetch_wait_ms}-{r}-{i}"
                     start = time.monotonic()
-                    task = asyncio.create_task(
-                        dev.stream(pcm, rate, utterance_id=utt, done=done))
-                    async for m in watch.events(utt, timeout_s=30, done=done):
+                    async for m in stream_and_watch(dev, watch, pcm, rate, utterance_id=utt):
+                        if m.TYPE.value != "endpoint":
+                            continue  # end-pointer decisions: transcripts add decode time
                         t_ms = m.to_wire()["t_ms"]
                         sent = start + max(t_ms - FRAME_MS, 0) / 1000
                         out.append((time.monotonic() - sent) * 1000)
-                    await task
     return out
 
 

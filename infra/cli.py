@@ -143,7 +143,13 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
 
     Exit status: 0 on an outcome, 1 when the outcome is an error event, 2 on timeout.
     """
-    from streams.client import DeviceClient, EventWatcher, event_json, read_wav
+    from streams.client import (
+        DeviceClient,
+        EventWatcher,
+        event_json,
+        read_wav,
+        stream_and_watch,
+    )
 
     settings = _settings(ctx, broker=broker)
     bootstrap = _broker(settings)
@@ -153,23 +159,18 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
         raise click.UsageError(f"cannot read {wav}: {exc}") from exc
 
     async def run() -> int:
-        done = asyncio.Event()
         status = 2
         async with EventWatcher(bootstrap, topic_prefix=settings.topic_prefix) as watch, \
                 DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix) as dev:
             utt = utterance or uuid.uuid4().hex[:16]
-            task = asyncio.create_task(
-                dev.stream(pcm, rate, utterance_id=utt, realtime=not fast, done=done))
             try:
-                async for message in watch.events(utt, timeout_s=timeout, done=done):
+                async for message in stream_and_watch(dev, watch, pcm, rate, utterance_id=utt,
+                                                      realtime=not fast, timeout_s=timeout):
                     data = event_json(message)
                     click.echo(json.dumps(data) if as_json else _human(data))
                     status = 1 if data["type"] == "error" else 0
             except TimeoutError:
                 click.echo(f"timeout: no outcome for {utt} within {timeout:.0f} s", err=True)
-            finally:
-                done.set()
-                await task
         return status
 
     sys.exit(asyncio.run(run()))

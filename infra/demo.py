@@ -7,7 +7,6 @@ moment the deciding audio was sent to the moment the event arrived.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 import wave
@@ -19,7 +18,14 @@ import click
 
 from infra.config import Settings
 from infra.runner import broker_for, running_worker
-from streams.client import FRAME_MS, DeviceClient, EventWatcher, event_json, read_wav
+from streams.client import (
+    FRAME_MS,
+    DeviceClient,
+    EventWatcher,
+    event_json,
+    read_wav,
+    stream_and_watch,
+)
 
 #: (file, device, what it shows)
 COMMANDS = (
@@ -106,12 +112,10 @@ async def run(settings: Settings) -> list[Row]:
                 click.echo(f"== {device}: {name}: {what}")
                 pcm, rate = read_wav(audio_path(name))
                 async with DeviceClient(profile.bootstrap, device) as dev:
-                    done = asyncio.Event()
                     utt = f"demo-{len(rows)}-{int(time.time())}"
                     start = time.monotonic()
-                    task = asyncio.create_task(
-                        dev.stream(pcm, rate, utterance_id=utt, done=done))
-                    async for message in watch.events(utt, timeout_s=30, done=done):
+                    async for message in stream_and_watch(dev, watch, pcm, rate,
+                                                          utterance_id=utt):
                         e = event_json(message)
                         # From sending the frame that completed the deciding audio.
                         sent_ms = max(e["t_ms"] - FRAME_MS, 0)
@@ -123,7 +127,6 @@ async def run(settings: Settings) -> list[Row]:
                                        else f"{e.get('kind', e['type'])} r{e['revision']}")
                         click.echo(f"  {e['t_ms'] / 1000:6.2f} s  {_describe(e)}"
                                    f"   (+{late_ms:.0f} ms)")
-                    await task
                 rows.append(row)
                 click.echo()
     return rows

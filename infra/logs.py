@@ -49,5 +49,5 @@ def configure(fmt: str = "json", level: str = "info") -> None:
 
 
 def get(name: str, **bound: Any) -> Any:
-    """Return a logger with ``bound`` fields."""
-    return structlog.get_logger(name).bind(**bound)
+    """Return a logger with ``bound`` fields; it follows later calls to :func:`configure`."""
+    return structlog.get_logger(name, **bound)

@@ -259,3 +259,22 @@ class Subscriber:
         """Mark ``delivery`` and everything before it on its partition as handled."""
         tp = TopicPartition(delivery.topic, delivery.partition)
         await self._consumer.commit({tp: delivery.offset + 1})
+
+
+async def stream_and_watch(device: DeviceClient, watch: EventWatcher, pcm: bytes | Any,
+                           sample_rate_hz: int, *, utterance_id: str, realtime: bool = True,
+                           timeout_s: float = 30.0) -> AsyncIterator[Message]:
+    """Stream one utterance and yield its events until its outcome.
+
+    The microphone's trailing silence stops as soon as the outcome arrives.
+    Raises ``TimeoutError`` when none arrives within ``timeout_s``.
+    """
+    done = asyncio.Event()
+    task = asyncio.create_task(device.stream(pcm, sample_rate_hz, utterance_id=utterance_id,
+                                             realtime=realtime, done=done))
+    try:
+        async for message in watch.events(utterance_id, timeout_s=timeout_s, done=done):
+            yield message
+    finally:
+        done.set()
+        await task
