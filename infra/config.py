@@ -216,7 +216,7 @@ class Settings:
 
 
 #: Variables read elsewhere, not options.
-_NOT_SETTINGS = frozenset({"VOICESTREAM_VAD_MODEL"})
+_NOT_SETTINGS = frozenset({"VOICESTREAM_VAD_MODEL", "VOICESTREAM_MODEL_DIR"})
 
 
 def _convert(name: str, value: Any, type_name: str) -> Any:

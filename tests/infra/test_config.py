@@ -24,7 +24,8 @@ def test_environment_and_nested_endpointer_options() -> None:
     s = Settings.from_env({"VOICESTREAM_PARTITIONS": "8",
                            "VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS": "900",
                            "VOICESTREAM_REQUIRE_KNOWN_DEVICES": "yes",
-                           "VOICESTREAM_VAD_MODEL": "/ignored/here", "OTHER": "x"})
+                           "VOICESTREAM_VAD_MODEL": "/ignored/here",
+                           "VOICESTREAM_MODEL_DIR": "/ignored/too", "OTHER": "x"})
     assert s.partitions == 8 and s.endpointer.final_silence_ms == 900
     assert s.require_known_devices is True
 
