@@ -40,7 +40,7 @@ from models.vad import CHUNK_MS, CHUNK_SAMPLES, Float32Array, SileroVad, VadStat
 from streams import topics
 from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
 from streams.control import ErrorEvent
-from streams.endpoint import Endpoint, Reset
+from streams.endpoint import Endpoint, EndpointKind, Reset
 
 #: Closed utterance ids remembered so that trailing frames are dropped quietly.
 _CLOSED_MEMORY = 4096
@@ -159,7 +159,7 @@ class EndpointerService:
             session.log.info("reset", cancelled_revision=decision.cancelled_revision,
                              t_ms=decision.t_ms)
         if isinstance(decision, ErrorEvent) or (
-            isinstance(decision, Endpoint) and decision.kind.value == "final"
+            isinstance(decision, Endpoint) and decision.kind is EndpointKind.FINAL
         ):
             self._table[session.device_id] = {
                 "utterance_id": session.utterance_id, "open": False,
