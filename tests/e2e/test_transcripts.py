@@ -41,11 +41,13 @@ def test_paused_command_is_transcribed_once_for_the_confirmed_revision(
         stack: str, speech: dict[str, Path]) -> None:
     code, events = send(stack, speech["paused"], "asr-2")  # real time: revision 0 decodes
     assert code == 0
-    reset_at = next(i for i, e in enumerate(events) if e["type"] == "reset")
-    after = transcripts(events[reset_at:])
-    assert [(e["kind"], e["revision"]) for e in after] == [("speculative", 1), ("final", 1)]
-    assert all(e["revision"] == 0 for e in transcripts(events[:reset_at]))
-    assert "ten minutes" in best(after[-1]).lower().replace("10", "ten")
+    assert [e["revision"] for e in events if e["type"] == "reset"] == [0]
+    # Revision 0 may have a speculative transcript (its decode can cross the reset in
+    # flight) but never a final one; revision 1 gets exactly one of each.
+    kinds = [(e["kind"], e["revision"]) for e in transcripts(events)]
+    assert ("final", 0) not in kinds
+    assert [k for k in kinds if k[1] == 1] == [("speculative", 1), ("final", 1)]
+    assert "ten minutes" in best(transcripts(events)[-1]).lower().replace("10", "ten")
 
 
 def test_contact_name_is_recognised_only_with_context(stack: str,
