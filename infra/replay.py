@@ -144,8 +144,18 @@ def normalise(message: Message | dict[str, Any]) -> dict[str, Any]:
 
 
 def _group(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Group comparable events per utterance (dead letters per device).
+
+    A cancelled revision's transcript exists only if its decode beat the reset,
+    which depends on timing, so transcripts of reset revisions are not compared.
+    """
+    cancelled = {(e["utterance_id"], e["cancelled_revision"]) for e in events
+                 if e["type"] == MessageType.RESET.value}
     groups: dict[str, list[str]] = defaultdict(list)
     for e in events:
+        if e["type"] == MessageType.TRANSCRIPT.value and \
+                (e["utterance_id"], e["revision"]) in cancelled:
+            continue
         name = (f"dead letters of {e.get('device_id') or '?'}"
                 if e["type"] == MessageType.DEAD_LETTER.value
                 else f"utterance {e.get('utterance_id')}")

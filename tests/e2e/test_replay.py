@@ -90,3 +90,17 @@ def test_partial_utterances_at_the_edges_are_left_out(recording: Path, tmp_path:
     assert victim not in utts
     kept = {getattr(r["message"], "utterance_id", None) for r in full_inputs + full_outputs}
     assert utts == kept - {victim}
+
+
+def test_transcripts_of_reset_revisions_are_not_compared() -> None:
+    from infra.replay import _group
+
+    events = [
+        {"type": "endpoint", "utterance_id": "u", "kind": "speculative", "revision": 0},
+        {"type": "transcript", "utterance_id": "u", "kind": "speculative", "revision": 0},
+        {"type": "reset", "utterance_id": "u", "cancelled_revision": 0},
+        {"type": "transcript", "utterance_id": "u", "kind": "final", "revision": 1},
+    ]
+    lines = _group(events)["utterance u"]
+    assert len(lines) == 3 and all('"revision": 0, "type": "transcript"' not in x
+                                   for x in lines)
