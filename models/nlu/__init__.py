@@ -1,0 +1,1 @@
+"""Joint intent and slot model: WordPiece tokenizer, MASSIVE data, training (torch), inference."""

