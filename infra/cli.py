@@ -403,6 +403,43 @@ def models_build(force: bool) -> None:
 
 
 @main.group()
+def train() -> None:
+    """Train the models voicestream ships (needs the train extra)."""
+
+
+@train.command("nlu")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False),
+              default="../shared/data/massive-en-US", help="MASSIVE en-US with train/dev.jsonl.")
+@click.option("--epochs", type=int, default=5, help="Passes over the training set.")
+@click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
+              help="Where checkpoints go.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where the exported model goes [default: models/nlu/model].")
+def train_nlu(data_dir: str, epochs: int, work: str, out: str | None) -> None:
+    """Fine-tune the joint intent/slot model from all-MiniLM-L6-v2 and export it to ONNX."""
+    from models.nlu.export import export
+    from models.nlu.inference import DEFAULT_DIR
+    from models.nlu.train import encoder_dir
+    from models.nlu.train import train as do_train
+
+    total = [0]
+    with click.progressbar(length=epochs * 360, label="training", file=sys.stderr) as bar:
+        def progress(line: str) -> None:
+            if " step " in line:
+                step, steps = (int(x) for x in line.split(" step ")[1].split()[0].split("/"))
+                bar.length = steps
+                bar.update(step - total[0])
+                total[0] = step
+            else:
+                click.echo("\n" + line, err=True)
+
+        best = do_train(Path(data_dir), Path(work), epochs=epochs, progress=progress)
+    target = export(Path(work), Path(out) if out else DEFAULT_DIR, encoder_dir() / "vocab.txt")
+    click.echo(json.dumps({"best_epoch": best["epoch"], "dev": best["dev"],
+                           "model": str(target)}))
+
+
+@main.group()
 def eval() -> None:
     """Evaluate a stage on a labelled set."""
 
@@ -456,6 +493,28 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
                              bias_weight=settings.asr_bias_weight if bias_weight is None
                              else bias_weight)
     report["variant"] = variant if engine == "whisper" else f"grammar={grammar}"
+    click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+@eval.command("nlu")
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
+              default="../shared/data/massive-en-US/dev.jsonl", help="MASSIVE-format JSONL.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_nlu(data_file: str, as_json: bool) -> None:
+    """Score intents and slots: intent_accuracy, slot_f1, exact_match (fractions)."""
+    from infra.eval_nlu import evaluate
+    from models.nlu.inference import NluModelMissing, NluOnnx
+
+    try:
+        model = NluOnnx()
+    except NluModelMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    with click.progressbar(length=1, label="interpreting", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        report = evaluate(model, Path(data_file), progress=progress)
     click.echo(json.dumps(report, indent=None if as_json else 2))
 
 

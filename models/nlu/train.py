@@ -103,7 +103,7 @@ def train(data: Path, out: Path, *, epochs: int = 5, batch_size: int = 32, lr: f
             loss = F.cross_entropy(il, b["intents"]) + F.cross_entropy(
                 sl.reshape(-1, sl.shape[-1]), b["tags"].reshape(-1), ignore_index=IGNORE)
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()

@@ -1,0 +1,82 @@
+"""Interpret text with the joint model on onnxruntime: ranked intents and slots with spans."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from models.nlu.labels import encode, spans
+from models.nlu.massive import Slot
+from models.nlu.wordpiece import WordPiece
+
+#: Where the committed model lives.
+DEFAULT_DIR = Path(__file__).resolve().parent / "model"
+
+
+class NluModelMissing(RuntimeError):
+    """No trained model; ``voicestream train nlu`` makes one."""
+
+    code = "nlu-model-missing"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Interpretation:
+    """An intent with its probability and the slots read with it."""
+
+    intent: str
+    score: float
+    slots: tuple[Slot, ...]
+
+
+def _softmax(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    z = np.exp(x.astype(np.float64) - x.max(axis=-1, keepdims=True))
+    out: npt.NDArray[np.float64] = z / z.sum(axis=-1, keepdims=True)
+    return out
+
+
+class NluOnnx:
+    """The exported joint model."""
+
+    def __init__(self, path: Path | None = None, *, threads: int = 1) -> None:
+        path = path or DEFAULT_DIR
+        model = path / "nlu.int8.onnx"
+        if not model.is_file():
+            raise NluModelMissing(f"no NLU model in {path}; build it with voicestream train nlu")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(model), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+        labels = json.loads((path / "labels.json").read_text())
+        self.intents: list[str] = labels["intents"]
+        self.tags: list[str] = labels["tags"]
+        self.wp = WordPiece(path / "vocab.txt")
+
+    def interpret_batch(self, texts: list[str], *, top_k: int = 3
+                        ) -> list[list[Interpretation]]:
+        """Return, per text, the ``top_k`` intents (best first), each with the slots."""
+        if not texts:
+            return []
+        enc = [encode(t, self.wp) for t in texts]
+        n = max(len(e.ids) for e in enc)
+        ids = np.zeros((len(enc), n), np.int64)
+        att = np.zeros((len(enc), n), np.int64)
+        for i, e in enumerate(enc):
+            ids[i, : len(e.ids)] = e.ids
+            att[i, : len(e.ids)] = 1
+        intent_logits, slot_logits = self.session.run(None, {"ids": ids, "attention": att})
+        probs = _softmax(intent_logits)
+        out = []
+        for i, (text, e) in enumerate(zip(texts, enc, strict=True)):
+            tags = [self.tags[int(slot_logits[i, p].argmax())] for p, _, _ in e.word_starts]
+            slots = tuple(spans(text, e.word_starts, tags))
+            order = np.argsort(-probs[i])[:top_k]
+            out.append([Interpretation(self.intents[j], float(probs[i, j]), slots)
+                        for j in order])
+        return out
