@@ -74,7 +74,7 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
 
 
 def train(data: Path, out: Path, *, epochs: int = 5, batch_size: int = 32, lr: float = 8e-5,
-          seed: int = 13, threads: int = 2,
+          head_lr: float = 1e-3, seed: int = 13, threads: int = 2,
           progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``."""
     random.seed(seed)
@@ -88,7 +88,11 @@ def train(data: Path, out: Path, *, epochs: int = 5, batch_size: int = 32, lr: f
     model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
     encoded = [encode(e.text, wp, labels, e) for e in train_ex]
     steps = epochs * ((len(encoded) + batch_size - 1) // batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    # The heads start from scratch and learn faster than the pretrained encoder.
+    heads = [p for n, p in model.named_parameters() if n.startswith(("intent.", "slot."))]
+    encoder = [p for n, p in model.named_parameters() if not n.startswith(("intent.", "slot."))]
+    opt = torch.optim.AdamW([{"params": encoder, "lr": lr}, {"params": heads, "lr": head_lr}],
+                            weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, (steps - s) / steps))
     best: dict[str, Any] = {"score": -1.0}
