@@ -410,7 +410,7 @@ def train() -> None:
 @train.command("nlu")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
               default="../shared/data/massive-en-US", help="MASSIVE en-US with train/dev.jsonl.")
-@click.option("--epochs", type=int, default=5, help="Passes over the training set.")
+@click.option("--epochs", type=int, default=8, help="Passes over the training set.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

@@ -73,7 +73,7 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
             "exact_match": exact / n}
 
 
-def train(data: Path, out: Path, *, epochs: int = 5, batch_size: int = 32, lr: float = 8e-5,
+def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: float = 1e-4,
           head_lr: float = 1e-3, seed: int = 13, threads: int = 2,
           progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``."""
