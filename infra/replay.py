@@ -53,20 +53,17 @@ async def record(bootstrap: list[str], out: Path, *, prefix: str = topics.DEFAUL
         with out.open("w") as fh:
             fh.write(json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
                                  "prefix": prefix, "created_at": time.time()}) + "\n")
-            consumer = watch._consumer
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=100)
-                for records in batches.values():
-                    for r in records:
-                        short = r.topic.removeprefix(prefix)
-                        fh.write(json.dumps({
-                            "topic": short, "role": topics.by_short(short).role.value,
-                            "partition": r.partition, "offset": r.offset,
-                            "ts_ms": r.timestamp,
-                            "key": (r.key or b"").decode(errors="replace"),
-                            "value": base64.b64encode(r.value or b"").decode(),
-                        }) + "\n")
-                        count += 1
+                for r in await watch.records(timeout_ms=100):
+                    short = r.topic.removeprefix(prefix)
+                    fh.write(json.dumps({
+                        "topic": short, "role": topics.by_short(short).role.value,
+                        "partition": r.partition, "offset": r.offset,
+                        "ts_ms": r.timestamp,
+                        "key": (r.key or b"").decode(errors="replace"),
+                        "value": base64.b64encode(r.value or b"").decode(),
+                    }) + "\n")
+                    count += 1
                 fh.flush()
                 if on_record is not None:
                     on_record(count)

@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from models.whisper.bias import BiasTrie
+
 Float32Array = npt.NDArray[np.float32]
 
 
@@ -68,9 +70,7 @@ class WhisperEngine:
         self.beam_size = beam_size
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
-    def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool) -> object:
-        from models.whisper.bias import BiasTrie
-
+    def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool) -> BiasTrie:
         endings = ("", ".", "!", "?") if grammar else ("",)
         return BiasTrie.from_phrases(phrases, self.model.tokenizer, weight, endings=endings)
 
@@ -78,13 +78,9 @@ class WhisperEngine:
                    bias_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Transcribe with beam search; n-best scores are per-token search scores."""
-        from models.whisper.bias import BiasTrie
-
         trie = self._trie(tuple(sorted(set(phrases))), bias_weight, False) if phrases and \
             bias_weight > 0 else None
         rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
-        assert trie is None or isinstance(trie, BiasTrie)
-        assert rules is None or isinstance(rules, BiasTrie)
         hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
                                      grammar=rules, trim=self.trim)
         return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
@@ -142,8 +138,9 @@ class PocketsphinxEngine:
                 out.append(Hypothesis(text, float(hyp.score)))
             if len(out) >= nbest:
                 break
-        if not out and d.hyp() is not None and d.hyp().hypstr:
-            out.append(Hypothesis(d.hyp().hypstr, float(d.hyp().score)))
+        best = d.hyp()
+        if not out and best is not None and best.hypstr:
+            out.append(Hypothesis(best.hypstr, float(best.score)))
         return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from streams import topics
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
@@ -178,6 +178,11 @@ class EventWatcher:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self._consumer.stop()
+
+    async def records(self, timeout_ms: int = 100) -> list[ConsumerRecord[bytes, bytes]]:
+        """Return the raw records that arrived within ``timeout_ms`` (empty if none)."""
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        return [r for records in batches.values() for r in records]
 
     async def messages(self) -> AsyncIterator[tuple[str, Message | SerializationError]]:
         """Yield (topic, message) for every record; undecodable ones as the error."""

@@ -45,7 +45,7 @@ def encode(text: str, wp: WordPiece, labels: Labels | None = None,
     ids = [wp.cls]
     starts: list[tuple[int, int, int]] = []
     for word, s, e in wp.words(text):
-        pieces = wp._split(word)
+        pieces = wp.split_word(word)
         if len(ids) + len(pieces) > MAX_PIECES + 1:
             break
         starts.append((len(ids), s, e))

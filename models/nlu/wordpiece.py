@@ -73,10 +73,11 @@ class WordPiece:
         """Return WordPiece ids with the span of the word each came from."""
         out: list[Piece] = []
         for word, s, e in self.words(text):
-            out.extend(Piece(i, s, e) for i in self._split(word))
+            out.extend(Piece(i, s, e) for i in self.split_word(word))
         return out
 
-    def _split(self, word: str) -> list[int]:
+    def split_word(self, word: str) -> list[int]:
+        """Return the WordPiece ids of one basic word (``[UNK]`` if it cannot be split)."""
         if len(word) > MAX_WORD_CHARS:
             return [self.unk]
         ids: list[int] = []

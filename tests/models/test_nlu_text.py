@@ -30,7 +30,7 @@ def test_wordpiece_uses_continuations_and_keeps_the_word_span(wp: WordPiece) -> 
     assert [p.id for p in pieces] == [wp.vocab["playing"]]
     pieces = wp.pieces("siobhan")
     assert len(pieces) > 1 and all((p.start, p.end) == (0, 7) for p in pieces)
-    assert wp._split("x" * 101) == [wp.unk]
+    assert wp.split_word("x" * 101) == [wp.unk]
 
 
 def test_parse_annotation_gives_text_and_spans() -> None:
