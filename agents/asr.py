@@ -24,6 +24,7 @@ import structlog
 
 from agents.base import Origin, Publisher, SendFn
 from agents.endpointing import FrameAssembler
+from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
 from infra import metrics
 from infra.config import Settings
 from models.asr import AsrError, Engine, Float32Array, Hypothesis
@@ -54,89 +55,6 @@ class Result:
     phrases: int = 0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Decode:
-    """Decode ``revision`` from audio up to ``at_ms``."""
-
-    revision: int
-    at_ms: int
-    t_ms: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Emit:
-    """Publish the transcript of ``revision`` as ``kind``."""
-
-    revision: int
-    kind: EndpointKind
-    t_ms: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Cancel:
-    """Drop any work for ``revision``."""
-
-    revision: int
-
-
-Action = Decode | Emit | Cancel
-
-
-class RevisionTracker:
-    """Which revision to decode, emit or drop, given end-pointer events and results.
-
-    Pure and synchronous. Guarantees: nothing is emitted for a revision after
-    its reset; a final transcript is emitted only after the speculative one of
-    the same revision; each revision is decoded at most once.
-    """
-
-    def __init__(self) -> None:
-        self.cancelled: set[int] = set()
-        self.results: dict[int, Result] = {}
-        self.decoding: set[int] = set()
-        self.final_waiting: dict[int, int] = {}
-        self.done = False
-
-    def on_endpoint(self, ep: Endpoint) -> list[Action]:
-        """React to a speculative or final end-point."""
-        r = ep.revision
-        if self.done or r in self.cancelled:
-            return []
-        if ep.kind is EndpointKind.SPECULATIVE:
-            if r in self.decoding or r in self.results:
-                return []
-            self.decoding.add(r)
-            return [Decode(r, ep.at_ms, ep.t_ms)]
-        if r in self.results:
-            self.done = True
-            return [Emit(r, EndpointKind.FINAL, ep.t_ms)]
-        self.final_waiting[r] = ep.t_ms
-        if r not in self.decoding:  # a final without a speculative: decode now
-            self.decoding.add(r)
-            return [Decode(r, ep.at_ms, ep.t_ms)]
-        return []
-
-    def on_reset(self, reset: Reset) -> list[Action]:
-        """Cancel the revision the reset names."""
-        r = reset.cancelled_revision
-        self.cancelled.add(r)
-        self.decoding.discard(r)
-        self.results.pop(r, None)
-        return [Cancel(r)]
-
-    def on_result(self, revision: int, result: Result, t_ms: int) -> list[Action]:
-        """Take a finished decode; return what to emit (nothing if it was cancelled)."""
-        self.decoding.discard(revision)
-        if revision in self.cancelled or self.done:
-            return []
-        self.results[revision] = result
-        out: list[Action] = [Emit(revision, EndpointKind.SPECULATIVE, t_ms)]
-        if revision in self.final_waiting:
-            self.done = True
-            out.append(Emit(revision, EndpointKind.FINAL, self.final_waiting[revision]))
-        return out
-
-
 @dataclasses.dataclass(slots=True)
 class Utterance:
     """Audio and revision state of one utterance on this worker."""
@@ -148,7 +66,7 @@ class Utterance:
     chunks: list[Float32Array] = dataclasses.field(default_factory=list)
     samples: int = 0
     stopped: bool = False
-    tracker: RevisionTracker = dataclasses.field(default_factory=RevisionTracker)
+    tracker: RevisionTracker[Result] = dataclasses.field(default_factory=RevisionTracker)
     tasks: dict[int, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
     arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
@@ -286,11 +204,12 @@ class AsrService:
                 self._remember_closed(message.utterance_id)
             return
         if isinstance(message, Reset):
-            actions = utt.tracker.on_reset(message)
+            await self._apply(utt, utt.tracker.on_reset(message))
             utt.log.info("asr.reset", cancelled_revision=message.cancelled_revision)
+            # Forwarded in order: nothing of the cancelled revision follows it downstream.
+            await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message)
         else:
-            actions = utt.tracker.on_endpoint(message)
-        await self._apply(utt, actions)
+            await self._apply(utt, utt.tracker.on_endpoint(message))
 
     async def _apply(self, utt: Utterance, actions: list[Action]) -> None:
         for action in actions:

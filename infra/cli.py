@@ -411,11 +411,15 @@ def train() -> None:
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
               default="../shared/data/massive-en-US", help="MASSIVE en-US with train/dev.jsonl.")
 @click.option("--epochs", type=int, default=8, help="Passes over the training set.")
+@click.option("--embed-rank", type=int, default=128,
+              help="Rank of the factorised word embeddings; 0 keeps the full table.")
+@click.option("--device", default="cpu", help="torch device, e.g. cpu or cuda.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where the exported model goes [default: models/nlu/model].")
-def train_nlu(data_dir: str, epochs: int, work: str, out: str | None) -> None:
+def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str, work: str,
+              out: str | None) -> None:
     """Fine-tune the joint intent/slot model from all-MiniLM-L6-v2 and export it to ONNX."""
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR
@@ -433,7 +437,8 @@ def train_nlu(data_dir: str, epochs: int, work: str, out: str | None) -> None:
             else:
                 click.echo("\n" + line, err=True)
 
-        best = do_train(Path(data_dir), Path(work), epochs=epochs, progress=progress)
+        best = do_train(Path(data_dir), Path(work), epochs=epochs,
+                        embed_rank=embed_rank or None, device=device, progress=progress)
     target = export(Path(work), Path(out) if out else DEFAULT_DIR, encoder_dir() / "vocab.txt")
     click.echo(json.dumps({"best_epoch": best["epoch"], "dev": best["dev"],
                            "model": str(target)}))

@@ -119,6 +119,9 @@ class Settings:
     asr_nbest: int = 5
     #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
     asr_grammar: str = ""
+    #: How many ASR hypotheses NLU interprets, and the longest request it reads (words).
+    nlu_nbest: int = 3
+    nlu_max_words: int = 60
     endpointer: EndpointerConfig = dataclasses.field(default_factory=EndpointerConfig)
 
     def __post_init__(self) -> None:
@@ -140,6 +143,8 @@ class Settings:
             raise ConfigError("utterance limits must be positive")
         if self.asr_engine not in {"whisper", "pocketsphinx"}:
             raise ConfigError("asr_engine must be whisper or pocketsphinx")
+        if not 1 <= self.nlu_nbest <= 10 or not 1 <= self.nlu_max_words <= 500:
+            raise ConfigError("nlu_nbest must be in 1..10 and nlu_max_words in 1..500")
         if not 0 <= self.asr_bias_weight <= 20 or not 1 <= self.asr_nbest <= 20:
             raise ConfigError("asr_bias_weight must be in 0..20 and asr_nbest in 1..20")
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):

@@ -36,7 +36,9 @@ from streams.asr import Transcript
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.context import DeviceContext
 from streams.control import DeadLetter, ErrorEvent
+from streams.directive import ContextUpdate, Declined, Directive, SkillResponse, SkillStatus
 from streams.endpoint import Endpoint, Reset
+from streams.nlu import Interpretations
 from streams.schema import SCHEMA_VERSION, Message, MessageType, SerializationError
 
 #: Largest payload any topic accepts, bytes; larger input is dead-lettered.
@@ -54,6 +56,12 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
         Transcript,
         ErrorEvent,
         DeadLetter,
+        Interpretations,
+        Directive,
+        Declined,
+        SkillResponse,
+        SkillStatus,
+        ContextUpdate,
     )
 }
 

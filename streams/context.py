@@ -33,6 +33,10 @@ class DeviceContext(Message):
     #: What the device expects next, e.g. the ten digits while asking for a PIN:
     #: recognition is then restricted to these phrases. Empty: anything.
     grammar: tuple[str, ...] = ()
+    #: Recent activity, newest last, e.g. ``("music:jazz", "video:film")``.
+    history: tuple[str, ...] = ()
+    #: The device's local time of day as ``HH:MM``; empty when unknown.
+    local_time: str = ""
     #: Wall-clock time of the snapshot at the device, ms since epoch.
     updated_at_ms: int = 0
 

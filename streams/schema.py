@@ -23,6 +23,12 @@ class MessageType(StrEnum):
     ENDPOINT = "endpoint"
     RESET = "reset"
     TRANSCRIPT = "transcript"
+    INTERPRETATION = "interpretation"
+    DIRECTIVE = "directive"
+    DECLINED = "declined"
+    SKILL_RESPONSE = "skill-response"
+    SKILL_STATUS = "skill-status"
+    CONTEXT_UPDATE = "context-update"
     ERROR = "error"
     DEAD_LETTER = "dead-letter"
 

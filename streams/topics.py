@@ -1,7 +1,7 @@
 """Topic registry: names, partitioning, compaction and codec of every topic.
 
-Every topic is keyed by device id, so a device's audio, context and results
-stay on one partition each, in order.
+Every topic but the skills' heartbeats is keyed by device id, so a device's
+audio, context and results stay on one partition each, in order.
 """
 
 from __future__ import annotations
@@ -54,6 +54,13 @@ CONTEXT = TopicSpec(
     compacted=True,
     doc="device context snapshots; compacted, newest per device wins",
 )
+CONTEXT_UPDATES = TopicSpec(
+    "context-updates",
+    Codec.JSON,
+    Role.INPUT,
+    frozenset({MessageType.CONTEXT_UPDATE}),
+    doc="partial context changes (from skills), merged into the context table",
+)
 FEEDBACK = TopicSpec(
     "feedback",
     Codec.JSON,
@@ -72,8 +79,36 @@ TRANSCRIPTS = TopicSpec(
     "transcripts",
     Codec.JSON,
     Role.OUTPUT,
-    frozenset({MessageType.TRANSCRIPT, MessageType.ERROR}),
-    doc="n-best transcripts per end-pointed revision, and recognition errors",
+    frozenset({MessageType.TRANSCRIPT, MessageType.RESET, MessageType.ERROR}),
+    doc="n-best transcripts per end-pointed revision, forwarded resets, recognition errors",
+)
+INTERPRETATIONS = TopicSpec(
+    "interpretations",
+    Codec.JSON,
+    Role.OUTPUT,
+    frozenset({MessageType.INTERPRETATION, MessageType.RESET, MessageType.ERROR}),
+    doc="ranked interpretations per transcribed revision, forwarded resets, NLU errors",
+)
+DIRECTIVES = TopicSpec(
+    "directives",
+    Codec.JSON,
+    Role.OUTPUT,
+    frozenset({MessageType.DIRECTIVE, MessageType.DECLINED, MessageType.ERROR}),
+    doc="the arbiter's decision per utterance: a released directive or a decline",
+)
+RESPONSES = TopicSpec(
+    "responses",
+    Codec.JSON,
+    Role.OUTPUT,
+    frozenset({MessageType.SKILL_RESPONSE}),
+    doc="skills' answers to directives (accepted, then done or failed)",
+)
+SKILLS = TopicSpec(
+    "skills",
+    Codec.JSON,
+    Role.INTERNAL,
+    frozenset({MessageType.SKILL_STATUS}),
+    doc="skill heartbeats, keyed by skill name",
 )
 DEAD_LETTERS = TopicSpec(
     "deadletter",
@@ -83,7 +118,17 @@ DEAD_LETTERS = TopicSpec(
     doc="input a stage could not process, with its origin",
 )
 
-ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, FEEDBACK, ENDPOINTS, TRANSCRIPTS, DEAD_LETTERS)
+ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, CONTEXT_UPDATES, FEEDBACK, ENDPOINTS, TRANSCRIPTS,
+                              INTERPRETATIONS, DIRECTIVES, RESPONSES, SKILLS, DEAD_LETTERS)
+#: Per-skill directive topics are named ``<prefix>skill.<name>``; they carry directives only.
+SKILL_TOPIC_PREFIX = "skill."
+SKILL_DIRECTIVES = TopicSpec(
+    "skill.*",
+    Codec.JSON,
+    Role.OUTPUT,
+    frozenset({MessageType.DIRECTIVE}),
+    doc="one topic per skill (from the registry): the directives it must carry out",
+)
 DEFAULT_PREFIX = "voicestream."
 
 

@@ -16,8 +16,9 @@ def export(trained: Path, out: Path, vocab: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     labels = json.loads((trained / "labels.json").read_text())
-    model = JointModel(len(labels["intents"]), len(labels["tags"]))
-    model.load_state_dict(torch.load(trained / "joint.pt", weights_only=True))
+    model = JointModel(len(labels["intents"]), len(labels["tags"]),
+                       embed_rank=labels.get("embed_rank"))
+    model.load_state_dict(torch.load(trained / "joint.pt", map_location="cpu", weights_only=True))
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     fp32 = out / "nlu.onnx"

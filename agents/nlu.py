@@ -1,0 +1,338 @@
+"""The understanding agent: n-best transcripts in, ranked interpretations out.
+
+For each revision it interprets the top ``nlu_nbest`` ASR hypotheses in one
+batch, combines ASR and NLU probabilities, merges hypotheses that mean the same
+(intent and slot values), and conditions the result on the device context
+(:mod:`models.nlu.context`). It follows the revision protocol of
+:mod:`agents.revisions` on the transcripts topic: interpret on the speculative
+transcript, reuse on the final, drop a revision at its reset and forward the
+reset in order. :class:`Understander` is the pure core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import faust
+import structlog
+
+from agents.base import Origin, Publisher, SendFn
+from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
+from infra import metrics
+from infra.config import Settings
+from models.nlu.context import facts_consulted, resolve
+from models.nlu.values import normalise
+from streams import topics
+from streams.asr import NBest, Transcript
+from streams.control import ErrorEvent
+from streams.endpoint import EndpointKind, Reset
+from streams.nlu import Hypothesis, Interpretations, SlotValue
+
+STAGE = "nlu"
+_CLOSED_MEMORY = 4096
+
+
+class NluError(Exception):
+    """A transcript the stage will not interpret, with a code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Model(Protocol):
+    """What the core needs of the NLU model (``models.nlu.inference.NluOnnx``)."""
+
+    def interpret_batch(self, texts: list[str], *, top_k: int = 3) -> list[list[Any]]: ...
+
+    def known_word(self, word: str) -> bool: ...
+
+
+def _asr_probs(scores: Sequence[float], sharpness: float) -> list[float]:
+    """Posterior over the n-best from per-token log-probability scores."""
+    top = max(scores)
+    w = [math.exp(sharpness * (s - top)) for s in scores]
+    total = sum(w)
+    return [x / total for x in w]
+
+
+class Understander:
+    """Interpret an n-best list in a device context (pure but for the model call).
+
+    The score of an interpretation is ``P(text | audio) * P(intent | text) *
+    familiarity``, where familiarity discounts text whose words outside any
+    slot are mostly unknown to the model's vocabulary (garbage, another
+    language). Interpretations equal in intent and slot values are merged by
+    adding their scores, keeping the best-scoring one's text and spans.
+    """
+
+    def __init__(self, model: Model, *, nbest: int = 3, intents_per_text: int = 3,
+                 sharpness: float = 5.0, max_words: int = 60, keep: int = 5) -> None:
+        self.model = model
+        self.nbest = nbest
+        self.intents_per_text = intents_per_text
+        self.sharpness = sharpness
+        self.max_words = max_words
+        self.keep = keep
+
+    def interpret(self, nbest: Sequence[NBest], ctx: Mapping[str, Any] | None
+                  ) -> list[Hypothesis]:
+        """Return the ranked interpretations of ``nbest`` in context ``ctx``."""
+        hyps = [h for h in nbest[: self.nbest] if h.text.strip()]
+        if not hyps:
+            raise NluError("nlu-empty-transcript", "the transcript has no words")
+        longest = max(len(h.text.split()) for h in hyps)
+        if longest > self.max_words:
+            raise NluError("nlu-too-long",
+                           f"{longest} words; requests over {self.max_words} are not interpreted")
+        asr_p = _asr_probs([h.score for h in hyps], self.sharpness)
+        texts = [h.text.strip() for h in hyps]
+        local_time = str((ctx or {}).get("local_time") or "")
+        merged: dict[tuple[str, tuple[tuple[str, str], ...]], Hypothesis] = {}
+        for rank, (text, p_asr, results) in enumerate(zip(
+                texts, asr_p, self.model.interpret_batch(texts, top_k=self.intents_per_text),
+                strict=True)):
+            slots = tuple(SlotValue(type=s.type, text=s.value, start=s.start, end=s.end,
+                                    value=normalise(s.type, s.value, local_time=local_time))
+                          for s in results[0].slots) if results else ()
+            familiar = self._familiarity(text, slots)
+            for r in results:
+                hyp = Hypothesis(intent=r.intent, score=p_asr * r.score * familiar, slots=slots,
+                                 text=text, asr_rank=rank, asr_prob=round(p_asr, 4),
+                                 nlu_prob=round(r.score, 4))
+                hyp = resolve(hyp, ctx)
+                key = (hyp.intent, tuple(sorted((s.type, s.value) for s in hyp.slots)))
+                seen = merged.get(key)
+                if seen is None:
+                    merged[key] = hyp
+                else:
+                    best = seen if seen.score >= hyp.score else hyp
+                    merged[key] = dataclasses.replace(best, score=seen.score + hyp.score)
+        ranked = sorted(merged.values(), key=lambda h: (-h.score, h.asr_rank, h.intent))
+        return [dataclasses.replace(h, score=round(h.score, 4)) for h in ranked[: self.keep]]
+
+    def _familiarity(self, text: str, slots: Sequence[SlotValue]) -> float:
+        inside = [(s.start, s.end) for s in slots if s.start >= 0]
+        words, pos = [], 0
+        for w in text.split():
+            start = text.index(w, pos)
+            pos = start + len(w)
+            if not any(a <= start < b for a, b in inside):
+                words.append(w)
+        if not words:
+            return 1.0
+        unknown = sum(not self.model.known_word(w) for w in words) / len(words)
+        if len(words) < 3:  # "whats the ..." or a name: only all-unknown is suspicious
+            return 0.05 if unknown == 1.0 else 1.0
+        return 1.0 if unknown <= 0.5 else max(0.02, 1.0 - unknown) ** 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    """The interpretations of one revision."""
+
+    hypotheses: list[Hypothesis]
+    context_used: tuple[str, ...]
+    compute_ms: float
+    error: NluError | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Utterance:
+    """Revision state of one utterance on this worker."""
+
+    device_id: str
+    utterance_id: str
+    transcripts: dict[int, Transcript] = dataclasses.field(default_factory=dict)
+    tracker: RevisionTracker[Result] = dataclasses.field(default_factory=RevisionTracker)
+    tasks: dict[int, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    last_seen: float = dataclasses.field(default_factory=time.monotonic)
+    log: Any = None
+
+
+class NluService:
+    """State and logic of the NLU agent, independent of how it is wired."""
+
+    def __init__(self, settings: Settings, send: SendFn, model_factory: Any, *,
+                 contexts: Any = None) -> None:
+        self.settings = settings
+        self.pub = Publisher(STAGE, send)
+        self.utterances: dict[str, Utterance] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._contexts = contexts
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlu")
+        self._factory = model_factory
+        self._core: Understander | None = None
+        self._load_error: Exception | None = None
+
+    def close(self) -> None:
+        """Cancel pending work and release the inference thread."""
+        for utt in self.utterances.values():
+            for task in utt.tasks.values():
+                task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def core(self) -> Understander:
+        """Return the pure core, loading the model on first use."""
+        if self._core is None:
+            if self._load_error is not None:
+                raise self._load_error
+            try:
+                self._core = Understander(self._factory(), nbest=self.settings.nlu_nbest,
+                                          max_words=self.settings.nlu_max_words)
+            except Exception as exc:
+                self._load_error = exc
+                raise
+        return self._core
+
+    async def warm_up(self) -> None:
+        """Load the model off the loop now rather than on the first request."""
+        log = structlog.get_logger("voicestream.nlu")
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.core)
+        except (RuntimeError, OSError, ValueError) as exc:  # missing or unreadable model
+            log.error("nlu.unavailable", code=getattr(exc, "code", "nlu-model-missing"),
+                      detail=str(exc))
+            return
+        log.info("nlu.ready")
+
+    async def on_event(self, origin: Origin, raw: bytes | None) -> None:
+        """Follow one event of the transcripts topic."""
+        message = await self.pub.decode(topics.TRANSCRIPTS, origin, raw)
+        if message is None:
+            return
+        if isinstance(message, ErrorEvent):
+            utt = self.utterances.get(message.device_id)
+            if utt is not None and utt.utterance_id == message.utterance_id:
+                self._drop(utt)
+            return
+        assert isinstance(message, Transcript | Reset)
+        if message.utterance_id in self._closed:
+            return
+        utt = self._utterance(message.device_id, message.utterance_id)
+        utt.last_seen = time.monotonic()
+        if isinstance(message, Reset):
+            await self._apply(utt, utt.tracker.on_reset(message))
+            utt.log.info("nlu.reset", cancelled_revision=message.cancelled_revision)
+            await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, message)
+            return
+        utt.transcripts[message.revision] = message
+        await self._apply(utt, utt.tracker.on_endpoint(message))
+
+    def _utterance(self, device_id: str, utterance_id: str) -> Utterance:
+        utt = self.utterances.get(device_id)
+        if utt is None or utt.utterance_id != utterance_id:
+            if utt is not None:
+                self._drop(utt)
+            log = structlog.get_logger("voicestream.nlu").bind(
+                stage=STAGE, device_id=device_id, utterance_id=utterance_id)
+            utt = self.utterances[device_id] = Utterance(device_id, utterance_id, log=log)
+        return utt
+
+    async def _apply(self, utt: Utterance, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Decode):
+                utt.tasks[action.revision] = asyncio.create_task(self._interpret(utt, action))
+            elif isinstance(action, Cancel):
+                task = utt.tasks.pop(action.revision, None)
+                if task is not None:
+                    task.cancel()
+            else:
+                await self._emit(utt, action)
+
+    async def _interpret(self, utt: Utterance, action: Decode) -> None:
+        transcript = utt.transcripts[action.revision]
+        ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
+        started = time.perf_counter()
+        try:
+            core = self.core()
+            hyps = await asyncio.get_running_loop().run_in_executor(
+                self._executor, core.interpret, transcript.nbest, ctx)
+            result = Result(hyps, facts_consulted(ctx), (time.perf_counter() - started) * 1000)
+        except NluError as exc:
+            result = Result([], (), 0.0, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a model that cannot load or fails ends the utterance
+            utt.log.exception("nlu.failed", revision=action.revision)
+            code = getattr(exc, "code", "nlu-failed")
+            result = Result([], (), 0.0, NluError(code, f"{type(exc).__name__}: {exc}"))
+        metrics.STAGE_LATENCY.labels(STAGE).observe(result.compute_ms / 1000)
+        utt.tasks.pop(action.revision, None)
+        utt.log.info("nlu.interpreted", revision=action.revision,
+                     compute_ms=round(result.compute_ms, 2),
+                     intent=result.hypotheses[0].intent if result.hypotheses else None,
+                     error=result.error.code if result.error else None)
+        await self._apply(utt, utt.tracker.on_result(action.revision, result, action.t_ms))
+
+    async def _emit(self, utt: Utterance, action: Emit) -> None:
+        result = utt.tracker.results.get(action.revision)
+        transcript = utt.transcripts.get(action.revision)
+        if result is None or transcript is None:
+            return
+        if result.error is not None:
+            if action.kind is EndpointKind.FINAL:
+                await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, ErrorEvent(
+                    device_id=utt.device_id, utterance_id=utt.utterance_id, stage=STAGE,
+                    code=result.error.code, message=result.error.message,
+                    revision=action.revision, t_ms=action.t_ms))
+                self._drop(utt)
+            return
+        ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
+        await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, Interpretations(
+            device_id=utt.device_id, utterance_id=utt.utterance_id, kind=action.kind,
+            revision=action.revision, t_ms=action.t_ms,
+            locale=str((ctx or {}).get("locale") or "en-US"),
+            interpretations=tuple(result.hypotheses), context_used=result.context_used,
+            compute_ms=round(result.compute_ms, 2)))
+        if action.kind is EndpointKind.FINAL:
+            self._drop(utt)
+
+    def _drop(self, utt: Utterance) -> None:
+        for task in utt.tasks.values():
+            task.cancel()
+        utt.tasks.clear()
+        if self.utterances.get(utt.device_id) is utt:
+            del self.utterances[utt.device_id]
+        self._closed[utt.utterance_id] = None
+        while len(self._closed) > _CLOSED_MEMORY:
+            self._closed.popitem(last=False)
+
+    def expire(self, now: float | None = None) -> None:
+        """Drop utterances idle for ``utterance_idle_timeout_s`` with nothing in flight."""
+        now = time.monotonic() if now is None else now
+        for utt in list(self.utterances.values()):
+            if now - utt.last_seen > self.settings.utterance_idle_timeout_s and not utt.tasks:
+                self._drop(utt)
+
+
+def register(app: faust.App, settings: Settings, send: SendFn, model_factory: Any,
+             contexts: Any = None) -> NluService:
+    """Create the NLU agent on the transcripts topic, its expiry timer and warm-up."""
+    service = NluService(settings, send, model_factory, contexts=contexts)
+    transcripts = app.topic(settings.topic(topics.TRANSCRIPTS.short), key_serializer="raw",
+                            value_serializer="raw", partitions=settings.partitions)
+
+    @app.agent(transcripts, name="nlu", concurrency=1)
+    async def nlu(stream: Any) -> None:
+        async for event in stream.events():
+            m = event.message
+            await service.on_event(Origin(m.topic, m.partition, m.offset, m.key), m.value)
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def expire_nlu() -> None:
+        service.expire()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def load_nlu() -> None:
+        await service.warm_up()
+
+    return service
