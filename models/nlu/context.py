@@ -42,6 +42,8 @@ _MEDIA_WORDS = re.compile(
 _TEMPERATURE = re.compile(r"\b(temperature|temp|how hot|how warm|how cold|degrees)\b")
 _WEATHER_WORDS = re.compile(
     r"\b(outside|weather|forecast|today|tomorrow|tonight|week|weekend|in [a-z]+ city)\b")
+_TEMP_DESCRIPTORS = frozenset({"temperature", "the temperature", "temp", "hot", "warm", "cold",
+                               "degrees"})
 _QUESTION = re.compile(r"^\s*(what|what's|whats|how|is|tell|check|give)\b")
 _PRONOUN = re.compile(r"\b(it|that|this|them)\b")
 _MUSIC_CHOICE = ("music_genre", "artist_name", "song_name", "playlist_name", "music_album",
@@ -73,7 +75,7 @@ def _temperature(hyp: Hypothesis, ctx: Mapping[str, Any], text: str) -> Hypothes
         return None
     descriptor = hyp.slot("weather_descriptor")
     if hyp.slot("place_name") or hyp.slot("date") or (
-            descriptor is not None and not _TEMPERATURE.search(descriptor.text.lower())):
+            descriptor is not None and descriptor.text.lower() not in _TEMP_DESCRIPTORS):
         return None
     if not (hyp.intent == "weather_query" or hyp.intent.startswith(("qa_", "iot_", "general_"))
             or hyp.intent == "cooking_query"):
@@ -92,7 +94,7 @@ def _temperature(hyp: Hypothesis, ctx: Mapping[str, Any], text: str) -> Hypothes
 
 def _title(hyp: Hypothesis, text: str) -> SlotValue | None:
     """The words after "play": the model's title slot often holds only part of them."""
-    m = re.search(r"\bplay\s+(?:me\s+)?(?:the\s+)?(.+)$", text)
+    m = re.search(r"\bplay\s+(?:me\s+)?(.+)$", text)
     if m and m.group(1).strip():
         start = m.start(1)
         title = hyp.text[start:].strip() if hyp.text else m.group(1)
