@@ -14,14 +14,37 @@ from agents.base import Origin, Publisher, SendFn
 from infra.config import Settings
 from streams import topics
 from streams.context import DeviceContext
+from streams.directive import ContextUpdate
 
 STAGE = "context"
+#: Recent-activity items kept per device.
+HISTORY_LIMIT = 50
+
+
+def merge(current: dict[str, Any] | None, update: ContextUpdate) -> dict[str, Any]:
+    """Apply a partial update to a context table value (pure)."""
+    base = dict(current) if current else DeviceContext(device_id=update.device_id).to_wire()
+    states = dict(base.get("states") or {})
+    for name, value in update.states.items():
+        if value:
+            states[name] = value
+        else:
+            states.pop(name, None)
+    base["states"] = states
+    if update.playing is not None:
+        base["playing"] = dict(update.playing)
+    if update.history:
+        base["history"] = [*(base.get("history") or []), *update.history][-HISTORY_LIMIT:]
+    return base
 
 
 def register(app: faust.App, settings: Settings, send: SendFn) -> Any:
     """Create the context table and the agent that fills it; return the table."""
-    topic = app.topic(settings.topic(topics.CONTEXT.short), key_serializer="raw",
+    # Snapshots from devices and partial updates from skills, both keyed by device id.
+    topic = app.topic(settings.topic(topics.CONTEXT.short),
+                      settings.topic(topics.CONTEXT_UPDATES.short), key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
+    updates_name = settings.topic(topics.CONTEXT_UPDATES.short)
     table = app.Table("device-context", key_type=str,
                       partitions=settings.partitions, default=None, use_partitioner=True)
     pub = Publisher(STAGE, send)
@@ -31,6 +54,13 @@ def register(app: faust.App, settings: Settings, send: SendFn) -> Any:
         async for event in stream.events():
             msg = event.message
             origin = Origin(msg.topic, msg.partition, msg.offset, msg.key)
+            if msg.topic == updates_name:
+                update = await pub.decode(topics.CONTEXT_UPDATES, origin, msg.value)
+                if isinstance(update, ContextUpdate):
+                    table[update.device_id] = merge(table[update.device_id], update)
+                    pub.log.info("context.merged", device_id=update.device_id,
+                                 source=update.source, states=sorted(update.states))
+                continue
             ctx = await pub.decode(topics.CONTEXT, origin, msg.value)
             if isinstance(ctx, DeviceContext):
                 table[ctx.device_id] = ctx.to_wire()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from infra import metrics
 from infra.config import Settings
 from models.nlu.context import facts_consulted, resolve
 from models.nlu.values import normalise
+from models.textnorm import normalize
 from streams import topics
 from streams.asr import NBest, Transcript
 from streams.control import ErrorEvent
@@ -54,6 +56,15 @@ class Model(Protocol):
     def interpret_batch(self, texts: list[str], *, top_k: int = 3) -> list[list[Any]]: ...
 
     def known_word(self, word: str) -> bool: ...
+
+
+_CLOCK_RUN = re.compile(r"\b(at|for|until|by|to)\s+(\d{1,2})([0-5]\d)\b")
+
+
+def nlu_text(text: str) -> str:
+    """What the model reads: ASR text written the way MASSIVE is (lower case, numbers as
+    words, no punctuation); Whisper's ``730`` after "at"/"for" is a clock time."""
+    return normalize(_CLOCK_RUN.sub(r"\1 \2:\3", text))
 
 
 def _asr_probs(scores: Sequence[float], sharpness: float) -> list[float]:
@@ -94,7 +105,7 @@ class Understander:
             raise NluError("nlu-too-long",
                            f"{longest} words; requests over {self.max_words} are not interpreted")
         asr_p = _asr_probs([h.score for h in hyps], self.sharpness)
-        texts = [h.text.strip() for h in hyps]
+        texts = [nlu_text(h.text) or h.text.strip() for h in hyps]
         local_time = str((ctx or {}).get("local_time") or "")
         merged: dict[tuple[str, tuple[tuple[str, str], ...]], Hypothesis] = {}
         for rank, (text, p_asr, results) in enumerate(zip(

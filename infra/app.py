@@ -8,12 +8,16 @@ from typing import Any
 
 import faust
 
+from agents import arbiter as arbiter_agent
 from agents import asr as asr_agent
 from agents import context as context_agent
 from agents import endpointer as endpointer_agent
+from agents import nlu as nlu_agent
+from agents.arbiter import DEFAULT_REGISTRY, Registry
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR
 from models.asr import Engine, create
+from models.nlu.inference import NluOnnx
 from streams import topics
 
 
@@ -25,6 +29,8 @@ class Worker:
     endpointer: endpointer_agent.EndpointerService
     asr: asr_agent.AsrService
     contexts: Any
+    nlu: nlu_agent.NluService
+    arbiter: arbiter_agent.ArbiterService
 
 
 def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
@@ -60,7 +66,12 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     }
 
     async def send(short: str, key: bytes, value: bytes) -> None:
-        await out[short].send(key=key, value=value)
+        topic = out.get(short)
+        if topic is None:  # a skill's directive topic, named in the registry
+            topic = out[short] = app.topic(settings.topic(short), key_serializer="raw",
+                                           value_serializer="raw",
+                                           partitions=settings.partitions)
+        await topic.send(key=key, value=value)
 
     contexts = context_agent.register(app, settings, send)
     service = endpointer_agent.register(app, settings, send, contexts=contexts)
@@ -71,4 +82,8 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         return create(settings.asr_engine)
 
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts)
-    return Worker(app, service, asr, contexts)
+    nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts)
+    registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
+    arbiter = arbiter_agent.register(app, settings, send, registry, contexts=contexts,
+                                     bootstrap=profile.bootstrap)
+    return Worker(app, service, asr, contexts, nlu, arbiter)

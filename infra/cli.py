@@ -63,8 +63,10 @@ def main(ctx: click.Context, config_file: str | None, log_format: str | None,
 @click.option("--port", type=int, default=0, help="Port of the embedded broker (0: a free one).")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve Prometheus metrics on this port [default: off].")
+@click.option("--skills", "with_skills", is_flag=True,
+              help="Also run the example skills in this process.")
 @click.pass_context
-def up(ctx: click.Context, port: int, metrics_port: int | None) -> None:
+def up(ctx: click.Context, port: int, metrics_port: int | None, with_skills: bool) -> None:
     """Run a worker with every agent, and an embedded broker unless one is configured.
 
     Prints 'broker: kafka://HOST:PORT', then 'ready'; stops on SIGINT/SIGTERM.
@@ -81,7 +83,34 @@ def up(ctx: click.Context, port: int, metrics_port: int | None) -> None:
         click.echo("ready")
         sys.stdout.flush()
 
-    asyncio.run(serve(settings, ready, embedded_port=port))
+    asyncio.run(serve(settings, ready, embedded_port=port, skills=with_skills))
+
+
+@main.command()
+@click.option("--only", multiple=True,
+              help="Run only this skill (smart-home, timers, media, video); repeatable.")
+@click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.pass_context
+def skills(ctx: click.Context, only: tuple[str, ...], broker: str | None) -> None:
+    """Run the example skills against a running broker until SIGINT/SIGTERM."""
+    from infra.runner import running_skills
+
+    settings = _settings(ctx, broker=broker)
+    if not settings.broker:
+        raise click.UsageError("skills need a broker: --broker kafka://HOST:PORT")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with running_skills(settings, settings.broker_profile(), only) as running:
+            click.echo(f"skills: {', '.join(s.name for s in running)}")
+            click.echo("ready")
+            sys.stdout.flush()
+            await stop.wait()
+
+    asyncio.run(run())
 
 
 @main.command()
@@ -177,20 +206,10 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
 
 
 def _human(data: dict[str, Any]) -> str:
-    kind = data["type"]
-    head = f"{data.get('t_ms', 0):>6} ms  {kind:<10} rev {data.get('revision', 0)}"
-    if kind == "endpoint":
-        extra = f" ({data['forced']})" if data.get("forced") else ""
-        return f"{head}  {data['kind']} end of speech at {data['at_ms']} ms{extra}"
-    if kind == "reset":
-        return f"{head}  cancelled revision {data['cancelled_revision']}: {data['reason']}"
-    if kind == "error":
-        return f"{head}  {data['code']}: {data['message']}"
-    if kind == "transcript":
-        nbest = data.get("nbest") or [{"text": ""}]
-        more = f" (+{len(nbest) - 1} alternatives)" if len(nbest) > 1 else ""
-        return f"{head}  {data['kind']} \"{nbest[0]['text']}\"{more}"
-    return f"{head}  {json.dumps(data)}"
+    from infra.trace import describe
+
+    head = f"{data.get('t_ms', 0):>6} ms  {data['type']:<14} rev {data.get('revision', 0)}"
+    return f"{head}  {describe(data)}"
 
 
 @main.command()

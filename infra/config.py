@@ -122,6 +122,10 @@ class Settings:
     #: How many ASR hypotheses NLU interprets, and the longest request it reads (words).
     nlu_nbest: int = 3
     nlu_max_words: int = 60
+    #: Skill registry (TOML); empty for the bundled example skills.
+    skills_registry: str = ""
+    #: A skill with no heartbeat for this long is down: its directives are declined.
+    skill_timeout_s: float = 10.0
     endpointer: EndpointerConfig = dataclasses.field(default_factory=EndpointerConfig)
 
     def __post_init__(self) -> None:
@@ -143,6 +147,8 @@ class Settings:
             raise ConfigError("utterance limits must be positive")
         if self.asr_engine not in {"whisper", "pocketsphinx"}:
             raise ConfigError("asr_engine must be whisper or pocketsphinx")
+        if not 0.5 <= self.skill_timeout_s <= 3600:
+            raise ConfigError("skill_timeout_s must be in 0.5..3600")
         if not 1 <= self.nlu_nbest <= 10 or not 1 <= self.nlu_max_words <= 500:
             raise ConfigError("nlu_nbest must be in 1..10 and nlu_max_words in 1..500")
         if not 0 <= self.asr_bias_weight <= 20 or not 1 <= self.asr_nbest <= 20:

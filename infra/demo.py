@@ -1,8 +1,11 @@
 """``voicestream demo``: the embedded broker, a worker, and bundled spoken commands.
 
-Streams each bundled WAV in real time as a device would and prints a live
-trace per utterance, then a table of decision latencies: wall time from the
-moment the deciding audio was sent to the moment the event arrived.
+Starts the embedded broker, a worker with every stage and the example skills,
+publishes three devices' context, streams each bundled WAV in real time as a
+device would and prints a live trace per utterance (end-points, resets,
+transcript, interpretation, directive or decline, the skill's answer), then a
+table of latencies: wall time from the moment the deciding audio was sent to
+the moment each stage's final event arrived.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import Any
 import click
 
 from infra.config import Settings
-from infra.runner import broker_for, running_worker
+from infra.runner import broker_for, running_skills, running_worker
+from infra.trace import describe
 from streams.client import (
     FRAME_MS,
     DeviceClient,
@@ -26,14 +30,28 @@ from streams.client import (
     read_wav,
     stream_and_watch,
 )
+from streams.context import DeviceContext
 
 #: (file, device, what it shows)
 COMMANDS = (
-    ("timer.wav", "kitchen-1", "a command spoken in one go"),
-    ("timer_paused.wav", "kitchen-1", "the same command with a 400 ms mid-sentence pause"),
+    ("light_on.wav", "kitchen-1", "smart home; the light's new state goes back into context"),
+    ("turn_it_off.wav", "kitchen-1", "\"it\" is what is on: the light just switched on"),
+    ("temperature.wav", "kitchen-1", "with the oven on, the temperature is the oven's"),
+    ("temperature.wav", "hall-2", "same audio, no oven: weather, whose skill is not running"),
+    ("hunger_games.wav", "lounge-tv", "a device with a screen: the film"),
+    ("hunger_games.wav", "kitchen-1", "same audio, no screen: the audiobook"),
+    ("alarm_paused.wav", "kitchen-1", "a 500 ms mid-sentence pause: reset, one directive"),
     ("lights_8k.wav", "hall-2", "an 8 kHz device (resampled)"),
     ("silence.wav", "hall-2", "nobody speaks"),
 )
+#: Device context published before the commands.
+CONTEXTS: dict[str, dict[str, Any]] = {
+    "kitchen-1": {"device_type": "speaker", "location": "kitchen",
+                  "states": {"oven": "on", "oven_temperature": "180", "kitchen light": "off"},
+                  "local_time": "21:40"},
+    "hall-2": {"device_type": "speaker", "location": "hall", "local_time": "21:40"},
+    "lounge-tv": {"device_type": "tv", "has_screen": True, "location": "living room"},
+}
 AUDIO_DIR = "demo_audio"
 
 
@@ -45,7 +63,10 @@ class Row:
     events: int = 0
     resets: int = 0
     outcome: str = ""
-    latencies_ms: list[float] = dataclasses.field(default_factory=list)
+    answer: str = ""
+    #: Stage -> ms from sending the deciding audio to the stage's final event arriving.
+    stage_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    held_ms: float | None = None
 
 
 def audio_path(name: str) -> Path:
@@ -77,69 +98,104 @@ def build_audio(out: Path) -> None:
             w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
 
     out.mkdir(parents=True, exist_ok=True)
-    write("timer.wav", pad(trimmed("set a timer for ten minutes")))
-    pause = np.zeros(RATE * 4 // 10, np.float32)
-    write("timer_paused.wav",
-          pad(np.concatenate([trimmed("set a timer"), pause, trimmed("for ten minutes")])))
+    write("light_on.wav", pad(trimmed("turn on the kitchen light")))
+    write("turn_it_off.wav", pad(trimmed("turn it off")))
+    write("temperature.wav", pad(trimmed("what's the temperature")))
+    write("hunger_games.wav", pad(trimmed("play the hunger games")))
+    pause = np.zeros(RATE // 2, np.float32)
+    write("alarm_paused.wav",
+          pad(np.concatenate([trimmed("wake me up"), pause, trimmed("at seven thirty")])))
     lights = pad(trimmed("turn off the lights in the hall"))
     write("lights_8k.wav", soxr.resample(lights, RATE, 8000).astype(np.float32), 8000)
     write("silence.wav", np.zeros(RATE * 6, np.float32))
 
 
-def _describe(e: dict[str, Any]) -> str:
-    if e["type"] == "endpoint":
-        return (f"{e['kind']} end-point, revision {e['revision']}: "
-                f"speech ended at {e['at_ms'] / 1000:.2f} s")
-    if e["type"] == "reset":
-        return f"reset of revision {e['cancelled_revision']} ({e['reason']})"
-    if e["type"] == "error":
-        return f"error {e['code']}: {e['message']}"
-    if e["type"] == "transcript":
-        best = e["nbest"][0]["text"] if e["nbest"] else ""
-        return (f"{e['kind']} transcript, revision {e['revision']}: \"{best}\" "
-                f"({len(e['nbest'])}-best, {e['compute_ms']:.0f} ms compute)")
-    return str(e["type"])
+#: Summary columns: the stage events whose latency the table shows.
+STAGES = (("endpoint", "end-point"), ("transcript", "transcript"),
+          ("interpretation", "interpret"), ("decision", "decision"))
+
+
+def _stage(e: dict[str, Any]) -> str | None:
+    if e["type"] in ("directive", "declined"):
+        return "decision"
+    if e["type"] in ("endpoint", "transcript", "interpretation") and e.get("kind") == "final":
+        return str(e["type"])
+    return None
 
 
 async def run(settings: Settings) -> list[Row]:
     """Run the demo; return one summary row per command."""
     rows: list[Row] = []
-    async with broker_for(settings) as profile, running_worker(settings, profile):
-        click.echo(f"broker: {profile.url}  (embedded Tansu; worker ready)\n")
+    async with broker_for(settings) as profile, running_worker(settings, profile), \
+            running_skills(settings, profile, ("smart-home", "timers", "media", "video")):
+        click.echo(f"broker: {profile.url}  (embedded Tansu; worker and skills ready: "
+                   "smart-home, timers, media, video; weather is registered, not running)\n")
         async with EventWatcher(profile.bootstrap) as watch:
+            for device, fields in CONTEXTS.items():
+                async with DeviceClient(profile.bootstrap, device) as dev:
+                    await dev.publish_context(DeviceContext(device_id=device, **fields))
             for name, device, what in COMMANDS:
-                row = Row(name)
+                row = Row(f"{device}: {name.removesuffix('.wav')}")
                 click.echo(f"== {device}: {name}: {what}")
                 pcm, rate = read_wav(audio_path(name))
                 async with DeviceClient(profile.bootstrap, device) as dev:
                     utt = f"demo-{len(rows)}-{int(time.time())}"
                     start = time.monotonic()
+                    decided = 0.0
+                    answers: list[tuple[float, dict[str, Any]]] = []
                     async for message in stream_and_watch(dev, watch, pcm, rate,
                                                           utterance_id=utt):
                         e = event_json(message)
-                        # From sending the frame that completed the deciding audio.
-                        sent_ms = max(e["t_ms"] - FRAME_MS, 0)
-                        late_ms = (time.monotonic() - start) * 1000 - sent_ms
+                        now_ms = (time.monotonic() - start) * 1000
                         row.events += 1
                         row.resets += e["type"] == "reset"
-                        row.latencies_ms.append(late_ms)
+                        if e["type"] == "skill-response":
+                            # Topics are read independently: an answer can overtake
+                            # the directive's record; it is printed after it.
+                            answers.append((now_ms, e))
+                            if decided:
+                                _answers(answers, decided, row)
+                            continue
+                        # From sending the frame that completed the deciding audio.
+                        late_ms = now_ms - max(e["t_ms"] - FRAME_MS, 0)
+                        stage = _stage(e)
+                        if stage is not None:
+                            row.stage_ms[stage] = late_ms
+                        if stage == "decision":
+                            decided = now_ms
+                            row.held_ms = e.get("held_ms")
                         row.outcome = (e["code"] if e["type"] == "error"
-                                       else f"{e.get('kind', e['type'])} r{e['revision']}")
-                        click.echo(f"  {e['t_ms'] / 1000:6.2f} s  {_describe(e)}"
+                                       else e["skill"] if e["type"] == "directive"
+                                       else f"declined: {e['reason']}" if e["type"] == "declined"
+                                       else row.outcome)
+                        click.echo(f"  {e['t_ms'] / 1000:6.2f} s  {describe(e)}"
                                    f"   (+{late_ms:.0f} ms)")
+                        if decided:
+                            _answers(answers, decided, row)
                 rows.append(row)
                 click.echo()
     return rows
 
 
+def _answers(answers: list[tuple[float, dict[str, Any]]], decided_ms: float, row: Row) -> None:
+    """Print the skill answers received so far, timed from the directive's arrival."""
+    for at_ms, e in answers:
+        if e["status"] != "accepted":
+            row.answer = e.get("text", "")
+        click.echo(f"  {'':>8}  {describe(e)}   (+{max(at_ms - decided_ms, 0):.0f} ms after "
+                   "the directive)")
+    answers.clear()
+
+
 def summary(rows: list[Row]) -> str:
-    """Return the closing table."""
-    lines = [f"{'utterance':<18} {'events':>6} {'resets':>6}  {'outcome':<12} "
-             f"{'latency p50':>11} {'max':>7}"]
+    """Return the closing table: per utterance, each stage's latency after the audio."""
+    head = " ".join(f"{label:>10}" for _, label in STAGES)
+    lines = ["latency after the deciding audio was sent (final revision), ms",
+             f"{'utterance':<28} {'resets':>6} {head} {'held':>6}  outcome"]
     for r in rows:
-        lat = sorted(r.latencies_ms)
-        p50 = f"{lat[len(lat) // 2]:.0f} ms" if lat else "-"
-        mx = f"{lat[-1]:.0f} ms" if lat else "-"
-        lines.append(f"{r.name:<18} {r.events:>6} {r.resets:>6}  {r.outcome:<12} "
-                     f"{p50:>11} {mx:>7}")
+        cells = " ".join(f"{r.stage_ms[k]:>10.0f}" if k in r.stage_ms else f"{'-':>10}"
+                         for k, _ in STAGES)
+        held = f"{r.held_ms:>6.0f}" if r.held_ms is not None else f"{'-':>6}"
+        answer = f" \"{r.answer}\"" if r.answer else ""
+        lines.append(f"{r.name:<28} {r.resets:>6} {cells} {held}  {r.outcome}{answer}")
     return "\n".join(lines)

@@ -29,6 +29,11 @@ OPEN_UTTERANCES = Gauge(
     "voicestream_open_utterances", "Utterances a worker is tracking.", ["stage"],
     registry=REGISTRY,
 )
+RELEASES = Counter(
+    "voicestream_arbiter_outcomes_total",
+    "Arbiter outcomes: released directives, declines, decisions cancelled by a reset.",
+    ["outcome"], registry=REGISTRY,
+)
 VAD_BATCH = Histogram(
     "voicestream_vad_batch_chunks", "Chunks per VAD inference call.",
     buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY,

@@ -33,7 +33,11 @@ FORMAT = "voicestream-recording"
 FORMAT_VERSION = 1
 #: Fields that differ between runs for reasons other than behaviour.
 VOLATILE = frozenset({"offset", "partition", "topic", "started_at_ms", "updated_at_ms",
-                      "directive_id", "excerpt_hex", "key", "compute_ms"})
+                      "directive_id", "excerpt_hex", "key", "compute_ms", "held_ms"})
+#: Outputs a replay compares: the pipeline's, not the skills' answers (skills do not run
+#: during a replay; their recorded context updates are replayed as inputs instead).
+COMPARED = tuple(s for s in topics.ALL
+                 if s.role is topics.Role.OUTPUT and s is not topics.RESPONSES)
 TAG_SEP = "@r"  # "@" is valid in ids and unlikely in a device's own
 
 
@@ -107,7 +111,8 @@ def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows = [r for r in rows if keep(r)]
     inputs = sorted((r for r in rows if r["role"] == "input"),
                     key=lambda r: (r["ts_ms"], r["topic"], r["partition"], r["offset"]))
-    outputs = [r for r in rows if r["role"] == "output"]
+    compared = {s.short for s in COMPARED}
+    outputs = [r for r in rows if r["role"] == "output" and r["topic"] in compared]
     return inputs, outputs
 
 
@@ -143,23 +148,24 @@ def normalise(message: Message | dict[str, Any]) -> dict[str, Any]:
 def _group(events: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Group comparable events per utterance (dead letters per device).
 
-    A cancelled revision's transcript exists only if its decode beat the reset,
-    which depends on timing, so transcripts of reset revisions are not compared.
+    A cancelled revision's transcript or interpretation exists only if its
+    work beat the reset, which depends on timing, so those of reset revisions
+    are not compared. Each stage's topic is ordered, but how the topics
+    interleave is timing too: a group is compared as a sorted list.
     """
     cancelled = {(e["utterance_id"], e["cancelled_revision"]) for e in events
                  if e["type"] == MessageType.RESET.value}
     groups: dict[str, list[str]] = defaultdict(list)
+    timing_dependent = {MessageType.TRANSCRIPT.value, MessageType.INTERPRETATION.value}
     for e in events:
-        if e["type"] == MessageType.TRANSCRIPT.value and \
-                (e["utterance_id"], e["revision"]) in cancelled:
+        if e["type"] in timing_dependent and (e["utterance_id"], e["revision"]) in cancelled:
             continue
         name = (f"dead letters of {e.get('device_id') or '?'}"
                 if e["type"] == MessageType.DEAD_LETTER.value
                 else f"utterance {e.get('utterance_id')}")
         groups[name].append(json.dumps(e, sort_keys=True))
-    for name, lines in groups.items():
-        if name.startswith("dead letters"):
-            lines.sort()  # their order across partitions is not defined
+    for lines in groups.values():
+        lines.sort()
     return groups
 
 
@@ -201,11 +207,12 @@ async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAU
                                  "does not decode")
         expected_msgs.append(normalise(row["message"]))
     expected = _group(expected_msgs)
-    want_outcomes = {e["utterance_id"] for e in expected_msgs if e["type"] == "error"
-                     or (e["type"] == "transcript" and e["kind"] == "final")}
+    outcome_types = {MessageType.ERROR.value, MessageType.DIRECTIVE.value,
+                     MessageType.DECLINED.value}
+    want_outcomes = {e["utterance_id"] for e in expected_msgs if e["type"] in outcome_types}
     want_letters = sum(1 for e in expected_msgs if e["type"] == MessageType.DEAD_LETTER.value)
     tag = f"{TAG_SEP}{uuid.uuid4().hex[:6]}"
-    specs = [s for s in topics.ALL if s.role is topics.Role.OUTPUT]
+    specs = list(COMPARED)
     actual_msgs: list[dict[str, Any]] = []
     async with EventWatcher(bootstrap, specs=specs, topic_prefix=prefix) as watch:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)

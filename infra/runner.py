@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -17,6 +18,14 @@ from infra.config import BrokerProfile, Settings
 from streams import topics
 
 log = logs.get("voicestream.runner")
+
+
+def skill_topics(settings: Settings) -> list[str]:
+    """The registry's per-skill directive topics (short names)."""
+    from agents.arbiter import DEFAULT_REGISTRY, Registry
+
+    registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
+    return [s.topic for s in registry.skills]
 
 
 async def ensure_topics(settings: Settings, profile: BrokerProfile) -> None:
@@ -31,6 +40,10 @@ async def ensure_topics(settings: Settings, profile: BrokerProfile) -> None:
                      topic_configs={"cleanup.policy": "compact"} if spec.compacted else {})
             for spec in topics.ALL if settings.topic(spec.short) not in existing
         ]
+        wanted += [NewTopic(settings.topic(short), settings.partitions,
+                            profile.replication_factor)
+                   for short in skill_topics(settings)
+                   if settings.topic(short) not in existing]
         for topic in wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([topic])
@@ -94,17 +107,48 @@ async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIte
             await worker.app.stop()
         worker.endpointer.close()
         worker.asr.close()
+        worker.nlu.close()
+
+
+@contextlib.asynccontextmanager
+async def running_skills(settings: Settings, profile: BrokerProfile,
+                         only: tuple[str, ...] = ()) -> AsyncIterator[list[Any]]:
+    """Run the example skills (all, or those in ``only``) until exit; yield them once ready."""
+    from agents.skills import build
+
+    await ensure_topics(settings, profile)
+    skills = build(profile.bootstrap, topic_prefix=settings.topic_prefix, only=only)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(s.run(stop)) for s in skills]
+    try:
+        async with asyncio.timeout(60):
+            for skill, task in zip(skills, tasks, strict=True):
+                ready = asyncio.create_task(skill.ready.wait())
+                await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
+                    ready.cancel()
+                    task.result()  # raises what stopped it
+        log.info("skills.ready", skills=[s.name for s in skills])
+        yield skills
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(10):
+                await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def serve(settings: Settings, on_ready: Callable[[BrokerProfile], None], *,
-                embedded_port: int = 0) -> None:
-    """Run broker (if needed) and worker until SIGINT or SIGTERM."""
+                embedded_port: int = 0, skills: bool = False) -> None:
+    """Run broker (if needed), worker and, with ``skills``, the example skills until a signal."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with broker_for(settings, port=embedded_port) as profile, \
-            running_worker(settings, profile):
+    async with contextlib.AsyncExitStack() as stack:
+        profile = await stack.enter_async_context(broker_for(settings, port=embedded_port))
+        await stack.enter_async_context(running_worker(settings, profile))
+        if skills:
+            await stack.enter_async_context(running_skills(settings, profile))
         on_ready(profile)
         await stop.wait()
     log.info("worker.stopped")

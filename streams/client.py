@@ -28,7 +28,10 @@ from streams.schema import Message, MessageType, SerializationError
 
 FRAME_MS = 20
 #: Output topics whose events ``send`` reports, in pipeline order.
-OUTPUT_TOPICS = (topics.ENDPOINTS, topics.TRANSCRIPTS)
+OUTPUT_TOPICS = (topics.ENDPOINTS, topics.TRANSCRIPTS, topics.INTERPRETATIONS,
+                 topics.DIRECTIVES, topics.RESPONSES)
+#: How long ``events`` waits after a directive for the skill's answer, s.
+RESPONSE_WAIT_S = 3.0
 
 
 def read_wav(path: str | Path) -> tuple[bytes, int]:
@@ -55,10 +58,21 @@ def event_json(message: Message) -> dict[str, Any]:
 
 
 def is_outcome(message: Message) -> bool:
-    """Return whether ``message`` ends the utterance for whoever waits on it."""
+    """Return whether ``message`` ends the pipeline's work on an utterance.
+
+    That is an error from the end-pointer or ASR, or the arbiter's decision:
+    a directive or a decline (exactly one per utterance that reaches it).
+    """
     if message.TYPE is MessageType.ERROR:
-        return True
-    return message.TYPE is MessageType.TRANSCRIPT and message.to_wire()["kind"] == "final"
+        # An NLU error is followed by the arbiter's decline, which is the outcome.
+        return message.to_wire().get("stage") != "nlu"
+    return message.TYPE in (MessageType.DIRECTIVE, MessageType.DECLINED)
+
+
+def is_answer(message: Message) -> bool:
+    """Return whether ``message`` is a skill's final answer to a directive."""
+    return message.TYPE is MessageType.SKILL_RESPONSE and \
+        message.to_wire()["status"] != "accepted"
 
 
 class DeviceClient:
@@ -146,6 +160,8 @@ class EventWatcher:
                  topic_prefix: str = topics.DEFAULT_PREFIX, fetch_max_wait_ms: int = 20,
                  from_beginning: bool = False) -> None:
         self._names = [s.name(topic_prefix) for s in specs]
+        # Later stages forward resets in band; report the end-pointer's copy only.
+        self._reset_topic = topics.ENDPOINTS.name(topic_prefix)
         self._codecs = {s.name(topic_prefix): s.codec for s in specs}
         self._from_beginning = from_beginning
         self._consumer = AIOKafkaConsumer(
@@ -194,21 +210,37 @@ class EventWatcher:
 
     async def events(self, utterance_id: str, *, timeout_s: float = 30.0,
                      done: asyncio.Event | None = None) -> AsyncIterator[Message]:
-        """Yield the utterance's events until its outcome.
+        """Yield the utterance's events until its outcome (and a directive's answer).
 
+        After a directive, the skill's answer is awaited for ``RESPONSE_WAIT_S``.
         Raises ``TimeoutError`` when no outcome arrives within ``timeout_s``.
         """
-        async with asyncio.timeout(timeout_s):
-            async for _topic, message in self.messages():
-                if isinstance(message, SerializationError):
-                    continue
-                if getattr(message, "utterance_id", None) != utterance_id:
-                    continue
-                yield message
-                if is_outcome(message):
-                    if done is not None:
-                        done.set()
-                    return
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        awaiting_answer = False
+        try:
+            async with asyncio.timeout_at(deadline) as scope:
+                async for topic, message in self.messages():
+                    if isinstance(message, SerializationError):
+                        continue
+                    if getattr(message, "utterance_id", None) != utterance_id:
+                        continue
+                    if message.TYPE is MessageType.RESET and topic != self._reset_topic:
+                        continue
+                    yield message
+                    if awaiting_answer and is_answer(message):
+                        return
+                    if is_outcome(message):
+                        if done is not None:
+                            done.set()
+                        if message.TYPE is not MessageType.DIRECTIVE:
+                            return
+                        # Give the skill a moment to answer; its silence is not an error.
+                        awaiting_answer = True
+                        scope.reschedule(asyncio.get_running_loop().time() + RESPONSE_WAIT_S)
+        except TimeoutError:
+            if not awaiting_answer:
+                raise
+
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ class Directive(Message):
     #: Why this skill: the candidates weighed and how a near-tie was broken.
     explanation: str = ""
     context: tuple[str, ...] = ()
+    #: The device's appliance states when the decision was made (no names or contacts).
+    states: dict[str, str] = dataclasses.field(default_factory=dict)
     t_ms: int = 0
     #: How long the decision waited for the final end-point, ms (0 if decided on the final).
     held_ms: float = 0.0

@@ -101,9 +101,9 @@ def parse_clock(text: str) -> tuple[int, int, bool] | None:
     if "midnight" in t:
         return 0, 0, True
     meridiem = None
-    if re.search(r"\b(a\.?m\.?|in the morning)\b", t):
+    if re.search(r"\b(a\.?\s?m\b\.?|in the morning)", t):
         meridiem = "am"
-    elif re.search(r"\b(p\.?m\.?|in the (afternoon|evening)|at night|tonight)\b", t):
+    elif re.search(r"\b(p\.?\s?m\b\.?|in the (afternoon|evening)|at night|tonight)", t):
         meridiem = "pm"
     hour: int | None = None
     minute = 0
