@@ -128,9 +128,9 @@ def env_with(**values: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``voicestream up`` (embedded broker + worker); yields the broker URL."""
+    """``voicestream up --skills`` (embedded broker, worker, example skills); yields the URL."""
     data = tmp_path_factory.mktemp("stack")
-    proc = Process(["up"], env_with(VOICESTREAM_DATA_DIR=str(data)))
+    proc = Process(["up", "--skills"], env_with(VOICESTREAM_DATA_DIR=str(data)))
     try:
         yield proc.wait_ready()
     finally:

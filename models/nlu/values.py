@@ -31,10 +31,13 @@ def parse_number(text: str) -> float | None:
         return None
     total = current = 0.0
     seen = False
-    for w in words:
+    for i, w in enumerate(words):
+        following = words[i + 1] if i + 1 < len(words) else ""
         if re.fullmatch(r"\d+(?:\.\d+)?", w):
             current += float(w)
-        elif w in _UNITS and not (w in ("a", "an", "o", "oh") and seen and current):
+        elif w in ("a", "an") and following not in _SCALES:
+            continue  # "a lot", "an hour": not a number by itself
+        elif w in _UNITS and not (w in ("o", "oh") and seen and current):
             current += _UNITS[w]
         elif w in _TENS:
             current += _TENS[w]

@@ -54,7 +54,8 @@ def replay(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 def test_recording_holds_inputs_and_outputs(recording: Path) -> None:
     inputs, outputs = load(recording)
     assert {r["topic"] for r in inputs} == {"audio"}
-    assert {r["topic"] for r in outputs} == {"endpoints", "transcripts", "deadletter"}
+    assert {r["topic"] for r in outputs} == {"endpoints", "transcripts", "interpretations",
+                                             "directives", "deadletter"}
     assert sum(r["topic"] == "endpoints" for r in outputs) == 4 + 2 + 1
     assert sum(r["topic"] == "transcripts" for r in outputs) == 2 + 2
 

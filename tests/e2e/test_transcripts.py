@@ -34,7 +34,8 @@ def test_spoken_command_gives_an_nbest_transcript(stack: str,
     assert isinstance(nbest, list) and 1 < len(nbest) <= 5
     assert all({"text", "score"} <= set(h) for h in nbest)
     assert "timer" in best(final).lower()
-    assert events[-1] is final  # the final transcript is the outcome
+    # The outcome is the arbiter's: MASSIVE has no timers, so this one is declined.
+    assert events[-1]["type"] in ("directive", "declined")
 
 
 def test_paused_command_is_transcribed_once_for_the_confirmed_revision(
