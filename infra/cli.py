@@ -359,11 +359,13 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
            broker: str | None) -> None:
     """Republish RECORDING's inputs with their timing; with --check, diff the outputs.
 
+    Without a broker it runs its own: embedded broker, worker and the example skills.
+
     Exit status: 0 when the outputs match (or without --check), 1 on a difference.
     """
     from infra.replay import RecordingError, ReplayResult
     from infra.replay import replay as do_replay
-    from infra.runner import broker_for, running_worker
+    from infra.runner import broker_for, running_skills, running_worker
 
     settings = _settings(ctx, broker=broker)
     if speed <= 0:
@@ -374,7 +376,7 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
             if settings.broker:
                 return await do_replay(Path(recording), profile.bootstrap, speed=speed,
                                        timeout_s=timeout, prefix=settings.topic_prefix)
-            async with running_worker(settings, profile):
+            async with running_worker(settings, profile), running_skills(settings, profile):
                 return await do_replay(Path(recording), profile.bootstrap, speed=speed,
                                        timeout_s=timeout, prefix=settings.topic_prefix)
 

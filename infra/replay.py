@@ -34,10 +34,10 @@ FORMAT_VERSION = 1
 #: Fields that differ between runs for reasons other than behaviour.
 VOLATILE = frozenset({"offset", "partition", "topic", "started_at_ms", "updated_at_ms",
                       "directive_id", "excerpt_hex", "key", "compute_ms", "held_ms"})
-#: Outputs a replay compares: the pipeline's, not the skills' answers (skills do not run
-#: during a replay; their recorded context updates are replayed as inputs instead).
-COMPARED = tuple(s for s in topics.ALL
-                 if s.role is topics.Role.OUTPUT and s is not topics.RESPONSES)
+#: Outputs a replay compares: the pipeline's. What skills publish (answers, context
+#: updates) is recorded but not compared; during a replay the skills run live.
+COMPARED = tuple(s for s in topics.ALL if s.role is topics.Role.OUTPUT
+                 and s not in (topics.RESPONSES, topics.CONTEXT_UPDATES))
 TAG_SEP = "@r"  # "@" is valid in ids and unlikely in a device's own
 
 

@@ -9,6 +9,7 @@ recording ends until the final end-point arrives or ``tail_ms`` runs out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -208,6 +209,25 @@ class EventWatcher:
             except SerializationError as exc:
                 yield record.topic, exc
 
+    async def _drain(self, timeout_s: float = 2.0
+                     ) -> AsyncIterator[tuple[str, Message | SerializationError]]:
+        """Yield what is already on the topics: up to their end offsets as of now.
+
+        A stage's output is written before the next stage can act on it, so
+        once an outcome arrives everything that caused it is below these ends,
+        even if the topics are fetched in another order.
+        """
+        tps = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(tps)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while [tp for tp in tps if await self._consumer.position(tp) < ends[tp]]:
+                    for r in await self.records(timeout_ms=50):
+                        try:
+                            yield r.topic, decode(r.value or b"", self._codecs[r.topic])
+                        except SerializationError as exc:
+                            yield r.topic, exc
+
     async def events(self, utterance_id: str, *, timeout_s: float = 30.0,
                      done: asyncio.Event | None = None) -> AsyncIterator[Message]:
         """Yield the utterance's events until its outcome (and a directive's answer).
@@ -215,31 +235,37 @@ class EventWatcher:
         After a directive, the skill's answer is awaited for ``RESPONSE_WAIT_S``.
         Raises ``TimeoutError`` when no outcome arrives within ``timeout_s``.
         """
+        def mine(topic: str, message: Message | SerializationError) -> bool:
+            return not isinstance(message, SerializationError) and \
+                getattr(message, "utterance_id", None) == utterance_id and \
+                (message.TYPE is not MessageType.RESET or topic == self._reset_topic)
+
         deadline = asyncio.get_running_loop().time() + timeout_s
         awaiting_answer = False
         try:
             async with asyncio.timeout_at(deadline) as scope:
                 async for topic, message in self.messages():
-                    if isinstance(message, SerializationError):
+                    if not mine(topic, message):
                         continue
-                    if getattr(message, "utterance_id", None) != utterance_id:
-                        continue
-                    if message.TYPE is MessageType.RESET and topic != self._reset_topic:
-                        continue
+                    assert not isinstance(message, SerializationError)
                     yield message
                     if awaiting_answer and is_answer(message):
-                        return
+                        break
                     if is_outcome(message):
                         if done is not None:
                             done.set()
                         if message.TYPE is not MessageType.DIRECTIVE:
-                            return
+                            break
                         # Give the skill a moment to answer; its silence is not an error.
                         awaiting_answer = True
                         scope.reschedule(asyncio.get_running_loop().time() + RESPONSE_WAIT_S)
         except TimeoutError:
             if not awaiting_answer:
                 raise
+        async for topic, message in self._drain():
+            if mine(topic, message):
+                assert not isinstance(message, SerializationError)
+                yield message
 
 
 

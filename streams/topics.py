@@ -57,9 +57,9 @@ CONTEXT = TopicSpec(
 CONTEXT_UPDATES = TopicSpec(
     "context-updates",
     Codec.JSON,
-    Role.INPUT,
+    Role.OUTPUT,
     frozenset({MessageType.CONTEXT_UPDATE}),
-    doc="partial context changes (from skills), merged into the context table",
+    doc="partial context changes skills publish, merged into the context table",
 )
 FEEDBACK = TopicSpec(
     "feedback",
