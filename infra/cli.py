@@ -432,8 +432,9 @@ def train() -> None:
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
               default="../shared/data/massive-en-US", help="MASSIVE en-US with train/dev.jsonl.")
 @click.option("--epochs", type=int, default=8, help="Passes over the training set.")
-@click.option("--embed-rank", type=int, default=128,
-              help="Rank of the factorised word embeddings; 0 keeps the full table.")
+@click.option("--embed-rank", type=int, default=0,
+              help="Factorise the word embeddings to this rank (smaller, less accurate); "
+                   "0 keeps the full table.")
 @click.option("--device", default="cpu", help="torch device, e.g. cpu or cuda.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")

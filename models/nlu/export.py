@@ -1,4 +1,10 @@
-"""Export the trained joint model to ONNX and quantize it to int8 (build time, torch)."""
+"""Export the trained joint model to ONNX and quantize it (build time, torch).
+
+Linear layers become int8 (dynamic quantization). The word-embedding table,
+the largest tensor, is stored as 4-bit blocks (32 values, each block with its
+own scale and zero point) read by onnxruntime's ``GatherBlockQuantized``:
+7.5 MB instead of 11.7 MB at int8, which keeps the file under 20 MB.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,60 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.nlu.torch_model import JointModel
+
+EMBED_BLOCK = 32
+
+
+def quantize_rows_4bit(w: np.ndarray, block: int = EMBED_BLOCK
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric 4-bit blocks along rows: (packed uint8, float32 scales, packed zero points)."""
+    rows, cols = w.shape
+    blocks = w.reshape(rows, cols // block, block).astype(np.float32)
+    lo, hi = blocks.min(-1), blocks.max(-1)
+    scale = np.maximum((hi - lo) / 15, 1e-8).astype(np.float32)
+    zp = np.clip(np.round(-lo / scale), 0, 15).astype(np.uint8)
+    q = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15).astype(np.uint8)
+    q = q.reshape(rows, cols)
+    return (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8), scale, \
+        (zp[:, 0::2] | (zp[:, 1::2] << 4)).astype(np.uint8)
+
+
+def embeddings_to_4bit(path: Path, rows: int) -> None:
+    """Replace the ``rows``-row embedding Gather of the model at ``path`` by a 4-bit one."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        table = inits.get(node.input[0]) if node.op_type == "Gather" else None
+        if table is None or table.dims[0] != rows:
+            continue
+        w = numpy_helper.to_array(table)
+        packed, scale, zp = quantize_rows_4bit(w)
+        name = table.name
+        graph.initializer.remove(table)
+        graph.initializer.extend([numpy_helper.from_array(packed, f"{name}_q4"),
+                                  numpy_helper.from_array(scale, f"{name}_scale"),
+                                  numpy_helper.from_array(zp, f"{name}_zp")])
+        new = helper.make_node("GatherBlockQuantized",
+                               [f"{name}_q4", node.input[1], f"{name}_scale", f"{name}_zp"],
+                               list(node.output), name=f"{node.name}_q4", domain="com.microsoft",
+                               bits=4, block_size=EMBED_BLOCK, gather_axis=0, quantize_axis=1)
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(index, new)
+        break
+    else:
+        raise ValueError(f"no {rows}-row embedding Gather in {path}")
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, str(path))
 
 
 def export(trained: Path, out: Path, vocab: Path) -> Path:
@@ -30,9 +87,11 @@ def export(trained: Path, out: Path, vocab: Path) -> Path:
             dynamic_axes={"ids": {0: "batch", 1: "n"}, "attention": {0: "batch", 1: "n"},
                           "intent_logits": {0: "batch"}, "slot_logits": {0: "batch", 1: "n"}},
             opset_version=17)
-    quantize_dynamic(str(fp32), str(out / "nlu.int8.onnx"), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+    target = out / "nlu.int8.onnx"
+    quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"])
     fp32.unlink()
+    embeddings_to_4bit(target, rows=model.tok.num_embeddings)
     shutil.copy(trained / "labels.json", out / "labels.json")
     shutil.copy(vocab, out / "vocab.txt")
     report = trained / "train_report.json"

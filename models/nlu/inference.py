@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from models.nlu.labels import encode, spans
+from models.nlu.labels import encode, spans, viterbi_bio
 from models.nlu.massive import Slot
 from models.nlu.wordpiece import WordPiece
 
@@ -80,7 +80,10 @@ class NluOnnx:
         probs = _softmax(intent_logits)
         out = []
         for i, (text, e) in enumerate(zip(texts, enc, strict=True)):
-            tags = [self.tags[int(slot_logits[i, p].argmax())] for p, _, _ in e.word_starts]
+            rows = slot_logits[i, [p for p, _, _ in e.word_starts]].astype(np.float64)
+            rows -= rows.max(axis=-1, keepdims=True)
+            rows -= np.log(np.exp(rows).sum(axis=-1, keepdims=True))
+            tags = viterbi_bio(rows, self.tags)
             slots = tuple(spans(text, e.word_starts, tags))
             order = np.argsort(-probs[i])[:top_k]
             out.append([Interpretation(self.intents[j], float(probs[i, j]), slots)

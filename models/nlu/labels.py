@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
+
+import numpy as np
 
 from models.nlu.massive import Example, Slot
 from models.nlu.wordpiece import WordPiece
@@ -86,6 +89,39 @@ def spans(text: str, word_starts: Sequence[tuple[int, int, int]],
     if cur_type:
         out.append(Slot(cur_type, text[cur_start:cur_end], cur_start, cur_end))
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _bio_constraints(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Transition penalties ``[from, to]`` and start penalties: 0 allowed, -inf not."""
+    kinds = [tag.partition("-") for tag in tags]
+    allowed = np.array([[not (kj == "I" and (ki == "O" or tj != ti))
+                         for kj, _, tj in kinds] for ki, _, ti in kinds])
+    start_ok = np.array([k != "I" for k, _, _ in kinds])
+    return np.where(allowed, 0.0, -np.inf), np.where(start_ok, 0.0, -np.inf)
+
+
+def viterbi_bio(log_probs: np.ndarray, tags: Sequence[str]) -> list[str]:
+    """The best tag sequence under BIO rules: ``I-X`` only after ``B-X`` or ``I-X``.
+
+    ``log_probs`` is ``[words, tags]`` (per-word log-probabilities). Taking
+    each word's arg-max separately can produce an ``I-`` that continues
+    nothing, or a span whose type changes midway; this decoding cannot.
+    """
+    n, t = log_probs.shape
+    if n == 0:
+        return []
+    penalty, start = _bio_constraints(tuple(tags))
+    score = log_probs[0] + start
+    back = np.zeros((n, t), dtype=np.int64)
+    for i in range(1, n):
+        cand = score[:, None] + penalty
+        back[i] = cand.argmax(axis=0)
+        score = cand.max(axis=0) + log_probs[i]
+    best = [int(score.argmax())]
+    for i in range(n - 1, 0, -1):
+        best.append(int(back[i, best[-1]]))
+    return [tags[j] for j in reversed(best)]
 
 
 def slot_f1(gold: Sequence[Sequence[Slot]], pred: Sequence[Sequence[Slot]]) -> float:

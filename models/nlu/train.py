@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.nlu.labels import IGNORE, Encoded, Labels, encode, slot_f1, spans
+from models.nlu.labels import IGNORE, Encoded, Labels, encode, slot_f1, spans, viterbi_bio
 from models.nlu.massive import Example, load
 from models.nlu.torch_model import JointModel, read_safetensors
 from models.nlu.wordpiece import WordPiece
@@ -67,7 +67,8 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
             il, sl = (t.cpu() for t in model(b["ids"], b["att"]))
             for j, (ex, en) in enumerate(zip(chunk, enc, strict=True)):
                 intent = labels.intents[int(il[j].argmax())]
-                tags = [labels.tags[int(sl[j, p].argmax())] for p, _, _ in en.word_starts]
+                rows = torch.log_softmax(sl[j, [p for p, _, _ in en.word_starts]].double(), -1)
+                tags = viterbi_bio(rows.numpy(), labels.tags)
                 slots = spans(ex.text, en.word_starts, tags)
                 gold.append(ex.slots)
                 pred.append(slots)
@@ -81,7 +82,7 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
 
 
 def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: float = 1e-4,
-          head_lr: float = 1e-3, embed_rank: int | None = 128, seed: int = 13, threads: int = 2,
+          head_lr: float = 1e-3, embed_rank: int | None = None, seed: int = 13, threads: int = 2,
           device: str = "cpu", progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``.
 

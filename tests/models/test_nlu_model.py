@@ -67,3 +67,42 @@ def test_missing_model_is_a_coded_error(tmp_path: Path) -> None:
     with pytest.raises(NluModelMissing) as info:
         NluOnnx(tmp_path)
     assert info.value.code == "nlu-model-missing"
+
+
+def test_bio_decoding_never_starts_or_switches_a_span_with_i() -> None:
+    import numpy as np
+
+    from models.nlu.labels import viterbi_bio
+
+    tags = ["O", "B-time", "I-time", "B-date", "I-date"]
+    # Arg-max per word would read O, I-time, I-date: two broken spans.
+    lp = np.log(np.array([[0.9, 0.02, 0.04, 0.02, 0.02],
+                          [0.3, 0.25, 0.4, 0.03, 0.02],
+                          [0.05, 0.05, 0.4, 0.05, 0.45]]))
+    assert viterbi_bio(lp, tags) == ["O", "B-time", "I-time"]
+    assert viterbi_bio(np.zeros((0, 5)), tags) == []
+
+
+def test_4bit_embedding_blocks_round_trip_closely() -> None:
+    import numpy as np
+
+    from models.nlu.export import quantize_rows_4bit
+
+    w = np.random.default_rng(1).normal(size=(50, 64)).astype(np.float32)
+    packed, scale, zp = quantize_rows_4bit(w)
+    assert packed.shape == (50, 32) and scale.shape == (50, 2) and zp.shape == (50, 1)
+    q = np.stack([packed & 15, packed >> 4], axis=-1).reshape(50, 64).astype(np.float32)
+    z = np.stack([zp & 15, zp >> 4], axis=-1).reshape(50, 2).astype(np.float32)
+    back = ((q.reshape(50, 2, 32) - z[..., None]) * scale[..., None]).reshape(50, 64)
+    assert np.abs(back - w).max() <= scale.max() / 2 + 1e-6
+
+
+def test_committed_model_is_small_and_stores_embeddings_in_4_bits() -> None:
+    import onnx
+
+    from models.nlu.inference import DEFAULT_DIR
+
+    path = DEFAULT_DIR / "nlu.int8.onnx"
+    assert path.stat().st_size < 20_000_000
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    assert "GatherBlockQuantized" in ops and "MatMulInteger" in ops
