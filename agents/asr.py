@@ -115,6 +115,11 @@ class AsrService:
                 task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the engine is loaded (or failed to load, which will not change)."""
+        return self._engine is not None or self._engine_error is not None
+
     def engine(self) -> Engine:
         """Return the engine, creating it on first use; raise ``AsrError`` if it cannot be."""
         if self._engine is None:

@@ -191,6 +191,11 @@ class NluService:
                 task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded (or failed to load, which will not change)."""
+        return self._core is not None or self._load_error is not None
+
     def core(self) -> Understander:
         """Return the pure core, loading the model on first use."""
         if self._core is None:

@@ -116,8 +116,10 @@ def skills(ctx: click.Context, only: tuple[str, ...], broker: str | None) -> Non
 @main.command()
 @click.option("--rebuild-audio", is_flag=True,
               help="Re-synthesise the bundled WAVs with espeak-ng, then exit.")
+@click.option("--record", "record_to", type=click.Path(dir_okay=False), default=None,
+              help="Also record the session's traffic to this file (for replay --check).")
 @click.pass_context
-def demo(ctx: click.Context, rebuild_audio: bool) -> None:
+def demo(ctx: click.Context, rebuild_audio: bool, record_to: str | None) -> None:
     """Start the embedded broker and a worker, stream bundled commands, trace every event."""
     from infra import demo as demo_mod
 
@@ -129,7 +131,7 @@ def demo(ctx: click.Context, rebuild_audio: bool) -> None:
     settings = _settings(ctx, broker="")
     if "log_level" not in (ctx.obj or {}):
         logs.configure(settings.log_format, "error")  # the trace is the output here
-    rows = asyncio.run(demo_mod.run(settings))
+    rows = asyncio.run(demo_mod.run(settings, Path(record_to) if record_to else None))
     click.echo(demo_mod.summary(rows))
 
 
@@ -365,7 +367,7 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
     """
     from infra.replay import RecordingError, ReplayResult
     from infra.replay import replay as do_replay
-    from infra.runner import broker_for, running_skills, running_worker
+    from infra.runner import broker_for, running_skills, running_worker, warmed_up
 
     settings = _settings(ctx, broker=broker)
     if speed <= 0:
@@ -376,7 +378,9 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
             if settings.broker:
                 return await do_replay(Path(recording), profile.bootstrap, speed=speed,
                                        timeout_s=timeout, prefix=settings.topic_prefix)
-            async with running_worker(settings, profile), running_skills(settings, profile):
+            async with running_worker(settings, profile) as worker, \
+                    running_skills(settings, profile) as skills:
+                await warmed_up(worker, skills)
                 return await do_replay(Path(recording), profile.bootstrap, speed=speed,
                                        timeout_s=timeout, prefix=settings.topic_prefix)
 

@@ -10,9 +10,12 @@ the moment each stage's final event arrived.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
 import wave
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 import click
 
 from infra.config import Settings
-from infra.runner import broker_for, running_skills, running_worker
+from infra.runner import broker_for, running_skills, running_worker, warmed_up
 from infra.trace import describe
 from streams.client import (
     FRAME_MS,
@@ -123,11 +126,13 @@ def _stage(e: dict[str, Any]) -> str | None:
     return None
 
 
-async def run(settings: Settings) -> list[Row]:
-    """Run the demo; return one summary row per command."""
+async def run(settings: Settings, record_to: Path | None = None) -> list[Row]:
+    """Run the demo; return one summary row per command. ``record_to`` keeps the traffic."""
     rows: list[Row] = []
-    async with broker_for(settings) as profile, running_worker(settings, profile), \
-            running_skills(settings, profile, ("smart-home", "timers", "media", "video")):
+    async with broker_for(settings) as profile, running_worker(settings, profile) as worker, \
+            running_skills(settings, profile, ("smart-home", "timers", "media", "video")) \
+            as skills, _recording(profile.bootstrap, settings.topic_prefix, record_to):
+        await warmed_up(worker, skills)
         click.echo(f"broker: {profile.url}  (embedded Tansu; worker and skills ready: "
                    "smart-home, timers, media, video; weather is registered, not running)\n")
         async with EventWatcher(profile.bootstrap) as watch:
@@ -175,6 +180,26 @@ async def run(settings: Settings) -> list[Row]:
                 rows.append(row)
                 click.echo()
     return rows
+
+
+@contextlib.asynccontextmanager
+async def _recording(bootstrap: list[str], prefix: str, out: Path | None
+                     ) -> AsyncIterator[None]:
+    """Record every input and output of the demo to ``out`` (if given) while it runs."""
+    if out is None:
+        yield
+        return
+    from infra.replay import record
+
+    stop, started = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(record(bootstrap, out, prefix=prefix, stop=stop, started=started))
+    await started.wait()
+    try:
+        yield
+        await asyncio.sleep(1.0)  # the last answers land in the recording
+    finally:
+        stop.set()
+        await task
 
 
 def _answers(answers: list[tuple[float, dict[str, Any]]], decided_ms: float, row: Row) -> None:

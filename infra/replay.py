@@ -5,13 +5,16 @@ topic's short name, role, partition, offset, broker timestamp, key and value
 (base64). ``replay`` republishes the input records with their original
 relative timing (divided by ``speed``), with utterance ids tagged so that
 they are new to any worker, collects the outputs, and compares them per
-utterance with the recorded ones after removing volatile fields.
+utterance with the recorded ones after removing volatile fields. Causal
+order is kept whatever the machine's speed: an utterance starts only after
+the outcomes and skill answers recorded before its start have come back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -109,11 +112,34 @@ def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return not utt or utt in complete
 
     rows = [r for r in rows if keep(r)]
+    _mark_prerequisites(rows)
     inputs = sorted((r for r in rows if r["role"] == "input"),
                     key=lambda r: (r["ts_ms"], r["topic"], r["partition"], r["offset"]))
     compared = {s.short for s in COMPARED}
     outputs = [r for r in rows if r["role"] == "output" and r["topic"] in compared]
     return inputs, outputs
+
+
+def _mark_prerequisites(rows: list[dict[str, Any]]) -> None:
+    """Give each utterance start the outcomes (and skill answers) recorded before it.
+
+    The next utterance of a device can depend on what the last one did (a
+    skill changed the device's state), so a replay sends a start only once
+    those outcomes and answers are back, however slow the replaying machine.
+    """
+    done: set[str] = set()
+    answered: set[str] = set()
+    for row in sorted(rows, key=lambda r: r["ts_ms"]):
+        message = row["message"]
+        if message is None:
+            continue
+        data = message.to_wire()
+        if message.TYPE is MessageType.UTTERANCE_START:
+            row["after"], row["after_answers"] = set(done), set(answered)
+        elif row["role"] == "output" and is_outcome(message):
+            done.add(data["utterance_id"])
+        elif message.TYPE is MessageType.SKILL_RESPONSE and data["status"] != "accepted":
+            answered.add(data["utterance_id"])
 
 
 def _decode_or_none(row: dict[str, Any]) -> Message | None:
@@ -212,16 +238,35 @@ async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAU
     want_outcomes = {e["utterance_id"] for e in expected_msgs if e["type"] in outcome_types}
     want_letters = sum(1 for e in expected_msgs if e["type"] == MessageType.DEAD_LETTER.value)
     tag = f"{TAG_SEP}{uuid.uuid4().hex[:6]}"
-    specs = list(COMPARED)
+    specs = [*COMPARED, topics.RESPONSES]
     actual_msgs: list[dict[str, Any]] = []
+    seen_outcomes: set[str] = set()
+    answered: set[str] = set()
+    progress = asyncio.Event()
     async with EventWatcher(bootstrap, specs=specs, topic_prefix=prefix) as watch:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
         await producer.start()
+
+        async def prerequisites(row: dict[str, Any]) -> None:
+            outcomes = row.get("after", set()) & want_outcomes
+            answers = row.get("after_answers", set())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    while not (outcomes <= seen_outcomes and answers <= answered):
+                        progress.clear()
+                        await progress.wait()
 
         async def publish() -> None:
             t0 = time.monotonic()
             first = inputs[0]["ts_ms"] if inputs else 0
             for row in inputs:
+                if "after" in row:
+                    waited = time.monotonic()
+                    await prerequisites(row)
+                    waited = time.monotonic() - waited
+                    t0 += waited  # keep the rest's relative timing
+                    if scope:
+                        scope[0].reschedule((scope[0].when() or 0.0) + waited)
                 delay = t0 + (row["ts_ms"] - first) / 1000 / speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -230,11 +275,12 @@ async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAU
                                     key=row["key"].encode())
             await producer.flush()
 
+        scope: list[asyncio.Timeout] = []
         sender = asyncio.create_task(publish())
         try:
-            seen_outcomes: set[str] = set()
             letters = 0
-            async with asyncio.timeout(timeout_s + _span_s(inputs) / speed):
+            async with asyncio.timeout(timeout_s + _span_s(inputs) / speed) as deadline:
+                scope.append(deadline)
                 async for _topic, message in watch.messages():
                     if isinstance(message, SerializationError):
                         continue
@@ -242,6 +288,11 @@ async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAU
                     if TAG_SEP not in message.to_wire().get("utterance_id", TAG_SEP) and \
                             message.TYPE is not MessageType.DEAD_LETTER:
                         continue  # someone else's traffic
+                    progress.set()
+                    if message.TYPE is MessageType.SKILL_RESPONSE:
+                        if data["status"] != "accepted":
+                            answered.add(data["utterance_id"])
+                        continue  # watched for pacing, not compared
                     actual_msgs.append(data)
                     letters += message.TYPE is MessageType.DEAD_LETTER
                     if is_outcome(message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -108,6 +108,21 @@ async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIte
         worker.endpointer.close()
         worker.asr.close()
         worker.nlu.close()
+
+
+async def warmed_up(worker: Worker, skills: Sequence[Any] = (), timeout_s: float = 60.0
+                    ) -> None:
+    """Wait until the models are loaded and the arbiter hears every running skill.
+
+    A worker takes traffic before this, but its first decode then pays for
+    loading the models; demos and replays wait so that their timing is the
+    pipeline's own.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while not (worker.asr.loaded and worker.nlu.loaded  # noqa: ASYNC110 -- polls
+                       and all(worker.arbiter.live(s.name) for s in skills)):  # three owners
+                await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

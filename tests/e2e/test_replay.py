@@ -107,3 +107,17 @@ def test_transcripts_of_reset_revisions_are_not_compared() -> None:
     lines = _group(events)["utterance u"]
     assert len(lines) == 3 and all('"revision": 0, "type": "transcript"' not in x
                                    for x in lines)
+
+
+def test_recorded_demo_session_replays_unchanged() -> None:
+    """The bundled demo session (``voicestream demo --record tests/data/demo_session.jsonl``)
+    replays on a fresh embedded broker, worker and skills with the same pipeline outputs."""
+    session = Path(__file__).resolve().parents[1] / "data" / "demo_session.jsonl"
+    inputs, outputs = load(session)
+    assert {r["topic"] for r in inputs} == {"audio", "context"}
+    kinds = {r["message"].TYPE.value for r in outputs}
+    assert {"directive", "declined", "reset", "interpretation"} <= kinds
+    run = subprocess.run([*VOICESTREAM, "replay", str(session), "--check"],
+                         capture_output=True, text=True, timeout=300, env=env_with())
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "outputs match" in run.stdout
