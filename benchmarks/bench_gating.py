@@ -49,9 +49,8 @@ class Trace:
                      and (kind is None or e.get("kind") == kind)), None)
 
 
-async def run(n: int, devices: int) -> list[Trace]:
+async def run(wavs: list[Path], devices: int) -> list[Trace]:
     settings = dataclasses.replace(Settings(data_dir=".voicestream/bench"), log_level="error")
-    wavs = sorted(DATA.glob("*.wav"))[:n]
     traces: list[Trace] = []
     async with broker_for(settings) as profile, running_worker(settings, profile) as worker, \
             running_skills(settings, profile) as skills:
@@ -128,7 +127,7 @@ def main() -> None:
     if not (DATA / "labels.jsonl").exists():
         build(DATA, Path("../shared/data"))
     logs.configure("console", "error")
-    traces = asyncio.run(run(args.utterances, args.devices))
+    traces = asyncio.run(run(sorted(DATA.glob("*.wav"))[:args.utterances], args.devices))
     print(json.dumps(report(traces), indent=2))
 
 
