@@ -210,16 +210,17 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
 def _human(data: dict[str, Any]) -> str:
     from infra.trace import describe
 
-    head = f"{data.get('t_ms', 0):>6} ms  {data['type']:<14} rev {data.get('revision', 0)}"
+    when = f"{data['t_ms']:>6} ms" if "t_ms" in data else " " * 9
+    head = f"{when}  {data['type']:<14} rev {data.get('revision', 0)}"
     return f"{head}  {describe(data)}"
 
 
 @main.command()
 @click.option("--device", required=True, help="Device id.")
 @click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
-              help="A context field: device_type, has_screen, location, locale, "
-                   "states.NAME, playing.NAME, contacts, appliances, grammar "
-                   "(the last three comma-separated).")
+              help="A context field: device_type, has_screen, location, locale, local_time "
+                   "(HH:MM), states.NAME, playing.NAME, contacts, appliances, grammar, "
+                   "history (the last four comma-separated).")
 @click.option("--file", "ctx_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON object with the context fields.")
 @click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
@@ -263,7 +264,7 @@ def _set_field(data: dict[str, Any], key: str, value: str) -> None:
         data.setdefault(group, {})[name] = value
     elif key == "has_screen":
         data[key] = value.lower() in {"1", "true", "yes", "on"}
-    elif key in {"contacts", "appliances", "grammar"}:
+    elif key in {"contacts", "appliances", "grammar", "history"}:
         data[key] = [v.strip() for v in value.split(",") if v.strip()]
     elif key == "updated_at_ms":
         data[key] = int(value)
@@ -546,6 +547,27 @@ def eval_nlu(data_file: str, as_json: bool) -> None:
             bar.update(done - bar.pos)
 
         report = evaluate(model, Path(data_file), progress=progress)
+    click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+@eval.command("context")
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Context cases [default: the bundled 255-case set].")
+@click.option("--failures", is_flag=True, help="Also list the cases got wrong with context.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_context(data_file: str | None, failures: bool, as_json: bool) -> None:
+    """Score context-dependent requests with their device context and without it."""
+    from agents.nlu import Understander
+    from infra.eval_context import CASES, evaluate, load
+    from models.nlu.inference import NluModelMissing, NluOnnx
+
+    try:
+        model = NluOnnx()
+    except NluModelMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    report = evaluate(Understander(model), load(Path(data_file) if data_file else CASES))
+    if not failures:
+        report.pop("failures")
     click.echo(json.dumps(report, indent=None if as_json else 2))
 
 

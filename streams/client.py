@@ -55,6 +55,8 @@ def event_json(message: Message) -> dict[str, Any]:
     data = message.to_wire()
     if message.TYPE is MessageType.RESET:
         data["revision"] = data["cancelled_revision"]
+    elif message.TYPE is MessageType.SKILL_RESPONSE:
+        data["revision"] = int(data["directive_id"].rsplit("/", 1)[-1])
     return data
 
 

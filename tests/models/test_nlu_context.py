@@ -123,3 +123,17 @@ def test_context_evaluation_set_is_large_and_scores_high_with_context(
     report = evaluate(understander, cases)
     assert report["with_context"]["accuracy"] >= 0.95
     assert report["without_context"]["accuracy"] < report["with_context"]["accuracy"]
+
+
+def test_eval_context_command_prints_both_figures() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from infra.cli import main
+
+    result = CliRunner().invoke(main, ["eval", "context", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["cases"] >= 200 and "failures" not in report
+    assert report["with_context"]["accuracy"] > report["without_context"]["accuracy"]
