@@ -84,7 +84,7 @@ def test_near_tie_is_broken_by_priority_and_explained() -> None:
     clear = arbiter.choose([hyp("play_music", 0.8), hyp("alarm_set", 0.15)], {})
     assert clear.skill is not None and clear.skill.name == "media"
     # A near-tie with an unroutable first interpretation goes to the routable one.
-    rescue = arbiter.choose([hyp("general_quirky", 0.45), hyp("iot_wemo_off", 0.4)], {})
+    rescue = arbiter.choose([hyp("general_quirky", 0.55), hyp("iot_wemo_off", 0.5)], {})
     assert rescue.skill is not None and rescue.skill.name == "smart-home"
 
 
