@@ -66,3 +66,10 @@ def test_dockerfile_copies_every_package_and_installs_the_vad_without_torch() ->
         assert (root / package / "__init__.py").exists()
     assert "--no-deps silero-vad==6.2.3" in text
     assert 'ENTRYPOINT ["voicestream"]' in text
+
+
+def test_skills_run_beside_the_workers_on_the_same_cluster(compose: dict[str, Any]) -> None:
+    skills, worker = compose["services"]["skills"], compose["services"]["worker"]
+    assert skills["command"] == ["skills"] and skills["image"] == worker["image"]
+    assert skills["environment"] == worker["environment"]
+    assert skills["deploy"]["replicas"] >= 2
