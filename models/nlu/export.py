@@ -94,6 +94,8 @@ def export(trained: Path, out: Path, vocab: Path) -> Path:
     embeddings_to_4bit(target, rows=model.tok.num_embeddings)
     shutil.copy(trained / "labels.json", out / "labels.json")
     shutil.copy(vocab, out / "vocab.txt")
+    if (trained / "words.txt").exists():
+        shutil.copy(trained / "words.txt", out / "words.txt")
     report = trained / "train_report.json"
     if report.exists():
         shutil.copy(report, out / "train_report.json")

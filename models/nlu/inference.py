@@ -57,10 +57,17 @@ class NluOnnx:
         self.intents: list[str] = labels["intents"]
         self.tags: list[str] = labels["tags"]
         self.wp = WordPiece(path / "vocab.txt")
+        words = path / "words.txt"
+        #: Words of the training requests outside slots; None: judge by the vocabulary.
+        self.words: frozenset[str] | None = frozenset(words.read_text().split()) \
+            if words.exists() else None
 
     def known_word(self, word: str) -> bool:
-        """Whether every part of ``word`` is a whole word of the model's vocabulary."""
+        """Whether ``word`` is one the training requests used (or, without that list,
+        whether every part of it is a whole word of the vocabulary)."""
         parts = self.wp.words(word)
+        if self.words is not None:
+            return bool(parts) and all(w in self.words or not w.isalpha() for w, _, _ in parts)
         return bool(parts) and all(
             len(ids := self.wp.split_word(w)) == 1 and ids[0] != self.wp.unk for w, _, _ in parts)
 

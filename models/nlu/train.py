@@ -39,6 +39,21 @@ def encoder_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def write_words(examples: list[Example], wp: WordPiece, path: Path) -> None:
+    """Write the words of the training requests outside slots: what English requests use.
+
+    Inference reads it to tell a request in words the model was trained on from
+    one in another language or garbage (names and titles sit in slots, so
+    they do not count).
+    """
+    words: set[str] = set()
+    for ex in examples:
+        inside = [(s.start, s.end) for s in ex.slots]
+        words.update(w for w, a, _ in wp.words(ex.text)
+                     if w.isalpha() and not any(s <= a < e for s, e in inside))
+    path.write_text("\n".join(sorted(words)) + "\n")
+
+
 def _batch(items: list[Encoded], pad: int, device: str = "cpu") -> dict[str, torch.Tensor]:
     n = max(len(e.ids) for e in items)
     ids = torch.full((len(items), n), pad, dtype=torch.long)
@@ -136,6 +151,7 @@ def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: f
             best = {"score": score, "epoch": epoch + 1, "dev": scores, "config": config}
             out.mkdir(parents=True, exist_ok=True)
             torch.save(model.state_dict(), out / "joint.pt")
+    write_words(train_ex, wp, out / "words.txt")
     (out / "labels.json").write_text(json.dumps(
         {"intents": labels.intents, "tags": labels.tags, "embed_rank": embed_rank}, indent=0))
     (out / "train_report.json").write_text(json.dumps(best, indent=2))

@@ -137,3 +137,20 @@ def test_eval_context_command_prints_both_figures() -> None:
     report = json.loads(result.output)
     assert report["cases"] >= 200 and "failures" not in report
     assert report["with_context"]["accuracy"] > report["without_context"]["accuracy"]
+
+
+@pytest.mark.parametrize("text", ["je voudrais un café s'il vous plaît", "wo ist der bahnhof bitte",
+                                  "asdf qwer zxcv", "um uh hmm"])
+def test_other_languages_and_garbage_get_a_low_score(understander: object, text: str) -> None:
+    from streams.asr import NBest
+
+    best = understander.interpret([NBest(text=text, score=0.0)], {})[0]  # type: ignore[attr-defined]
+    assert best.score < 0.1
+
+
+def test_ordinary_requests_keep_their_score(understander: object) -> None:
+    from streams.asr import NBest
+
+    best = understander.interpret(  # type: ignore[attr-defined]
+        [NBest(text="please turn off the dehumidifier", score=0.0)], {})[0]
+    assert best.intent == "iot_wemo_off" and best.score > 0.8
