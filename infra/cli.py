@@ -436,7 +436,7 @@ def train() -> None:
 @train.command("nlu")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
               default="../shared/data/massive-en-US", help="MASSIVE en-US with train/dev.jsonl.")
-@click.option("--epochs", type=int, default=8, help="Passes over the training set.")
+@click.option("--epochs", type=int, default=10, help="Passes over the training set.")
 @click.option("--embed-rank", type=int, default=0,
               help="Factorise the word embeddings to this rank (smaller, less accurate); "
                    "0 keeps the full table.")

@@ -96,7 +96,7 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
             "exact_match": exact / n}
 
 
-def train(data: Path, out: Path, *, epochs: int = 8, batch_size: int = 32, lr: float = 1e-4,
+def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
           head_lr: float = 1e-3, embed_rank: int | None = None, seed: int = 13, threads: int = 2,
           device: str = "cpu", progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``.
