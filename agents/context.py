@@ -57,7 +57,7 @@ def register(app: faust.App, settings: Settings, send: SendFn) -> Any:
             if msg.topic == updates_name:
                 update = await pub.decode(topics.CONTEXT_UPDATES, origin, msg.value)
                 if isinstance(update, ContextUpdate):
-                    table[update.device_id] = merge(table[update.device_id], update)
+                    table[update.device_id] = merge(table.get(update.device_id), update)
                     pub.log.info("context.merged", device_id=update.device_id,
                                  source=update.source, states=sorted(update.states))
                 continue

@@ -59,12 +59,14 @@ def test_same_audio_in_different_context_means_different_things(stack: str) -> N
     assert (book["skill"], book["intent"]) == ("media", "play_audiobook")
 
 
-def test_smart_home_state_feeds_back_so_it_resolves(stack: str) -> None:
-    context(stack, "ctx-loop", "location=kitchen")
-    _, on = send(stack, audio_path("light_on.wav"), "ctx-loop", "--fast")
+@pytest.mark.parametrize("device", ["ctx-loop", "ctx-never-published"])
+def test_smart_home_state_feeds_back_so_it_resolves(stack: str, device: str) -> None:
+    if device == "ctx-loop":
+        context(stack, device, "location=kitchen")
+    _, on = send(stack, audio_path("light_on.wav"), device, "--fast")
     assert decision(on)["skill"] == "smart-home"
     time.sleep(0.5)  # the skill's context update reaches the table
-    _, off = send(stack, audio_path("turn_it_off.wav"), "ctx-loop", "--fast")
+    _, off = send(stack, audio_path("turn_it_off.wav"), device, "--fast")
     d = decision(off)
     assert d["skill"] == "smart-home" and d["intent"] in ("iot_hue_lightoff", "iot_wemo_off")
     assert any(s["type"] == "device_type" and "light" in s["value"]  # type: ignore[index]
