@@ -178,6 +178,7 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
         DeviceClient,
         EventWatcher,
         event_json,
+        is_outcome,
         read_wav,
         stream_and_watch,
     )
@@ -199,7 +200,8 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
                                                       realtime=not fast, timeout_s=timeout):
                     data = event_json(message)
                     click.echo(json.dumps(data) if as_json else _human(data))
-                    status = 1 if data["type"] == "error" else 0
+                    if is_outcome(message):  # later events (stragglers, answers) keep it
+                        status = 1 if data["type"] == "error" else 0
             except TimeoutError:
                 click.echo(f"timeout: no outcome for {utt} within {timeout:.0f} s", err=True)
         return status

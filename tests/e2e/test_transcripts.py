@@ -34,8 +34,7 @@ def test_spoken_command_gives_an_nbest_transcript(stack: str,
     assert isinstance(nbest, list) and 1 < len(nbest) <= 5
     assert all({"text", "score"} <= set(h) for h in nbest)
     assert "timer" in best(final).lower()
-    # Then the arbiter's decision (and, for a directive, the skill's answer).
-    assert events[-1]["type"] in ("directive", "declined", "skill-response")
+    # Then the arbiter's decision, exactly one (topics interleave, so not always last).
     assert sum(e["type"] in ("directive", "declined") for e in events) == 1
 
 
@@ -84,15 +83,15 @@ def test_bad_audio_gives_a_transcript_or_a_coded_error(
     else:
         wav = speech[kind]
     code, events = send(stack, wav, f"bad-audio-{kind}", "--fast")
-    outcome = events[-1]
-    if outcome["type"] == "error":
-        assert code == 1 and outcome["code"] in {"no-speech", "asr-no-speech"}
+    errors = [e for e in events if e["type"] == "error"]
+    if errors:
+        assert code == 1 and [e["code"] for e in errors] in (["no-speech"], ["asr-no-speech"])
     else:
         finals = [e for e in transcripts(events) if e["kind"] == "final"]
         assert code == 0 and len(finals) == 1
-        assert outcome["type"] in ("directive", "declined", "skill-response")
+        assert sum(e["type"] in ("directive", "declined") for e in events) == 1
     if kind == "very_long":
         final = next(e for e in events if e["type"] == "endpoint" and e["kind"] == "final")
         assert final["forced"] == "max-length"
     if kind == "silent":
-        assert outcome["type"] == "error"
+        assert errors
