@@ -70,6 +70,11 @@ class SkillContext:
             history=history, source=self.skill.name))
 
 
+    async def announce(self, text: str) -> None:
+        """Say something more about this directive later (a timer that ran out)."""
+        await self.skill._respond(self.directive, ResponseStatus.DONE, text)
+
+
 Handler = Callable[[Directive, SkillContext], Awaitable[str | None]]
 
 

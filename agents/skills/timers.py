@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from streams.directive import Directive, ResponseStatus
+from streams.directive import Directive
 from streams.skill import Skill, SkillContext
 
 
@@ -62,8 +62,7 @@ class Timers:
 
     async def _ring(self, d: Directive, ctx: SkillContext, iso: str) -> None:
         await asyncio.sleep(seconds(iso))
-        await ctx.skill._respond(d, ResponseStatus.DONE,
-                                 f"Your {spoken_duration(iso)} timer is done.")
+        await ctx.announce(f"Your {spoken_duration(iso)} timer is done.")
 
 
 def attach(skill: Skill) -> Timers:
