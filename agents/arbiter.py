@@ -359,8 +359,11 @@ class ArbiterService:
             return
         now = time.monotonic()
         if isinstance(message, Reset):
-            self._gate(message.utterance_id).cancel(message.cancelled_revision)
-            metrics.RELEASES.labels("cancelled").inc()
+            gate = self._gate(message.utterance_id)
+            dropped = gate.dropped
+            gate.cancel(message.cancelled_revision)
+            if gate.dropped > dropped:  # a decision was waiting: gating saved an action
+                metrics.RELEASES.labels("cancelled").inc()
             self.log.info("arbiter.reset", device_id=message.device_id,
                           utterance_id=message.utterance_id,
                           cancelled_revision=message.cancelled_revision)
