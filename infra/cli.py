@@ -443,12 +443,14 @@ def train() -> None:
               help="Factorise the word embeddings to this rank (smaller, less accurate); "
                    "0 keeps the full table.")
 @click.option("--device", default="cpu", help="torch device, e.g. cpu or cuda.")
+@click.option("--label-smoothing", type=float, default=0.0,
+              help="Label smoothing of the intent loss.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where the exported model goes [default: models/nlu/model].")
-def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str, work: str,
-              out: str | None) -> None:
+def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
+              label_smoothing: float, work: str, out: str | None) -> None:
     """Fine-tune the joint intent/slot model from all-MiniLM-L6-v2 and export it to ONNX."""
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR
@@ -467,7 +469,8 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str, work: st
                 click.echo("\n" + line, err=True)
 
         best = do_train(Path(data_dir), Path(work), epochs=epochs,
-                        embed_rank=embed_rank or None, device=device, progress=progress)
+                        embed_rank=embed_rank or None, device=device,
+                        label_smoothing=label_smoothing, progress=progress)
     target = export(Path(work), Path(out) if out else DEFAULT_DIR, encoder_dir() / "vocab.txt")
     click.echo(json.dumps({"best_epoch": best["epoch"], "dev": best["dev"],
                            "model": str(target)}))

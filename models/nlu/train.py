@@ -98,7 +98,8 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
 
 def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
           head_lr: float = 1e-3, embed_rank: int | None = None, seed: int = 13, threads: int = 2,
-          device: str = "cpu", progress: Callable[[str], None] = print) -> dict[str, Any]:
+          device: str = "cpu", label_smoothing: float = 0.0,
+          progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``.
 
     ``embed_rank`` factorises the word embeddings (see :mod:`models.nlu.torch_model`);
@@ -124,7 +125,7 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, (steps - s) / steps))
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
-              "embed_rank": embed_rank, "seed": seed}
+              "embed_rank": embed_rank, "seed": seed, "label_smoothing": label_smoothing}
     best: dict[str, Any] = {"score": -1.0}
     step = 0
     for epoch in range(epochs):
@@ -134,7 +135,8 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
         for i in range(0, len(encoded), batch_size):
             b = _batch(encoded[i:i + batch_size], wp.pad, device)
             il, sl = model(b["ids"], b["att"])
-            loss = F.cross_entropy(il, b["intents"]) + F.cross_entropy(
+            loss = F.cross_entropy(il, b["intents"], label_smoothing=label_smoothing) + \
+                F.cross_entropy(
                 sl.reshape(-1, sl.shape[-1]), b["tags"].reshape(-1), ignore_index=IGNORE)
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
