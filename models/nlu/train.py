@@ -135,9 +135,10 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
         for i in range(0, len(encoded), batch_size):
             b = _batch(encoded[i:i + batch_size], wp.pad, device)
             il, sl = model(b["ids"], b["att"])
-            loss = F.cross_entropy(il, b["intents"], label_smoothing=label_smoothing) + \
-                F.cross_entropy(
-                sl.reshape(-1, sl.shape[-1]), b["tags"].reshape(-1), ignore_index=IGNORE)
+            intent_loss = F.cross_entropy(il, b["intents"], label_smoothing=label_smoothing)
+            slot_loss = F.cross_entropy(sl.reshape(-1, sl.shape[-1]), b["tags"].reshape(-1),
+                                        ignore_index=IGNORE)
+            loss = intent_loss + slot_loss
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
