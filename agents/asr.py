@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,7 +21,7 @@ import faust
 import numpy as np
 import structlog
 
-from agents.base import Origin, Publisher, SendFn
+from agents.base import Once, Origin, Publisher, RecentIds, SendFn
 from agents.endpointing import FrameAssembler
 from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
 from infra import metrics
@@ -100,12 +99,10 @@ class AsrService:
         self.settings = settings
         self.pub = Publisher(STAGE, send)
         self.utterances: dict[str, Utterance] = {}
-        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._closed = RecentIds(_CLOSED_MEMORY)
         self._contexts = contexts
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
-        self._engine: Engine | None = None
-        self._engine_error: AsrError | None = None
-        self._factory = engine_factory
+        self._engine = Once(engine_factory, AsrError)
         self._max_samples = (settings.endpointer.max_utterance_ms + 2000) * RATE // 1000
 
     def close(self) -> None:
@@ -118,19 +115,11 @@ class AsrService:
     @property
     def loaded(self) -> bool:
         """Whether the engine is loaded (or failed to load, which will not change)."""
-        return self._engine is not None or self._engine_error is not None
+        return self._engine.loaded
 
     def engine(self) -> Engine:
         """Return the engine, creating it on first use; raise ``AsrError`` if it cannot be."""
-        if self._engine is None:
-            if self._engine_error is not None:
-                raise self._engine_error
-            try:
-                self._engine = self._factory()
-            except AsrError as exc:
-                self._engine_error = exc
-                raise
-        return self._engine
+        return self._engine.get()
 
     async def warm_up(self) -> None:
         """Load the engine in the inference thread now, not on the first utterance."""
@@ -206,7 +195,7 @@ class AsrService:
                                   "end-point for an utterance whose audio this worker "
                                   "does not hold", getattr(message, "revision", 0),
                                   message.t_ms)
-                self._remember_closed(message.utterance_id)
+                self._closed.add(message.utterance_id)
             return
         if isinstance(message, Reset):
             await self._apply(utt, utt.tracker.on_reset(message))
@@ -313,7 +302,7 @@ class AsrService:
             self._drop(utt)
 
     def _engine_name(self) -> str:
-        return self._engine.name if self._engine is not None else "none"
+        return self._engine.value.name if self._engine.value is not None else "none"
 
     async def _error(self, device_id: str, utterance_id: str, code: str, message: str,
                      revision: int, t_ms: int) -> None:
@@ -327,13 +316,8 @@ class AsrService:
         utt.tasks.clear()
         if self.utterances.get(utt.device_id) is utt:
             del self.utterances[utt.device_id]
-        self._remember_closed(utt.utterance_id)
+        self._closed.add(utt.utterance_id)
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
-
-    def _remember_closed(self, utterance_id: str) -> None:
-        self._closed[utterance_id] = None
-        while len(self._closed) > _CLOSED_MEMORY:
-            self._closed.popitem(last=False)
 
     def expire(self, now: float | None = None) -> None:
         """Drop utterances idle for ``utterance_idle_timeout_s`` with nothing in flight."""

@@ -8,14 +8,63 @@ and a log line; the agent goes on with the next message.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from infra import logs, metrics
 from streams import topics
 from streams.codec import Codec, encode, from_dict, loads
 from streams.control import DeadLetter, ErrorEvent
 from streams.schema import Message, SerializationError
+
+T = TypeVar("T")
+
+
+class Once(Generic[T]):
+    """A model loaded on first use; a load error of type ``errors`` sticks and is re-raised."""
+
+    def __init__(self, factory: Callable[[], T],
+                 errors: type[Exception] | tuple[type[Exception], ...] = Exception) -> None:
+        self._factory = factory
+        self._errors = errors
+        self.value: T | None = None
+        self.error: Exception | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether it loaded or failed to (neither will change)."""
+        return self.value is not None or self.error is not None
+
+    def get(self) -> T:
+        """Return the value, loading it now if needed."""
+        if self.value is None:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.value = self._factory()
+            except self._errors as exc:
+                self.error = exc
+                raise
+        return self.value
+
+
+class RecentIds:
+    """The last ``size`` ids seen (utterances a stage has finished with)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def add(self, key: str) -> None:
+        """Remember ``key``, forgetting the oldest beyond the size."""
+        self._ids[key] = None
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids
+
 
 #: Sends ``value`` with ``key`` to the topic with the given short name.
 SendFn = Callable[[str, bytes, bytes], Awaitable[Any]]

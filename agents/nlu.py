@@ -16,7 +16,6 @@ import dataclasses
 import math
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -24,7 +23,7 @@ from typing import Any, Protocol
 import faust
 import structlog
 
-from agents.base import Origin, Publisher, SendFn
+from agents.base import Once, Origin, Publisher, RecentIds, SendFn
 from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
 from infra import metrics
 from infra.config import Settings
@@ -177,12 +176,11 @@ class NluService:
         self.settings = settings
         self.pub = Publisher(STAGE, send)
         self.utterances: dict[str, Utterance] = {}
-        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._closed = RecentIds(_CLOSED_MEMORY)
         self._contexts = contexts
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlu")
-        self._factory = model_factory
-        self._core: Understander | None = None
-        self._load_error: Exception | None = None
+        self._core = Once(lambda: Understander(model_factory(), nbest=settings.nlu_nbest,
+                                               max_words=settings.nlu_max_words))
 
     def close(self) -> None:
         """Cancel pending work and release the inference thread."""
@@ -194,20 +192,11 @@ class NluService:
     @property
     def loaded(self) -> bool:
         """Whether the model is loaded (or failed to load, which will not change)."""
-        return self._core is not None or self._load_error is not None
+        return self._core.loaded
 
     def core(self) -> Understander:
         """Return the pure core, loading the model on first use."""
-        if self._core is None:
-            if self._load_error is not None:
-                raise self._load_error
-            try:
-                self._core = Understander(self._factory(), nbest=self.settings.nlu_nbest,
-                                          max_words=self.settings.nlu_max_words)
-            except Exception as exc:
-                self._load_error = exc
-                raise
-        return self._core
+        return self._core.get()
 
     async def warm_up(self) -> None:
         """Load the model off the loop now rather than on the first request."""
@@ -318,9 +307,7 @@ class NluService:
         utt.tasks.clear()
         if self.utterances.get(utt.device_id) is utt:
             del self.utterances[utt.device_id]
-        self._closed[utt.utterance_id] = None
-        while len(self._closed) > _CLOSED_MEMORY:
-            self._closed.popitem(last=False)
+        self._closed.add(utt.utterance_id)
 
     def expire(self, now: float | None = None) -> None:
         """Drop utterances idle for ``utterance_idle_timeout_s`` with nothing in flight."""

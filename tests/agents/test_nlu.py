@@ -27,14 +27,18 @@ class FakeModel:
     def __init__(self) -> None:
         self.gate: threading.Event | None = None
         self.calls: list[list[str]] = []
+        self.started = threading.Event()
+        self.finished = threading.Event()
 
     def known_word(self, word: str) -> bool:
         return word.isalpha() and not word.startswith("zq")
 
     def interpret_batch(self, texts: list[str], *, top_k: int = 3) -> list[list[Interpretation]]:
         self.calls.append(texts)
+        self.started.set()
         if self.gate is not None:
             self.gate.wait(5)
+        self.finished.set()
         out = []
         for t in texts:
             if "light" in t:
@@ -113,10 +117,9 @@ ORIGIN = Origin("voicestream.transcripts", 0, 0, b"d1")
 
 
 async def _settle(service: NluService) -> None:
-    for _ in range(200):
-        if not any(u.tasks for u in service.utterances.values()):
-            return
-        await asyncio.sleep(0.01)
+    """Wait until the work in flight has finished (each task emits before it ends)."""
+    tasks = [t for u in service.utterances.values() for t in u.tasks.values()]
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_reset_while_nlu_is_running_drops_that_revision() -> None:
@@ -125,16 +128,13 @@ async def test_reset_while_nlu_is_running_drops_that_revision() -> None:
     sent = Sent()
     service = NluService(Settings(), sent, lambda: model)
     await service.on_event(ORIGIN, transcript(EndpointKind.SPECULATIVE, 0))
-    for _ in range(100):  # the model is now busy with revision 0
-        if model.calls:
-            break
-        await asyncio.sleep(0.01)
-    assert model.calls
+    # The model is now busy with revision 0.
+    assert await asyncio.to_thread(model.started.wait, 5)
     await service.on_event(ORIGIN, encode(Reset(
         device_id="d1", utterance_id="u1", cancelled_revision=0,
         reason=ResetReason.SPEECH_RESUMED, t_ms=950), Codec.JSON))
     model.gate.set()
-    await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(model.finished.wait, 5)  # the cancelled work ends
     model.gate = None
     await service.on_event(ORIGIN, transcript(EndpointKind.SPECULATIVE, 1))
     await _settle(service)

@@ -46,7 +46,7 @@ async def test_timers_set_list_and_ring() -> None:
         "Alarm set for 07:30."  # type: ignore[arg-type]
     assert await state.handle(directive("alarm_set", time="PT0S"), ctx) == \
         "Timer set for 0 seconds."  # type: ignore[arg-type]
-    await asyncio.sleep(0.01)
+    await asyncio.gather(*state.timers["d"])  # the zero-length timer rings
     assert ctx.said == ["Your 0 seconds timer is done."]
     listed = await state.handle(directive("alarm_query"), ctx)  # type: ignore[arg-type]
     assert listed.startswith("Alarms: 07:30")
