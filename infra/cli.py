@@ -490,18 +490,21 @@ def eval() -> None:
 @click.option("--context", "ctx_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="JSON with contacts/appliances to bias toward "
                                  "[default: the set's 200-name list].")
-@click.option("--sets", default="digits,massive,names", help="Comma-separated sets to run.")
+@click.option("--sets", default="digits,massive,names,names-tune",
+              help="Comma-separated sets to run.")
 @click.option("--variant", type=click.Choice(["int8-trim", "int8-full", "fp32-trim",
                                                "fp32-full"]), default="int8-trim",
               help="Whisper weights and encoder window.")
 @click.option("--grammar", default=None, help="PocketSphinx grammar (digits or JSGF).")
 @click.option("--bias-weight", type=float, default=None,
               help="Biasing bonus per token [default: the asr_bias_weight setting].")
+@click.option("--phrase-bonus", type=float, default=None,
+              help="Sound-alike rescoring bonus per phrase [default: asr_phrase_bonus].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
              ctx_file: str | None, sets: str, variant: str, grammar: str | None,
-             bias_weight: float | None, as_json: bool) -> None:
+             bias_weight: float | None, phrase_bonus: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
     from models.asr import AsrError, create
@@ -511,7 +514,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
     if not (path / "labels.jsonl").exists():
         click.echo(f"building the evaluation sets in {path} ...", err=True)
         ev.build(path, Path(shared))
-    context = json.loads(Path(ctx_file or path / "context.json").read_text())
+    context = (json.loads(Path(ctx_file).read_text()) if ctx_file
+               else {"contacts": ev.context_names()})
     phrases = [*context.get("contacts", []), *context.get("appliances", [])]
     weights, window = variant.split("-")
     try:
@@ -528,7 +532,9 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
 
         report = ev.evaluate(eng, rows, phrases=phrases, sets=chosen, progress=progress,
                              bias_weight=settings.asr_bias_weight if bias_weight is None
-                             else bias_weight)
+                             else bias_weight,
+                             phrase_bonus=settings.asr_phrase_bonus if phrase_bonus is None
+                             else phrase_bonus)
     report["variant"] = variant if engine == "whisper" else f"grammar={grammar}"
     click.echo(json.dumps(report, indent=None if as_json else 2))
 

@@ -115,6 +115,9 @@ class Settings:
     asr_engine: str = "whisper"
     #: Shallow-fusion bonus per token of a context phrase, nats; 0 turns biasing off.
     asr_bias_weight: float = 2.0
+    #: Sound-alike rescoring: a context phrase replaces words that sound like it when
+    #: the audio scores it within this many nats of the best hypothesis; 0 turns it off.
+    asr_phrase_bonus: float = 20.0
     #: Hypotheses per transcript.
     asr_nbest: int = 5
     #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
@@ -153,6 +156,8 @@ class Settings:
             raise ConfigError("nlu_nbest must be in 1..10 and nlu_max_words in 1..500")
         if not 0 <= self.asr_bias_weight <= 20 or not 1 <= self.asr_nbest <= 20:
             raise ConfigError("asr_bias_weight must be in 0..20 and asr_nbest in 1..20")
+        if not 0 <= self.asr_phrase_bonus <= 100:
+            raise ConfigError("asr_phrase_bonus must be in 0..100")
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
             raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
 

@@ -8,6 +8,9 @@ Sets (built once into ``DATA/``, deterministic):
   was used while tuning; ``en-gb-x-rp``, ``en-029`` and ``en-us+f3`` were not.
 * ``names``: commands with uncommon contact and appliance names, in the held-out
   voices, scored with and without a 200-phrase context list that contains them.
+* ``names-tune``: the same kind of commands with *other* names, in the tuning
+  voice, with their own 200-phrase list: what the biasing settings were tuned
+  on, so that ``names`` stays a held-out figure.
 
 Each set is decoded twice: ``plain`` (no context) and ``context``: the digits
 with the grammar a device asking for a digit would set, the sentences and
@@ -45,6 +48,14 @@ LAST = ("Kowalczyk Okonkwo Abernathy Vandersloot Przybylski Oyelaran Castellanos
 APPLIANCES = ("Thermomix", "Vorwerk hoover", "Miele dishwasher", "Nespresso machine",
               "Dyson fan", "Bosch dryer", "Tado thermostat", "Roborock", "Sonos speaker",
               "Weber grill")
+TUNE_FIRST = ("Aurelio Berenike Cosimo Dagny Eulalia Fionnuala Gaspard Hyacinth Ingeborg "
+              "Jolanta Kazimiera Lucasta Mstislav Nkechi Orsolya Pieternella Quirinus "
+              "Radegund Sigrun Tancredi").split()
+TUNE_LAST = ("Brzezinski Ekwueme Farquharson Grzybowski Hakkinen Iwuchukwu Jablonski "
+             "Kilpatrick Lewandowska Montmorency Nwachukwu Ostrowski Pietrangeli Quigley "
+             "Rzepecki Stavropoulos Terwilliger Urquhart Vukovic Wierzbicki").split()
+TUNE_APPLIANCES = ("Kenwood mixer", "Breville toaster", "Ninja air fryer", "Gaggia grinder",
+                   "Neato vacuum")
 CONTACT_TEMPLATES = ("call {}", "send a message to {}", "text {} that I am running late",
                      "phone {} on the mobile", "email {} about the meeting")
 APPLIANCE_TEMPLATES = ("turn on the {}", "switch off the {}", "is the {} running")
@@ -61,13 +72,29 @@ def _write(path: Path, audio: np.ndarray) -> None:
         w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
 
 
-def context_names() -> list[str]:
-    """Return the 200-phrase context list: every target plus distractors."""
-    targets = [f"{f} {s}" for f, s in zip(FIRST, LAST, strict=True)]
-    distractors = [f"{FIRST[i]} {LAST[(i * 7 + k) % len(LAST)]}"
-                   for k in range(1, 7) for i in range(len(FIRST))]
-    names = list(dict.fromkeys(targets + [d for d in distractors if d not in targets]))
-    return (names + list(APPLIANCES))[:200]
+def context_names(*, tune: bool = False) -> list[str]:
+    """Return a 200-phrase context list: every target plus distractors.
+
+    ``tune`` gives the list of the ``names-tune`` set instead of ``names``.
+    """
+    first, last = (TUNE_FIRST, TUNE_LAST) if tune else (FIRST, LAST)
+    targets = [f"{f} {s}" for f, s in zip(first, last, strict=True)]
+    distractors = [f"{first[i]} {last[(i * 7 + k) % len(last)]}"
+                   for k in range(1, 12) for i in range(len(first))]
+    # The targets first: a list cut at 200 must never drop one of them.
+    names = list(dict.fromkeys([*targets, *(TUNE_APPLIANCES if tune else APPLIANCES),
+                                *distractors]))
+    return names[:200]
+
+
+def _name_items(first: tuple[str, ...] | list[str], last: tuple[str, ...] | list[str],
+                appliances: tuple[str, ...]) -> list[tuple[str, str]]:
+    targets = [f"{f} {s}" for f, s in zip(first, last, strict=True)]
+    items = [(CONTACT_TEMPLATES[i % len(CONTACT_TEMPLATES)].format(n), n)
+             for i, n in enumerate(targets)]
+    items += [(APPLIANCE_TEMPLATES[i % len(APPLIANCE_TEMPLATES)].format(a), a)
+              for i, a in enumerate(appliances)]
+    return items
 
 
 def build(out: Path, shared: Path, *, sentences: int = 60, seed: int = 11) -> None:
@@ -84,19 +111,26 @@ def build(out: Path, shared: Path, *, sentences: int = 60, seed: int = 11) -> No
             name = f"massive-{i:03d}-{voice.replace('+', '_')}.wav"
             _write(out / name, speak(text, voice, rng.randint(150, 180)))
             rows.append({"set": "massive", "file": name, "text": text, "voice": voice})
-    targets = [f"{f} {s}" for f, s in zip(FIRST, LAST, strict=True)]
-    items = [(CONTACT_TEMPLATES[i % len(CONTACT_TEMPLATES)].format(n), n)
-             for i, n in enumerate(targets)]
-    items += [(APPLIANCE_TEMPLATES[i % len(APPLIANCE_TEMPLATES)].format(a), a)
-              for i, a in enumerate(APPLIANCES)]
-    for i, (text, target) in enumerate(items):
+    for i, (text, target) in enumerate(_name_items(FIRST, LAST, APPLIANCES)):
         voice = HELD_OUT_VOICES[i % len(HELD_OUT_VOICES)]
         name = f"names-{i:03d}.wav"
         _write(out / name, speak(text, voice, rng.randint(150, 180)))
         rows.append({"set": "names", "file": name, "text": text, "voice": voice,
                      "name": target})
-    (out / "context.json").write_text(json.dumps({"contacts": context_names()}, indent=1))
     (out / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_tune(out)
+
+
+def build_tune(out: Path, *, seed: int = 23) -> None:
+    """Build the ``names-tune`` set (tuning voice, its own names) into ``out``."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    for i, (text, target) in enumerate(_name_items(TUNE_FIRST, TUNE_LAST, TUNE_APPLIANCES)):
+        name = f"names-tune-{i:03d}.wav"
+        _write(out / name, speak(text, TUNING_VOICES[0], rng.randint(150, 180)))
+        rows.append({"set": "names-tune", "file": name, "text": text,
+                     "voice": TUNING_VOICES[0], "name": target})
+    (out / "labels-tune.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _read(path: Path) -> np.ndarray:
@@ -108,7 +142,10 @@ def _read(path: Path) -> np.ndarray:
 
 def load(data: Path, shared: Path) -> list[dict[str, Any]]:
     """Return every labelled utterance: the built sets plus the spoken digits."""
-    rows = [json.loads(x) for x in (data / "labels.jsonl").read_text().splitlines()]
+    if not (data / "labels-tune.jsonl").exists():
+        build_tune(data)  # a set added after ``data`` was built
+    rows = [json.loads(x) for name in ("labels.jsonl", "labels-tune.jsonl")
+            for x in (data / name).read_text().splitlines()]
     for row in rows:
         row["path"] = data / row["file"]
     for f in sorted((shared / "fsdd-dev").glob("*.wav")):
@@ -126,36 +163,44 @@ def _wer(pairs: list[tuple[str, str]]) -> float | None:
 
 
 def evaluate(engine: Engine, rows: list[dict[str, Any]], *, phrases: list[str],
-             bias_weight: float, sets: tuple[str, ...] = ("digits", "massive", "names"),
+             bias_weight: float, phrase_bonus: float = 0.0,
+             sets: tuple[str, ...] = ("digits", "massive", "names", "names-tune"),
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Decode every row of ``sets``; return WER, name recall and compute figures."""
+    """Decode every row of ``sets``; return WER, name recall and compute figures.
+
+    ``phrases`` is the context of ``massive`` and ``names``; ``names-tune`` has its own.
+    """
     chosen = [r for r in rows if r["set"] in sets]
-    runs: list[tuple[str, list[str]]] = [("plain", []), ("context", phrases)]
+    contexts = {"names-tune": context_names(tune=True)}
     results: dict[str, dict[str, list[tuple[str, str]]]] = {}
-    compute: list[float] = []
+    compute: dict[str, list[float]] = {}
     audio_s = 0.0
-    recall: dict[str, list[bool]] = {}
-    done, total = 0, len(chosen) * len(runs)
-    for label, context in runs:
+    recall: dict[str, dict[str, list[bool]]] = {}
+    done, total = 0, len(chosen) * 2
+    for label in ("plain", "context"):
         for row in chosen:
             audio = _read(row["path"])
-            start = time.perf_counter()
             grammar = DIGIT_GRAMMAR if row["set"] == "digits" and label == "context" else ()
+            context = contexts.get(row["set"], phrases) if label == "context" else []
+            start = time.perf_counter()
             hyps = engine.transcribe(audio, phrases=() if grammar else context,
-                                     bias_weight=bias_weight, nbest=1, grammar=grammar)
+                                     bias_weight=bias_weight, phrase_bonus=phrase_bonus,
+                                     nbest=1, grammar=grammar)
             elapsed = time.perf_counter() - start
+            compute.setdefault(label, []).append(elapsed * 1000)
             if label == "plain":
-                compute.append(elapsed * 1000)
                 audio_s += audio.size / RATE
             hyp = hyps[0].text if hyps else ""
             key = f"{row['set']}/{row['voice']}" if row["set"] == "massive" else row["set"]
             results.setdefault(label, {}).setdefault(key, []).append((row["text"], hyp))
-            if row["set"] == "names":
-                recall.setdefault(label, []).append(normalize(row["name"]) in normalize(hyp))
+            if "name" in row:
+                recall.setdefault(label, {}).setdefault(row["set"], []).append(
+                    normalize(row["name"]) in normalize(hyp))
             done += 1
             if progress is not None:
                 progress(done, total)
-    report: dict[str, Any] = {"engine": engine.name, "bias_weight": bias_weight}
+    report: dict[str, Any] = {"engine": engine.name, "bias_weight": bias_weight,
+                              "phrase_bonus": phrase_bonus}
     for label, groups in results.items():
         section: dict[str, Any] = {}
         for key, pairs in sorted(groups.items()):
@@ -166,11 +211,16 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, phrases: list[str],
         if massive:
             section["wer_massive"] = _wer(massive)
             section["wer_massive_held_out_voices"] = _wer(held)
-        if label in recall:
-            section["name_recall"] = round(float(np.mean(recall[label])), 4)
+        for name_set, hits in sorted(recall.get(label, {}).items()):
+            suffix = "" if name_set == "names" else "_" + name_set.split("-")[1]
+            section[f"name_recall{suffix}"] = round(float(np.mean(hits)), 4)
+        times = compute.get(label, [])
+        section["compute_ms_p50"] = round(float(np.percentile(times, 50)), 1) if times else None
+        section["compute_ms_p95"] = round(float(np.percentile(times, 95)), 1) if times else None
         report[label] = section
-    report["compute_ms_p50"] = round(float(np.percentile(compute, 50)), 1) if compute else None
-    report["compute_ms_p95"] = round(float(np.percentile(compute, 95)), 1) if compute else None
-    report["real_time_factor"] = round(sum(compute) / 1000 / audio_s, 4) if audio_s else None
+    plain = compute.get("plain", [])
+    report["compute_ms_p50"] = report.get("plain", {}).get("compute_ms_p50")
+    report["compute_ms_p95"] = report.get("plain", {}).get("compute_ms_p95")
+    report["real_time_factor"] = round(sum(plain) / 1000 / audio_s, 4) if audio_s else None
     report["utterances"] = len(chosen)
     return report

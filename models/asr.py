@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.whisper.bias import BiasTrie
+from models.whisper.phonetic import SoundIndex
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -42,12 +43,14 @@ class Engine(Protocol):
     name: str
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, nbest: int = 5,
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first; empty when nothing was said.
 
-        ``phrases`` are boosted by ``bias_weight``; a non-empty ``grammar`` restricts
-        the output to one of its phrases.
+        ``phrases`` are boosted by ``bias_weight`` (nats per token) during the search;
+        with ``phrase_bonus`` > 0 an engine may also put a phrase where the words it
+        heard sound like it, when the audio scores that within ``phrase_bonus`` nats.
+        A non-empty ``grammar`` restricts the output to one of its phrases.
         """
         ...
 
@@ -74,15 +77,21 @@ class WhisperEngine:
         endings = ("", ".", "!", "?") if grammar else ("",)
         return BiasTrie.from_phrases(phrases, self.model.tokenizer, weight, endings=endings)
 
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
+    def _sounds(self, phrases: tuple[str, ...]) -> SoundIndex:
+        return SoundIndex(phrases)
+
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, nbest: int = 5,
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Transcribe with beam search; n-best scores are per-token search scores."""
-        trie = self._trie(tuple(sorted(set(phrases))), bias_weight, False) if phrases and \
-            bias_weight > 0 else None
+        key = tuple(sorted(set(phrases)))
+        trie = self._trie(key, bias_weight, False) if phrases and bias_weight > 0 else None
+        sounds = self._sounds(key) if phrases and phrase_bonus > 0 else None
         rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
         hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
-                                     grammar=rules, trim=self.trim)
+                                     grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
+                                     trim=self.trim)
         return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
 
 
@@ -116,7 +125,7 @@ class PocketsphinxEngine:
             self._decoder.activate_search("grammar")
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, nbest: int = 5,
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Decode in one pass; the n-best comes from the lattice.
 

@@ -30,6 +30,9 @@ class BiasState:
     #: A phrase was just completed: the next token may not start one again at once,
     #: which would reward saying the name twice.
     after_phrase: bool = False
+    #: Phrases (their end nodes) this hypothesis has completed: a second time earns
+    #: nothing, or the search would reward repeating a name or the whole sentence.
+    done: frozenset[int] = frozenset()
 
 
 class BiasTrie:
@@ -118,8 +121,12 @@ class BiasTrie:
             nxt = self.children[0].get(token)
             pending = self.weight
         if nxt is None:
-            return BiasState()
+            return BiasState(done=state.done)
         if self.terminal[nxt]:
+            after = nxt if self.children[nxt] else 0
+            if nxt in state.done:
+                # Said again: the bonus of this match is taken back at the next token.
+                return BiasState(after, pending, after_phrase=True, done=state.done)
             # The phrase is complete: its bonus is kept for good.
-            return BiasState(nxt if self.children[nxt] else 0, 0.0, after_phrase=True)
-        return BiasState(nxt, pending)
+            return BiasState(after, 0.0, after_phrase=True, done=state.done | {nxt})
+        return BiasState(nxt, pending, done=state.done)

@@ -7,6 +7,7 @@ No torch and no CTranslate2 at run time. The ONNX graphs come from
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 from pathlib import Path
@@ -17,11 +18,14 @@ import onnxruntime as ort
 
 from models.whisper.bias import BiasState, BiasTrie
 from models.whisper.features import FULL_FRAMES, HOP, SAMPLE_RATE_HZ, log_mel
+from models.whisper.phonetic import SoundIndex
 from models.whisper.tokenizer import EOT, NO_TIMESTAMPS, SOT, SPECIAL_BEGIN, Tokenizer
 
 Float32Array = npt.NDArray[np.float32]
 #: Frames added after the audio when the encoder runs on the utterance's length.
 TRIM_PAD_FRAMES = 100
+#: Hypotheses whose sound-alike phrases are tried (:meth:`WhisperOnnx.rescore`).
+RESCORE_FROM = 3
 
 
 class AsrModelMissing(RuntimeError):
@@ -103,15 +107,107 @@ class WhisperOnnx:
 
     def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
                    bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
+                   sounds: SoundIndex | None = None, phrase_bonus: float = 0.0,
                    trim: bool = True, max_tokens: int = 96) -> list[Hypothesis]:
-        """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``."""
+        """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``.
+
+        With ``sounds``, the phrases that sound like part of a hypothesis are
+        tried in its place and kept when the audio supports them (:meth:`rescore`).
+        """
         if audio.size < SAMPLE_RATE_HZ // 10:
             return []
         cross_k, cross_v = self.encode(self.features(audio, trim=trim))
         # Speech runs at most ~5 tokens a second; more is the decoder looping.
         limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
-        return self.search(cross_k, cross_v, beam_size=beam_size, nbest=nbest, bias=bias,
+        rescoring = sounds is not None and len(sounds) > 0 and grammar is None
+        hyps = self.search(cross_k, cross_v, beam_size=beam_size,
+                           nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,
                            grammar=grammar, max_tokens=limit)
+        if rescoring and hyps and sounds is not None:
+            hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus)
+        return hyps[:nbest]
+
+    def rescore(self, cross_k: Float32Array, cross_v: Float32Array, hyps: list[Hypothesis],
+                sounds: SoundIndex, bonus: float, *, consider: int = RESCORE_FROM,
+                candidates: int = 8) -> list[Hypothesis]:
+        """Put a context phrase where a hypothesis has words that sound like it, if audio agrees.
+
+        For each of the top ``consider`` hypotheses, up to ``candidates`` phrases whose
+        sound key is near one of its runs of words (:class:`SoundIndex`) replace that
+        run; the ``candidates`` closest variants are scored by the decoder on the same
+        audio (teacher forcing, one batch, :meth:`best_above`). The best variant
+        replaces the top hypothesis when its log-probability plus ``bonus`` nats
+        beats the top's. This recovers names the beam never held, which shallow
+        fusion alone cannot: the audio, not the spelling, has the last word.
+        """
+        found: dict[str, float] = {}
+        for hyp in hyps[:consider]:
+            for m in sounds.search(hyp.text, limit=candidates):
+                text = hyp.text[: m.start] + m.phrase + hyp.text[m.end:]
+                if text not in found and text != hyps[0].text:
+                    found[text] = m.distance
+        if not found:
+            return hyps
+        variants = sorted(found, key=found.__getitem__)[:candidates]
+        seqs = [self.tokenizer.encode(" " + t) for t in variants]
+        best = self.best_above(cross_k, cross_v, seqs, hyps[0].logprob - bonus)
+        if best is None:
+            return hyps
+        # The winner's search score is the top's, plus what it gained per token.
+        i, logprob = best
+        gain = logprob + bonus - hyps[0].logprob
+        won = Hypothesis(variants[i], tuple(seqs[i]), logprob,
+                         hyps[0].score + gain / max(len(seqs[i]), 1))
+        return [won, *(h for h in hyps if h.text != won.text)][: len(hyps)]
+
+    def best_above(self, cross_k: Float32Array, cross_v: Float32Array,
+                   seqs: list[list[int]], floor: float) -> tuple[int, float] | None:
+        """Return the index and log-probability of the likeliest of ``seqs`` given the audio,
+        if it beats ``floor``; None when none does.
+
+        Log-probabilities are totals from the start of text, end of text included
+        (as :attr:`Hypothesis.logprob`). Token log-probabilities are never positive,
+        so a sequence is dropped as soon as its running total falls to ``floor``:
+        most sound-alike variants fall within a few tokens of the name.
+        """
+        if not seqs:
+            return None
+        empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
+        logits, sk, sv = self.decoder.run(None, {
+            "tokens": np.array([[SOT, NO_TIMESTAMPS]], np.int64), "self_k": empty,
+            "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
+        rows = [[*s, EOT] for s in seqs]
+        total = np.zeros(len(rows))
+        alive = list(range(len(rows)))
+        shared = True  # every live row has the same tokens so far: one decoder row
+        found: tuple[int, float] | None = None
+        for step in itertools.count():
+            logp = _log_softmax(logits.astype(np.float64))
+            for r, i in enumerate(alive):
+                total[i] += logp[0 if shared else r, rows[i][step]]
+            for i in alive:
+                if step + 1 == len(rows[i]) and total[i] > floor:
+                    floor = float(total[i])
+                    found = (i, floor)
+            keep = [r for r, i in enumerate(alive)
+                    if total[i] > floor and step + 1 < len(rows[i])]
+            if not keep:
+                return found
+            if shared and len({rows[alive[r]][step] for r in keep}) == 1:
+                alive = [alive[r] for r in keep]
+                feed = np.array([[rows[alive[0]][step]]], np.int64)
+                ck, cv = cross_k, cross_v
+            else:
+                idx = np.zeros(len(keep), np.int64) if shared else np.array(keep)
+                sk, sv = sk[:, idx], sv[:, idx]
+                shared = False
+                alive = [alive[r] for r in keep]
+                feed = np.array([[rows[i][step]] for i in alive], np.int64)
+                ck = np.repeat(cross_k, len(alive), axis=1)
+                cv = np.repeat(cross_v, len(alive), axis=1)
+            logits, sk, sv = self.decoder.run(None, {
+                "tokens": feed, "self_k": sk, "self_v": sv, "cross_k": ck, "cross_v": cv})
+        return found
 
     def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
                nbest: int, bias: BiasTrie | None, max_tokens: int,
