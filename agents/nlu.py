@@ -29,7 +29,7 @@ from infra import metrics
 from infra.config import Settings
 from models.nlu.context import facts_consulted, resolve
 from models.nlu.values import normalise
-from models.textnorm import normalize
+from models.textnorm import words_form
 from streams import topics
 from streams.asr import NBest, Transcript
 from streams.control import ErrorEvent
@@ -63,7 +63,7 @@ _CLOCK_RUN = re.compile(r"\b(at|for|until|by|to)\s+(\d{1,2})([0-5]\d)\b")
 def nlu_text(text: str) -> str:
     """What the model reads: ASR text written the way MASSIVE is (lower case, numbers as
     words, no punctuation); Whisper's ``730`` after "at"/"for" is a clock time."""
-    return normalize(_CLOCK_RUN.sub(r"\1 \2:\3", text))
+    return words_form(_CLOCK_RUN.sub(r"\1 \2:\3", text))
 
 
 def _asr_probs(scores: Sequence[float], sharpness: float) -> list[float]:

@@ -4,8 +4,11 @@ Both reference and hypothesis go through :func:`normalize` before WER is
 counted, so "Set a timer for 10 minutes." and "set a timer for ten minutes"
 score as equal. Numbers become words (``10`` -> ``ten``, ``5:30`` -> ``five
 thirty``, ``7:00`` -> ``seven``, ``3rd`` -> ``third``, ``2.5`` -> ``two point
-five``, ``20%`` -> ``twenty percent``); ``&`` becomes ``and``; hyphens split
-words; other punctuation is dropped, apostrophes inside words are kept.
+five``, ``20%`` -> ``twenty percent``), and ``and`` inside a spelled number is
+dropped (``six hundred and six`` = ``six hundred six``); ``&`` becomes
+``and``; hyphens split words, except ``e-mail`` -> ``email``; other punctuation
+is dropped and apostrophes are removed (``let's`` = ``lets``, ``Matthew's`` =
+``Matthews``: typed references write them either way).
 """
 
 from __future__ import annotations
@@ -68,8 +71,16 @@ def _decimal(m: re.Match[str]) -> str:
     return number_words(int(whole)) + " point " + " ".join(_ONES[int(d)] for d in frac)
 
 
-def normalize(text: str) -> str:
-    """Return ``text`` lowercased, without punctuation, with numbers as words."""
+_NUMBER_AND = re.compile(r"\b(hundred|thousand|million) and (?=(?:{})\b)".format(
+    "|".join(_ONES[1:] + _TENS[2:])))
+
+
+def words_form(text: str) -> str:
+    """Return ``text`` lowercased, without punctuation, with numbers as words.
+
+    Apostrophes inside words stay (``what's``): this is the form the NLU model
+    reads, as MASSIVE writes it.
+    """
     t = text.lower().replace("&", " and ").replace("%", " percent ")
     t = re.sub(r"\b(\d{1,2}):(\d{2})\b", _time, t)
     t = re.sub(r"\b(\d+)\.(\d+)\b", _decimal, t)
@@ -81,6 +92,14 @@ def normalize(text: str) -> str:
     t = re.sub(r"[^\w\s']", " ", t)
     t = re.sub(r"(?<!\w)'|'(?!\w)", " ", t)
     return " ".join(t.split())
+
+
+def normalize(text: str) -> str:
+    """Return the form WER is counted on: :func:`words_form`, without apostrophes,
+    ``e-mail`` as ``email`` and no ``and`` inside spelled numbers."""
+    t = re.sub(r"\be[- ]mail", "email", text.lower().replace("\u2019", "'"))
+    t = words_form(t).replace("'", "")
+    return _NUMBER_AND.sub(r"\1 ", t)
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:

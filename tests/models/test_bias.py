@@ -62,3 +62,11 @@ def test_from_phrases_adds_spacing_and_capital_forms() -> None:
     assert len(trie) == 1  # "ab", " ab", "Ab" all tokenize alike here
     with pytest.raises(ValueError):
         BiasTrie([(1,)], weight=-1.0)
+
+
+def test_a_phrase_said_again_later_earns_nothing_more(trie: BiasTrie) -> None:
+    # Once: 6 nats. Again after another word: the second match's bonus is taken back,
+    # so repeating a name (or a whole sentence around it) is not rewarded.
+    assert path_bonus(trie, [1, 2, 3, 7, 1, 2, 3]) == pytest.approx(6.0)
+    # A different phrase after it still earns its own bonus.
+    assert path_bonus(trie, [1, 2, 3, 7, 1, 4]) == pytest.approx(10.0)

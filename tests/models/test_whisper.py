@@ -126,3 +126,55 @@ def test_whisper_grammar_restricts_the_output(clips: dict[str, np.ndarray]) -> N
     assert text.lower().rstrip(".!?").strip() == "seven"
     text = engine.transcribe(clips["timer"], grammar=grammar)[0].text
     assert text.lower().rstrip(".!?").strip() in grammar
+
+
+@pytest.fixture(scope="module")
+def engine() -> WhisperEngine:
+    return WhisperEngine()
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("switch off the Neato vacuum", "Neato vacuum"),
+    ("send a message to Lucasta Ostrowski", "Lucasta Ostrowski"),
+])
+def test_sound_alike_rescoring_writes_the_context_name(engine: WhisperEngine, text: str,
+                                                       name: str) -> None:
+    """tiny.en hears "needle vacuum" and "Lucas Tastro's key"; shallow fusion alone does
+    not get there, the decoder's check of the sound-alike phrase does."""
+    from infra.eval_asr import context_names
+
+    audio = speak(text, "en-us", 160)
+    phrases = context_names(tune=True)
+    assert name in phrases
+    fused = engine.transcribe(audio, phrases=phrases, bias_weight=2.0, nbest=3)
+    assert all(name not in h.text for h in fused)
+    rescored = engine.transcribe(audio, phrases=phrases, bias_weight=2.0, phrase_bonus=22.0,
+                                 nbest=3)
+    assert name in rescored[0].text
+    # The n-best keeps what was heard after the corrected hypothesis.
+    assert rescored[1].text == fused[0].text
+
+
+def test_sound_alike_rescoring_leaves_a_sentence_without_names(engine: WhisperEngine) -> None:
+    from infra.eval_asr import context_names
+
+    audio = speak("turn off the lights in the kitchen", "en-us", 160)
+    plain = engine.transcribe(audio, nbest=1)
+    rescored = engine.transcribe(audio, phrases=context_names(), phrase_bonus=22.0, nbest=1)
+    assert rescored[0].text == plain[0].text
+
+
+def test_best_above_scores_as_the_search_did(clips: dict[str, np.ndarray]) -> None:
+    model = WhisperOnnx()
+    cross_k, cross_v = model.encode(model.features(clips["timer"]))
+    hyps = model.search(cross_k, cross_v, beam_size=5, nbest=3, bias=None, max_tokens=30)
+    seqs = [list(h.tokens) for h in hyps]
+    for h, seq in zip(hyps, seqs, strict=True):
+        found = model.best_above(cross_k, cross_v, [seq], -1e9)
+        assert found is not None
+        # int8 with dynamic quantisation: batch shapes move the figures a little.
+        assert found[1] == pytest.approx(h.logprob, abs=0.5)
+    best = model.best_above(cross_k, cross_v, seqs, -1e9)
+    assert best is not None
+    assert best[1] == pytest.approx(max(h.logprob for h in hyps), abs=0.5)
+    assert model.best_above(cross_k, cross_v, seqs, max(h.logprob for h in hyps) + 5) is None
