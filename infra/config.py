@@ -117,7 +117,7 @@ class Settings:
     asr_bias_weight: float = 2.0
     #: Sound-alike rescoring: a context phrase replaces words that sound like it when
     #: the audio scores it within this many nats of the best hypothesis; 0 turns it off.
-    asr_phrase_bonus: float = 20.0
+    asr_phrase_bonus: float = 22.0
     #: Hypotheses per transcript.
     asr_nbest: int = 5
     #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
