@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -140,15 +141,19 @@ class WhisperOnnx:
         beats the top's. This recovers names the beam never held, which shallow
         fusion alone cannot: the audio, not the spelling, has the last word.
         """
-        found: dict[str, float] = {}
+        found: dict[str, tuple[float, str]] = {}
+        heard = {_words(h.text) for h in hyps[:consider]}
         for hyp in hyps[:consider]:
+            if hyp is not hyps[0] and _words(hyp.text) == _words(hyps[0].text):
+                continue  # the top one again, cased or punctuated otherwise
             for m in sounds.search(hyp.text, limit=candidates):
                 text = hyp.text[: m.start] + m.phrase + hyp.text[m.end:]
-                if text not in found and text != hyps[0].text:
-                    found[text] = m.distance
+                key = _words(text)
+                if key not in found and key not in heard:
+                    found[key] = (m.distance, text)
         if not found:
             return hyps
-        variants = sorted(found, key=found.__getitem__)[:candidates]
+        variants = [text for _, text in sorted(found.values())][:candidates]
         seqs = [self.tokenizer.encode(" " + t) for t in variants]
         best = self.best_above(cross_k, cross_v, seqs, hyps[0].logprob - bonus)
         if best is None:
@@ -280,6 +285,12 @@ class WhisperOnnx:
                 n = max(len(beam.tokens), 1)
                 out[text] = Hypothesis(text, tuple(beam.tokens), beam.logprob, beam.fused / n)
         return list(out.values())[:nbest]
+
+
+def _words(text: str) -> str:
+    """Return ``text`` as lower-case words: variants that differ only in case or
+    punctuation are one variant."""
+    return " ".join(re.findall(r"[\w']+", text.lower()))
 
 
 def _log_softmax(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
