@@ -44,6 +44,8 @@ COMMANDS = (
     ("hunger_games.wav", "lounge-tv", "a device with a screen: the film"),
     ("hunger_games.wav", "kitchen-1", "same audio, no screen: the audiobook"),
     ("alarm_paused.wav", "kitchen-1", "a 500 ms mid-sentence pause: reset, one directive"),
+    ("neato_off.wav", "kitchen-1", "an appliance name from the device's context"),
+    ("neato_off.wav", "hall-2", "same audio, no such name in context: \"needle vacuum\""),
     ("lights_8k.wav", "hall-2", "an 8 kHz device (resampled)"),
     ("silence.wav", "hall-2", "nobody speaks"),
 )
@@ -51,7 +53,7 @@ COMMANDS = (
 CONTEXTS: dict[str, dict[str, Any]] = {
     "kitchen-1": {"device_type": "speaker", "location": "kitchen",
                   "states": {"oven": "on", "oven_temperature": "180", "kitchen light": "off"},
-                  "local_time": "21:40"},
+                  "appliances": ["Neato vacuum", "Dyson fan"], "local_time": "21:40"},
     "hall-2": {"device_type": "speaker", "location": "hall", "local_time": "21:40"},
     "lounge-tv": {"device_type": "tv", "has_screen": True, "location": "living room"},
 }
@@ -108,6 +110,7 @@ def build_audio(out: Path) -> None:
     pause = np.zeros(RATE // 2, np.float32)
     write("alarm_paused.wav",
           pad(np.concatenate([trimmed("wake me up"), pause, trimmed("at seven thirty")])))
+    write("neato_off.wav", pad(trimmed("switch off the Neato vacuum")))
     lights = pad(trimmed("turn off the lights in the hall"))
     write("lights_8k.wav", soxr.resample(lights, RATE, 8000).astype(np.float32), 8000)
     write("silence.wav", np.zeros(RATE * 6, np.float32))

@@ -1,4 +1,4 @@
-"""Smart-home skill: switch lights, plugs and appliances; answer appliance queries.
+"""Smart-home skill: switch lights, plugs, appliances and cleaners; answer appliance queries.
 
 A switch changes the device's ``states`` through a ``ContextUpdate`` (and
 records ``on:<device>`` in its history), so a later "turn it off" resolves to
@@ -34,6 +34,14 @@ async def handle(d: Directive, ctx: SkillContext) -> str:
         await ctx.update_context(states={target: state},
                                  history=(f"{state}:{target}",))
         return f"Turning {state} the {target}."
+    if d.intent == "iot_cleaning":
+        # "switch off the Neato vacuum", "start the robot hoover"
+        slot = d.slot("device_type")
+        target = slot.value.lower() if slot is not None else "vacuum"
+        words = d.text.lower().split()
+        state = "off" if any(w in words for w in ("off", "stop", "pause")) else "on"
+        await ctx.update_context(states={target: state}, history=(f"{state}:{target}",))
+        return f"{'Starting' if state == 'on' else 'Stopping'} the {target}."
     if d.intent == "iot_appliance_query":
         slot = d.slot("device_type")
         device = (slot.value if slot is not None else "appliance").lower()

@@ -40,6 +40,19 @@ async def test_smart_home_switches_and_reports_state() -> None:
     assert oven == "The oven is on, at 180 degrees."
 
 
+async def test_smart_home_starts_and_stops_a_named_cleaner() -> None:
+    ctx = Ctx()
+    said = await smarthome.handle(directive("iot_cleaning", "switch off the neato vacuum",
+                                            device_type="neato vacuum"), ctx)  # type: ignore[arg-type]
+    assert said == "Stopping the neato vacuum."
+    assert ctx.updates == [{"states": {"neato vacuum": "off"},
+                            "history": ("off:neato vacuum",)}]
+    said = await smarthome.handle(directive("iot_cleaning", "start cleaning the floor"),
+                                  ctx)  # type: ignore[arg-type]
+    assert said == "Starting the vacuum."
+    assert ctx.updates[-1]["states"] == {"vacuum": "on"}
+
+
 async def test_timers_set_list_and_ring() -> None:
     state, ctx = timers.Timers(), Ctx()
     assert await state.handle(directive("alarm_set", time="07:30"), ctx) == \
