@@ -20,13 +20,18 @@ from models.asr import WhisperEngine
 from models.whisper.inference import WhisperOnnx
 
 
+def three_seconds(audio: np.ndarray) -> np.ndarray:
+    """Return ``audio`` padded with silence or cut to 3 s at 16 kHz."""
+    return np.concatenate([audio, np.zeros(max(0, 48000 - audio.size), np.float32)])[:48000]
+
+
 def main() -> None:
     """Print p50/p95 ms per variant for the same 3 s command."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15, help="decodes per variant")
     args = parser.parse_args()
-    audio = speak("what is the weather like in boston tomorrow morning", "en-us", 150)
-    audio = np.concatenate([audio, np.zeros(max(0, 48000 - audio.size), np.float32)])[:48000]
+    audio = three_seconds(speak("what is the weather like in boston tomorrow morning",
+                                "en-us", 150))
     print(f"audio: {audio.size / 16000:.1f} s; beam 5; onnxruntime, 1 thread")
     print(f"{'variant':<34} {'p50 ms':>7} {'p95 ms':>7}  text")
     for quantized in (True, False):
@@ -43,8 +48,7 @@ def main() -> None:
             print(f"{name:<34} {p50:7.0f} {p95:7.0f}  {text}")
     phrases = context_names(tune=True)
     engine = WhisperEngine()
-    named = speak("send a message to Lucasta Ostrowski", "en-us", 160)
-    named = np.concatenate([named, np.zeros(max(0, 48000 - named.size), np.float32)])[:48000]
+    named = three_seconds(speak("send a message to Lucasta Ostrowski", "en-us", 160))
     for label, clip in (("weather", audio), ("name", named)):
         for name, bonus in ((f"int8 10 s, 200 phrases, {label}", 0.0),
                             ("  + sound-alike rescoring", 22.0)):

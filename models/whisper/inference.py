@@ -142,9 +142,10 @@ class WhisperOnnx:
         fusion alone cannot: the audio, not the spelling, has the last word.
         """
         found: dict[str, tuple[float, str]] = {}
-        heard = {_words(h.text) for h in hyps[:consider]}
-        for hyp in hyps[:consider]:
-            if hyp is not hyps[0] and _words(hyp.text) == _words(hyps[0].text):
+        words = [_words(h.text) for h in hyps[:consider]]
+        heard = set(words)
+        for n, hyp in enumerate(hyps[:consider]):
+            if n and words[n] == words[0]:
                 continue  # the top one again, cased or punctuated otherwise
             for m in sounds.search(hyp.text, limit=candidates):
                 text = hyp.text[: m.start] + m.phrase + hyp.text[m.end:]
@@ -185,6 +186,7 @@ class WhisperOnnx:
         total = np.zeros(len(rows))
         alive = list(range(len(rows)))
         shared = True  # every live row has the same tokens so far: one decoder row
+        ck, cv = cross_k, cross_v
         found: tuple[int, float] | None = None
         for step in itertools.count():
             logp = _log_softmax(logits.astype(np.float64))
@@ -201,15 +203,15 @@ class WhisperOnnx:
             if shared and len({rows[alive[r]][step] for r in keep}) == 1:
                 alive = [alive[r] for r in keep]
                 feed = np.array([[rows[alive[0]][step]]], np.int64)
-                ck, cv = cross_k, cross_v
             else:
                 idx = np.zeros(len(keep), np.int64) if shared else np.array(keep)
                 sk, sv = sk[:, idx], sv[:, idx]
                 shared = False
                 alive = [alive[r] for r in keep]
                 feed = np.array([[rows[i][step]] for i in alive], np.int64)
-                ck = np.repeat(cross_k, len(alive), axis=1)
-                cv = np.repeat(cross_v, len(alive), axis=1)
+                if ck.shape[1] != len(alive):  # the audio rows are alike: copy on change only
+                    ck = np.repeat(cross_k, len(alive), axis=1)
+                    cv = np.repeat(cross_v, len(alive), axis=1)
             logits, sk, sv = self.decoder.run(None, {
                 "tokens": feed, "self_k": sk, "self_v": sv, "cross_k": ck, "cross_v": cv})
         return found

@@ -126,6 +126,7 @@ class SoundIndex:
 
     def __init__(self, phrases: Iterable[str]) -> None:
         self.phrases = sorted({" ".join(p.split()) for p in phrases if p.strip()})
+        self._lowered = [p.lower() for p in self.phrases]
         self.keys = [sound_key(p) for p in self.phrases]
         self.words = [len(p.split()) for p in self.phrases]
         alphabet = sorted({ch for k in self.keys for ch in k} | set(VOWEL))
@@ -186,9 +187,13 @@ class SoundIndex:
         if not self.phrases:
             return []
         lowered = text.lower()
-        present = {p for p in self.phrases if p.lower() in lowered}
         # Words that already spell a context phrase are not rewritten into another.
-        taken = [(i, i + len(p)) for p in present if (i := lowered.find(p.lower())) >= 0]
+        present: set[str] = set()
+        taken: list[tuple[int, int]] = []
+        for phrase, low in zip(self.phrases, self._lowered, strict=True):
+            if (i := lowered.find(low)) >= 0:
+                present.add(phrase)
+                taken.append((i, i + len(low)))
         words: list[_Word] = []
         segment = 0
         for m in _WORD.finditer(text):
