@@ -443,14 +443,19 @@ def train() -> None:
               help="Factorise the word embeddings to this rank (smaller, less accurate); "
                    "0 keeps the full table.")
 @click.option("--device", default="cpu", help="torch device, e.g. cpu or cuda.")
-@click.option("--label-smoothing", type=float, default=0.0,
+@click.option("--label-smoothing", type=float, default=0.1,
               help="Label smoothing of the intent loss.")
+@click.option("--average", type=int, default=3,
+              help="Also score the mean weights of this many last epochs (1: off).")
+@click.option("--pooling", type=click.Choice(["cls", "cls+mean"]), default="cls+mean",
+              help="What the intent head reads: [CLS], or [CLS] and the mean of the pieces.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where the exported model goes [default: models/nlu/model].")
 def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
-              label_smoothing: float, work: str, out: str | None) -> None:
+              label_smoothing: float, average: int, pooling: str, work: str,
+              out: str | None) -> None:
     """Fine-tune the joint intent/slot model from all-MiniLM-L6-v2 and export it to ONNX."""
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR
@@ -470,7 +475,8 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
 
         best = do_train(Path(data_dir), Path(work), epochs=epochs,
                         embed_rank=embed_rank or None, device=device,
-                        label_smoothing=label_smoothing, progress=progress)
+                        label_smoothing=label_smoothing, average=average, pooling=pooling,
+                        progress=progress)
     target = export(Path(work), Path(out) if out else DEFAULT_DIR, encoder_dir() / "vocab.txt")
     click.echo(json.dumps({"best_epoch": best["epoch"], "dev": best["dev"],
                            "model": str(target)}))

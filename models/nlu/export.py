@@ -1,9 +1,14 @@
 """Export the trained joint model to ONNX and quantize it (build time, torch).
 
-Linear layers become int8 (dynamic quantization). The word-embedding table,
-the largest tensor, is stored as 4-bit blocks (32 values, each block with its
-own scale and zero point) read by onnxruntime's ``GatherBlockQuantized``:
-7.5 MB instead of 11.7 MB at int8, which keeps the file under 20 MB.
+Linear layers keep 8-bit weights in blocks of 64 along the input (each block
+with its own scale and zero point, onnxruntime's ``MatMulNBits``), computed in
+int8 with the activations also scaled per block (``accuracy_level`` 4). Plain
+dynamic quantization (one scale per weight tensor and per activation tensor)
+cost 0.3 point of intent accuracy and 0.6 of exact match on MASSIVE dev against
+this, at the same speed. The word-embedding table, the largest tensor, is
+stored as 4-bit blocks (32 values, each block with its own scale and zero
+point) read by ``GatherBlockQuantized``: 7.5 MB instead of 11.7 MB at int8.
+The position table keeps only the rows an input can reach.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.nlu.labels import MAX_PIECES
 from models.nlu.torch_model import JointModel
 
 EMBED_BLOCK = 32
+WEIGHT_BLOCK = 64
+#: [CLS], at most MAX_PIECES word pieces, [SEP].
+POSITIONS = MAX_PIECES + 2
 
 
 def quantize_rows_4bit(w: np.ndarray, block: int = EMBED_BLOCK
@@ -70,12 +79,20 @@ def embeddings_to_4bit(path: Path, rows: int) -> None:
 
 def export(trained: Path, out: Path, vocab: Path) -> Path:
     """Write ``nlu.int8.onnx``, ``labels.json`` and ``vocab.txt`` into ``out``."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    import onnx
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
 
     labels = json.loads((trained / "labels.json").read_text())
     model = JointModel(len(labels["intents"]), len(labels["tags"]),
-                       embed_rank=labels.get("embed_rank"))
+                       embed_rank=labels.get("embed_rank"),
+                       pooling=labels.get("pooling", "cls"))
     model.load_state_dict(torch.load(trained / "joint.pt", map_location="cpu", weights_only=True))
+    model.pos = torch.nn.Embedding.from_pretrained(  # type: ignore[no-untyped-call]
+        model.pos.weight[:POSITIONS].detach())
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     fp32 = out / "nlu.onnx"
@@ -88,8 +105,12 @@ def export(trained: Path, out: Path, vocab: Path) -> Path:
                           "intent_logits": {0: "batch"}, "slot_logits": {0: "batch", 1: "n"}},
             opset_version=17)
     target = out / "nlu.int8.onnx"
-    quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gemm"])
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=WEIGHT_BLOCK, is_symmetric=False, accuracy_level=4, bits=8,
+        quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",))
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32)), algo_config=config)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(target))
     fp32.unlink()
     embeddings_to_4bit(target, rows=model.tok.num_embeddings)
     shutil.copy(trained / "labels.json", out / "labels.json")

