@@ -242,7 +242,8 @@ class AsrService:
             loop = asyncio.get_running_loop()
             hyps = await loop.run_in_executor(self._executor, lambda: engine.transcribe(
                 audio, phrases=phrases, bias_weight=self.settings.asr_bias_weight,
-                phrase_bonus=self.settings.asr_phrase_bonus, nbest=self.settings.asr_nbest,
+                phrase_bonus=self.settings.asr_phrase_bonus,
+                strong_weight=self.settings.asr_strong_weight, nbest=self.settings.asr_nbest,
                 grammar=grammar))
         except AsrError as exc:
             if action.revision not in utt.tracker.cancelled:

@@ -50,13 +50,14 @@ def main() -> None:
     engine = WhisperEngine()
     named = three_seconds(speak("send a message to Lucasta Ostrowski", "en-us", 160))
     for label, clip in (("weather", audio), ("name", named)):
-        for name, bonus in ((f"int8 10 s, 200 phrases, {label}", 0.0),
-                            ("  + sound-alike rescoring", 22.0)):
+        for name, bonus, strong in ((f"int8 10 s, 200 phrases, {label}", 0.0, 0.0),
+                                    ("  + sound-alike rescoring", 22.0, 0.0),
+                                    ("  + strong second search", 22.0, 4.0)):
             times = []
             for _ in range(args.runs):
                 start = time.perf_counter()
                 out = engine.transcribe(clip, phrases=phrases, bias_weight=2.0,
-                                        phrase_bonus=bonus, nbest=5)
+                                        phrase_bonus=bonus, strong_weight=strong, nbest=5)
                 times.append((time.perf_counter() - start) * 1000)
             p50, p95 = np.percentile(times, [50, 95])
             print(f"{name:<34} {p50:7.0f} {p95:7.0f}  {out[0].text if out else ''}")

@@ -506,11 +506,14 @@ def eval() -> None:
               help="Biasing bonus per token [default: the asr_bias_weight setting].")
 @click.option("--phrase-bonus", type=float, default=None,
               help="Sound-alike rescoring bonus per phrase [default: asr_phrase_bonus].")
+@click.option("--strong-weight", type=float, default=None,
+              help="Second search's bias per token, 0 off [default: asr_strong_weight].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
              ctx_file: str | None, sets: str, variant: str, grammar: str | None,
-             bias_weight: float | None, phrase_bonus: float | None, as_json: bool) -> None:
+             bias_weight: float | None, phrase_bonus: float | None,
+             strong_weight: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
     from models.asr import AsrError, create
@@ -540,7 +543,9 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
                              bias_weight=settings.asr_bias_weight if bias_weight is None
                              else bias_weight,
                              phrase_bonus=settings.asr_phrase_bonus if phrase_bonus is None
-                             else phrase_bonus)
+                             else phrase_bonus,
+                             strong_weight=settings.asr_strong_weight if strong_weight is None
+                             else strong_weight)
     report["variant"] = variant if engine == "whisper" else f"grammar={grammar}"
     click.echo(json.dumps(report, indent=None if as_json else 2))
 

@@ -118,6 +118,9 @@ class Settings:
     #: Sound-alike rescoring: a context phrase replaces words that sound like it when
     #: the audio scores it within this many nats of the best hypothesis; 0 turns it off.
     asr_phrase_bonus: float = 22.0
+    #: With the rescoring on, a second search with this bias per token; its result is
+    #: taken only when it holds a whole context phrase the first lacks; 0 turns it off.
+    asr_strong_weight: float = 4.0
     #: Hypotheses per transcript.
     asr_nbest: int = 5
     #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
@@ -158,6 +161,8 @@ class Settings:
             raise ConfigError("asr_bias_weight must be in 0..20 and asr_nbest in 1..20")
         if not 0 <= self.asr_phrase_bonus <= 100:
             raise ConfigError("asr_phrase_bonus must be in 0..100")
+        if not 0 <= self.asr_strong_weight <= 20:
+            raise ConfigError("asr_strong_weight must be in 0..20")
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
             raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
 

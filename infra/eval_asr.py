@@ -163,7 +163,7 @@ def _wer(pairs: list[tuple[str, str]]) -> float | None:
 
 
 def evaluate(engine: Engine, rows: list[dict[str, Any]], *, phrases: list[str],
-             bias_weight: float, phrase_bonus: float = 0.0,
+             bias_weight: float, phrase_bonus: float = 0.0, strong_weight: float = 0.0,
              sets: tuple[str, ...] = ("digits", "massive", "names", "names-tune"),
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Decode every row of ``sets``; return WER, name recall and compute figures.
@@ -185,7 +185,7 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, phrases: list[str],
             start = time.perf_counter()
             hyps = engine.transcribe(audio, phrases=() if grammar else context,
                                      bias_weight=bias_weight, phrase_bonus=phrase_bonus,
-                                     nbest=1, grammar=grammar)
+                                     strong_weight=strong_weight, nbest=1, grammar=grammar)
             elapsed = time.perf_counter() - start
             compute.setdefault(label, []).append(elapsed * 1000)
             if label == "plain":
@@ -200,7 +200,7 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, phrases: list[str],
             if progress is not None:
                 progress(done, total)
     report: dict[str, Any] = {"engine": engine.name, "bias_weight": bias_weight,
-                              "phrase_bonus": phrase_bonus}
+                              "phrase_bonus": phrase_bonus, "strong_weight": strong_weight}
     for label, groups in results.items():
         section: dict[str, Any] = {}
         for key, pairs in sorted(groups.items()):

@@ -43,13 +43,16 @@ class Engine(Protocol):
     name: str
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, phrase_bonus: float = 0.0, nbest: int = 5,
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0,
+                   strong_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first; empty when nothing was said.
 
         ``phrases`` are boosted by ``bias_weight`` (nats per token) during the search;
         with ``phrase_bonus`` > 0 an engine may also put a phrase where the words it
-        heard sound like it, when the audio scores that within ``phrase_bonus`` nats.
+        heard sound like it, when the audio scores that within ``phrase_bonus`` nats,
+        and with ``strong_weight`` > 0 search again under that heavier bias, taking
+        the result only when it holds a whole phrase the first result lacks.
         A non-empty ``grammar`` restricts the output to one of its phrases.
         """
         ...
@@ -82,16 +85,19 @@ class WhisperEngine:
         return SoundIndex(phrases)
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, phrase_bonus: float = 0.0, nbest: int = 5,
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0,
+                   strong_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Transcribe with beam search; n-best scores are per-token search scores."""
         key = tuple(sorted(set(phrases)))
         trie = self._trie(key, bias_weight, False) if phrases and bias_weight > 0 else None
         sounds = self._sounds(key) if phrases and phrase_bonus > 0 else None
+        strong = self._trie(key, strong_weight, False) \
+            if sounds is not None and strong_weight > 0 else None
         rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
         hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
                                      grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
-                                     trim=self.trim)
+                                     strong=strong, trim=self.trim)
         return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
 
 
@@ -125,7 +131,8 @@ class PocketsphinxEngine:
             self._decoder.activate_search("grammar")
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, phrase_bonus: float = 0.0, nbest: int = 5,
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0,
+                   strong_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Decode in one pass; the n-best comes from the lattice.
 

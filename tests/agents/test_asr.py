@@ -83,7 +83,8 @@ class ScriptedEngine:
         self.release = gate
 
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                   bias_weight: float = 0.0, phrase_bonus: float = 0.0, nbest: int = 5,
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0,
+                   strong_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         self.calls.append((audio.size, tuple(phrases)))
         return [Hypothesis(f"heard {audio.size} samples", -0.1)]
@@ -236,7 +237,8 @@ async def test_device_grammar_reaches_the_engine() -> None:
 
     class Recording(ScriptedEngine):
         def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
-                       bias_weight: float = 0.0, phrase_bonus: float = 0.0, nbest: int = 5,
+                       bias_weight: float = 0.0, phrase_bonus: float = 0.0,
+                       strong_weight: float = 0.0, nbest: int = 5,
                        grammar: Sequence[str] = ()) -> list[Hypothesis]:
             seen.append(tuple(grammar))
             return [Hypothesis("seven", -0.1)]

@@ -38,6 +38,8 @@ def test_environment_and_nested_endpointer_options() -> None:
     {"broker": "kafka://"},
     {"endpointer": {"speculative_silence_ms": 900, "final_silence_ms": 800}},
     {"endpointer": {"loudness": 3}},
+    {"asr_phrase_bonus": -1},
+    {"asr_strong_weight": 25},
 ])
 def test_bad_values_fail_when_built(data: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

@@ -83,3 +83,13 @@ def test_search_proposes_nothing_for_unrelated_words() -> None:
                                       max_distance=0.3) == []
     assert SoundIndex(PHRASES).search("") == []
     assert SoundIndex([]).search("turn on the Tango thermostat") == []
+
+
+def test_contained_finds_whole_phrases_only() -> None:
+    index = SoundIndex(["Sigrun Vukovic", "Neato vacuum", "Ann"])
+    assert index.contained("Phone Sigrun Vukovic, on the mobile.") == {"Sigrun Vukovic"}
+    assert index.contained("switch off the NEATO VACUUM") == {"Neato vacuum"}
+    # Part of a phrase, or a phrase inside a longer word, is not the phrase.
+    assert index.contained("Phone Sigrun on the mobile") == set()
+    assert index.contained("Annabel called") == set()
+    assert index.contained("") == set()

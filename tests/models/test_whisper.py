@@ -162,6 +162,28 @@ def test_sound_alike_rescoring_leaves_a_sentence_without_names(engine: WhisperEn
     plain = engine.transcribe(audio, nbest=1)
     rescored = engine.transcribe(audio, phrases=context_names(), phrase_bonus=22.0, nbest=1)
     assert rescored[0].text == plain[0].text
+    # The heavy second search finds no whole name here, so its result is not taken.
+    again = engine.transcribe(audio, phrases=context_names(), phrase_bonus=22.0,
+                              strong_weight=4.0, nbest=1)
+    assert again[0].text == plain[0].text
+
+
+def test_strong_second_search_finds_a_name_heard_as_other_words(engine: WhisperEngine) -> None:
+    """tiny.en hears "Phone Sigmund, you can become the mobile": no words sound near
+    enough for the rescoring, but a search under a heavy bias writes the name."""
+    from infra.eval_asr import context_names
+
+    audio = speak("phone Sigrun Vukovic on the mobile", "en-us", 160)
+    phrases = context_names(tune=True)
+    assert "Sigrun Vukovic" in phrases
+    rescored = engine.transcribe(audio, phrases=phrases, bias_weight=2.0, phrase_bonus=22.0,
+                                 nbest=3)
+    assert all("Sigrun Vukovic" not in h.text for h in rescored)
+    again = engine.transcribe(audio, phrases=phrases, bias_weight=2.0, phrase_bonus=22.0,
+                              strong_weight=4.0, nbest=3)
+    assert "Sigrun Vukovic" in again[0].text
+    # What the first pass heard stays in the n-best.
+    assert again[1].text == rescored[0].text
 
 
 def test_best_above_scores_as_the_search_did(clips: dict[str, np.ndarray]) -> None:
