@@ -138,16 +138,14 @@ class WhisperOnnx:
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
                     beam_size: int, max_tokens: int) -> list[Hypothesis]:
-        """Search again with the ``strong`` bias when ``hyps[0]`` holds no context phrase;
-        the result goes first only when it holds one in full.
+        """Search again with the ``strong`` bias when ``hyps[0]`` holds no context phrase
+        (``hyps`` is not empty); the result goes first only when it holds one in full.
 
         A heavy bias finds names tiny.en writes as unrelated words ("Daniel snuck
         on the wall"), but on ordinary sentences it mostly produces broken pieces
         of names, which cost WER when they win. Whole phrases are what it is
         good for, so only those are taken.
         """
-        if not hyps:
-            return hyps
         if sounds.contained(hyps[0].text):
             return hyps  # a name is already written: the heavy search would only repeat it
         again = self.search(cross_k, cross_v, beam_size=beam_size, nbest=1, bias=strong,

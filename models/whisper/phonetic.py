@@ -24,9 +24,6 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-#: A word, for whole-phrase matches.
-_WORD = re.compile(r"[a-z0-9']+")
-
 VOWEL = "a"
 #: Spelling rules applied in order, longest first at each position.
 _RULES: tuple[tuple[str, str], ...] = (
@@ -148,12 +145,12 @@ class SoundIndex:
                 self._indel[p, j] = _indel_cost(ch)
         self._lengths = np.array([len(k) for k in self.keys])
 
-
     def contained(self, text: str) -> set[str]:
         """The phrases ``text`` holds in full, as whole words (case and punctuation aside)."""
         words = " " + " ".join(_WORD.findall(text.lower())) + " "
         return {p for p, low in zip(self.phrases, self._low_words, strict=True)
                 if f" {low} " in words}
+
     def __len__(self) -> int:
         return len(self.phrases)
 
