@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from models.nlu.inference import DEFAULT_DIR, NluOnnx
-from models.nlu.labels import encode, slot_f1, spans, viterbi_bio
+from models.nlu.labels import slot_f1, spans, viterbi_bio
 from models.nlu.massive import Slot, load
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "massive-en-US" / "dev.jsonl"
@@ -37,14 +35,8 @@ def main() -> None:
     right = dict.fromkeys(ROWS, 0)
     exact = dict.fromkeys(ROWS, 0)
     for ex in examples:
-        enc = encode(ex.text, nlu.wp)
-        ids = np.array([enc.ids], np.int64)
-        intent_logits, slot_logits = nlu.session.run(None, {"ids": ids,
-                                                           "attention": np.ones_like(ids)})
-        intent = nlu.intents[int(intent_logits[0].argmax())]
-        rows = slot_logits[0, [p for p, _, _ in enc.word_starts]].astype(np.float64)
-        rows -= rows.max(axis=-1, keepdims=True)
-        rows -= np.log(np.exp(rows).sum(axis=-1, keepdims=True))
+        ((enc, probs, rows),) = nlu.scores([ex.text])
+        intent = nlu.intents[int(probs.argmax())]
         decoded = {
             ROWS[0]: [nlu.tags[int(j)] for j in rows.argmax(axis=-1)] if len(rows) else [],
             ROWS[1]: viterbi_bio(rows, nlu.tags, join_touching=False),

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from models.nlu.labels import encode, spans, type_mask, viterbi_bio
+from models.nlu.labels import Encoded, encode, spans, type_mask, viterbi_bio
 from models.nlu.massive import Slot
 from models.nlu.wordpiece import WordPiece
 
@@ -76,9 +76,10 @@ class NluOnnx:
         return bool(parts) and all(
             len(ids := self.wp.split_word(w)) == 1 and ids[0] != self.wp.unk for w, _, _ in parts)
 
-    def interpret_batch(self, texts: list[str], *, top_k: int = 3
-                        ) -> list[list[Interpretation]]:
-        """Return, per text, the ``top_k`` intents (best first), each with the slots."""
+    def scores(self, texts: list[str]
+               ) -> list[tuple[Encoded, npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """Run the model once over ``texts``: per text, its encoding, the intent
+        probabilities and the per-word tag log-probabilities ``[words, tags]``."""
         if not texts:
             return []
         enc = [encode(t, self.wp) for t in texts]
@@ -91,16 +92,23 @@ class NluOnnx:
         intent_logits, slot_logits = self.session.run(None, {"ids": ids, "attention": att})
         probs = _softmax(intent_logits)
         out = []
-        for i, (text, e) in enumerate(zip(texts, enc, strict=True)):
+        for i, e in enumerate(enc):
             rows = slot_logits[i, [p for p, _, _ in e.word_starts]].astype(np.float64)
             rows -= rows.max(axis=-1, keepdims=True)
             rows -= np.log(np.exp(rows).sum(axis=-1, keepdims=True))
-            order = np.argsort(-probs[i])[:top_k]
+            out.append((e, probs[i], rows))
+        return out
+
+    def interpret_batch(self, texts: list[str], *, top_k: int = 3
+                        ) -> list[list[Interpretation]]:
+        """Return, per text, the ``top_k`` intents (best first), each with the slots."""
+        out = []
+        for text, (e, probs, rows) in zip(texts, self.scores(texts), strict=True):
             ranked = []
-            for j in order:
+            for j in np.argsort(-probs)[:top_k]:
                 # Each intent reads the slots with the slot types it can have.
                 tags = viterbi_bio(rows, self.tags, self.masks.get(self.intents[j]))
                 slots = tuple(spans(text, e.word_starts, tags))
-                ranked.append(Interpretation(self.intents[j], float(probs[i, j]), slots))
+                ranked.append(Interpretation(self.intents[j], float(probs[j]), slots))
             out.append(ranked)
         return out
