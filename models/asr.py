@@ -63,12 +63,12 @@ class WhisperEngine:
 
     name = "whisper"
 
-    def __init__(self, *, quantized: bool = True, trim: bool = True, beam_size: int = 5,
-                 threads: int = 1, min_window_s: float = 10.0) -> None:
+    def __init__(self, *, model: str = "tiny.en", quantized: bool = True, trim: bool = True,
+                 beam_size: int = 5, threads: int = 1, min_window_s: float = 10.0) -> None:
         from models.whisper.inference import AsrModelMissing, WhisperOnnx
 
         try:
-            self.model = WhisperOnnx(quantized=quantized, threads=threads,
+            self.model = WhisperOnnx(model=model, quantized=quantized, threads=threads,
                                      min_window_s=min_window_s)
         except AsrModelMissing as exc:
             raise AsrError(AsrModelMissing.code, str(exc)) from exc

@@ -58,7 +58,12 @@ class _Reader:
 
 def read(path: Path) -> Ct2Model:
     """Parse ``path``; raise ``Ct2FormatError`` on anything unexpected."""
-    r = _Reader(path.read_bytes())
+    return parse(path.read_bytes())
+
+
+def parse(data: bytes) -> Ct2Model:
+    """Parse a model file's bytes; raise ``Ct2FormatError`` on anything unexpected."""
+    r = _Reader(data)
     version = r.take("I")
     if version != 6:
         raise Ct2FormatError(f"binary version {version}, expected 6")

@@ -20,13 +20,18 @@ import onnxruntime as ort
 from models.whisper.bias import BiasState, BiasTrie
 from models.whisper.features import FULL_FRAMES, HOP, SAMPLE_RATE_HZ, log_mel
 from models.whisper.phonetic import SoundIndex
-from models.whisper.tokenizer import EOT, NO_TIMESTAMPS, SOT, SPECIAL_BEGIN, Tokenizer
+from models.whisper.tokenizer import Tokenizer
 
 Float32Array = npt.NDArray[np.float32]
 #: Frames added after the audio when the encoder runs on the utterance's length.
 TRIM_PAD_FRAMES = 100
 #: Hypotheses whose sound-alike phrases are tried (:meth:`WhisperOnnx.rescore`).
 RESCORE_FROM = 3
+#: The strong second search runs only when the first result's mean log-probability
+#: per token is below this (nats): the model is unsure of what it wrote. Chosen on
+#: the tuning sets: every name it recovered there came from a result at -0.7 or
+#: below, while half the tuning voice's name-free MASSIVE sentences score above -0.5.
+STRONG_BELOW = -0.5
 
 
 class AsrModelMissing(RuntimeError):
@@ -35,11 +40,12 @@ class AsrModelMissing(RuntimeError):
     code = "asr-model-missing"
 
 
-def model_dir() -> Path:
-    """Return where converted models live (``$VOICESTREAM_MODEL_DIR``, else the user cache)."""
+def model_dir(model: str = "tiny.en") -> Path:
+    """Return where converted ``model`` lives (under ``$VOICESTREAM_MODEL_DIR``, else the
+    user cache)."""
     root = os.environ.get("VOICESTREAM_MODEL_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "voicestream" / "models"
-    return base / "whisper-tiny.en"
+    return base / f"whisper-{model}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,15 +71,16 @@ class _Beam:
 class WhisperOnnx:
     """Transcribe 16 kHz audio with the exported encoder and decoder."""
 
-    def __init__(self, path: Path | None = None, *, quantized: bool = True,
-                 threads: int = 1, min_window_s: float = 0.0) -> None:
+    def __init__(self, path: Path | None = None, *, model: str = "tiny.en",
+                 quantized: bool = True, threads: int = 1, min_window_s: float = 0.0) -> None:
         self.min_window_s = min_window_s
-        path = path or model_dir()
+        path = path or model_dir(model)
         suffix = ".int8.onnx" if quantized else ".onnx"
         enc, dec = path / f"encoder{suffix}", path / f"decoder{suffix}"
         if not (enc.is_file() and dec.is_file() and (path / "tokenizer.json").is_file()):
             raise AsrModelMissing(
-                f"no Whisper model in {path}; build it with: voicestream models build")
+                f"no Whisper model in {path}; build it with: voicestream models build"
+                + ("" if model == "tiny.en" else f" --whisper {model}"))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -139,15 +146,20 @@ class WhisperOnnx:
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
                     beam_size: int, max_tokens: int) -> list[Hypothesis]:
         """Search again with the ``strong`` bias when ``hyps[0]`` holds no context phrase
-        (``hyps`` is not empty); the result goes first only when it holds one in full.
+        and the model is unsure of it (mean log-probability per token below
+        :data:`STRONG_BELOW`; ``hyps`` is not empty); the result goes first only when
+        it holds a phrase in full.
 
         A heavy bias finds names tiny.en writes as unrelated words ("Daniel snuck
         on the wall"), but on ordinary sentences it mostly produces broken pieces
         of names, which cost WER when they win. Whole phrases are what it is
         good for, so only those are taken.
         """
-        if sounds.contained(hyps[0].text):
+        top = hyps[0]
+        if sounds.contained(top.text):
             return hyps  # a name is already written: the heavy search would only repeat it
+        if top.logprob / max(len(top.tokens), 1) > STRONG_BELOW:
+            return hyps  # words the model is sure of are not a name it misheard
         again = self.search(cross_k, cross_v, beam_size=beam_size, nbest=1, bias=strong,
                             max_tokens=max_tokens)
         if not again or not sounds.contained(again[0].text):
@@ -206,9 +218,9 @@ class WhisperOnnx:
             return None
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
         logits, sk, sv = self.decoder.run(None, {
-            "tokens": np.array([[SOT, NO_TIMESTAMPS]], np.int64), "self_k": empty,
+            "tokens": np.array([self.tokenizer.prompt], np.int64), "self_k": empty,
             "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
-        rows = [[*s, EOT] for s in seqs]
+        rows = [[*s, self.tokenizer.eot] for s in seqs]
         total = np.zeros(len(rows))
         alive = list(range(len(rows)))
         shared = True  # every live row has the same tokens so far: one decoder row
@@ -252,8 +264,9 @@ class WhisperOnnx:
         """
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
         logits, sk, sv = self.decoder.run(None, {
-            "tokens": np.array([[SOT, NO_TIMESTAMPS]], np.int64), "self_k": empty,
+            "tokens": np.array([self.tokenizer.prompt], np.int64), "self_k": empty,
             "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
+        eot = self.tokenizer.eot
         trie = bias or BiasTrie.empty()
         beams = [_Beam([], 0.0, 0.0, trie.start())]
         nodes = [0]  # each beam's position in the grammar
@@ -262,14 +275,14 @@ class WhisperOnnx:
         for step in range(max_tokens):
             logp = _log_softmax(logits.astype(np.float64))
             logp[:, self.suppress] = -np.inf
-            logp[:, SPECIAL_BEGIN + 1:] = -np.inf  # timestamps and other specials
+            logp[:, eot + 1:] = -np.inf  # timestamps and other specials
             if step == 0:
                 logp[:, self.suppress_begin] = -np.inf
             candidates: list[tuple[float, float, int, int, BiasState]] = []
             for b, beam in enumerate(beams):
                 fused = logp[b] + trie.bonus_vector(beam.bias, logp.shape[1])
                 if grammar is not None:
-                    fused = fused + grammar.allowed(nodes[b], logp.shape[1], EOT)
+                    fused = fused + grammar.allowed(nodes[b], logp.shape[1], eot)
                 top = np.argpartition(-fused, beam_size + 1)[: beam_size + 1]
                 for t in top:
                     if not np.isfinite(fused[t]):
@@ -280,7 +293,7 @@ class WhisperOnnx:
             keep: list[_Beam] = []
             rows: list[int] = []
             for fused_score, lp, b, t, state in candidates:
-                if t == EOT:
+                if t == eot:
                     finished.append(_Beam(beams[b].tokens, lp, fused_score, state))
                 else:
                     keep.append(_Beam([*beams[b].tokens, t], lp, fused_score,

@@ -2,7 +2,9 @@
 
 Decoding maps token ids to their byte strings. Encoding (used to put context
 phrases into the biasing trie) applies the merges in rank order to each
-pre-token, GPT-2 style.
+pre-token, GPT-2 style. The special tokens' ids differ between English-only
+vocabularies (tiny.en: end of text 50256) and multilingual ones (base: 50257,
+one more text token), so they are read from the file by name.
 """
 
 from __future__ import annotations
@@ -12,13 +14,6 @@ import itertools
 import json
 import re
 from pathlib import Path
-
-EOT = 50256
-SOT = 50257
-NO_TIMESTAMPS = 50362
-TIMESTAMP_BEGIN = 50363
-#: First id of the special tokens; text tokens are below it.
-SPECIAL_BEGIN = EOT
 
 # GPT-2's pre-tokenizer with Python's ``re``: letters are [^\W\d_].
 _PRETOKEN = re.compile(
@@ -50,6 +45,16 @@ class Tokenizer:
         for added in data.get("added_tokens", []):
             self.vocab[added["content"]] = added["id"]
         self.id_to_token = {i: t for t, i in self.vocab.items()}
+        #: End of text; it is also the first special token, text tokens are below it.
+        self.eot = self.vocab["<|endoftext|>"]
+        self.sot = self.vocab["<|startoftranscript|>"]
+        self.no_timestamps = self.vocab["<|notimestamps|>"]
+        #: A multilingual model must be told the language and the task.
+        self.multilingual = self.eot > 50256
+        lang_task = ((self.vocab["<|en|>"], self.vocab["<|transcribe|>"])
+                     if self.multilingual else ())
+        #: What the decoder is fed before the text: English transcription, no timestamps.
+        self.prompt: tuple[int, ...] = (self.sot, *lang_task, self.no_timestamps)
         self.ranks = {tuple(m.split(" ", 1)): r for r, m in enumerate(model["merges"])}
         self.b2u = _byte_to_unicode()
         self.u2b = {c: b for b, c in self.b2u.items()}
@@ -58,7 +63,7 @@ class Tokenizer:
         """Return the bytes of the text tokens in ``ids`` (special tokens are skipped)."""
         out = bytearray()
         for i in ids:
-            if i < SPECIAL_BEGIN:
+            if i < self.eot:
                 out.extend(self.u2b[c] for c in self.id_to_token[i])
         return bytes(out)
 

@@ -1,18 +1,22 @@
-"""Whisper tiny.en as torch modules, loaded from the CTranslate2 weights; export to ONNX.
+"""Whisper as torch modules, loaded from CTranslate2 weights; export to ONNX.
 
 Used at build time only (``voicestream models build``, needs the ``train``
-extra). The exported graphs:
+extra). The sizes (:class:`Dims`) are read from the weights: tiny.en is
+4 layers of width 384 with 6 heads, base 6 layers of 512 with 8. The exported
+graphs, with L layers and width D:
 
 * ``encoder.onnx``: log-mel ``[B, 80, F]`` (F even, up to 3000) to the decoder's
-  cross-attention keys and values for every layer, ``[L, B, F/2, 384]`` each, so
+  cross-attention keys and values for every layer, ``[L, B, F/2, D]`` each, so
   the decoder never recomputes them.
 * ``decoder.onnx``: new tokens ``[B, n]`` plus the self-attention cache
-  ``[L, B, P, 384]`` (P may be 0) and the cross keys/values, to the last
-  position's logits ``[B, V]`` and the grown cache ``[L, B, P+n, 384]``.
+  ``[L, B, P, D]`` (P may be 0) and the cross keys/values, to the last
+  position's logits ``[B, V]`` and the grown cache ``[L, B, P+n, D]``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 from typing import cast
 
@@ -23,17 +27,31 @@ from torch import nn
 
 from models.whisper.ct2 import Ct2Model
 
-N_MELS = 80
-D_MODEL = 384
-N_HEADS = 6
-N_LAYERS = 4
-N_VOCAB = 51864
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dims:
+    """A Whisper model's sizes (encoder and decoder have the same layer count)."""
+
+    n_mels: int
+    width: int
+    heads: int
+    layers: int
+    vocab: int
+
+    @classmethod
+    def of(cls, model: Ct2Model) -> Dims:
+        """Read the sizes from the CTranslate2 variables."""
+        v = model.variables
+        vocab, width = v["decoder/embeddings/weight"].shape
+        layers = {int(m.group(1)) for k in v if (m := re.match(r"encoder/layer_(\d+)/", k))}
+        return cls(n_mels=int(v["encoder/conv1/weight"].shape[1]), width=int(width),
+                   heads=int(v["encoder/num_heads"]), layers=len(layers), vocab=int(vocab))
 
 
 class Attention(nn.Module):
     """Multi-head attention with Whisper's split scaling of q and k."""
 
-    def __init__(self, d: int = D_MODEL, heads: int = N_HEADS) -> None:
+    def __init__(self, d: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
         self.query = nn.Linear(d, d)
@@ -60,15 +78,15 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm residual block; decoder blocks add cross-attention."""
 
-    def __init__(self, cross: bool) -> None:
+    def __init__(self, dims: Dims, cross: bool) -> None:
         super().__init__()
-        self.attn: Attention = Attention()
-        self.attn_ln = nn.LayerNorm(D_MODEL)
-        self.cross_attn: Attention | None = Attention() if cross else None
-        self.cross_attn_ln: nn.LayerNorm | None = nn.LayerNorm(D_MODEL) if cross else None
-        self.mlp = nn.Sequential(nn.Linear(D_MODEL, 4 * D_MODEL), nn.GELU(),
-                                 nn.Linear(4 * D_MODEL, D_MODEL))
-        self.mlp_ln = nn.LayerNorm(D_MODEL)
+        d = dims.width
+        self.attn: Attention = Attention(d, dims.heads)
+        self.attn_ln = nn.LayerNorm(d)
+        self.cross_attn: Attention | None = Attention(d, dims.heads) if cross else None
+        self.cross_attn_ln: nn.LayerNorm | None = nn.LayerNorm(d) if cross else None
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.mlp_ln = nn.LayerNorm(d)
 
 
 def _blocks(modules: nn.ModuleList) -> list[Block]:
@@ -78,18 +96,20 @@ def _blocks(modules: nn.ModuleList) -> list[Block]:
 class Whisper(nn.Module):
     """The model; ``encode`` and ``decode_step`` are what the ONNX graphs compute."""
 
-    def __init__(self) -> None:
+    def __init__(self, dims: Dims) -> None:
         super().__init__()
-        self.conv1 = nn.Conv1d(N_MELS, D_MODEL, 3, padding=1)
-        self.conv2 = nn.Conv1d(D_MODEL, D_MODEL, 3, stride=2, padding=1)
-        self.enc_pos = nn.Parameter(torch.zeros(1500, D_MODEL), requires_grad=False)
-        self.enc_blocks = nn.ModuleList(Block(cross=False) for _ in range(N_LAYERS))
-        self.ln_post = nn.LayerNorm(D_MODEL)
-        self.tok = nn.Embedding(N_VOCAB, D_MODEL)
-        self.dec_pos = nn.Parameter(torch.zeros(448, D_MODEL), requires_grad=False)
-        self.dec_blocks = nn.ModuleList(Block(cross=True) for _ in range(N_LAYERS))
-        self.ln = nn.LayerNorm(D_MODEL)
-        self.proj = nn.Linear(D_MODEL, N_VOCAB, bias=False)
+        self.dims = dims
+        d = dims.width
+        self.conv1 = nn.Conv1d(dims.n_mels, d, 3, padding=1)
+        self.conv2 = nn.Conv1d(d, d, 3, stride=2, padding=1)
+        self.enc_pos = nn.Parameter(torch.zeros(1500, d), requires_grad=False)
+        self.enc_blocks = nn.ModuleList(Block(dims, cross=False) for _ in range(dims.layers))
+        self.ln_post = nn.LayerNorm(d)
+        self.tok = nn.Embedding(dims.vocab, d)
+        self.dec_pos = nn.Parameter(torch.zeros(448, d), requires_grad=False)
+        self.dec_blocks = nn.ModuleList(Block(dims, cross=True) for _ in range(dims.layers))
+        self.ln = nn.LayerNorm(d)
+        self.proj = nn.Linear(d, dims.vocab, bias=False)
 
     def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the cross-attention keys and values of every decoder layer."""
@@ -138,7 +158,8 @@ def load_ct2(model: Ct2Model) -> Whisper:
     """Build the torch model from CTranslate2 variables (float16 to float32)."""
     v = {k: torch.from_numpy(np.asarray(a, dtype=np.float32)) for k, a in model.variables.items()
          if a.dtype == np.float16}
-    m = Whisper()
+    dims = Dims.of(model)
+    m = Whisper(dims)
     sd: dict[str, torch.Tensor] = {
         "conv1.weight": v["encoder/conv1/weight"], "conv1.bias": v["encoder/conv1/bias"],
         "conv2.weight": v["encoder/conv2/weight"], "conv2.bias": v["encoder/conv2/bias"],
@@ -166,7 +187,7 @@ def load_ct2(model: Ct2Model) -> Whisper:
         sd[f"{dst}.value.weight"], sd[f"{dst}.value.bias"] = w[2], b[2]
 
     for side, blocks in (("encoder", "enc_blocks"), ("decoder", "dec_blocks")):
-        for i in range(N_LAYERS):
+        for i in range(dims.layers):
             p, s = f"{blocks}.{i}", f"{side}/layer_{i}"
             ln(f"{p}.attn_ln", f"{s}/self_attention/layer_norm")
             qkv(f"{p}.attn", f"{s}/self_attention/linear_0")
@@ -210,7 +231,8 @@ class _Decoder(nn.Module):
 def export(m: Whisper, out: Path) -> None:
     """Write ``encoder.onnx`` and ``decoder.onnx`` (float32) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    mel = torch.randn(1, N_MELS, 200)
+    dims = m.dims
+    mel = torch.randn(1, dims.n_mels, 200)
     with torch.no_grad():
         torch.onnx.export(
             _Encoder(m), (mel,), str(out / "encoder.onnx"), dynamo=False,
@@ -223,7 +245,7 @@ def export(m: Whisper, out: Path) -> None:
         ck, cv = m.encode(mel)
         b = 2
         tokens = torch.zeros(b, 3, dtype=torch.int64)
-        past = torch.zeros(N_LAYERS, b, 4, D_MODEL)
+        past = torch.zeros(dims.layers, b, 4, dims.width)
         torch.onnx.export(
             _Decoder(m), (tokens, past, past, ck.expand(-1, b, -1, -1).contiguous(),
                           cv.expand(-1, b, -1, -1).contiguous()),

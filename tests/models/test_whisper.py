@@ -12,13 +12,12 @@ import soxr
 
 from infra.eval_endpoint import speak
 from models.asr import WhisperEngine
-from models.whisper.build import source_dir
+from models.whisper.build import SOURCES, source_dir
 from models.whisper.features import log_mel, mel_filters
-from models.whisper.inference import WhisperOnnx
-from models.whisper.tokenizer import NO_TIMESTAMPS, SOT, Tokenizer
+from models.whisper.inference import Hypothesis, WhisperOnnx
+from models.whisper.tokenizer import Tokenizer
 
 FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd-dev"
-PROMPT = [SOT, NO_TIMESTAMPS]
 
 
 def fsdd(name: str) -> np.ndarray:
@@ -43,20 +42,40 @@ def fp32() -> WhisperOnnx:
     return WhisperOnnx(quantized=False)
 
 
-def test_fp32_full_window_matches_ctranslate2(fp32: WhisperOnnx,
-                                              clips: dict[str, np.ndarray]) -> None:
+def ct2_dir(model: str, tmp: Path) -> Path:
+    """A directory CTranslate2 can load: base's two parts of model.bin are joined."""
+    source = SOURCES[model]
+    if len(source.parts) == 1:
+        return source.directory()
+    with (tmp / "model.bin").open("wb") as fh:
+        for part in source.files():
+            fh.write(part.read_bytes())
+    for name in ("config.json", "vocabulary.txt", "tokenizer.json"):
+        (tmp / name).write_bytes((source.directory() / name).read_bytes())
+    return tmp
+
+
+@pytest.mark.parametrize("model", ["tiny.en", "base"])
+def test_fp32_full_window_matches_ctranslate2(model: str, clips: dict[str, np.ndarray],
+                                              tmp_path: Path) -> None:
     """Greedy decoding depends on the network alone: the tokens must be identical.
 
-    (Beam search is ours and ranks differently from CTranslate2's.)
+    (Beam search is ours and ranks differently from CTranslate2's.) Base is
+    multilingual: its prompt names the language and task, and its special
+    tokens sit one id higher than tiny.en's.
     """
-    reference = ctranslate2.models.Whisper(str(source_dir()), device="cpu",
+    ours = WhisperOnnx(model=model, quantized=False)
+    prompt = list(ours.tokenizer.prompt)
+    assert len(prompt) == (4 if model == "base" else 2)
+    reference = ctranslate2.models.Whisper(str(ct2_dir(model, tmp_path)), device="cpu",
                                            compute_type="float32", intra_threads=1)
     for name, audio in clips.items():
         mel = log_mel(audio, frames=3000)[None]
-        ref = reference.generate(ctranslate2.StorageView.from_array(mel), [PROMPT],
+        ref = reference.generate(ctranslate2.StorageView.from_array(mel), [prompt],
                                  beam_size=1, suppress_blank=True)[0].sequences_ids[0]
-        ours = fp32.transcribe(audio, trim=False, beam_size=1)[0]
-        assert list(ours.tokens) == list(ref), name
+        got = ours.transcribe(audio, trim=False, beam_size=1)[0]
+        assert list(got.tokens) == list(ref), name
+        assert got.text
 
 
 def test_int8_trimmed_transcribes_commands(clips: dict[str, np.ndarray]) -> None:
@@ -107,6 +126,17 @@ def test_tokenizer_round_trips() -> None:
     for text in (" Set a timer for 10 minutes.", " Call Siobhan Ní Dhomhnaill", " it's 5:30pm"):
         assert tok.decode(tok.encode(text)) == text
     assert tok.encode(" Set a timer") == [5345, 257, 19781]
+    assert not tok.multilingual
+    assert tok.prompt == (50257, 50362)  # start of transcript, no timestamps
+
+
+def test_multilingual_tokenizer_prompts_english_transcription() -> None:
+    tok = Tokenizer(source_dir("base") / "tokenizer.json")
+    assert tok.multilingual
+    assert tok.eot == 50257
+    # start of transcript, <|en|>, <|transcribe|>, no timestamps
+    assert tok.prompt == (50258, 50259, 50359, 50363)
+    assert tok.decode([*tok.prompt, *tok.encode(" Set a timer"), tok.eot]) == " Set a timer"
 
 
 def test_pocketsphinx_with_the_digits_grammar_only_says_digits() -> None:
@@ -184,6 +214,32 @@ def test_strong_second_search_finds_a_name_heard_as_other_words(engine: WhisperE
     assert "Sigrun Vukovic" in again[0].text
     # What the first pass heard stays in the n-best.
     assert again[1].text == rescored[0].text
+
+
+def test_strong_second_search_skips_a_result_the_model_is_sure_of(
+        engine: WhisperEngine, clips: dict[str, np.ndarray],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.eval_asr import context_names
+    from models.whisper.inference import STRONG_BELOW
+
+    searches: list[float] = []
+    search = engine.model.search
+
+    def counted(*args: object, **kwargs: object) -> list[Hypothesis]:
+        hyps = search(*args, **kwargs)  # type: ignore[arg-type]
+        searches.append(hyps[0].logprob / max(len(hyps[0].tokens), 1))
+        return hyps
+
+    monkeypatch.setattr(engine.model, "search", counted)
+    options = {"phrases": context_names(), "bias_weight": 2.0, "phrase_bonus": 22.0}
+    sure = engine.transcribe(clips["weather"], strong_weight=4.0,
+                             **options)  # type: ignore[arg-type]
+    assert sure[0].text == "What is the weather like in Boston tomorrow?"
+    assert len(searches) == 1 and searches[0] > STRONG_BELOW
+    searches.clear()
+    unsure = speak("phone Sigrun Vukovic on the mobile", "en-us", 160)
+    engine.transcribe(unsure, strong_weight=4.0, **options)  # type: ignore[arg-type]
+    assert len(searches) == 2 and searches[0] < STRONG_BELOW
 
 
 def test_best_above_scores_as_the_search_did(clips: dict[str, np.ndarray]) -> None:
