@@ -1,8 +1,11 @@
-"""Compute time of Whisper tiny.en for a 3 s spoken command, one thread, side by side.
+"""Compute time of Whisper for a 3 s spoken command, one thread, side by side.
 
-Rows: int8/fp32 weights with a 10 s or 30 s encoder window, then the default
-(int8, 10 s) with a 200-phrase device context: shallow fusion only, and with
-the sound-alike rescoring pass, for a command with a context name in it.
+Rows: tiny.en with int8/fp32 weights and a 10 s or 30 s encoder window, base
+(``voicestream models build --whisper base``) with a 10 s window, then the
+default (tiny.en, int8, 10 s) with a 200-phrase device context: shallow fusion
+only, with the sound-alike rescoring pass, and with the strong second search,
+for a command without a name that the model is sure of, one it is unsure of
+and one with a context name in it.
 
 Run: python benchmarks/bench_asr.py [--runs 15]
 """
@@ -33,23 +36,28 @@ def main() -> None:
     audio = three_seconds(speak("what is the weather like in boston tomorrow morning",
                                 "en-us", 150))
     print(f"audio: {audio.size / 16000:.1f} s; beam 5; onnxruntime, 1 thread")
-    print(f"{'variant':<34} {'p50 ms':>7} {'p95 ms':>7}  text")
-    for quantized in (True, False):
-        for window in (10.0, 30.0):
-            model = WhisperOnnx(quantized=quantized, threads=1, min_window_s=window)
-            times, text = [], ""
-            for _ in range(args.runs):
-                start = time.perf_counter()
-                hyps = model.transcribe(audio, trim=window < 30)
-                times.append((time.perf_counter() - start) * 1000)
-                text = hyps[0].text if hyps else ""
-            name = f"{'int8' if quantized else 'fp32'}, {window:.0f} s window"
-            p50, p95 = np.percentile(times, [50, 95])
-            print(f"{name:<34} {p50:7.0f} {p95:7.0f}  {text}")
+    print(f"{'variant':<38} {'p50 ms':>7} {'p95 ms':>7}  text")
+    variants = [("tiny.en", q, w) for q in (True, False) for w in (10.0, 30.0)]
+    variants += [("base", q, 10.0) for q in (True, False)]
+    for model_name, quantized, window in variants:
+        model = WhisperOnnx(model=model_name, quantized=quantized, threads=1,
+                            min_window_s=window)
+        times, text = [], ""
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            hyps = model.transcribe(audio, trim=window < 30)
+            times.append((time.perf_counter() - start) * 1000)
+            text = hyps[0].text if hyps else ""
+        name = f"{model_name} {'int8' if quantized else 'fp32'}, {window:.0f} s window"
+        p50, p95 = np.percentile(times, [50, 95])
+        print(f"{name:<38} {p50:7.0f} {p95:7.0f}  {text}")
     phrases = context_names(tune=True)
     engine = WhisperEngine()
     named = three_seconds(speak("send a message to Lucasta Ostrowski", "en-us", 160))
-    for label, clip in (("weather", audio), ("name", named)):
+    # tiny.en is unsure of this one ("Turn off the Ripes in the kitchen"): the
+    # second search runs on it, and finds no name.
+    unsure = three_seconds(speak("turn off the lights in the kitchen", "en-gb", 170))
+    for label, clip in (("weather", audio), ("unsure", unsure), ("name", named)):
         for name, bonus, strong in ((f"int8 10 s, 200 phrases, {label}", 0.0, 0.0),
                                     ("  + sound-alike rescoring", 22.0, 0.0),
                                     ("  + strong second search", 22.0, 4.0)):
@@ -60,7 +68,7 @@ def main() -> None:
                                         phrase_bonus=bonus, strong_weight=strong, nbest=5)
                 times.append((time.perf_counter() - start) * 1000)
             p50, p95 = np.percentile(times, [50, 95])
-            print(f"{name:<34} {p50:7.0f} {p95:7.0f}  {out[0].text if out else ''}")
+            print(f"{name:<38} {p50:7.0f} {p95:7.0f}  {out[0].text if out else ''}")
 
 
 if __name__ == "__main__":
