@@ -28,7 +28,7 @@ from infra import metrics
 from infra.config import Settings
 from models.asr import AsrError, Engine, Float32Array, Hypothesis
 from streams import topics
-from streams.asr import NBest, Transcript
+from streams.asr import NBest, Transcript, WordTime
 from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
 from streams.codec import decode
 from streams.control import ErrorEvent
@@ -295,7 +295,9 @@ class AsrService:
             device_id=utt.device_id, utterance_id=utt.utterance_id, kind=action.kind,
             revision=action.revision, at_ms=result.at_ms if result else 0, t_ms=action.t_ms,
             engine=self._engine_name(),
-            nbest=tuple(NBest(text=h.text, score=h.score) for h in hyps),
+            nbest=tuple(NBest(text=h.text, score=h.score,
+                              words=tuple(WordTime(word=w, start_ms=a, end_ms=b)
+                                          for w, a, b in h.words)) for h in hyps),
             biased_phrases=result.phrases if result else 0,
             compute_ms=round(result.compute_ms, 1) if result else 0.0,
         )

@@ -27,6 +27,8 @@ class Hypothesis:
 
     text: str
     score: float
+    #: (word, start ms, end ms) per word, where the engine knows them.
+    words: tuple[tuple[str, int, int], ...] = ()
 
 
 class AsrError(RuntimeError):
@@ -98,7 +100,9 @@ class WhisperEngine:
         hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
                                      grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
                                      strong=strong, trim=self.trim)
-        return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
+        return [Hypothesis(h.text, round(h.score, 4),
+                           tuple((w.word, w.start_ms, w.end_ms) for w in h.words))
+                for h in hyps if h.text]
 
 
 #: A JSGF grammar of single digits, for ``--grammar digits``.

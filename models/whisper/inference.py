@@ -49,6 +49,15 @@ def model_dir(model: str = "tiny.en") -> Path:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class WordTime:
+    """A word of a hypothesis and where it was heard, ms from the start of the audio."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Hypothesis:
     """One recognition result: text, tokens and scores (natural-log probabilities)."""
 
@@ -58,6 +67,8 @@ class Hypothesis:
     logprob: float
     #: Search score: model log-probability plus biasing bonus, per token.
     score: float
+    #: When each word was said (the best hypothesis of a transcription only).
+    words: tuple[WordTime, ...] = ()
 
 
 @dataclasses.dataclass(slots=True)
@@ -92,6 +103,12 @@ class WhisperOnnx:
         config = json.loads((path / "config.json").read_text())
         self.suppress = np.array(sorted(set(config["suppress_ids"])), dtype=np.int64)
         self.suppress_begin = np.array(config["suppress_ids_begin"], dtype=np.int64)
+        heads = config.get("alignment_heads") or []
+        self.alignment_heads = np.array(heads, dtype=np.int64).reshape(-1, 2)
+        aligner = path / "aligner.onnx"
+        self.aligner = (ort.InferenceSession(str(aligner), sess_options=opts,
+                                             providers=providers)
+                        if aligner.is_file() and len(self.alignment_heads) else None)
         self.layers = int(self.decoder.get_inputs()[1].shape[0])
         self.width = int(self.decoder.get_inputs()[1].shape[3])
 
@@ -140,6 +157,9 @@ class WhisperOnnx:
             if strong is not None:
                 hyps = self.second_pass(cross_k, cross_v, hyps, sounds, strong,
                                         beam_size=beam_size, max_tokens=limit)
+        if hyps:
+            words = self.word_times(cross_k, cross_v, hyps[0].tokens, audio.size // HOP)
+            hyps[0] = dataclasses.replace(hyps[0], words=tuple(words))
         return hyps[:nbest]
 
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
@@ -326,6 +346,90 @@ class WhisperOnnx:
                 n = max(len(beam.tokens), 1)
                 out[text] = Hypothesis(text, tuple(beam.tokens), beam.logprob, beam.fused / n)
         return list(out.values())[:nbest]
+
+
+    def word_times(self, cross_k: Float32Array, cross_v: Float32Array,
+                   tokens: tuple[int, ...], audio_frames: int) -> list[WordTime]:
+        """Return when each word of ``tokens`` was said, from the cross-attention of
+        Whisper's alignment heads (the config's ``alignment_heads``); empty when the
+        model has no aligner.
+
+        The heads' weights over the audio, standardised per head along the tokens
+        and median-filtered along time, give a cost per (token, 20 ms frame); the
+        cheapest monotonic path through it (dynamic time warping) puts each token
+        at the frame where its row is entered. Row ``i`` is the position that
+        predicts text token ``i``, so a word starts where its first token's row does
+        and ends where the next word's starts (the end-of-text row ends the last).
+        """
+        if self.aligner is None or not tokens:
+            return []
+        prompt = self.tokenizer.prompt
+        seq = np.array([[*prompt, *tokens, self.tokenizer.eot]], np.int64)
+        (weights,) = self.aligner.run(None, {"tokens": seq, "cross_k": cross_k,
+                                             "cross_v": cross_v})
+        frames = max(1, min(weights.shape[-1], audio_frames // 2))
+        w = weights[self.alignment_heads[:, 0], self.alignment_heads[:, 1]]
+        w = w[:, len(prompt) - 1: len(prompt) + len(tokens), :frames].astype(np.float64)
+        w = (w - w.mean(axis=1, keepdims=True)) / (w.std(axis=1, keepdims=True) + 1e-9)
+        matrix = _median_filter(w, 7).mean(axis=0)
+        rows, cols = _dtw(-matrix)
+        entered = cols[np.concatenate([[True], np.diff(rows) > 0])]
+        out: list[WordTime] = []
+        start_row = 0
+        for i in range(1, len(tokens) + 1):
+            if i < len(tokens) and not self.tokenizer.token_text(tokens[i]).startswith(" "):
+                continue  # the word goes on (a piece of it, or punctuation)
+            word = self.tokenizer.decode(list(tokens[start_row:i])).strip()
+            if word:
+                out.append(WordTime(word, int(entered[start_row]) * 20,
+                                    int(entered[i]) * 20))
+            start_row = i
+        return out
+
+
+def _median_filter(x: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
+    """Median over a window of ``width`` along the last axis (edges reflected)."""
+    if x.shape[-1] <= width // 2:
+        return x
+    pad = [(0, 0)] * (x.ndim - 1) + [(width // 2, width // 2)]
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, pad, mode="reflect"), width,
+                                                       axis=-1)
+    out: npt.NDArray[np.float64] = np.median(windows, axis=-1)
+    return out
+
+
+def _dtw(cost: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int64],
+                                                   npt.NDArray[np.int64]]:
+    """Return the (row, column) indices of the cheapest monotonic path from the first
+    cell to the last of ``cost`` ``[N, M]``, moving right, down or diagonally."""
+    n, m = cost.shape
+    total = np.full((n + 1, m + 1), np.inf)
+    total[0, 0] = 0.0
+    step = np.zeros((n + 1, m + 1), np.int8)  # 0 diagonal, 1 down (row), 2 right (column)
+    c = cost.tolist()
+    for i in range(1, n + 1):
+        prev, row, here, moves = total[i - 1].tolist(), total[i].tolist(), c[i - 1], step[i]
+        for j in range(1, m + 1):
+            options = (prev[j - 1], prev[j], row[j - 1])
+            k = 0 if options[0] <= options[1] and options[0] <= options[2] else \
+                (1 if options[1] <= options[2] else 2)
+            row[j] = here[j - 1] + options[k]
+            moves[j] = k
+        total[i] = row
+    i, j = n, m
+    path: list[tuple[int, int]] = []
+    while i > 0 and j > 0:
+        path.append((i - 1, j - 1))
+        move = int(step[i, j])
+        if move == 0:
+            i, j = i - 1, j - 1
+        elif move == 1:
+            i -= 1
+        else:
+            j -= 1
+    path.reverse()
+    arr = np.array(path, np.int64)
+    return arr[:, 0], arr[:, 1]
 
 
 def _words(text: str) -> str:

@@ -59,18 +59,24 @@ class Attention(nn.Module):
         self.value = nn.Linear(d, d)
         self.out = nn.Linear(d, d)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               mask: torch.Tensor | None) -> torch.Tensor:
+    def weights(self, q: torch.Tensor, k: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        """Return the attention weights ``[B, heads, n, keys]`` of queries ``q`` on ``k``."""
         b, n, d = q.shape
         h = self.heads
         scale = (d // h) ** -0.25
         q = q.view(b, n, h, -1).permute(0, 2, 1, 3) * scale
         k = k.view(b, k.shape[1], h, -1).permute(0, 2, 3, 1) * scale
-        v = v.view(b, v.shape[1], h, -1).permute(0, 2, 1, 3)
         w = q @ k
         if mask is not None:
             w = w + mask
-        w = torch.softmax(w.float(), dim=-1).to(q.dtype)
+        return torch.softmax(w.float(), dim=-1).to(q.dtype)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        b, n, d = q.shape
+        w = self.weights(q, k, mask)
+        v = v.view(b, v.shape[1], self.heads, -1).permute(0, 2, 1, 3)
         out: torch.Tensor = self.out((w @ v).permute(0, 2, 1, 3).reshape(b, n, d))
         return out
 
@@ -154,6 +160,26 @@ class Whisper(nn.Module):
         return self.proj(x), torch.stack(new_k), torch.stack(new_v)
 
 
+    def cross_weights(self, tokens: torch.Tensor, cross_k: torch.Tensor,
+                      cross_v: torch.Tensor) -> torch.Tensor:
+        """Run the whole of ``tokens`` ``[1, n]`` (no cache); return every decoder
+        layer's cross-attention weights ``[L, heads, n, audio_len]`` (word timing)."""
+        n = tokens.shape[1]
+        x = self.tok(tokens) + self.dec_pos[:n]
+        mask = torch.full((n, n), float("-inf")).triu(1)
+        out = []
+        for i, blk in enumerate(_blocks(self.dec_blocks)):
+            a = blk.attn_ln(x)
+            x = x + blk.attn.attend(blk.attn.query(a), blk.attn.key(a), blk.attn.value(a), mask)
+            assert blk.cross_attn is not None and blk.cross_attn_ln is not None
+            c = blk.cross_attn_ln(x)
+            q = blk.cross_attn.query(c)
+            out.append(blk.cross_attn.weights(q, cross_k[i], None)[0])
+            x = x + blk.cross_attn.attend(q, cross_k[i], cross_v[i], None)
+            x = x + blk.mlp(blk.mlp_ln(x))
+        return torch.stack(out)
+
+
 def load_ct2(model: Ct2Model) -> Whisper:
     """Build the torch model from CTranslate2 variables (float16 to float32)."""
     v = {k: torch.from_numpy(np.asarray(a, dtype=np.float32)) for k, a in model.variables.items()
@@ -228,8 +254,18 @@ class _Decoder(nn.Module):
         return self.m.decode_step(tokens, self_k, self_v, cross_k, cross_v)
 
 
+class _Aligner(nn.Module):
+    def __init__(self, m: Whisper) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, tokens: torch.Tensor, cross_k: torch.Tensor,
+                cross_v: torch.Tensor) -> torch.Tensor:
+        return self.m.cross_weights(tokens, cross_k, cross_v)
+
+
 def export(m: Whisper, out: Path) -> None:
-    """Write ``encoder.onnx`` and ``decoder.onnx`` (float32) into ``out``."""
+    """Write ``encoder.onnx``, ``decoder.onnx`` and ``aligner.onnx`` (float32) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     dims = m.dims
     mel = torch.randn(1, dims.n_mels, 200)
@@ -259,6 +295,13 @@ def export(m: Whisper, out: Path) -> None:
                           "logits": {0: "batch"},
                           "new_self_k": {1: "batch", 2: "total"},
                           "new_self_v": {1: "batch", 2: "total"}},
+            opset_version=17,
+        )
+        torch.onnx.export(
+            _Aligner(m), (tokens[:1], ck, cv), str(out / "aligner.onnx"), dynamo=False,
+            input_names=["tokens", "cross_k", "cross_v"], output_names=["weights"],
+            dynamic_axes={"tokens": {1: "n"}, "cross_k": {2: "audio_len"},
+                          "cross_v": {2: "audio_len"}, "weights": {2: "n", 3: "audio_len"}},
             opset_version=17,
         )
 

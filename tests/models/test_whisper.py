@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import wave
 from pathlib import Path
 
@@ -256,3 +257,23 @@ def test_best_above_scores_as_the_search_did(clips: dict[str, np.ndarray]) -> No
     assert best is not None
     assert best[1] == pytest.approx(max(h.logprob for h in hyps), abs=0.5)
     assert model.best_above(cross_k, cross_v, seqs, max(h.logprob for h in hyps) + 5) is None
+
+
+def test_word_times_follow_the_audio() -> None:
+    """Two phrases with a 1 s pause between them: the words are in order, inside the
+    audio, the first phrase's last word ends by the pause and the second phrase's
+    words after its first are heard after it. (A word after a pause starts where
+    the one before it ended: the attention path enters its row there.)"""
+    first = speak("turn on the lights", "en-us", 160)
+    second = speak("in the kitchen please", "en-us", 160)
+    audio = np.concatenate([first, np.zeros(16000, np.float32), second])
+    pause_ms, resume_ms, total_ms = first.size // 16, first.size // 16 + 1000, audio.size // 16
+    hyp = WhisperOnnx(min_window_s=10.0).transcribe(audio)[0]  # as the engine
+    words = hyp.words
+    heard = [w.word.lower().strip(".,") for w in words]
+    assert heard == "turn on the lights in the kitchen please".split()
+    assert all(0 <= w.start_ms < w.end_ms <= total_ms for w in words)
+    assert all(a.end_ms <= b.start_ms for a, b in itertools.pairwise(words))
+    assert abs(words[3].end_ms - pause_ms) <= 200  # "lights"
+    assert words[4].end_ms >= resume_ms  # "in" runs into the second phrase
+    assert all(w.start_ms >= resume_ms for w in words[5:])

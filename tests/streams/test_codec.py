@@ -6,6 +6,7 @@ import msgpack
 import orjson
 import pytest
 
+from streams.asr import NBest, Transcript, WordTime
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.codec import MAX_PAYLOAD_BYTES, Codec, decode, encode
 from streams.context import DeviceContext
@@ -33,6 +34,14 @@ MESSAGES: list[Message] = [
     Reset(
         device_id="dev-1", utterance_id="u-1", cancelled_revision=0,
         reason=ResetReason.SPEECH_RESUMED, t_ms=1200,
+    ),
+    Transcript(
+        device_id="dev-1", utterance_id="u-1", kind=EndpointKind.SPECULATIVE, revision=0,
+        at_ms=900, t_ms=1000, engine="whisper",
+        nbest=(NBest(text="turn on the lights", score=-0.2,
+                     words=(WordTime(word="turn", start_ms=0, end_ms=320),
+                            WordTime(word="on", start_ms=320, end_ms=520))),
+               NBest(text="turn on the light", score=-0.4)),
     ),
     ErrorEvent(
         device_id="dev-1", utterance_id="u-1", stage="endpointer", code="no-speech",
