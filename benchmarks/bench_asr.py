@@ -1,6 +1,7 @@
 """Compute time of Whisper for a 3 s spoken command, one thread, side by side.
 
-Rows: tiny.en with int8/fp32 weights and a 10 s or 30 s encoder window, base
+Rows: tiny.en with int8/fp32 weights and a 10 s or 30 s encoder window (and
+the default without word times), base
 (``voicestream models build --whisper base``) with a 10 s window, then the
 default (tiny.en, int8, 10 s) with a 200-phrase device context: shallow fusion
 only, with the sound-alike rescoring pass, and with the strong second search,
@@ -37,18 +38,20 @@ def main() -> None:
                                 "en-us", 150))
     print(f"audio: {audio.size / 16000:.1f} s; beam 5; onnxruntime, 1 thread")
     print(f"{'variant':<38} {'p50 ms':>7} {'p95 ms':>7}  text")
-    variants = [("tiny.en", q, w) for q in (True, False) for w in (10.0, 30.0)]
-    variants += [("base", q, 10.0) for q in (True, False)]
-    for model_name, quantized, window in variants:
+    variants = [("tiny.en", q, w, True) for q in (True, False) for w in (10.0, 30.0)]
+    variants.insert(1, ("tiny.en", True, 10.0, False))
+    variants += [("base", q, 10.0, True) for q in (True, False)]
+    for model_name, quantized, window, words in variants:
         model = WhisperOnnx(model=model_name, quantized=quantized, threads=1,
                             min_window_s=window)
         times, text = [], ""
         for _ in range(args.runs):
             start = time.perf_counter()
-            hyps = model.transcribe(audio, trim=window < 30)
+            hyps = model.transcribe(audio, trim=window < 30, word_times=words)
             times.append((time.perf_counter() - start) * 1000)
             text = hyps[0].text if hyps else ""
-        name = f"{model_name} {'int8' if quantized else 'fp32'}, {window:.0f} s window"
+        name = f"{model_name} {'int8' if quantized else 'fp32'}, {window:.0f} s window" + \
+            ("" if words else ", no word times")
         p50, p95 = np.percentile(times, [50, 95])
         print(f"{name:<38} {p50:7.0f} {p95:7.0f}  {text}")
     phrases = context_names(tune=True)

@@ -79,7 +79,8 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     def engine() -> Engine:
         if settings.asr_engine == "pocketsphinx":
             return create("pocketsphinx", grammar=settings.asr_grammar or None)
-        return create(settings.asr_engine, model=settings.asr_whisper_model)
+        return create(settings.asr_engine, model=settings.asr_whisper_model,
+                      word_times=settings.asr_word_times)
 
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts)
     nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts)

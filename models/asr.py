@@ -66,7 +66,8 @@ class WhisperEngine:
     name = "whisper"
 
     def __init__(self, *, model: str = "tiny.en", quantized: bool = True, trim: bool = True,
-                 beam_size: int = 5, threads: int = 1, min_window_s: float = 10.0) -> None:
+                 beam_size: int = 5, threads: int = 1, min_window_s: float = 10.0,
+                 word_times: bool = True) -> None:
         from models.whisper.inference import AsrModelMissing, WhisperOnnx
 
         try:
@@ -76,6 +77,7 @@ class WhisperEngine:
             raise AsrError(AsrModelMissing.code, str(exc)) from exc
         self.trim = trim
         self.beam_size = beam_size
+        self.word_times = word_times
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
     def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool) -> BiasTrie:
@@ -99,7 +101,8 @@ class WhisperEngine:
         rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
         hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
                                      grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
-                                     strong=strong, trim=self.trim)
+                                     strong=strong, trim=self.trim,
+                                     word_times=self.word_times)
         return [Hypothesis(h.text, round(h.score, 4),
                            tuple((w.word, w.start_ms, w.end_ms) for w in h.words))
                 for h in hyps if h.text]

@@ -133,8 +133,8 @@ class WhisperOnnx:
     def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
                    bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
                    sounds: SoundIndex | None = None, phrase_bonus: float = 0.0,
-                   strong: BiasTrie | None = None,
-                   trim: bool = True, max_tokens: int = 96) -> list[Hypothesis]:
+                   strong: BiasTrie | None = None, trim: bool = True,
+                   max_tokens: int = 96, word_times: bool = True) -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``.
 
         With ``sounds``, the phrases that sound like part of a hypothesis are
@@ -142,6 +142,7 @@ class WhisperOnnx:
         With ``strong`` too (a trie of the same phrases with a larger weight), a
         result holding none of the phrases is searched again under it, and the
         new best hypothesis goes first when it holds one of them in full.
+        With ``word_times``, the best hypothesis carries its words' times.
         """
         if audio.size < SAMPLE_RATE_HZ // 10:
             return []
@@ -157,7 +158,7 @@ class WhisperOnnx:
             if strong is not None:
                 hyps = self.second_pass(cross_k, cross_v, hyps, sounds, strong,
                                         beam_size=beam_size, max_tokens=limit)
-        if hyps:
+        if hyps and word_times:
             words = self.word_times(cross_k, cross_v, hyps[0].tokens, audio.size // HOP)
             hyps[0] = dataclasses.replace(hyps[0], words=tuple(words))
         return hyps[:nbest]

@@ -268,7 +268,8 @@ def test_word_times_follow_the_audio() -> None:
     second = speak("in the kitchen please", "en-us", 160)
     audio = np.concatenate([first, np.zeros(16000, np.float32), second])
     pause_ms, resume_ms, total_ms = first.size // 16, first.size // 16 + 1000, audio.size // 16
-    hyp = WhisperOnnx(min_window_s=10.0).transcribe(audio)[0]  # as the engine
+    model = WhisperOnnx(min_window_s=10.0)  # as the engine
+    hyp = model.transcribe(audio)[0]
     words = hyp.words
     heard = [w.word.lower().strip(".,") for w in words]
     assert heard == "turn on the lights in the kitchen please".split()
@@ -277,3 +278,4 @@ def test_word_times_follow_the_audio() -> None:
     assert abs(words[3].end_ms - pause_ms) <= 200  # "lights"
     assert words[4].end_ms >= resume_ms  # "in" runs into the second phrase
     assert all(w.start_ms >= resume_ms for w in words[5:])
+    assert model.transcribe(audio, word_times=False)[0].words == ()
