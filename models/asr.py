@@ -1,6 +1,7 @@
 """Speech recognition engines behind one interface, chosen per locale or configuration.
 
-``whisper``: Whisper tiny.en on onnxruntime with n-best and context biasing.
+``whisper``: Whisper (tiny.en, or base) on onnxruntime with n-best, context
+biasing and word times.
 ``pocketsphinx``: CMU PocketSphinx's bundled en-us model, for constrained
 grammars and speed. Both take 16 kHz float32 audio.
 """
@@ -61,7 +62,8 @@ class Engine(Protocol):
 
 
 class WhisperEngine:
-    """Whisper tiny.en; ``phrases`` bias the beam search by shallow fusion."""
+    """Whisper (``model``: tiny.en or base); ``phrases`` bias the beam search by
+    shallow fusion."""
 
     name = "whisper"
 

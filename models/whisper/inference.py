@@ -1,7 +1,9 @@
-"""Whisper tiny.en on onnxruntime with numpy: beam search, n-best, shallow-fusion biasing.
+"""Whisper on onnxruntime with numpy: beam search, n-best, shallow-fusion biasing,
+word times.
 
 No torch and no CTranslate2 at run time. The ONNX graphs come from
-``voicestream models build`` (see ``models/whisper/build.py``).
+``voicestream models build`` (see ``models/whisper/build.py``); tiny.en is the
+default model, base the other one.
 """
 
 from __future__ import annotations
