@@ -296,8 +296,9 @@ class AsrService:
             revision=action.revision, at_ms=result.at_ms if result else 0, t_ms=action.t_ms,
             engine=self._engine_name(),
             nbest=tuple(NBest(text=h.text, score=h.score,
-                              words=tuple(WordTime(word=w, start_ms=a, end_ms=b)
-                                          for w, a, b in h.words)) for h in hyps),
+                              words=tuple(WordTime(word=w.word, start_ms=w.start_ms,
+                                                   end_ms=w.end_ms) for w in h.words))
+                    for h in hyps),
             biased_phrases=result.phrases if result else 0,
             compute_ms=round(result.compute_ms, 1) if result else 0.0,
         )

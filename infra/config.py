@@ -115,7 +115,7 @@ class Settings:
     asr_engine: str = "whisper"
     #: Whisper weights: ``tiny.en`` or ``base`` (``voicestream models build --whisper base``).
     asr_whisper_model: str = "tiny.en"
-    #: Word times for the best hypothesis (Whisper; about 10 ms per utterance).
+    #: Word times for the best hypothesis (Whisper; about 9 ms per utterance).
     asr_word_times: bool = True
     #: Shallow-fusion bonus per token of a context phrase, nats; 0 turns biasing off.
     asr_bias_weight: float = 2.0

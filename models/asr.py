@@ -23,13 +23,22 @@ Float32Array = npt.NDArray[np.float32]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class WordTime:
+    """A word of a hypothesis and when it was said, ms from the start of the audio."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Hypothesis:
     """A recognised text with its score (higher is better; engine-specific scale)."""
 
     text: str
     score: float
-    #: (word, start ms, end ms) per word, where the engine knows them.
-    words: tuple[tuple[str, int, int], ...] = ()
+    #: Its words' times, where the engine knows them.
+    words: tuple[WordTime, ...] = ()
 
 
 class AsrError(RuntimeError):
@@ -105,9 +114,7 @@ class WhisperEngine:
                                      grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
                                      strong=strong, trim=self.trim,
                                      word_times=self.word_times)
-        return [Hypothesis(h.text, round(h.score, 4),
-                           tuple((w.word, w.start_ms, w.end_ms) for w in h.words))
-                for h in hyps if h.text]
+        return [Hypothesis(h.text, round(h.score, 4), h.words) for h in hyps if h.text]
 
 
 #: A JSGF grammar of single digits, for ``--grammar digits``.

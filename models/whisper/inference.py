@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from models.asr import WordTime
 from models.whisper.bias import BiasState, BiasTrie
 from models.whisper.features import FULL_FRAMES, HOP, SAMPLE_RATE_HZ, log_mel
 from models.whisper.phonetic import SoundIndex
@@ -29,6 +30,8 @@ Float32Array = npt.NDArray[np.float32]
 TRIM_PAD_FRAMES = 100
 #: Hypotheses whose sound-alike phrases are tried (:meth:`WhisperOnnx.rescore`).
 RESCORE_FROM = 3
+#: Audio per encoder position (the encoder halves the 10 ms mel frames), ms.
+POSITION_MS = 2 * HOP * 1000 // SAMPLE_RATE_HZ
 #: The strong second search runs only when the first result's mean log-probability
 #: per token is below this (nats): the model is unsure of what it wrote. Chosen on
 #: the tuning sets: every name it recovered there came from a result at -0.7 or
@@ -48,15 +51,6 @@ def model_dir(model: str = "tiny.en") -> Path:
     root = os.environ.get("VOICESTREAM_MODEL_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "voicestream" / "models"
     return base / f"whisper-{model}"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WordTime:
-    """A word of a hypothesis and where it was heard, ms from the start of the audio."""
-
-    word: str
-    start_ms: int
-    end_ms: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -350,7 +344,6 @@ class WhisperOnnx:
                 out[text] = Hypothesis(text, tuple(beam.tokens), beam.logprob, beam.fused / n)
         return list(out.values())[:nbest]
 
-
     def word_times(self, cross_k: Float32Array, cross_v: Float32Array,
                    tokens: tuple[int, ...], audio_frames: int) -> list[WordTime]:
         """Return when each word of ``tokens`` was said, from the cross-attention of
@@ -358,7 +351,7 @@ class WhisperOnnx:
         model has no aligner.
 
         The heads' weights over the audio, standardised per head along the tokens
-        and median-filtered along time, give a cost per (token, 20 ms frame); the
+        and median-filtered along time, give a cost per (token, 20 ms position); the
         cheapest monotonic path through it (dynamic time warping) puts each token
         at the frame where its row is entered. Row ``i`` is the position that
         predicts text token ``i``, so a word starts where its first token's row does
@@ -384,8 +377,8 @@ class WhisperOnnx:
                 continue  # the word goes on (a piece of it, or punctuation)
             word = self.tokenizer.decode(list(tokens[start_row:i])).strip()
             if word:
-                out.append(WordTime(word, int(entered[start_row]) * 20,
-                                    int(entered[i]) * 20))
+                out.append(WordTime(word, int(entered[start_row]) * POSITION_MS,
+                                    int(entered[i]) * POSITION_MS))
             start_row = i
         return out
 

@@ -11,7 +11,7 @@ import pytest
 from agents.asr import AsrService, Cancel, Decode, Emit, Result, RevisionTracker
 from agents.base import Origin
 from infra.config import Settings
-from models.asr import AsrError, Float32Array, Hypothesis
+from models.asr import AsrError, Float32Array, Hypothesis, WordTime
 from streams import topics
 from streams.asr import Transcript
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
@@ -87,7 +87,10 @@ class ScriptedEngine:
                    strong_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         self.calls.append((audio.size, tuple(phrases)))
-        return [Hypothesis(f"heard {audio.size} samples", -0.1)]
+        ms = audio.size // 16
+        return [Hypothesis(f"heard {audio.size} samples", -0.1,
+                           (WordTime("heard", 0, ms // 2), WordTime(str(audio.size), ms // 2, ms),
+                            WordTime("samples", ms, ms)))]
 
 
 class Sent:
@@ -146,6 +149,9 @@ async def test_decode_uses_audio_to_end_of_speech_and_context_phrases() -> None:
     assert engine.calls == [(16000 * 1200 // 1000, ("Ada Lovelace", "oven"))]
     final = sent.messages[-1]
     assert isinstance(final, Transcript) and final.nbest[0].text == "heard 19200 samples"
+    # The engine's word times travel on the wire with the best hypothesis.
+    assert [(w.word, w.start_ms, w.end_ms) for w in final.nbest[0].words] == \
+        [("heard", 0, 600), ("19200", 600, 1200), ("samples", 1200, 1200)]
     assert final.biased_phrases == 2
     assert svc.utterances == {}
 
