@@ -37,6 +37,7 @@ from infra import metrics
 from infra.config import Settings
 from streams import topics
 from streams.codec import encode
+from streams.connection import Connection
 from streams.control import ErrorEvent
 from streams.directive import (
     Declined,
@@ -420,10 +421,10 @@ class ArbiterService:
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, registry: Registry,
-             contexts: Any = None, bootstrap: list[str] | None = None) -> ArbiterService:
-    """Create the arbiter agent and, given ``bootstrap``, the skill-heartbeat reader."""
+             contexts: Any = None, connection: Connection | None = None) -> ArbiterService:
+    """Create the arbiter agent and, given ``connection``, the skill-heartbeat reader."""
     service = ArbiterService(settings, send, registry, contexts=contexts,
-                             check_liveness=bootstrap is not None)
+                             check_liveness=connection is not None)
     source = app.topic(settings.topic(topics.INTERPRETATIONS.short), key_serializer="raw",
                        value_serializer="raw", partitions=settings.partitions)
 
@@ -433,7 +434,7 @@ def register(app: faust.App, settings: Settings, send: SendFn, registry: Registr
             m = event.message
             await service.on_event(Origin(m.topic, m.partition, m.offset, m.key), m.value)
 
-    if bootstrap is not None:
+    if connection is not None:
         @app.task  # type: ignore[untyped-decorator]
         async def watch_skills() -> None:
             # Every worker reads every heartbeat: no consumer group, all partitions.
@@ -441,7 +442,7 @@ def register(app: faust.App, settings: Settings, send: SendFn, registry: Registr
 
             while True:
                 try:
-                    async with EventWatcher(bootstrap, specs=[topics.SKILLS],
+                    async with EventWatcher(connection, specs=[topics.SKILLS],
                                             topic_prefix=settings.topic_prefix,
                                             from_beginning=True) as watch:
                         async for _topic, message in watch.messages():

@@ -57,8 +57,8 @@ async def run(wavs: list[Path], devices: int) -> list[Trace]:
         await warmed_up(worker, skills)
 
         async def device(k: int) -> None:
-            async with DeviceClient(profile.bootstrap, f"gate-{k}") as dev, \
-                    EventWatcher(profile.bootstrap) as watch:
+            async with DeviceClient(profile.connection, f"gate-{k}") as dev, \
+                    EventWatcher(profile.connection) as watch:
                 for i in range(k, len(wavs), devices):
                     trace = Trace()
                     pcm, rate = read_wav(wavs[i])

@@ -29,11 +29,11 @@ async def measure(fetch_wait_ms: int, rounds: int) -> list[float]:
     settings = dataclasses.replace(settings, log_level="error")
     out: list[float] = []
     async with broker_for(settings) as profile, running_worker(settings, profile), \
-            EventWatcher(profile.bootstrap) as watch:
+            EventWatcher(profile.connection) as watch:
         for r in range(rounds):
             for i, (name, device, _) in enumerate(COMMANDS[:3]):
                 pcm, rate = read_wav(audio_path(name))
-                async with DeviceClient(profile.bootstrap, device) as dev:
+                async with DeviceClient(profile.connection, device) as dev:
                     utt = f"bench-{fetch_wait_ms}-{r}-{i}"
                     start = time.monotonic()
                     async for m in stream_and_watch(dev, watch, pcm, rate, utterance_id=utt):

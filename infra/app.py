@@ -15,7 +15,7 @@ from agents import endpointer as endpointer_agent
 from agents import nlu as nlu_agent
 from agents.arbiter import DEFAULT_REGISTRY, Registry
 from infra.config import BrokerProfile, Settings
-from infra.transport import FETCH_WAIT_ATTR
+from infra.transport import FETCH_WAIT_ATTR, IDEMPOTENT_ATTR
 from models.asr import Engine, create
 from models.nlu.inference import NluOnnx
 from streams import topics
@@ -37,6 +37,14 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     """Create the Faust app with the context and end-pointing agents."""
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    security = profile.connection.security
+    credentials: Any = None
+    if security.sasl_mechanism:
+        credentials = faust.SASLCredentials(
+            username=security.username, password=security.password,
+            ssl_context=security.ssl_context(), mechanism=security.sasl_mechanism)
+    elif security.cafile:
+        credentials = faust.SSLCredentials(security.ssl_context())
     app = faust.App(
         settings.app_id,
         broker=[f"voicestream://{host}" for host in profile.hosts],
@@ -50,6 +58,9 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         broker_heartbeat_interval=profile.heartbeat_interval_s,
         broker_request_timeout=max(30.0, profile.session_timeout_s + 5.0),
         broker_commit_interval=1.0,
+        broker_credentials=credentials,
+        consumer_group_instance_id=settings.instance_id or None,
+        producer_acks=-1,
         producer_max_batch_size=profile.max_batch_bytes,
         producer_linger_ms=0,
         consumer_auto_offset_reset="earliest",
@@ -58,6 +69,7 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         worker_redirect_stdouts=False,
     )
     setattr(app, FETCH_WAIT_ATTR, profile.fetch_max_wait_ms)
+    setattr(app, IDEMPOTENT_ATTR, not profile.connection.tansu)
 
     out = {
         spec.short: app.topic(settings.topic(spec.short), key_serializer="raw",
@@ -86,5 +98,5 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts)
     registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
     arbiter = arbiter_agent.register(app, settings, send, registry, contexts=contexts,
-                                     bootstrap=profile.bootstrap)
+                                     connection=profile.connection)
     return Worker(app, service, asr, contexts, nlu, arbiter)

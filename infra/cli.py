@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import click
 
 from infra import logs
 from infra.config import ConfigError, Settings
+from streams.connection import Connection
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -27,13 +29,13 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def _broker(settings: Settings) -> list[str]:
+def _broker(settings: Settings) -> Connection:
     if not settings.broker:
         raise click.UsageError(
             "no broker: pass --broker kafka://HOST:PORT or set VOICESTREAM_BROKER "
             "(voicestream up prints the URL of its embedded broker)"
         )
-    return settings.broker_profile().bootstrap
+    return settings.connection()
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -69,7 +71,8 @@ def main(ctx: click.Context, config_file: str | None, log_format: str | None,
 def up(ctx: click.Context, port: int, metrics_port: int | None, with_skills: bool) -> None:
     """Run a worker with every agent, and an embedded broker unless one is configured.
 
-    Prints 'broker: kafka://HOST:PORT', then 'ready'; stops on SIGINT/SIGTERM.
+    Prints 'broker: URL' (tansu://HOST:PORT for the embedded broker, so that other
+    workers given it get Tansu's client settings), then 'ready'; stops on SIGINT/SIGTERM.
     """
     from infra import metrics
     from infra.runner import serve
@@ -79,7 +82,7 @@ def up(ctx: click.Context, port: int, metrics_port: int | None, with_skills: boo
     def ready(profile: Any) -> None:
         if settings.metrics_port:
             metrics.serve(settings.metrics_port)
-        click.echo(f"broker: {profile.url}")
+        click.echo(f"broker: {profile.native_url}")
         click.echo("ready")
         sys.stdout.flush()
 
@@ -133,6 +136,55 @@ def demo(ctx: click.Context, rebuild_audio: bool, record_to: str | None) -> None
         logs.configure(settings.log_format, "error")  # the trace is the output here
     rows = asyncio.run(demo_mod.run(settings, Path(record_to) if record_to else None))
     click.echo(demo_mod.summary(rows))
+
+
+@main.command()
+@click.option("--nodes", type=click.IntRange(1, 9), default=3,
+              help="Combined broker+controller nodes.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
+              help="Cluster state (ports, data); kept, so a restart resumes it "
+                   "[default: DATA_DIR/cluster-N].")
+@click.option("--resolve-only", is_flag=True,
+              help="Only fetch the Kafka jars with Maven into the cache, then exit.")
+@click.pass_context
+def cluster(ctx: click.Context, nodes: int, folder: str | None, resolve_only: bool) -> None:
+    """Run an Apache Kafka cluster (KRaft) on loopback until SIGINT/SIGTERM.
+
+    Fetches the pinned Kafka server jars with Maven once, formats each node's
+    storage, starts NODES combined broker+controller JVMs, prints
+    'broker: kafka://HOST:PORT,...', then 'ready'. Topics default to
+    replication factor min(3, NODES) and min.insync.replicas 2 from 3 nodes.
+    """
+    from infra.cluster import ClusterError, KafkaCluster, resolve_jars
+
+    try:
+        if resolve_only:
+            click.echo(f"kafka jars: {resolve_jars()}")
+            return
+        settings = _settings(ctx)
+        where = Path(folder) if folder else Path(settings.data_dir) / f"cluster-{nodes}"
+        kafka = KafkaCluster(where, nodes)
+        stop = {"now": False}
+
+        def on_signal(_sig: int, _frame: Any) -> None:
+            stop["now"] = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        try:
+            kafka.start()
+            click.echo(f"broker: {kafka.url}")
+            click.echo("ready")
+            sys.stdout.flush()
+            while not stop["now"]:
+                for node in kafka.nodes:
+                    if not node.running:
+                        raise ClusterError(f"node {node.node_id} exited; see {node.log_file}")
+                time.sleep(0.5)
+        finally:
+            kafka.stop()
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()
@@ -379,12 +431,12 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
     async def run() -> ReplayResult:
         async with broker_for(settings) as profile:
             if settings.broker:
-                return await do_replay(Path(recording), profile.bootstrap, speed=speed,
+                return await do_replay(Path(recording), profile.connection, speed=speed,
                                        timeout_s=timeout, prefix=settings.topic_prefix)
             async with running_worker(settings, profile) as worker, \
                     running_skills(settings, profile) as skills:
                 await warmed_up(worker, skills)
-                return await do_replay(Path(recording), profile.bootstrap, speed=speed,
+                return await do_replay(Path(recording), profile.connection, speed=speed,
                                        timeout_s=timeout, prefix=settings.topic_prefix)
 
     try:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agents.endpointing import EndpointerConfig
+from streams.connection import Connection, ConnectionConfigError, Security
 
 ENV_PREFIX = "VOICESTREAM_"
-_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 
 
 class ConfigError(ValueError):
@@ -28,13 +28,18 @@ class BrokerProfile:
 
     The embedded Tansu broker needs different client settings from Kafka:
     Tansu 0.6.0 holds every fetch for its full ``fetch_max_wait_ms`` even when
-    data is there, makes a group join wait half the session timeout, and
-    reports the end offset of a partition written in batches as the last
-    batch's first offset + 1. Short waits and single-record batches avoid all
-    three; on Kafka the client defaults stay.
+    data is there, makes a group join wait half the session timeout, reports
+    the end offset of a partition written in batches as the last batch's
+    first offset + 1, and refuses idempotent producers. Short waits,
+    single-record batches and plain ``acks=all`` producers avoid all four. On
+    Kafka the fetch wait and batch size keep the client defaults; producers
+    are idempotent. Both use a 3 s session timeout with 0.5 s heartbeats, so
+    that a killed worker's partitions move within 5 s (Kafka's brokers must
+    allow it: ``group.min.session.timeout.ms`` <= 3000, as ``voicestream
+    cluster`` sets).
     """
 
-    hosts: tuple[str, ...]
+    connection: Connection
     embedded: bool
     #: Longest time a fetch waits for data, ms.
     fetch_max_wait_ms: int
@@ -48,6 +53,11 @@ class BrokerProfile:
     replication_factor: int
 
     @property
+    def hosts(self) -> tuple[str, ...]:
+        """The broker addresses."""
+        return self.connection.hosts
+
+    @property
     def url(self) -> str:
         """Return the ``kafka://host:port[,host:port]`` URL."""
         return "kafka://" + ",".join(self.hosts)
@@ -55,31 +65,43 @@ class BrokerProfile:
     @property
     def native_url(self) -> str:
         """Return the URL that also says the broker kind (``tansu://`` for Tansu)."""
-        return ("tansu://" if self.embedded else "kafka://") + ",".join(self.hosts)
+        return self.connection.url
 
     @property
     def bootstrap(self) -> list[str]:
         """Return the bootstrap servers as aiokafka wants them."""
         return list(self.hosts)
 
+    @property
+    def kind(self) -> str:
+        """``tansu`` or ``kafka``."""
+        return self.connection.kind
+
     @classmethod
-    def parse(cls, url: str, *, embedded: bool = False, replication_factor: int = 1,
-              fetch_max_wait_ms: int | None = None) -> BrokerProfile:
+    def parse(cls, url: str, *, embedded: bool = False, replication_factor: int = 0,
+              fetch_max_wait_ms: int | None = None,
+              security: Security | None = None) -> BrokerProfile:
         """Parse ``kafka://host:port[,host:port]`` and pick defaults for the broker kind.
 
         ``tansu://host:port`` names a Tansu broker run elsewhere (``voicestream
         broker``) and gets the same settings as the embedded one.
+        ``replication_factor`` 0 leaves it to :func:`infra.runner.resolve` (min(3, brokers)).
         """
-        scheme, sep, rest = url.partition("://")
-        embedded = embedded or scheme == "tansu"
-        if not sep or scheme not in {"kafka", "tcp", "tansu"}:
+        if "://" not in url:
             raise ConfigError(f"broker URL {url!r} must look like kafka://host:port[,host:port]")
-        hosts = tuple(h.strip() for h in rest.rstrip("/").split(",") if h.strip())
-        if not hosts or not all(_HOSTPORT.match(h) for h in hosts):
-            raise ConfigError(f"broker URL {url!r} must look like kafka://host:port[,host:port]")
-        if embedded:
-            return cls(hosts, True, fetch_max_wait_ms or 20, 3.0, 0.5, 1, 1)
-        return cls(hosts, False, fetch_max_wait_ms or 500, 45.0, 3.0, 16384, replication_factor)
+        try:
+            conn = Connection.parse(url, security)
+        except ConnectionConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+        if embedded or conn.tansu:
+            conn = dataclasses.replace(conn, kind="tansu")
+            return cls(conn, True, fetch_max_wait_ms or 20, 3.0, 0.5, 1, 1)
+        return cls(conn, False, fetch_max_wait_ms or 500, 3.0, 0.5, 16384, replication_factor)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """2 where topics have 3 or more replicas (one may be lost without refusing writes)."""
+        return 2 if self.replication_factor >= 3 else 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,12 +114,25 @@ class Settings:
     topic_prefix: str = "voicestream."
     #: Partitions of every topic created by voicestream.
     partitions: int = 4
-    #: Replication factor of created topics on an external cluster.
-    replication_factor: int = 1
+    #: Replication factor of created topics on Kafka; 0: min(3, brokers in the cluster).
+    replication_factor: int = 0
     #: Fetch wait override, ms; 0 keeps the broker kind's default.
     fetch_max_wait_ms: int = 0
     #: Faust application id, also the consumer group.
     app_id: str = "voicestream"
+    #: This worker's static group membership id (``group.instance.id``); give each
+    #: worker its own stable one (a pod name) so that a restart moves no partitions.
+    #: Empty: dynamic membership.
+    instance_id: str = ""
+    #: TLS: the CA that signed the brokers' certificates; empty for plaintext.
+    ssl_cafile: str = ""
+    #: TLS client certificate and key (mutual TLS), both or neither.
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    #: SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none.
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
     #: ``json`` (production) or ``console``.
     log_format: str = "json"
     log_level: str = "info"
@@ -143,8 +178,14 @@ class Settings:
             BrokerProfile.parse(self.broker)
         if not 1 <= self.partitions <= 1024:
             raise ConfigError("partitions must be in 1..1024")
-        if self.replication_factor < 1:
-            raise ConfigError("replication_factor must be >= 1")
+        if self.replication_factor < 0:
+            raise ConfigError("replication_factor must be >= 0 (0: min(3, brokers))")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{0,200}", self.instance_id):
+            raise ConfigError("instance_id may hold letters, digits, '.', '_' and '-'")
+        try:
+            self.security()
+        except ConnectionConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         if self.fetch_max_wait_ms < 0:
             raise ConfigError("fetch_max_wait_ms must be >= 0")
         if self.log_format not in {"json", "console"}:
@@ -172,6 +213,12 @@ class Settings:
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
             raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
 
+    def security(self) -> Security:
+        """The TLS/SASL settings every client of this configuration uses."""
+        return Security(cafile=self.ssl_cafile, certfile=self.ssl_certfile,
+                        keyfile=self.ssl_keyfile, sasl_mechanism=self.sasl_mechanism,
+                        username=self.sasl_username, password=self.sasl_password)
+
     def broker_profile(self, url: str | None = None, *, embedded: bool = False) -> BrokerProfile:
         """Return the profile of ``url`` (default: the configured broker)."""
         target = url or self.broker
@@ -179,8 +226,12 @@ class Settings:
             raise ConfigError("no broker configured")
         return BrokerProfile.parse(
             target, embedded=embedded, replication_factor=self.replication_factor,
-            fetch_max_wait_ms=self.fetch_max_wait_ms or None,
+            fetch_max_wait_ms=self.fetch_max_wait_ms or None, security=self.security(),
         )
+
+    def connection(self) -> Connection:
+        """The configured broker's connection (kind and security included)."""
+        return self.broker_profile().connection
 
     def topic(self, short: str) -> str:
         """Return the full name of the topic ``short``."""
@@ -243,7 +294,8 @@ class Settings:
 
 
 #: Variables read elsewhere, not options.
-_NOT_SETTINGS = frozenset({"VOICESTREAM_VAD_MODEL", "VOICESTREAM_MODEL_DIR"})
+_NOT_SETTINGS = frozenset({"VOICESTREAM_VAD_MODEL", "VOICESTREAM_MODEL_DIR",
+                           "VOICESTREAM_KAFKA_HOME", "VOICESTREAM_TEST_BROKERS"})
 
 
 def _convert(name: str, value: Any, type_name: str) -> Any:

@@ -33,6 +33,7 @@ from streams.client import (
     read_wav,
     stream_and_watch,
 )
+from streams.connection import Connection
 from streams.context import DeviceContext
 
 #: (file, device, what it shows)
@@ -134,19 +135,19 @@ async def run(settings: Settings, record_to: Path | None = None) -> list[Row]:
     rows: list[Row] = []
     async with broker_for(settings) as profile, running_worker(settings, profile) as worker, \
             running_skills(settings, profile, ("smart-home", "timers", "media", "video")) \
-            as skills, _recording(profile.bootstrap, settings.topic_prefix, record_to):
+            as skills, _recording(profile.connection, settings.topic_prefix, record_to):
         await warmed_up(worker, skills)
         click.echo(f"broker: {profile.url}  (embedded Tansu; worker and skills ready: "
                    "smart-home, timers, media, video; weather is registered, not running)\n")
-        async with EventWatcher(profile.bootstrap) as watch:
+        async with EventWatcher(profile.connection) as watch:
             for device, fields in CONTEXTS.items():
-                async with DeviceClient(profile.bootstrap, device) as dev:
+                async with DeviceClient(profile.connection, device) as dev:
                     await dev.publish_context(DeviceContext(device_id=device, **fields))
             for name, device, what in COMMANDS:
                 row = Row(f"{device}: {name.removesuffix('.wav')}")
                 click.echo(f"== {device}: {name}: {what}")
                 pcm, rate = read_wav(audio_path(name))
-                async with DeviceClient(profile.bootstrap, device) as dev:
+                async with DeviceClient(profile.connection, device) as dev:
                     utt = f"demo-{len(rows)}-{int(time.time())}"
                     start = time.monotonic()
                     decided = 0.0
@@ -186,7 +187,7 @@ async def run(settings: Settings, record_to: Path | None = None) -> list[Row]:
 
 
 @contextlib.asynccontextmanager
-async def _recording(bootstrap: list[str], prefix: str, out: Path | None
+async def _recording(bootstrap: Connection, prefix: str, out: Path | None
                      ) -> AsyncIterator[None]:
     """Record every input and output of the demo to ``out`` (if given) while it runs."""
     if out is None:

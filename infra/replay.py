@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from streams import topics
 from streams.client import EventWatcher, is_outcome
 from streams.codec import decode, dumps, loads
+from streams.connection import BrokerTarget, Connection
 from streams.schema import Message, MessageType, SerializationError
 
 FORMAT = "voicestream-recording"
@@ -48,7 +49,7 @@ class RecordingError(ValueError):
     """The recording file is not one voicestream can read."""
 
 
-async def record(bootstrap: list[str], out: Path, *, prefix: str = topics.DEFAULT_PREFIX,
+async def record(bootstrap: BrokerTarget, out: Path, *, prefix: str = topics.DEFAULT_PREFIX,
                  stop: asyncio.Event, started: asyncio.Event | None = None,
                  on_record: Callable[[int], None] | None = None) -> int:
     """Append every input and output record to ``out`` until ``stop`` is set; return the count."""
@@ -220,7 +221,7 @@ class ReplayResult:
         return not self.diff
 
 
-async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAULT_PREFIX,
+async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = topics.DEFAULT_PREFIX,
                  speed: float = 1.0, timeout_s: float = 30.0) -> ReplayResult:
     """Republish a recording's inputs, collect the outputs and compare them."""
     if speed <= 0:
@@ -244,7 +245,7 @@ async def replay(path: Path, bootstrap: list[str], *, prefix: str = topics.DEFAU
     answered: set[str] = set()
     progress = asyncio.Event()
     async with EventWatcher(bootstrap, specs=specs, topic_prefix=prefix) as watch:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        producer = AIOKafkaProducer(**Connection.of(bootstrap).producer(linger_ms=0))
         await producer.start()
 
         async def prerequisites(row: dict[str, Any]) -> None:

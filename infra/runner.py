@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -28,20 +29,42 @@ def skill_topics(settings: Settings) -> list[str]:
     return [s.topic for s in registry.skills]
 
 
+async def resolve(profile: BrokerProfile) -> BrokerProfile:
+    """Fill in the replication factor left open (0): min(3, brokers in the cluster)."""
+    if profile.replication_factor:
+        return profile
+    admin = AIOKafkaAdminClient(**profile.connection.client())
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+    finally:
+        await admin.close()
+    return dataclasses.replace(profile, replication_factor=max(1, min(3, brokers)))
+
+
+def topic_configs(profile: BrokerProfile, *, compacted: bool = False) -> dict[str, str]:
+    """Per-topic settings of the topics voicestream creates."""
+    configs = {"min.insync.replicas": str(profile.min_insync_replicas)}
+    if compacted:
+        configs["cleanup.policy"] = "compact"
+    return configs
+
+
 async def ensure_topics(settings: Settings, profile: BrokerProfile) -> None:
     """Create every registry topic that does not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=profile.bootstrap)
+    profile = await resolve(profile)
+    admin = AIOKafkaAdminClient(**profile.connection.client())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(settings.topic(spec.short), settings.partitions,
                      profile.replication_factor,
-                     topic_configs={"cleanup.policy": "compact"} if spec.compacted else {})
+                     topic_configs=topic_configs(profile, compacted=spec.compacted))
             for spec in topics.ALL if settings.topic(spec.short) not in existing
         ]
         wanted += [NewTopic(settings.topic(short), settings.partitions,
-                            profile.replication_factor)
+                            profile.replication_factor, topic_configs=topic_configs(profile))
                    for short in skill_topics(settings)
                    if settings.topic(short) not in existing]
         for topic in wanted:
@@ -95,6 +118,7 @@ def describe(worker: Worker) -> dict[str, object]:
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIterator[Worker]:
     """Start a worker on ``profile``'s broker, wait until it is ready, stop it on exit."""
+    profile = await resolve(profile)
     await ensure_topics(settings, profile)
     worker = build_app(settings, profile)
     await worker.app.start()
@@ -132,7 +156,7 @@ async def running_skills(settings: Settings, profile: BrokerProfile,
     from agents.skills import build
 
     await ensure_topics(settings, profile)
-    skills = build(profile.bootstrap, topic_prefix=settings.topic_prefix, only=only)
+    skills = build(profile.connection, topic_prefix=settings.topic_prefix, only=only)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(s.run(stop)) for s in skills]
     try:

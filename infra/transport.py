@@ -5,6 +5,10 @@ into the code. On Tansu 0.6.0 a fetch waits that long even when data has
 arrived, which put 0.5-4.4 s on three hops. This transport, registered as the
 ``voicestream://`` scheme through the ``faust.transports`` entry point, sets
 the wait from :class:`infra.config.BrokerProfile` before the consumer starts.
+
+Its producer is idempotent with ``acks=all`` where the profile says the
+broker allows it (Kafka; Tansu 0.6.0 refuses ``InitProducerId``): Faust asks
+for idempotence only inside transactions.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 #: Attribute of the Faust app that carries the wanted fetch wait, ms.
 FETCH_WAIT_ATTR = "voicestream_fetch_max_wait_ms"
+#: Attribute of the Faust app: whether producers may be idempotent.
+IDEMPOTENT_ATTR = "voicestream_idempotent"
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -37,7 +43,19 @@ class Consumer(faust_aiokafka.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class Producer(faust_aiokafka.Producer):
+    """Faust producer with ``acks=all`` and, where the broker allows, idempotence."""
+
+    def _settings_extra(self) -> Any:
+        extra = dict(super()._settings_extra())
+        extra["acks"] = "all"
+        if getattr(self.app, IDEMPOTENT_ATTR, False):
+            extra["enable_idempotence"] = True
+        return extra
+
+
 class Transport(faust_aiokafka.Transport):
-    """The ``voicestream://`` transport: Faust's aiokafka one with our consumer."""
+    """The ``voicestream://`` transport: Faust's aiokafka one with our consumer and producer."""
 
     Consumer = Consumer
+    Producer = Producer

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from streams import topics
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.codec import decode, encode
+from streams.connection import BrokerTarget, Connection
 from streams.context import DeviceContext
 from streams.schema import Message, MessageType, SerializationError
 
@@ -81,14 +82,14 @@ def is_answer(message: Message) -> bool:
 class DeviceClient:
     """A device's connection: publish context, stream utterances, watch results."""
 
-    def __init__(self, bootstrap: str | list[str], device_id: str, *,
+    def __init__(self, bootstrap: BrokerTarget, device_id: str, *,
                  topic_prefix: str = topics.DEFAULT_PREFIX, **producer_kwargs: Any) -> None:
-        self.bootstrap = bootstrap
+        self.connection = Connection.of(bootstrap)
         self.device_id = device_id
         self.prefix = topic_prefix
         self._key = device_id.encode()
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0,
-                                          **producer_kwargs)
+        self._producer = AIOKafkaProducer(**self.connection.producer(linger_ms=0,
+                                                                     **producer_kwargs))
 
     async def __aenter__(self) -> DeviceClient:
         await self._producer.start()
@@ -158,7 +159,7 @@ class EventWatcher:
     Enter it before streaming; then iterate :meth:`events` for one utterance.
     """
 
-    def __init__(self, bootstrap: str | list[str], *,
+    def __init__(self, bootstrap: BrokerTarget, *,
                  specs: Iterable[topics.TopicSpec] = OUTPUT_TOPICS,
                  topic_prefix: str = topics.DEFAULT_PREFIX, fetch_max_wait_ms: int = 20,
                  from_beginning: bool = False) -> None:
@@ -167,10 +168,9 @@ class EventWatcher:
         self._reset_topic = topics.ENDPOINTS.name(topic_prefix)
         self._codecs = {s.name(topic_prefix): s.codec for s in specs}
         self._from_beginning = from_beginning
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False,
-            fetch_max_wait_ms=fetch_max_wait_ms, auto_offset_reset="earliest",
-        )
+        self._consumer = AIOKafkaConsumer(**Connection.of(bootstrap).client(
+            enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms,
+            auto_offset_reset="earliest"))
 
     async def __aenter__(self) -> EventWatcher:
         await self._consumer.start()
@@ -291,17 +291,15 @@ class Subscriber:
     that a consumer restarted after a crash resumes after the last handled one.
     """
 
-    def __init__(self, bootstrap: str | list[str], group_id: str,
+    def __init__(self, bootstrap: BrokerTarget, group_id: str,
                  specs: Iterable[topics.TopicSpec], *,
                  topic_prefix: str = topics.DEFAULT_PREFIX, fetch_max_wait_ms: int = 20,
                  session_timeout_ms: int = 10000) -> None:
         self._codecs = {s.name(topic_prefix): s.codec for s in specs}
-        self._consumer = AIOKafkaConsumer(
-            *self._codecs, bootstrap_servers=bootstrap, group_id=group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest",
+        self._consumer = AIOKafkaConsumer(*self._codecs, **Connection.of(bootstrap).client(
+            group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             fetch_max_wait_ms=fetch_max_wait_ms, session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(session_timeout_ms // 6, 100),
-        )
+            heartbeat_interval_ms=max(session_timeout_ms // 6, 100)))
 
     async def __aenter__(self) -> Subscriber:
         await self._consumer.start()

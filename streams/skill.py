@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams import topics
 from streams.client import Subscriber
 from streams.codec import Codec, decode, encode
+from streams.connection import BrokerTarget, Connection
 from streams.directive import (
     ContextUpdate,
     Directive,
@@ -81,11 +82,11 @@ Handler = Callable[[Directive, SkillContext], Awaitable[str | None]]
 class Skill:
     """One skill instance, consuming its topic in the group ``voicestream-skill-<name>``."""
 
-    def __init__(self, name: str, bootstrap: str | list[str], *, topic: str | None = None,
+    def __init__(self, name: str, bootstrap: BrokerTarget, *, topic: str | None = None,
                  topic_prefix: str = topics.DEFAULT_PREFIX, instance: str | None = None,
                  heartbeat_s: float = 2.0, fetch_max_wait_ms: int = 20) -> None:
         self.name = name
-        self.bootstrap = bootstrap
+        self.connection = Connection.of(bootstrap)
         self.prefix = topic_prefix
         self.topic = topic or f"{topics.SKILL_TOPIC_PREFIX}{name}"
         self.instance = instance or f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -128,8 +129,8 @@ class Skill:
     async def _read_journal(self) -> None:
         """Read the responses topic up to its current end: what earlier runs did."""
         name = topics.RESPONSES.name(self.prefix)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    fetch_max_wait_ms=self.fetch_max_wait_ms)
+        consumer = AIOKafkaConsumer(**self.connection.client(
+            enable_auto_commit=False, fetch_max_wait_ms=self.fetch_max_wait_ms))
         await consumer.start()
         try:
             parts = consumer.partitions_for_topic(name)
@@ -184,8 +185,7 @@ class Skill:
         """Serve directives until ``stop`` is set or the task is cancelled."""
         if self._handler is None:
             raise RuntimeError(f"skill {self.name} has no handler")
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0,
-                                          acks="all")
+        self._producer = AIOKafkaProducer(**self.connection.producer(linger_ms=0))
         await self._producer.start()
         beats: asyncio.Task[None] | None = None
         spec = topics.TopicSpec(self.topic, Codec.JSON, topics.Role.OUTPUT,
@@ -193,7 +193,7 @@ class Skill:
         try:
             await self._read_journal()
             beats = asyncio.create_task(self._heartbeats())
-            async with Subscriber(self.bootstrap, f"voicestream-skill-{self.name}", [spec],
+            async with Subscriber(self.connection, f"voicestream-skill-{self.name}", [spec],
                                   topic_prefix=self.prefix,
                                   fetch_max_wait_ms=self.fetch_max_wait_ms,
                                   session_timeout_ms=6000) as sub:

@@ -1,4 +1,11 @@
-"""Shared fixtures: spoken test audio, and a running stack on the embedded broker."""
+"""Shared fixtures: spoken test audio, and a running stack on each broker kind.
+
+Tests that take ``stack`` (or ``broker_kind``) run once per broker: the
+embedded Tansu broker and a 3-node Apache Kafka cluster (KRaft, started once
+per session by :class:`infra.cluster.KafkaCluster`). ``VOICESTREAM_TEST_BROKERS``
+(default ``tansu,kafka``) narrows the list, e.g. to ``tansu`` on a machine
+without Java and Maven.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +23,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.cluster import KafkaCluster
 from infra.eval_endpoint import RATE, speak, voiced_bounds
+from streams.connection import Connection
 
 VOICESTREAM = [sys.executable, "-m", "infra.cli"]
+BROKERS = [b for b in os.environ.get("VOICESTREAM_TEST_BROKERS", "tansu,kafka").split(",") if b]
+_unique = iter(range(1, 1_000_000))
+
+
+def connection(url: str) -> Connection:
+    """The SDK connection for a URL a ``voicestream`` command printed."""
+    return Connection.parse(url)
+
+
+def isolated(tmp_path: Path, url: str = "") -> dict[str, str]:
+    """Environment of a worker of its own: a fresh group and topic prefix on a shared broker."""
+    n = next(_unique)
+    env = {"VOICESTREAM_DATA_DIR": str(tmp_path / f"w{n}"),
+           "VOICESTREAM_APP_ID": f"vs-test-{os.getpid()}-{n}",
+           "VOICESTREAM_TOPIC_PREFIX": f"t{os.getpid()}x{n}."}
+    if url:
+        env["VOICESTREAM_BROKER"] = url
+    return env
 
 
 def write_wav(path: Path, x: np.ndarray, rate: int = RATE) -> Path:
@@ -127,10 +154,51 @@ def env_with(**values: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``voicestream up --skills`` (embedded broker, worker, example skills); yields the URL."""
-    data = tmp_path_factory.mktemp("stack")
-    proc = Process(["up", "--skills"], env_with(VOICESTREAM_DATA_DIR=str(data)))
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """A 3-node Apache Kafka cluster on loopback for the whole session."""
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"), 3)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session", params=BROKERS)
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """``tansu`` or ``kafka``: the broker the test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def broker_url(broker_kind: str, request: pytest.FixtureRequest,
+               tmp_path: Path) -> Iterator[str]:
+    """A broker of the test's own kind: a fresh Tansu, or the session's Kafka cluster."""
+    if broker_kind == "kafka":
+        cluster: KafkaCluster = request.getfixturevalue("kafka_cluster")
+        yield cluster.url
+        return
+    proc = Process(["broker"], env_with())
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def stack(broker_kind: str, request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``voicestream up --skills`` (worker and example skills); yields the broker URL.
+
+    On Tansu the command starts its embedded broker; on Kafka it joins the
+    session's cluster.
+    """
+    data = tmp_path_factory.mktemp(f"stack-{broker_kind}")
+    env = {"VOICESTREAM_DATA_DIR": str(data)}
+    if broker_kind == "kafka":
+        cluster: KafkaCluster = request.getfixturevalue("kafka_cluster")
+        env["VOICESTREAM_BROKER"] = cluster.url
+    proc = Process(["up", "--skills"], env_with(**env))
     try:
         yield proc.wait_ready()
     finally:

@@ -9,10 +9,11 @@ is a plain coroutine over a ``Directive``; :func:`build` wires them to skills.
 from __future__ import annotations
 
 from streams import topics
+from streams.connection import BrokerTarget
 from streams.skill import Skill
 
 
-def build(bootstrap: str | list[str], *, topic_prefix: str = topics.DEFAULT_PREFIX,
+def build(bootstrap: BrokerTarget, *, topic_prefix: str = topics.DEFAULT_PREFIX,
           only: tuple[str, ...] = ()) -> list[Skill]:
     """Create the example skills (those named in ``only``, or all)."""
     from agents.skills import media, smarthome, timers

@@ -17,6 +17,7 @@ from streams.codec import Codec, encode
 from streams.control import DeadLetter, ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind
 from streams.schema import Message
+from tests.conftest import connection
 
 pytestmark = pytest.mark.broker
 AUDIO = topics.AUDIO.name(topics.DEFAULT_PREFIX)
@@ -88,12 +89,12 @@ async def collect(watch: EventWatcher, until: Callable[[list[Message]], bool],
 
 
 async def test_bad_input_table(stack: str, speech: dict[str, Path]) -> None:
-    bootstrap = stack.removeprefix("kafka://").split(",")
+    bootstrap = connection(stack)
     pcm, rate = read_wav(speech["whole"])
     good_frames = frames_of(pcm + bytes(rate * 2 * 2))
     specs = [topics.ENDPOINTS, topics.DEAD_LETTERS]
     async with EventWatcher(bootstrap, specs=specs) as watch:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        producer = AIOKafkaProducer(**bootstrap.producer())
         await producer.start()
         try:
             for name, dev, build, _, _ in CASES:

@@ -13,14 +13,15 @@ import pytest
 
 from streams import topics
 from streams.client import EventWatcher, Subscriber
+from streams.connection import Connection
 from streams.context import DeviceContext
-from tests.conftest import VOICESTREAM, Process, env_with, send
+from tests.conftest import VOICESTREAM, Process, connection, env_with, send
 
 pytestmark = pytest.mark.broker
 
 
-def bootstrap_of(url: str) -> list[str]:
-    return url.removeprefix("kafka://").split(",")
+def bootstrap_of(url: str) -> Connection:
+    return connection(url)
 
 
 async def test_context_command_publishes_a_device_context(stack: str, tmp_path: Path) -> None:

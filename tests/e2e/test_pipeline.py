@@ -15,7 +15,7 @@ from streams import topics
 from streams.client import EventWatcher
 from streams.codec import Codec, encode
 from streams.directive import Directive, ResponseStatus, SkillResponse
-from tests.conftest import VOICESTREAM, env_with, send
+from tests.conftest import VOICESTREAM, connection, env_with, send
 
 pytestmark = pytest.mark.broker
 
@@ -83,7 +83,7 @@ def test_paused_command_reaches_its_skill_once_for_the_confirmed_revision(stack:
 
     async def run() -> tuple[int, list[dict[str, object]], list[Directive]]:
         seen: list[Directive] = []
-        async with EventWatcher(stack.removeprefix("kafka://"), specs=[skill_topic]) as watch:
+        async with EventWatcher(connection(stack), specs=[skill_topic]) as watch:
             loop = asyncio.get_running_loop()
             code, events = await loop.run_in_executor(None, lambda: send(
                 stack, audio_path("alarm_paused.wav"), "gate-1", "--utterance", utt))
@@ -130,14 +130,14 @@ def test_malformed_registry_stops_the_worker_with_a_clear_error(tmp_path: Path) 
 def test_restarted_skill_does_not_act_twice(stack: str, tmp_path: Path) -> None:
     from aiokafka import AIOKafkaProducer
 
-    bootstrap = stack.removeprefix("kafka://")
+    bootstrap = connection(stack)
     acts = tmp_path / "acts.txt"
     directive = Directive(directive_id="restart-u/0", device_id="probe-1",
                           utterance_id="restart-u", revision=0, skill="restart-probe",
                           intent="iot_wemo_on")
 
     async def publish_twice() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        producer = AIOKafkaProducer(**bootstrap.producer())
         await producer.start()
         try:
             for _ in range(2):  # a redelivered duplicate, as after a producer retry
@@ -147,7 +147,7 @@ def test_restarted_skill_does_not_act_twice(stack: str, tmp_path: Path) -> None:
             await producer.stop()
 
     def start(mode: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.skill_proc", bootstrap,
+        proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.skill_proc", stack,
                                  str(acts), mode], stdout=subprocess.PIPE, text=True,
                                 env=env_with())
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
@@ -156,7 +156,7 @@ def test_restarted_skill_does_not_act_twice(stack: str, tmp_path: Path) -> None:
     async def make_topic() -> None:  # the probe's topic, as the registry would make it
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**bootstrap.client())
         await admin.start()
         try:
             if "voicestream.skill.restart-probe" not in await admin.list_topics():

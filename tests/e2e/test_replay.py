@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from infra.replay import load, record
 from streams import topics
 from streams.client import DeviceClient, EventWatcher, read_wav
-from tests.conftest import VOICESTREAM, env_with
+from tests.conftest import VOICESTREAM, connection, env_with
 
 pytestmark = pytest.mark.broker
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.broker
 def recording(stack: str, speech: dict[str, Path],
               tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("rec") / "session.jsonl"
-    bootstrap = stack.removeprefix("kafka://").split(",")
+    bootstrap = connection(stack)
 
     async def run() -> None:
         stop, started = asyncio.Event(), asyncio.Event()
@@ -33,7 +33,7 @@ def recording(stack: str, speech: dict[str, Path],
                     done = asyncio.Event()
                     utt = await dev.stream(*read_wav(speech[name]), realtime=False, done=done)
                     _ = [m async for m in watch.events(utt, timeout_s=30)]
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        producer = AIOKafkaProducer(**bootstrap.producer())
         await producer.start()
         await producer.send_and_wait(topics.AUDIO.name(topics.DEFAULT_PREFIX), b"\xc1junk",
                                      key=b"rec-4")

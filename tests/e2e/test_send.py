@@ -49,7 +49,7 @@ def test_pause_yields_speculative_reset_speculative_final(
 
 def test_no_pause_yields_speculative_then_final(stack: str, speech: dict[str, Path]) -> None:
     code, events = send(stack, speech["whole"], "kitchen-2", "--fast")
-    assert code == 0
+    assert code == 0, events
     assert shape(events) == [("endpoint", "speculative", 0), ("endpoint", "final", 0)]
     spec, final = (e for e in events if e["type"] == "endpoint")
     assert final["t_ms"] - spec["t_ms"] >= 200  # type: ignore[operator]
