@@ -376,7 +376,7 @@ class ArbiterService:
                 await self._publish(Declined(
                     device_id=message.device_id, utterance_id=message.utterance_id,
                     revision=message.revision, reason=DeclineReason.NOT_UNDERSTOOD,
-                    detail=message.code, t_ms=message.t_ms), 0.0)
+                    detail=message.code, t_ms=message.t_ms), 0.0, origin.partition)
             return
         assert isinstance(message, Interpretations)
         gate = self._gate(message.utterance_id)
@@ -391,9 +391,12 @@ class ArbiterService:
         if released is not None:
             decision, held_ms = released
             # Stamped with the final end-point's audio time: when it was released.
-            await self._publish(dataclasses.replace(decision, t_ms=message.t_ms), held_ms)
+            await self._publish(dataclasses.replace(decision, t_ms=message.t_ms), held_ms,
+                                origin.partition)
 
-    async def _publish(self, decision: Directive | Declined, held_ms: float) -> None:
+    async def _publish(self, decision: Directive | Declined, held_ms: float,
+                       partition: int | None = None) -> None:
+        """Publish a released decision on the partition of the interpretation it answers."""
         log = self.log.bind(device_id=decision.device_id, utterance_id=decision.utterance_id)
         if isinstance(decision, Directive) and not self.live(decision.skill):
             decision = Declined(
@@ -407,14 +410,16 @@ class ArbiterService:
             spec = self.registry.get(decision.skill)
             assert spec is not None
             # The record first, so that observers never see a skill act before it.
-            await self.pub.emit(topics.DIRECTIVES, decision.device_id, decision)
+            await self.pub.emit(topics.DIRECTIVES, decision.device_id, decision,
+                                partition=partition)
             await self._send(spec.topic, decision.device_id.encode(),
-                             encode(decision, topics.SKILL_DIRECTIVES.codec))
+                             encode(decision, topics.SKILL_DIRECTIVES.codec), partition)
             metrics.RELEASES.labels("directive").inc()
             log.info("arbiter.directive", revision=decision.revision, skill=decision.skill,
                      intent=decision.intent, score=decision.score, held_ms=decision.held_ms)
         else:
-            await self.pub.emit(topics.DIRECTIVES, decision.device_id, decision)
+            await self.pub.emit(topics.DIRECTIVES, decision.device_id, decision,
+                                partition=partition)
             metrics.RELEASES.labels("declined").inc()
             log.info("arbiter.declined", revision=decision.revision,
                      reason=decision.reason.value, detail=decision.detail)

@@ -62,6 +62,8 @@ class Utterance:
     utterance_id: str
     assembler: FrameAssembler
     max_samples: int
+    #: Partition of the utterance's audio; its transcripts go to the same one.
+    partition: int = 0
     chunks: list[Float32Array] = dataclasses.field(default_factory=list)
     samples: int = 0
     stopped: bool = False
@@ -141,7 +143,7 @@ class AsrService:
         except SerializationError:
             return
         if isinstance(message, UtteranceStart):
-            self._start(message)
+            self._start(message, origin.partition)
         elif isinstance(message, AudioFrame):
             utt = self._get(message.device_id, message.utterance_id)
             if utt is not None:
@@ -154,7 +156,7 @@ class AsrService:
                 utt.add(chunks)
                 utt.stopped = True
 
-    def _start(self, start: UtteranceStart) -> None:
+    def _start(self, start: UtteranceStart, partition: int) -> None:
         if start.sample_rate_hz not in SUPPORTED_SAMPLE_RATES_HZ or start.channels != 1:
             return
         if start.utterance_id in self._closed:
@@ -168,7 +170,7 @@ class AsrService:
             stage=STAGE, device_id=start.device_id, utterance_id=start.utterance_id)
         self.utterances[start.device_id] = Utterance(
             start.device_id, start.utterance_id, FrameAssembler(start.sample_rate_hz),
-            self._max_samples, log=log)
+            self._max_samples, partition, log=log)
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
 
     def _get(self, device_id: str, utterance_id: str) -> Utterance | None:
@@ -194,14 +196,15 @@ class AsrService:
                 await self._error(message.device_id, message.utterance_id, "asr-no-audio",
                                   "end-point for an utterance whose audio this worker "
                                   "does not hold", getattr(message, "revision", 0),
-                                  message.t_ms)
+                                  message.t_ms, origin.partition)
                 self._closed.add(message.utterance_id)
             return
         if isinstance(message, Reset):
             await self._apply(utt, utt.tracker.on_reset(message))
             utt.log.info("asr.reset", cancelled_revision=message.cancelled_revision)
             # Forwarded in order: nothing of the cancelled revision follows it downstream.
-            await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message)
+            await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message,
+                                partition=origin.partition)
         else:
             await self._apply(utt, utt.tracker.on_endpoint(message))
 
@@ -248,7 +251,7 @@ class AsrService:
         except AsrError as exc:
             if action.revision not in utt.tracker.cancelled:
                 await self._error(utt.device_id, utt.utterance_id, exc.code, str(exc),
-                                  action.revision, action.t_ms)
+                                  action.revision, action.t_ms, utt.partition)
                 self._drop(utt)
             return
         except asyncio.CancelledError:
@@ -258,7 +261,7 @@ class AsrService:
             if action.revision not in utt.tracker.cancelled:
                 await self._error(utt.device_id, utt.utterance_id, "asr-failed",
                                   f"recognition failed: {type(exc).__name__}",
-                                  action.revision, action.t_ms)
+                                  action.revision, action.t_ms, utt.partition)
                 self._drop(utt)
             return
         compute_ms = (time.perf_counter() - started) * 1000
@@ -288,7 +291,7 @@ class AsrService:
         if action.kind is EndpointKind.FINAL and not hyps:
             await self._error(utt.device_id, utt.utterance_id, "asr-no-speech",
                               "nothing was recognised in the utterance's audio",
-                              action.revision, action.t_ms)
+                              action.revision, action.t_ms, utt.partition)
             self._drop(utt)
             return
         message = Transcript(
@@ -302,7 +305,8 @@ class AsrService:
             biased_phrases=result.phrases if result else 0,
             compute_ms=round(result.compute_ms, 1) if result else 0.0,
         )
-        await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message)
+        await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message,
+                            partition=utt.partition)
         if action.kind is EndpointKind.FINAL:
             self._drop(utt)
 
@@ -310,10 +314,10 @@ class AsrService:
         return self._engine.value.name if self._engine.value is not None else "none"
 
     async def _error(self, device_id: str, utterance_id: str, code: str, message: str,
-                     revision: int, t_ms: int) -> None:
+                     revision: int, t_ms: int, partition: int) -> None:
         await self.pub.emit(topics.TRANSCRIPTS, device_id, ErrorEvent(
             device_id=device_id, utterance_id=utterance_id, stage=STAGE, code=code,
-            message=message, revision=revision, t_ms=t_ms))
+            message=message, revision=revision, t_ms=t_ms), partition=partition)
 
     def _drop(self, utt: Utterance) -> None:
         for task in utt.tasks.values():

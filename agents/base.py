@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from infra import logs, metrics
 from streams import topics
@@ -66,8 +66,16 @@ class RecentIds:
         return key in self._ids
 
 
-#: Sends ``value`` with ``key`` to the topic with the given short name.
-SendFn = Callable[[str, bytes, bytes], Awaitable[Any]]
+class SendFn(Protocol):
+    """Sends ``value`` with ``key`` to the topic with the given short name.
+
+    ``partition`` pins the record to a partition: every stage writes its output
+    to the partition its input came from, so that one device's records stay
+    on one partition number whatever partitioner the device's client used.
+    """
+
+    def __call__(self, short: str, key: bytes, value: bytes,
+                 partition: int | None = None) -> Awaitable[Any]: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,9 +96,13 @@ class Publisher:
         self._send = send
         self.log = logs.get(f"voicestream.{stage}", stage=stage)
 
-    async def emit(self, spec: topics.TopicSpec, key: str, message: Message) -> None:
-        """Send ``message`` to the topic ``spec`` keyed by device id ``key``."""
-        await self._send(spec.short, key.encode(), encode(message, spec.codec))
+    async def emit(self, spec: topics.TopicSpec, key: str, message: Message, *,
+                   partition: int | None = None) -> None:
+        """Send ``message`` to the topic ``spec`` keyed by device id ``key``.
+
+        ``partition``: the partition of the input this answers (see :class:`SendFn`).
+        """
+        await self._send(spec.short, key.encode(), encode(message, spec.codec), partition)
         if isinstance(message, ErrorEvent):
             metrics.ERRORS.labels(message.stage, message.code).inc()
             self.log.warning("utterance.error", device_id=message.device_id,
@@ -113,7 +125,7 @@ class Publisher:
                          partition=origin.partition, offset=origin.offset,
                          device_id=device_id or key, utterance_id=utterance_id)
         await self._send(topics.DEAD_LETTERS.short, key.encode() or b"-",
-                         encode(letter, topics.DEAD_LETTERS.codec))
+                         encode(letter, topics.DEAD_LETTERS.codec), origin.partition)
 
     async def decode(self, spec: topics.TopicSpec, origin: Origin,
                      raw: bytes | None) -> Message | None:

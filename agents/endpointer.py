@@ -149,7 +149,8 @@ class EndpointerService:
         return out
 
     async def _publish(self, session: Session, decision: Decision) -> None:
-        await self.pub.emit(topics.ENDPOINTS, session.device_id, decision)
+        await self.pub.emit(topics.ENDPOINTS, session.device_id, decision,
+                            partition=session.partition)
         if isinstance(decision, Endpoint):
             metrics.ENDPOINTS.labels(decision.kind.value).inc()
             session.log.info("endpoint", kind=decision.kind.value, revision=decision.revision,
@@ -216,7 +217,8 @@ class EndpointerService:
         """Dead-letter a start message and end its utterance with the same code."""
         await self.pub.dead_letter(origin, code, why, device_id=dev, utterance_id=utt)
         await self.pub.emit(topics.ENDPOINTS, dev, ErrorEvent(
-            device_id=dev, utterance_id=utt, stage=STAGE, code=code, message=why))
+            device_id=dev, utterance_id=utt, stage=STAGE, code=code, message=why),
+            partition=origin.partition)
         self._remember_closed(utt)
 
     async def _session_for(self, origin: Origin, dev: str, utt: str, *,
@@ -237,7 +239,7 @@ class EndpointerService:
             await self.pub.emit(topics.ENDPOINTS, dev, ErrorEvent(
                 device_id=dev, utterance_id=utt, stage=STAGE, code="worker-restarted",
                 message="the worker restarted mid-utterance and lost its audio state; "
-                        "please repeat"))
+                        "please repeat"), partition=origin.partition)
             return None
         await self.pub.dead_letter(origin, "unknown-utterance",
                                    "audio for an utterance that was never started",

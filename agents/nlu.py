@@ -161,6 +161,8 @@ class Utterance:
 
     device_id: str
     utterance_id: str
+    #: Partition of the utterance's transcripts; its interpretations go to the same one.
+    partition: int = 0
     transcripts: dict[int, Transcript] = dataclasses.field(default_factory=dict)
     tracker: RevisionTracker[Result] = dataclasses.field(default_factory=RevisionTracker)
     tasks: dict[int, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
@@ -222,24 +224,26 @@ class NluService:
         assert isinstance(message, Transcript | Reset)
         if message.utterance_id in self._closed:
             return
-        utt = self._utterance(message.device_id, message.utterance_id)
+        utt = self._utterance(message.device_id, message.utterance_id, origin.partition)
         utt.last_seen = time.monotonic()
         if isinstance(message, Reset):
             await self._apply(utt, utt.tracker.on_reset(message))
             utt.log.info("nlu.reset", cancelled_revision=message.cancelled_revision)
-            await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, message)
+            await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, message,
+                                partition=utt.partition)
             return
         utt.transcripts[message.revision] = message
         await self._apply(utt, utt.tracker.on_endpoint(message))
 
-    def _utterance(self, device_id: str, utterance_id: str) -> Utterance:
+    def _utterance(self, device_id: str, utterance_id: str, partition: int) -> Utterance:
         utt = self.utterances.get(device_id)
         if utt is None or utt.utterance_id != utterance_id:
             if utt is not None:
                 self._drop(utt)
             log = structlog.get_logger("voicestream.nlu").bind(
                 stage=STAGE, device_id=device_id, utterance_id=utterance_id)
-            utt = self.utterances[device_id] = Utterance(device_id, utterance_id, log=log)
+            utt = self.utterances[device_id] = Utterance(device_id, utterance_id, partition,
+                                                         log=log)
         return utt
 
     async def _apply(self, utt: Utterance, actions: list[Action]) -> None:
@@ -288,7 +292,7 @@ class NluService:
                 await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, ErrorEvent(
                     device_id=utt.device_id, utterance_id=utt.utterance_id, stage=STAGE,
                     code=result.error.code, message=result.error.message,
-                    revision=action.revision, t_ms=action.t_ms))
+                    revision=action.revision, t_ms=action.t_ms), partition=utt.partition)
                 self._drop(utt)
             return
         ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
@@ -297,7 +301,7 @@ class NluService:
             revision=action.revision, t_ms=action.t_ms,
             locale=str((ctx or {}).get("locale") or "en-US"),
             interpretations=tuple(result.hypotheses), context_used=result.context_used,
-            compute_ms=round(result.compute_ms, 2)))
+            compute_ms=round(result.compute_ms, 2)), partition=utt.partition)
         if action.kind is EndpointKind.FINAL:
             self._drop(utt)
 

@@ -77,13 +77,13 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         for spec in topics.ALL
     }
 
-    async def send(short: str, key: bytes, value: bytes) -> None:
+    async def send(short: str, key: bytes, value: bytes, partition: int | None = None) -> None:
         topic = out.get(short)
         if topic is None:  # a skill's directive topic, named in the registry
             topic = out[short] = app.topic(settings.topic(short), key_serializer="raw",
                                            value_serializer="raw",
                                            partitions=settings.partitions)
-        await topic.send(key=key, value=value)
+        await topic.send(key=key, value=value, partition=partition)
 
     contexts = context_agent.register(app, settings, send)
     service = endpointer_agent.register(app, settings, send, contexts=contexts)

@@ -106,8 +106,12 @@ def test_gate_holds_until_final_and_drops_reset_revisions() -> None:
 class Sent:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes]] = []
+        #: The partition each record was pinned to (None: the partitioner chose).
+        self.partitions: list[int | None] = []
 
-    async def __call__(self, short: str, key: bytes, value: bytes) -> None:
+    async def __call__(self, short: str, key: bytes, value: bytes,
+                       partition: int | None = None) -> None:
+        self.partitions.append(partition)
         self.records.append((short, key, value))
 
     def on(self, short: str) -> list[Any]:

@@ -96,8 +96,12 @@ class ScriptedEngine:
 class Sent:
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        #: The partition each record was pinned to (None: the partitioner chose).
+        self.partitions: list[int | None] = []
 
-    async def __call__(self, short: str, key: bytes, value: bytes) -> None:
+    async def __call__(self, short: str, key: bytes, value: bytes,
+                       partition: int | None = None) -> None:
+        self.partitions.append(partition)
         self.messages.append(decode(value, topics.by_short(short).codec))
 
 

@@ -25,8 +25,12 @@ AUDIO = "voicestream.audio"
 class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Message]] = []
+        #: The partition each record was pinned to (None: the partitioner chose).
+        self.partitions: list[int | None] = []
 
-    async def __call__(self, short: str, key: bytes, value: bytes) -> None:
+    async def __call__(self, short: str, key: bytes, value: bytes,
+                       partition: int | None = None) -> None:
+        self.partitions.append(partition)
         self.sent.append((short, decode(value, topics.by_short(short).codec)))
 
     def kinds(self) -> list[tuple[str, str]]:

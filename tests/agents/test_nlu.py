@@ -102,8 +102,12 @@ def test_asr_text_is_written_the_way_the_model_was_trained() -> None:
 class Sent:
     def __init__(self) -> None:
         self.messages: list[Any] = []
+        #: The partition each record was pinned to (None: the partitioner chose).
+        self.partitions: list[int | None] = []
 
-    async def __call__(self, short: str, key: bytes, value: bytes) -> None:
+    async def __call__(self, short: str, key: bytes, value: bytes,
+                       partition: int | None = None) -> None:
+        self.partitions.append(partition)
         self.messages.append(decode(value, topics.by_short(short).codec))
 
 

@@ -15,8 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams import topics
-from streams.asr import Transcript
-from streams.client import DeviceClient, EventWatcher, read_wav
+from streams.client import DeviceClient, EventWatcher, is_outcome, read_wav
 from streams.codec import encode
 from streams.connection import Connection
 from streams.context import DeviceContext
@@ -74,11 +73,10 @@ async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path],
             async for message in watch.events("u-victim", timeout_s=60, done=done):
                 outcome = message
             await streaming
-        assert isinstance(outcome, ErrorEvent | Transcript)
+        # Either the new worker carried the utterance on to its outcome, or it said why not.
+        assert outcome is not None and is_outcome(outcome), outcome
         if isinstance(outcome, ErrorEvent):
             assert outcome.code in {"worker-restarted", "asr-no-audio"}
-        else:
-            assert outcome.kind is EndpointKind.FINAL
 
         ready = workers[1].log_events("worker.ready")[0]
         tables = ready["tables"]
