@@ -6,6 +6,12 @@ decisions: it decodes when a speculative end-point arrives, reuses that
 result when the final end-point confirms the revision, and drops the work of
 a revision when its reset arrives. :class:`RevisionTracker` is the pure core
 of that protocol; decoding runs in a single inference thread off the loop.
+
+When an utterance's partition moved here from another worker mid-utterance,
+its audio buffer is rebuilt by reading the utterance's records back from the
+audio topic (from the start offset in the end-pointer's ``utterances``
+table), whether a frame or an end-point of it arrives first; see
+:mod:`agents.recovery`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import structlog
 
 from agents.base import Once, Origin, Publisher, RecentIds, SendFn
 from agents.endpointing import FrameAssembler
+from agents.recovery import AudioLog, Progress, ReplayError
 from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
 from infra import metrics
 from infra.config import Settings
@@ -64,6 +71,8 @@ class Utterance:
     max_samples: int
     #: Partition of the utterance's audio; its transcripts go to the same one.
     partition: int = 0
+    #: Offset of the last audio record added (records at or below it are not added again).
+    last_offset: int = -1
     chunks: list[Float32Array] = dataclasses.field(default_factory=list)
     samples: int = 0
     stopped: bool = False
@@ -97,8 +106,15 @@ class AsrService:
     """State and logic of the ASR agent, independent of how it is wired."""
 
     def __init__(self, settings: Settings, send: SendFn,
-                 engine_factory: Callable[[], Engine], *, contexts: Any = None) -> None:
+                 engine_factory: Callable[[], Engine], *, contexts: Any = None,
+                 utterances: Any = None, audio_log: AudioLog | None = None) -> None:
         self.settings = settings
+        self.progress = Progress()
+        #: The end-pointer's table: device id -> open utterance, its partition and start offset.
+        self._table = utterances
+        self._audio_log = audio_log
+        self._recovering: dict[str, asyncio.Task[None]] = {}
+        self.recovered = 0
         self.pub = Publisher(STAGE, send)
         self.utterances: dict[str, Utterance] = {}
         self._closed = RecentIds(_CLOSED_MEMORY)
@@ -136,25 +152,47 @@ class AsrService:
 
     # -- audio ------------------------------------------------------------------------------
 
-    async def on_audio(self, origin: Origin, raw: bytes | None) -> None:
+    def on_assigned(self, partitions: set[int]) -> None:
+        """Drop the utterances of audio partitions this worker no longer owns."""
+        for utt in [u for u in self.utterances.values() if u.partition not in partitions]:
+            utt.log.info("asr.moved", partition=utt.partition)
+            for task in utt.tasks.values():
+                task.cancel()
+            del self.utterances[utt.device_id]
+        self.progress.keep(partitions)
+        metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
+
+    async def on_audio(self, origin: Origin, raw: bytes | None, *,
+                       replay: bool = False) -> None:
         """Buffer one audio-topic message (bad ones are the end-pointer's to dead-letter)."""
+        if not replay:
+            if self.progress.seen(origin):
+                return  # re-delivered after a rebalance
+            self.progress.mark(origin)
         try:
             message = decode(raw or b"", topics.AUDIO.codec)
         except SerializationError:
             return
         if isinstance(message, UtteranceStart):
-            self._start(message, origin.partition)
-        elif isinstance(message, AudioFrame):
-            utt = self._get(message.device_id, message.utterance_id)
-            if utt is not None:
-                chunks, _ = utt.assembler.push(message)
-                utt.add(chunks)
-        elif isinstance(message, UtteranceStop):
-            utt = self._get(message.device_id, message.utterance_id)
-            if utt is not None:
-                chunks, _ = utt.assembler.flush()
-                utt.add(chunks)
-                utt.stopped = True
+            if self._get(message.device_id, message.utterance_id) is None:
+                self._start(message, origin.partition)
+            return
+        if not isinstance(message, AudioFrame | UtteranceStop):
+            return
+        utt = self._get(message.device_id, message.utterance_id)
+        if utt is None and not replay:
+            utt = await self._recover(origin, message.device_id, message.utterance_id,
+                                      end=origin.offset)
+        if utt is None or origin.offset <= utt.last_offset:
+            return
+        utt.last_offset = origin.offset
+        if isinstance(message, AudioFrame):
+            chunks, _ = utt.assembler.push(message)
+            utt.add(chunks)
+        else:
+            chunks, _ = utt.assembler.flush()
+            utt.add(chunks)
+            utt.stopped = True
 
     def _start(self, start: UtteranceStart, partition: int) -> None:
         if start.sample_rate_hz not in SUPPORTED_SAMPLE_RATES_HZ or start.channels != 1:
@@ -177,10 +215,50 @@ class AsrService:
         utt = self.utterances.get(device_id)
         return utt if utt is not None and utt.utterance_id == utterance_id else None
 
+    async def _recover(self, origin: Origin, device_id: str, utterance_id: str, *,
+                       end: int | None) -> Utterance | None:
+        """Rebuild the audio of an utterance begun on another worker; None if not ours."""
+        if utterance_id in self._closed or self._audio_log is None or self._table is None:
+            return None
+        entry = self._table.get(device_id)
+        if not entry or entry.get("utterance_id") != utterance_id or \
+                entry.get("partition") != origin.partition or \
+                not isinstance(entry.get("offset"), int):
+            return None
+        task = self._recovering.get(utterance_id)
+        if task is None:
+            task = asyncio.create_task(self._replay(origin, device_id, entry["offset"], end))
+            self._recovering[utterance_id] = task
+            task.add_done_callback(lambda _t: self._recovering.pop(utterance_id, None))
+        try:
+            await asyncio.shield(task)
+        except ReplayError as exc:
+            structlog.get_logger("voicestream.asr").warning(
+                "asr.recovery_failed", device_id=device_id, utterance_id=utterance_id,
+                detail=str(exc))
+            return None
+        return self._get(device_id, utterance_id)
+
+    async def _replay(self, origin: Origin, device_id: str, start: int, end: int | None
+                      ) -> None:
+        assert self._audio_log is not None
+        records = await self._audio_log.read(origin.partition, start, end,
+                                             origin.key or device_id.encode())
+        for record_origin, raw in records:
+            await self.on_audio(record_origin, raw, replay=True)
+        utt = self.utterances.get(device_id)
+        if utt is not None:
+            self.recovered += 1
+            metrics.RECOVERED.labels(STAGE).inc()
+            utt.log.info("asr.recovered", records=len(records), from_offset=start)
+
     # -- end-pointer events -----------------------------------------------------------------
 
     async def on_endpoint_event(self, origin: Origin, raw: bytes | None) -> None:
         """Follow one event of the end-pointer's output topic."""
+        if self.progress.seen(origin):
+            return  # re-delivered after a rebalance
+        self.progress.mark(origin)
         message = await self.pub.decode(topics.ENDPOINTS, origin, raw)
         if message is None:
             return
@@ -191,6 +269,8 @@ class AsrService:
             return
         assert isinstance(message, Endpoint | Reset)
         utt = self._get(message.device_id, message.utterance_id)
+        if utt is None:
+            utt = await self._recover(origin, message.device_id, message.utterance_id, end=None)
         if utt is None:
             if message.utterance_id not in self._closed:
                 await self._error(message.device_id, message.utterance_id, "asr-no-audio",
@@ -337,10 +417,19 @@ class AsrService:
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:
-             Callable[[], Engine], contexts: Any = None) -> AsrService:
+             Callable[[], Engine], contexts: Any = None, utterances: Any = None,
+             audio_log: AudioLog | None = None) -> AsrService:
     """Create the ASR agents (audio and end-points) and the expiry timer on ``app``."""
-    service = AsrService(settings, send, engine_factory, contexts=contexts)
-    audio = app.topic(settings.topic(topics.AUDIO.short), key_serializer="raw",
+    service = AsrService(settings, send, engine_factory, contexts=contexts,
+                         utterances=utterances, audio_log=audio_log)
+    audio_name = settings.topic(topics.AUDIO.short)
+
+    @app.on_partitions_assigned.connect
+    async def moved(_app: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
+        assigned: set[Any] = args[0]  # the new assignment: every topic-partition we own
+        service.on_assigned({tp.partition for tp in assigned if tp.topic == audio_name})
+
+    audio = app.topic(audio_name, key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
     endpoints = app.topic(settings.topic(topics.ENDPOINTS.short), key_serializer="raw",
                           value_serializer="raw", partitions=settings.partitions)

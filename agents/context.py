@@ -45,8 +45,10 @@ def register(app: faust.App, settings: Settings, send: SendFn) -> Any:
                       settings.topic(topics.CONTEXT_UPDATES.short), key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
     updates_name = settings.topic(topics.CONTEXT_UPDATES.short)
-    table = app.Table("device-context", key_type=str,
-                      partitions=settings.partitions, default=None, use_partitioner=True)
+    # Global: every worker holds every device's context, so the worker that owns a
+    # device's audio partition finds it whichever partitioner the device used.
+    table = app.GlobalTable("device-context", key_type=str,
+                            partitions=settings.partitions, default=None, use_partitioner=True)
     pub = Publisher(STAGE, send)
 
     @app.agent(topic, name="context", concurrency=1)

@@ -5,10 +5,17 @@ batches, assembles each utterance's frames, runs the VAD for every ready
 chunk of every utterance in one onnxruntime call off the event loop, then
 feeds the probabilities to each utterance's state machine in order.
 
-An ``utterances`` table (changelogged) records which utterance each device has
-open. After a worker restart the in-memory VAD state is gone; a frame of an
-utterance the table still shows open then ends it with error
-``worker-restarted`` instead of being read as a new stream.
+An ``utterances`` table (a changelogged global table, so every worker sees
+every device's entry whatever partitioner the device used) records which
+utterance each device has open and the audio offset of its start. When a
+partition moves to this worker (a crash, a deploy, a scale-out), the old
+owner's VAD state is gone: a frame of an utterance the table shows open makes
+this worker read the utterance's audio back from its start
+(:class:`agents.recovery.AudioLog`) and carry it on; the decisions it re-makes
+are the same, and later stages drop those they already had. Only when the
+audio cannot be read back does the utterance end with ``worker-rebalanced``.
+Records re-delivered after a rebalance (up to what this worker had already
+processed) are skipped quietly (:class:`agents.recovery.Progress`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from agents.endpointing import (
     FrameAssembler,
     Problem,
 )
+from agents.recovery import AudioLog, Progress, ReplayError
 from infra import metrics
 from infra.config import Settings
 from models.vad import CHUNK_MS, CHUNK_SAMPLES, Float32Array, SileroVad, VadState
@@ -54,6 +62,8 @@ class Session:
     device_id: str
     utterance_id: str
     partition: int
+    #: Offset of the utterance's start on the audio topic.
+    start_offset: int
     assembler: FrameAssembler
     endpointer: Endpointer
     chunker: Chunker = dataclasses.field(default_factory=lambda: Chunker(CHUNK_SAMPLES))
@@ -66,25 +76,48 @@ class EndpointerService:
     """State and logic of the end-pointing agent, independent of how it is wired."""
 
     def __init__(self, settings: Settings, send: SendFn, *, vad: SileroVad | None = None,
-                 table: Any = None, known_devices: Any = None) -> None:
+                 table: Any = None, known_devices: Any = None,
+                 audio_log: AudioLog | None = None) -> None:
         self.settings = settings
         self.pub = Publisher(STAGE, send)
         self.vad = vad or SileroVad()
         self.sessions: dict[str, Session] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
-        self._table = table if table is not None else {}
+        #: device id -> {utterance_id, open, partition, offset}: the utterance a device has open.
+        self.table = table if table is not None else {}
         self._known_devices = known_devices
+        self._audio_log = audio_log
+        self.progress = Progress()
+        #: Utterances carried on from another worker's partition, and rebalance drops.
+        self.recovered = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
 
     def close(self) -> None:
         """Release the inference thread."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def handle_batch(self, batch: list[tuple[Origin, bytes | None]]) -> None:
-        """Process a batch of audio-topic messages in order."""
+    def on_assigned(self, partitions: set[int]) -> None:
+        """Drop the sessions of audio partitions this worker no longer owns."""
+        for session in [s for s in self.sessions.values() if s.partition not in partitions]:
+            session.log.info("utterance.moved", partition=session.partition)
+            self._forget(session, closed=False)
+        self.progress.keep(partitions)
+        metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.sessions))
+
+    async def handle_batch(self, batch: list[tuple[Origin, bytes | None]], *,
+                           replay: bool = False) -> None:
+        """Process a batch of audio-topic messages in order.
+
+        ``replay``: records read back for an utterance being carried on; they
+        are below what this worker processed, and are not re-deliveries.
+        """
         started = time.perf_counter()
         ops: dict[int, tuple[Session, list[Any]]] = {}
         for origin, raw in batch:
+            if not replay:
+                if self.progress.seen(origin):
+                    continue  # re-delivered after a rebalance: already processed here
+                self.progress.mark(origin)
             message = await self.pub.decode(topics.AUDIO, origin, raw)
             if message is None:
                 continue
@@ -162,9 +195,9 @@ class EndpointerService:
         if isinstance(decision, ErrorEvent) or (
             isinstance(decision, Endpoint) and decision.kind is EndpointKind.FINAL
         ):
-            self._table[session.device_id] = {
+            self.table[session.device_id] = {
                 "utterance_id": session.utterance_id, "open": False,
-                "partition": session.partition,
+                "partition": session.partition, "offset": session.start_offset,
             }
 
     async def _start(self, origin: Origin, start: UtteranceStart) -> None:
@@ -206,10 +239,12 @@ class EndpointerService:
             return
         self.sessions[dev] = Session(
             device_id=dev, utterance_id=utt, partition=origin.partition,
+            start_offset=origin.offset,
             assembler=FrameAssembler(start.sample_rate_hz),
             endpointer=Endpointer(self.settings.endpointer, dev, utt), log=log,
         )
-        self._table[dev] = {"utterance_id": utt, "open": True, "partition": origin.partition}
+        self.table[dev] = {"utterance_id": utt, "open": True, "partition": origin.partition,
+                            "offset": origin.offset}
         log.info("utterance.start", sample_rate_hz=start.sample_rate_hz,
                  resampled=start.sample_rate_hz != TARGET_RATE_HZ)
 
@@ -231,20 +266,46 @@ class EndpointerService:
             return None if session.endpointer.done else session
         if utt in self._closed:
             return None  # frames after the final end-point, or after an error: expected
-        entry = self._table.get(dev)
+        entry = self.table.get(dev)
         if entry and entry.get("utterance_id") == utt and entry.get("open"):
-            # The table outlived the worker that held this utterance's audio state.
-            self._remember_closed(utt)
-            self._table[dev] = {**entry, "open": False}
-            await self.pub.emit(topics.ENDPOINTS, dev, ErrorEvent(
-                device_id=dev, utterance_id=utt, stage=STAGE, code="worker-restarted",
-                message="the worker restarted mid-utterance and lost its audio state; "
-                        "please repeat"), partition=origin.partition)
-            return None
+            # Another worker held this utterance's audio state: carry it on from its audio.
+            return await self._recover(origin, entry, dev, utt)
         await self.pub.dead_letter(origin, "unknown-utterance",
                                    "audio for an utterance that was never started",
                                    device_id=dev, utterance_id=utt)
         self._remember_closed(utt)
+        return None
+
+    async def _recover(self, origin: Origin, entry: dict[str, Any], dev: str, utt: str
+                       ) -> Session | None:
+        """Rebuild an utterance begun on another worker by processing its audio again."""
+        log = structlog.get_logger("voicestream.endpointer").bind(
+            stage=STAGE, device_id=dev, utterance_id=utt)
+        start = entry.get("offset")
+        why = "the worker that held it left and no audio log is configured"
+        if self._audio_log is not None and isinstance(start, int) and \
+                entry.get("partition") == origin.partition and start < origin.offset:
+            try:
+                records = await self._audio_log.read(origin.partition, start, origin.offset,
+                                                     origin.key or dev.encode())
+            except ReplayError as exc:
+                why = str(exc)
+            else:
+                await self.handle_batch(records, replay=True)
+                session = self.sessions.get(dev)
+                if session is not None and session.utterance_id == utt:
+                    self.recovered += 1
+                    metrics.RECOVERED.labels(STAGE).inc()
+                    log.info("utterance.recovered", records=len(records), from_offset=start,
+                             partition=origin.partition)
+                    return None if session.endpointer.done else session
+                why = "its start could not be processed again"
+        self._remember_closed(utt)
+        self.table[dev] = {**entry, "open": False}
+        await self.pub.emit(topics.ENDPOINTS, dev, ErrorEvent(
+            device_id=dev, utterance_id=utt, stage=STAGE, code="worker-rebalanced",
+            message=f"the utterance moved to another worker mid-stream and could not be "
+                    f"carried on ({why}); please repeat"), partition=origin.partition)
         return None
 
     async def _report(self, origin: Origin, session: Session, problems: list[Problem]) -> None:
@@ -288,15 +349,22 @@ class EndpointerService:
 
 
 def register(app: faust.App, settings: Settings, send: SendFn,
-             contexts: Any = None) -> EndpointerService:
+             contexts: Any = None, audio_log: AudioLog | None = None) -> EndpointerService:
     """Create the end-pointing agent, its table and its expiry timer on ``app``."""
-    audio = app.topic(settings.topic(topics.AUDIO.short), key_serializer="raw",
+    audio_name = settings.topic(topics.AUDIO.short)
+    audio = app.topic(audio_name, key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
-    # use_partitioner: the changelog partition follows the key (the device id),
-    # like the audio topic, so the same worker owns both.
-    table = app.Table("utterances", key_type=str,
-                      partitions=settings.partitions, default=None, use_partitioner=True)
-    service = EndpointerService(settings, send, table=table, known_devices=contexts)
+    # Global: every worker reads every entry, so the owner of a device's audio
+    # partition finds it whichever partitioner the device's client used.
+    table = app.GlobalTable("utterances", key_type=str,
+                            partitions=settings.partitions, default=None, use_partitioner=True)
+    service = EndpointerService(settings, send, table=table, known_devices=contexts,
+                                audio_log=audio_log)
+
+    @app.on_partitions_assigned.connect
+    async def moved(_app: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
+        assigned: set[Any] = args[0]  # the new assignment: every topic-partition we own
+        service.on_assigned({tp.partition for tp in assigned if tp.topic == audio_name})
 
     @app.agent(audio, name="endpointer", concurrency=1)
     async def endpointer(stream: Any) -> None:

@@ -14,6 +14,7 @@ from agents import context as context_agent
 from agents import endpointer as endpointer_agent
 from agents import nlu as nlu_agent
 from agents.arbiter import DEFAULT_REGISTRY, Registry
+from agents.recovery import AudioLog
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR, IDEMPOTENT_ATTR
 from models.asr import Engine, create
@@ -31,6 +32,7 @@ class Worker:
     contexts: Any
     nlu: nlu_agent.NluService
     arbiter: arbiter_agent.ArbiterService
+    audio_log: AudioLog
 
 
 def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
@@ -86,7 +88,11 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         await topic.send(key=key, value=value, partition=partition)
 
     contexts = context_agent.register(app, settings, send)
-    service = endpointer_agent.register(app, settings, send, contexts=contexts)
+    # Reads an utterance's audio back when its partition moved here mid-utterance.
+    audio_log = AudioLog(profile.connection, settings.topic(topics.AUDIO.short),
+                         fetch_max_wait_ms=profile.fetch_max_wait_ms)
+    service = endpointer_agent.register(app, settings, send, contexts=contexts,
+                                        audio_log=audio_log)
 
     def engine() -> Engine:
         if settings.asr_engine == "pocketsphinx":
@@ -94,9 +100,10 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         return create(settings.asr_engine, model=settings.asr_whisper_model,
                       word_times=settings.asr_word_times)
 
-    asr = asr_agent.register(app, settings, send, engine, contexts=contexts)
+    asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
+                             utterances=service.table, audio_log=audio_log)
     nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts)
     registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
     arbiter = arbiter_agent.register(app, settings, send, registry, contexts=contexts,
                                      connection=profile.connection)
-    return Worker(app, service, asr, contexts, nlu, arbiter)
+    return Worker(app, service, asr, contexts, nlu, arbiter, audio_log)

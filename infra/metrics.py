@@ -34,6 +34,16 @@ RELEASES = Counter(
     "Arbiter outcomes: released directives, declines, decisions cancelled by a reset.",
     ["outcome"], registry=REGISTRY,
 )
+RECOVERED = Counter(
+    "voicestream_recovered_utterances_total",
+    "In-flight utterances carried on from their audio after their partition moved here.",
+    ["stage"], registry=REGISTRY,
+)
+DUPLICATES = Counter(
+    "voicestream_duplicates_suppressed_total",
+    "Outcomes not published again because another worker had already published them.",
+    ["stage"], registry=REGISTRY,
+)
 VAD_BATCH = Histogram(
     "voicestream_vad_batch_chunks", "Chunks per VAD inference call.",
     buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY,

@@ -131,6 +131,7 @@ async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIte
             await worker.app.stop()
         worker.endpointer.close()
         worker.asr.close()
+        await worker.audio_log.close()
         worker.nlu.close()
 
 

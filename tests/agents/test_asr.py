@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -105,8 +106,12 @@ class Sent:
         self.messages.append(decode(value, topics.by_short(short).codec))
 
 
-def origin(n: int = 0) -> Origin:
-    return Origin("t", 0, n, b"d")
+_offsets = itertools.count()
+
+
+def origin(n: int | None = None) -> Origin:
+    """Where a record came from: each at a new offset, as a broker gives them."""
+    return Origin("t", 0, next(_offsets) if n is None else n, b"d")
 
 
 async def feed_audio(svc: AsrService, seconds: float, *, stop: bool = True) -> None:

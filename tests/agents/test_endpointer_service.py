@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,9 +56,12 @@ def rec() -> Recorder:
     return Recorder()
 
 
+_offsets = itertools.count()  # each record at a new offset, as a broker gives them
+
+
 def batch(*messages: Message) -> list[tuple[Origin, bytes | None]]:
-    return [(Origin(AUDIO, 0, i, b"k"), encode(m, Codec.MSGPACK))
-            for i, m in enumerate(messages)]
+    return [(Origin(AUDIO, 0, next(_offsets), b"k"), encode(m, Codec.MSGPACK))
+            for m in messages]
 
 
 def frames(dev: str, utt: str, pcm: bytes, rate: int) -> Iterator[AudioFrame]:
@@ -82,7 +86,7 @@ async def test_unknown_device_is_refused_when_required(rec: Recorder, vad: Siler
     assert "known" in svc.sessions
 
 
-async def test_worker_restart_mid_utterance_ends_it_with_an_error(
+async def test_moved_utterance_without_its_audio_ends_with_a_coded_error(
         rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
     pcm, rate = read_wav(speech["whole"])
     table: dict[str, dict[str, object]] = {}
@@ -94,7 +98,7 @@ async def test_worker_restart_mid_utterance_ends_it_with_an_error(
     # A new worker with the same table (recovered from its changelog), no audio state.
     second = EndpointerService(Settings(), rec, vad=vad, table=table)
     await second.handle_batch(batch(*all_frames[20:25]))
-    assert rec.kinds() == [("error", "worker-restarted")]
+    assert rec.kinds() == [("error", "worker-rebalanced")]
     assert table["d"]["open"] is False
     await second.handle_batch(batch(*all_frames[25:]))
     assert len(rec.sent) == 1  # the rest of that utterance is dropped quietly
@@ -165,3 +169,44 @@ async def test_stop_after_final_is_quiet(rec: Recorder, vad: SileroVad,
                                                       last_seq=len(msgs) - 2)))
     assert rec.kinds() == [("endpoint", "speculative"), ("endpoint", "final")]
     assert svc.sessions == {}
+
+
+class FakeAudioLog:
+    """The audio topic as a list: what :class:`agents.recovery.AudioLog` reads back."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[Origin, bytes | None]] = []
+        self.reads = 0
+
+    async def read(self, partition: int, start: int, end: int | None, key: bytes
+                   ) -> list[tuple[Origin, bytes | None]]:
+        self.reads += 1
+        return [(o, v) for o, v in self.records if o.partition == partition and o.key == key
+                and start <= o.offset and (end is None or o.offset < end)]
+
+
+async def test_moved_utterance_is_carried_on_from_its_audio(
+        vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    records = batch(UtteranceStart(device_id="d", utterance_id="u1", sample_rate_hz=rate),
+                    *frames("d", "u1", pcm + bytes(rate * 2), rate))
+    alone = Recorder()
+    await EndpointerService(Settings(), alone, vad=vad).handle_batch(records)
+    log = FakeAudioLog()
+    log.records = records
+    table: dict[str, dict[str, object]] = {}
+    old, new = Recorder(), Recorder()
+    await EndpointerService(Settings(), old, vad=vad, table=table).handle_batch(records[:30])
+    assert table["d"]["open"] is True and table["d"]["offset"] == records[0][0].offset
+    # The partition moves: a new worker, the same table, none of the audio state.
+    second = EndpointerService(Settings(), new, vad=vad, table=table,
+                               audio_log=log)  # type: ignore[arg-type]
+    await second.handle_batch(records[30:])
+    assert log.reads == 1 and second.recovered == 1
+    # The new worker makes every decision the single worker made, and no error.
+    assert new.kinds() == alone.kinds()
+    assert [m for _, m in new.sent] == [m for _, m in alone.sent]
+    assert ("endpoint", "final") in new.kinds()
+    # Records re-delivered after the move (below what it processed) are skipped quietly.
+    await second.handle_batch(records[40:50])
+    assert new.kinds() == alone.kinds()
