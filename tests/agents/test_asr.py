@@ -264,3 +264,44 @@ async def test_device_grammar_reaches_the_engine() -> None:
     await endpoint_event(svc, ep(SPEC, 0))
     await settle(svc)
     assert seen == [("zero", "seven")]
+
+
+class AudioTopic:
+    """Records as the audio topic holds them, read back as ``AudioLog.read`` would."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[Origin, bytes | None]] = []
+
+    async def on_audio(self, o: Origin, raw: bytes | None) -> None:
+        self.records.append((o, raw))
+
+    async def read(self, partition: int, start: int, end: int | None, key: bytes
+                   ) -> list[tuple[Origin, bytes | None]]:
+        return [(o, v) for o, v in self.records if o.partition == partition and o.key == key
+                and start <= o.offset and (end is None or o.offset < end)]
+
+
+async def test_endpoint_for_a_moved_utterance_rebuilds_its_audio_from_the_topic() -> None:
+    topic = AudioTopic()
+    await feed_audio(topic, 2.0)  # type: ignore[arg-type]
+    first = topic.records[0][0]
+    table = {"d": {"utterance_id": "u", "open": True, "partition": 0, "offset": first.offset}}
+    sent, engine = Sent(), ScriptedEngine()
+    # The new owner saw none of the audio: the old worker had consumed it.
+    svc = AsrService(Settings(), sent, lambda: engine, utterances=table,
+                     audio_log=topic)  # type: ignore[arg-type]
+    await endpoint_event(svc, ep(SPEC, 0, at=1000))
+    await settle(svc)
+    await endpoint_event(svc, ep(FINAL, 0, at=1000, t=1800))
+    assert kinds(sent) == [("transcript", "speculative", 0), ("transcript", "final", 0)]
+    assert svc.recovered == 1
+    # The same audio as a worker that saw it all: 1.2 s to the end of speech plus tail.
+    assert engine.calls[0][0] == 16000 * 1200 // 1000
+
+
+async def test_endpoint_without_a_recorded_start_is_still_a_coded_error() -> None:
+    sent, engine = Sent(), ScriptedEngine()
+    svc = AsrService(Settings(), sent, lambda: engine, utterances={},
+                     audio_log=AudioTopic())  # type: ignore[arg-type]
+    await endpoint_event(svc, ep(SPEC, 0, at=1000))
+    assert kinds(sent) == [("error", "asr-no-audio", 0)]
