@@ -116,6 +116,8 @@ class AsrService:
         self._recovering: dict[str, asyncio.Task[None]] = {}
         self.recovered = 0
         self.pub = Publisher(STAGE, send)
+        #: utterance id -> its audio and revisions (a device may have several: the
+        #: last one's end-points can still be on their way when the next one starts).
         self.utterances: dict[str, Utterance] = {}
         self._closed = RecentIds(_CLOSED_MEMORY)
         self._contexts = contexts
@@ -158,7 +160,7 @@ class AsrService:
             utt.log.info("asr.moved", partition=utt.partition)
             for task in utt.tasks.values():
                 task.cancel()
-            del self.utterances[utt.device_id]
+            del self.utterances[utt.utterance_id]
         self.progress.keep(partitions)
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
 
@@ -199,21 +201,20 @@ class AsrService:
             return
         if start.utterance_id in self._closed:
             return
-        old = self.utterances.get(start.device_id)
-        if old is not None:
-            self._drop(old)
+        # A device's earlier utterance stays: its end-points may still be on their way
+        # (the end-pointer ends it, with a decision or ``superseded``).
         if len(self.utterances) >= self.settings.max_open_utterances:
             return
         log = structlog.get_logger("voicestream.asr").bind(
             stage=STAGE, device_id=start.device_id, utterance_id=start.utterance_id)
-        self.utterances[start.device_id] = Utterance(
+        self.utterances[start.utterance_id] = Utterance(
             start.device_id, start.utterance_id, FrameAssembler(start.sample_rate_hz),
             self._max_samples, partition, log=log)
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
 
     def _get(self, device_id: str, utterance_id: str) -> Utterance | None:
-        utt = self.utterances.get(device_id)
-        return utt if utt is not None and utt.utterance_id == utterance_id else None
+        utt = self.utterances.get(utterance_id)
+        return utt if utt is not None and utt.device_id == device_id else None
 
     async def _recover(self, origin: Origin, device_id: str, utterance_id: str, *,
                        end: int | None) -> Utterance | None:
@@ -227,7 +228,8 @@ class AsrService:
             return None
         task = self._recovering.get(utterance_id)
         if task is None:
-            task = asyncio.create_task(self._replay(origin, device_id, entry["offset"], end))
+            task = asyncio.create_task(self._replay(origin, device_id, utterance_id,
+                                                    entry["offset"], end))
             self._recovering[utterance_id] = task
             task.add_done_callback(lambda _t: self._recovering.pop(utterance_id, None))
         try:
@@ -239,14 +241,14 @@ class AsrService:
             return None
         return self._get(device_id, utterance_id)
 
-    async def _replay(self, origin: Origin, device_id: str, start: int, end: int | None
-                      ) -> None:
+    async def _replay(self, origin: Origin, device_id: str, utterance_id: str, start: int,
+                      end: int | None) -> None:
         assert self._audio_log is not None
         records = await self._audio_log.read(origin.partition, start, end,
                                              origin.key or device_id.encode())
         for record_origin, raw in records:
             await self.on_audio(record_origin, raw, replay=True)
-        utt = self.utterances.get(device_id)
+        utt = self._get(device_id, utterance_id)
         if utt is not None:
             self.recovered += 1
             metrics.RECOVERED.labels(STAGE).inc()
@@ -399,21 +401,26 @@ class AsrService:
             device_id=device_id, utterance_id=utterance_id, stage=STAGE, code=code,
             message=message, revision=revision, t_ms=t_ms), partition=partition)
 
-    def _drop(self, utt: Utterance) -> None:
+    def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
         for task in utt.tasks.values():
             task.cancel()
         utt.tasks.clear()
-        if self.utterances.get(utt.device_id) is utt:
-            del self.utterances[utt.device_id]
-        self._closed.add(utt.utterance_id)
+        if self.utterances.get(utt.utterance_id) is utt:
+            del self.utterances[utt.utterance_id]
+        if closed:
+            self._closed.add(utt.utterance_id)
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
 
     def expire(self, now: float | None = None) -> None:
-        """Drop utterances idle for ``utterance_idle_timeout_s`` with nothing in flight."""
+        """Forget utterances idle for ``utterance_idle_timeout_s`` with nothing in flight.
+
+        Not closed: an upstream stage that is slow under load may still send the
+        utterance's next event, which is then handled afresh, not ignored.
+        """
         now = time.monotonic() if now is None else now
         for utt in list(self.utterances.values()):
             if now - utt.last_seen > self.settings.utterance_idle_timeout_s and not utt.tasks:
-                self._drop(utt)
+                self._drop(utt, closed=False)
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:

@@ -217,8 +217,8 @@ class NluService:
         if message is None:
             return
         if isinstance(message, ErrorEvent):
-            utt = self.utterances.get(message.device_id)
-            if utt is not None and utt.utterance_id == message.utterance_id:
+            utt = self.utterances.get(message.utterance_id)
+            if utt is not None and utt.device_id == message.device_id:
                 self._drop(utt)
             return
         assert isinstance(message, Transcript | Reset)
@@ -236,14 +236,14 @@ class NluService:
         await self._apply(utt, utt.tracker.on_endpoint(message))
 
     def _utterance(self, device_id: str, utterance_id: str, partition: int) -> Utterance:
-        utt = self.utterances.get(device_id)
-        if utt is None or utt.utterance_id != utterance_id:
-            if utt is not None:
-                self._drop(utt)
+        utt = self.utterances.get(utterance_id)
+        if utt is None or utt.device_id != device_id:
+            # A device's earlier utterance is not dropped here: its final transcript
+            # may follow this one's first (ASR decodes utterances independently).
             log = structlog.get_logger("voicestream.nlu").bind(
                 stage=STAGE, device_id=device_id, utterance_id=utterance_id)
-            utt = self.utterances[device_id] = Utterance(device_id, utterance_id, partition,
-                                                         log=log)
+            utt = self.utterances[utterance_id] = Utterance(device_id, utterance_id, partition,
+                                                            log=log)
         return utt
 
     async def _apply(self, utt: Utterance, actions: list[Action]) -> None:
@@ -305,20 +305,25 @@ class NluService:
         if action.kind is EndpointKind.FINAL:
             self._drop(utt)
 
-    def _drop(self, utt: Utterance) -> None:
+    def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
         for task in utt.tasks.values():
             task.cancel()
         utt.tasks.clear()
-        if self.utterances.get(utt.device_id) is utt:
-            del self.utterances[utt.device_id]
-        self._closed.add(utt.utterance_id)
+        if self.utterances.get(utt.utterance_id) is utt:
+            del self.utterances[utt.utterance_id]
+        if closed:
+            self._closed.add(utt.utterance_id)
 
     def expire(self, now: float | None = None) -> None:
-        """Drop utterances idle for ``utterance_idle_timeout_s`` with nothing in flight."""
+        """Forget utterances idle for ``utterance_idle_timeout_s`` with nothing in flight.
+
+        Not closed: an upstream stage that is slow under load may still send the
+        utterance's next event, which is then handled afresh, not ignored.
+        """
         now = time.monotonic() if now is None else now
         for utt in list(self.utterances.values()):
             if now - utt.last_seen > self.settings.utterance_idle_timeout_s and not utt.tasks:
-                self._drop(utt)
+                self._drop(utt, closed=False)
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, model_factory: Any,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,14 @@ from agents import endpointer as endpointer_agent
 from agents import nlu as nlu_agent
 from agents.arbiter import DEFAULT_REGISTRY, Registry
 from agents.recovery import AudioLog
+from infra import logs
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR, IDEMPOTENT_ATTR
 from models.asr import Engine, create
 from models.nlu.inference import NluOnnx
 from streams import topics
+
+log = logs.get("voicestream.worker")
 
 
 @dataclasses.dataclass
@@ -86,6 +90,13 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
                                            value_serializer="raw",
                                            partitions=settings.partitions)
         await topic.send(key=key, value=value, partition=partition)
+
+    audio_name = settings.topic(topics.AUDIO.short)
+
+    @app.on_partitions_assigned.connect
+    async def assigned(_app: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
+        owned = sorted(tp.partition for tp in args[0] if tp.topic == audio_name)
+        log.info("worker.assigned", audio_partitions=owned, at_ms=int(time.time() * 1000))
 
     contexts = context_agent.register(app, settings, send)
     # Reads an utterance's audio back when its partition moved here mid-utterance.

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import threading
-import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +21,9 @@ import pytest
 
 from infra.cluster import KafkaCluster
 from infra.eval_endpoint import RATE, speak, voiced_bounds
+from infra.process import VOICESTREAM, Process, env_with
 from streams.connection import Connection
 
-VOICESTREAM = [sys.executable, "-m", "infra.cli"]
 BROKERS = [b for b in os.environ.get("VOICESTREAM_TEST_BROKERS", "tansu,kafka").split(",") if b]
 _unique = iter(range(1, 1_000_000))
 
@@ -88,69 +84,6 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                                            160)))),
     }
     return out
-
-
-class Process:
-    """A voicestream CLI process whose stdout lines we can wait for."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(VOICESTREAM + args, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.stderr: list[str] = []
-        self._ready = threading.Event()
-        threading.Thread(target=self._read_out, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read_out(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            if line.strip() == "ready":
-                self._ready.set()
-        self._ready.set()
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line.rstrip("\n"))
-
-    def wait_ready(self, timeout_s: float = 90.0) -> str:
-        """Wait for 'ready'; return the broker URL printed before it."""
-        if not self._ready.wait(timeout_s) or "ready" not in self.lines:
-            self.kill()
-            raise RuntimeError("not ready:\n" + "\n".join(self.lines + self.stderr[-30:]))
-        return next(x for x in self.lines if x.startswith("broker: ")).split(" ", 1)[1]
-
-    def log_events(self, event: str, timeout_s: float = 10.0) -> list[dict[str, object]]:
-        """Return this process's JSON log lines whose event is ``event``, waiting for one."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            out = []
-            for line in list(self.stderr):
-                if line.startswith("{"):
-                    data = json.loads(line)
-                    if data.get("event") == event:
-                        out.append(data)
-            if out or time.monotonic() > deadline:
-                return out
-            threading.Event().wait(0.05)
-
-    def stop(self, timeout_s: float = 30.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def env_with(**values: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("VOICESTREAM_BROKER", None)
-    env.update({"VOICESTREAM_LOG_FORMAT": "json", **values})
-    return env
 
 
 @pytest.fixture(scope="session")

@@ -154,6 +154,46 @@ async def test_reset_while_nlu_is_running_drops_that_revision() -> None:
     service.close()
 
 
+async def test_an_utterance_idle_while_asr_is_slow_is_still_interpreted() -> None:
+    # The reset arrives, then ASR takes longer than the idle timeout to decode the
+    # new revision: its transcripts are still interpreted, not ignored.
+    sent = Sent()
+    service = NluService(Settings(), sent, FakeModel)
+    await service.on_event(ORIGIN, encode(Reset(
+        device_id="d1", utterance_id="u1", cancelled_revision=0,
+        reason=ResetReason.SPEECH_RESUMED, t_ms=950), Codec.JSON))
+    service.expire(now=1e12)
+    assert service.utterances == {}
+    await service.on_event(ORIGIN, transcript(EndpointKind.SPECULATIVE, 1))
+    await _settle(service)
+    await service.on_event(ORIGIN, transcript(EndpointKind.FINAL, 1))
+    assert [type(m).__name__ for m in sent.messages] == ["Reset", "Interpretations",
+                                                         "Interpretations"]
+    service.close()
+
+
+async def test_each_utterance_of_a_device_is_interpreted_when_transcripts_interleave() -> None:
+    sent = Sent()
+    service = NluService(Settings(), sent, FakeModel)
+
+    def of(utt: str, kind: EndpointKind) -> bytes:
+        return encode(Transcript(device_id="d1", utterance_id=utt, kind=kind, revision=0,
+                                 at_ms=900, t_ms=1000, engine="fake",
+                                 nbest=(NBest(text="turn off the light", score=-0.1),)),
+                      Codec.JSON)
+
+    await service.on_event(ORIGIN, of("u1", EndpointKind.SPECULATIVE))
+    await _settle(service)
+    await service.on_event(ORIGIN, of("u2", EndpointKind.SPECULATIVE))
+    await _settle(service)
+    await service.on_event(ORIGIN, of("u1", EndpointKind.FINAL))
+    await service.on_event(ORIGIN, of("u2", EndpointKind.FINAL))
+    finals = [m.utterance_id for m in sent.messages
+              if isinstance(m, Interpretations) and m.kind is EndpointKind.FINAL]
+    assert finals == ["u1", "u2"]
+    service.close()
+
+
 async def test_empty_transcript_ends_with_a_coded_error() -> None:
     sent = Sent()
     service = NluService(Settings(), sent, FakeModel)
