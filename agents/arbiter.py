@@ -33,6 +33,7 @@ import faust
 import structlog
 
 from agents.base import Origin, Publisher, SendFn
+from agents.ledger import Ledger
 from infra import metrics
 from infra.config import Settings
 from streams import topics
@@ -296,9 +297,11 @@ class ArbiterService:
     """State and logic of the arbiter agent, independent of how it is wired."""
 
     def __init__(self, settings: Settings, send: SendFn, registry: Registry, *,
-                 contexts: Any = None, check_liveness: bool = True) -> None:
+                 contexts: Any = None, check_liveness: bool = True,
+                 ledger: Ledger | None = None) -> None:
         self.settings = settings
         self.pub = Publisher(STAGE, send)
+        self.ledger = ledger if ledger is not None else Ledger()
         self._send = send
         self.arbiter = Arbiter(registry)
         self.registry = registry
@@ -371,7 +374,8 @@ class ArbiterService:
             return
         if isinstance(message, ErrorEvent):
             gate = self._gate(message.utterance_id)
-            if gate.wants(message.revision):
+            if gate.wants(message.revision) and \
+                    not self.ledger.finished(message.utterance_id, message.device_id, STAGE):
                 gate.released = True
                 await self._publish(Declined(
                     device_id=message.device_id, utterance_id=message.utterance_id,
@@ -382,6 +386,10 @@ class ArbiterService:
         gate = self._gate(message.utterance_id)
         if not gate.wants(message.revision):
             return
+        if message.kind is EndpointKind.FINAL and \
+                self.ledger.finished(message.utterance_id, message.device_id, STAGE):
+            gate.released = True
+            return  # decided by the worker this partition moved from
         if message.kind is EndpointKind.SPECULATIVE:
             gate.hold(message.revision, self.decide(message), now)
             return
@@ -423,13 +431,17 @@ class ArbiterService:
             metrics.RELEASES.labels("declined").inc()
             log.info("arbiter.declined", revision=decision.revision,
                      reason=decision.reason.value, detail=decision.detail)
+        # After the records: a worker dying between the two repeats them, never loses them.
+        self.ledger.finish(decision.utterance_id, decision.device_id, STAGE,
+                           partition if partition is not None else -1)
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, registry: Registry,
-             contexts: Any = None, connection: Connection | None = None) -> ArbiterService:
+             contexts: Any = None, connection: Connection | None = None,
+             ledger: Ledger | None = None) -> ArbiterService:
     """Create the arbiter agent and, given ``connection``, the skill-heartbeat reader."""
     service = ArbiterService(settings, send, registry, contexts=contexts,
-                             check_liveness=connection is not None)
+                             check_liveness=connection is not None, ledger=ledger)
     source = app.topic(settings.topic(topics.INTERPRETATIONS.short), key_serializer="raw",
                        value_serializer="raw", partitions=settings.partitions)
 

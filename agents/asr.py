@@ -29,6 +29,7 @@ import structlog
 
 from agents.base import Once, Origin, Publisher, RecentIds, SendFn
 from agents.endpointing import FrameAssembler
+from agents.ledger import Ledger
 from agents.recovery import AudioLog, Progress, ReplayError
 from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
 from infra import metrics
@@ -81,6 +82,9 @@ class Utterance:
     arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
     log: Any = None
+    #: Acknowledgements of this utterance's end-pointer events, given once it is finished
+    #: here: until then a worker taking the partition over receives them again.
+    acks: list[Callable[[], object]] = dataclasses.field(default_factory=list)
 
     def add(self, chunks: list[Float32Array]) -> None:
         """Append audio, refusing to grow past ``max_samples``."""
@@ -107,11 +111,10 @@ class AsrService:
 
     def __init__(self, settings: Settings, send: SendFn,
                  engine_factory: Callable[[], Engine], *, contexts: Any = None,
-                 utterances: Any = None, audio_log: AudioLog | None = None) -> None:
+                 ledger: Ledger | None = None, audio_log: AudioLog | None = None) -> None:
         self.settings = settings
         self.progress = Progress()
-        #: The end-pointer's table: device id -> open utterance, its partition and start offset.
-        self._table = utterances
+        self.ledger = ledger if ledger is not None else Ledger()
         self._audio_log = audio_log
         self._recovering: dict[str, asyncio.Task[None]] = {}
         self.recovered = 0
@@ -219,10 +222,10 @@ class AsrService:
     async def _recover(self, origin: Origin, device_id: str, utterance_id: str, *,
                        end: int | None) -> Utterance | None:
         """Rebuild the audio of an utterance begun on another worker; None if not ours."""
-        if utterance_id in self._closed or self._audio_log is None or self._table is None:
+        if utterance_id in self._closed or self._audio_log is None:
             return None
-        entry = self._table.get(device_id)
-        if not entry or entry.get("utterance_id") != utterance_id or \
+        entry = self.ledger.get(utterance_id, device_id)
+        if entry is None or STAGE in entry["done"] or \
                 entry.get("partition") != origin.partition or \
                 not isinstance(entry.get("offset"), int):
             return None
@@ -256,21 +259,35 @@ class AsrService:
 
     # -- end-pointer events -----------------------------------------------------------------
 
-    async def on_endpoint_event(self, origin: Origin, raw: bytes | None) -> None:
-        """Follow one event of the end-pointer's output topic."""
+    async def on_endpoint_event(self, origin: Origin, raw: bytes | None,
+                                ack: Callable[[], object] = lambda: None) -> None:
+        """Follow one event of the end-pointer's output topic.
+
+        ``ack`` is called once the event's utterance is finished here (at once
+        for an event that needs nothing more).
+        """
         if self.progress.seen(origin):
+            ack()
             return  # re-delivered after a rebalance
         self.progress.mark(origin)
         message = await self.pub.decode(topics.ENDPOINTS, origin, raw)
         if message is None:
+            ack()
             return
         if isinstance(message, ErrorEvent):
             utt = self._get(message.device_id, message.utterance_id)
             if utt is not None:
+                utt.acks.append(ack)
                 self._drop(utt)
+            else:
+                ack()
             return
         assert isinstance(message, Endpoint | Reset)
         utt = self._get(message.device_id, message.utterance_id)
+        if utt is None and self.ledger.finished(message.utterance_id, message.device_id, STAGE):
+            self._closed.add(message.utterance_id)
+            ack()
+            return  # finished by the worker this partition moved from
         if utt is None:
             utt = await self._recover(origin, message.device_id, message.utterance_id, end=None)
         if utt is None:
@@ -280,7 +297,9 @@ class AsrService:
                                   "does not hold", getattr(message, "revision", 0),
                                   message.t_ms, origin.partition)
                 self._closed.add(message.utterance_id)
+            ack()
             return
+        utt.acks.append(ack)
         if isinstance(message, Reset):
             await self._apply(utt, utt.tracker.on_reset(message))
             utt.log.info("asr.reset", cancelled_revision=message.cancelled_revision)
@@ -390,6 +409,8 @@ class AsrService:
         await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message,
                             partition=utt.partition)
         if action.kind is EndpointKind.FINAL:
+            # After the record: a worker dying between the two repeats it, never loses it.
+            self.ledger.finish(utt.utterance_id, utt.device_id, STAGE, utt.partition)
             self._drop(utt)
 
     def _engine_name(self) -> str:
@@ -400,6 +421,7 @@ class AsrService:
         await self.pub.emit(topics.TRANSCRIPTS, device_id, ErrorEvent(
             device_id=device_id, utterance_id=utterance_id, stage=STAGE, code=code,
             message=message, revision=revision, t_ms=t_ms), partition=partition)
+        self.ledger.finish(utterance_id, device_id, STAGE, partition)
 
     def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
         for task in utt.tasks.values():
@@ -409,6 +431,9 @@ class AsrService:
             del self.utterances[utt.utterance_id]
         if closed:
             self._closed.add(utt.utterance_id)
+        for ack in utt.acks:
+            ack()
+        utt.acks.clear()
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
 
     def expire(self, now: float | None = None) -> None:
@@ -424,11 +449,11 @@ class AsrService:
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:
-             Callable[[], Engine], contexts: Any = None, utterances: Any = None,
+             Callable[[], Engine], contexts: Any = None, ledger: Ledger | None = None,
              audio_log: AudioLog | None = None) -> AsrService:
     """Create the ASR agents (audio and end-points) and the expiry timer on ``app``."""
     service = AsrService(settings, send, engine_factory, contexts=contexts,
-                         utterances=utterances, audio_log=audio_log)
+                         ledger=ledger, audio_log=audio_log)
     audio_name = settings.topic(topics.AUDIO.short)
 
     @app.on_partitions_assigned.connect
@@ -449,10 +474,11 @@ def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:
 
     @app.agent(endpoints, name="asr", concurrency=1)
     async def asr(stream: Any) -> None:
-        async for event in stream.events():
+        # Acknowledged by the service when the utterance is finished: see Utterance.acks.
+        async for event in stream.noack().events():
             m = event.message
             await service.on_endpoint_event(Origin(m.topic, m.partition, m.offset, m.key),
-                                            m.value)
+                                            m.value, ack=event.ack)
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_asr() -> None:

@@ -5,17 +5,17 @@ batches, assembles each utterance's frames, runs the VAD for every ready
 chunk of every utterance in one onnxruntime call off the event loop, then
 feeds the probabilities to each utterance's state machine in order.
 
-An ``utterances`` table (a changelogged global table, so every worker sees
-every device's entry whatever partitioner the device used) records which
-utterance each device has open and the audio offset of its start. When a
-partition moves to this worker (a crash, a deploy, a scale-out), the old
-owner's VAD state is gone: a frame of an utterance the table shows open makes
-this worker read the utterance's audio back from its start
-(:class:`agents.recovery.AudioLog`) and carry it on; the decisions it re-makes
-are the same, and later stages drop those they already had. Only when the
-audio cannot be read back does the utterance end with ``worker-rebalanced``.
-Records re-delivered after a rebalance (up to what this worker had already
-processed) are skipped quietly (:class:`agents.recovery.Progress`).
+The utterance ledger (:mod:`agents.ledger`, a changelogged global table)
+records each utterance's device, the audio offset of its start and whether it
+is still open. When a partition moves to this worker (a crash, a deploy, a
+scale-out), the old owner's VAD state is gone: a frame of an utterance the
+ledger shows open makes this worker read the utterance's audio back from its
+start (:class:`agents.recovery.AudioLog`) and carry it on; the decisions it
+re-makes are the same, and later stages drop those they already had. Only
+when the audio cannot be read back does the utterance end with
+``worker-rebalanced``. Records re-delivered after a rebalance are skipped
+quietly: up to what this worker had processed (:class:`agents.recovery.Progress`),
+and those of utterances the ledger shows closed.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from agents.endpointing import (
     FrameAssembler,
     Problem,
 )
+from agents.ledger import Ledger
 from agents.recovery import AudioLog, Progress, ReplayError
 from infra import metrics
 from infra.config import Settings
@@ -76,15 +77,14 @@ class EndpointerService:
     """State and logic of the end-pointing agent, independent of how it is wired."""
 
     def __init__(self, settings: Settings, send: SendFn, *, vad: SileroVad | None = None,
-                 table: Any = None, known_devices: Any = None,
+                 ledger: Ledger | None = None, known_devices: Any = None,
                  audio_log: AudioLog | None = None) -> None:
         self.settings = settings
         self.pub = Publisher(STAGE, send)
         self.vad = vad or SileroVad()
         self.sessions: dict[str, Session] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
-        #: device id -> {utterance_id, open, partition, offset}: the utterance a device has open.
-        self.table = table if table is not None else {}
+        self.ledger = ledger if ledger is not None else Ledger()
         self._known_devices = known_devices
         self._audio_log = audio_log
         self.progress = Progress()
@@ -195,10 +195,7 @@ class EndpointerService:
         if isinstance(decision, ErrorEvent) or (
             isinstance(decision, Endpoint) and decision.kind is EndpointKind.FINAL
         ):
-            self.table[session.device_id] = {
-                "utterance_id": session.utterance_id, "open": False,
-                "partition": session.partition, "offset": session.start_offset,
-            }
+            self.ledger.close(session.utterance_id, session.device_id)
 
     async def _start(self, origin: Origin, start: UtteranceStart) -> None:
         dev, utt = start.device_id, start.utterance_id
@@ -218,6 +215,19 @@ class EndpointerService:
         ):
             await self._refuse(origin, dev, utt, "unknown-device",
                                "no context was ever published for this device")
+            return
+        entry = self.ledger.get(utt, dev)
+        if entry is None and utt in self.ledger.table:
+            await self.pub.dead_letter(origin, "duplicate-start",
+                                       "utterance id in use by another device",
+                                       device_id=dev, utterance_id=utt)
+            return
+        if entry is not None and entry.get("offset") == origin.offset and not entry["open"]:
+            self._remember_closed(utt)
+            return  # re-delivered after a partition move; decided already
+        if entry is not None and entry.get("offset") != origin.offset:
+            await self.pub.dead_letter(origin, "duplicate-start", "utterance already started",
+                                       device_id=dev, utterance_id=utt)
             return
         old = self.sessions.get(dev)
         if old is not None:
@@ -243,8 +253,8 @@ class EndpointerService:
             assembler=FrameAssembler(start.sample_rate_hz),
             endpointer=Endpointer(self.settings.endpointer, dev, utt), log=log,
         )
-        self.table[dev] = {"utterance_id": utt, "open": True, "partition": origin.partition,
-                            "offset": origin.offset}
+        if self.ledger.get(utt, dev) is None:
+            self.ledger.start(utt, dev, origin.partition, origin.offset)
         log.info("utterance.start", sample_rate_hz=start.sample_rate_hz,
                  resampled=start.sample_rate_hz != TARGET_RATE_HZ)
 
@@ -266,10 +276,15 @@ class EndpointerService:
             return None if session.endpointer.done else session
         if utt in self._closed:
             return None  # frames after the final end-point, or after an error: expected
-        entry = self.table.get(dev)
-        if entry and entry.get("utterance_id") == utt and entry.get("open"):
+        entry = self.ledger.get(utt, dev)
+        if entry is not None and entry["open"]:
             # Another worker held this utterance's audio state: carry it on from its audio.
             return await self._recover(origin, entry, dev, utt)
+        if entry is not None:
+            # Decided already (here or by a worker this partition moved from): the
+            # trailing frames, or records re-delivered after the move.
+            self._remember_closed(utt)
+            return None
         await self.pub.dead_letter(origin, "unknown-utterance",
                                    "audio for an utterance that was never started",
                                    device_id=dev, utterance_id=utt)
@@ -301,7 +316,7 @@ class EndpointerService:
                     return None if session.endpointer.done else session
                 why = "its start could not be processed again"
         self._remember_closed(utt)
-        self.table[dev] = {**entry, "open": False}
+        self.ledger.close(utt, dev)
         await self.pub.emit(topics.ENDPOINTS, dev, ErrorEvent(
             device_id=dev, utterance_id=utt, stage=STAGE, code="worker-rebalanced",
             message=f"the utterance moved to another worker mid-stream and could not be "
@@ -348,17 +363,13 @@ class EndpointerService:
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.sessions))
 
 
-def register(app: faust.App, settings: Settings, send: SendFn,
+def register(app: faust.App, settings: Settings, send: SendFn, *, ledger: Ledger,
              contexts: Any = None, audio_log: AudioLog | None = None) -> EndpointerService:
-    """Create the end-pointing agent, its table and its expiry timer on ``app``."""
+    """Create the end-pointing agent and its expiry timer on ``app``."""
     audio_name = settings.topic(topics.AUDIO.short)
     audio = app.topic(audio_name, key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
-    # Global: every worker reads every entry, so the owner of a device's audio
-    # partition finds it whichever partitioner the device's client used.
-    table = app.GlobalTable("utterances", key_type=str,
-                            partitions=settings.partitions, default=None, use_partitioner=True)
-    service = EndpointerService(settings, send, table=table, known_devices=contexts,
+    service = EndpointerService(settings, send, ledger=ledger, known_devices=contexts,
                                 audio_log=audio_log)
 
     @app.on_partitions_assigned.connect

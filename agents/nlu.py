@@ -16,7 +16,7 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ import faust
 import structlog
 
 from agents.base import Once, Origin, Publisher, RecentIds, SendFn
+from agents.ledger import Ledger
 from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
 from infra import metrics
 from infra.config import Settings
@@ -168,15 +169,18 @@ class Utterance:
     tasks: dict[int, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
     log: Any = None
+    #: Acknowledgements of this utterance's transcripts, given once it is finished here.
+    acks: list[Callable[[], object]] = dataclasses.field(default_factory=list)
 
 
 class NluService:
     """State and logic of the NLU agent, independent of how it is wired."""
 
     def __init__(self, settings: Settings, send: SendFn, model_factory: Any, *,
-                 contexts: Any = None) -> None:
+                 contexts: Any = None, ledger: Ledger | None = None) -> None:
         self.settings = settings
         self.pub = Publisher(STAGE, send)
+        self.ledger = ledger if ledger is not None else Ledger()
         self.utterances: dict[str, Utterance] = {}
         self._closed = RecentIds(_CLOSED_MEMORY)
         self._contexts = contexts
@@ -211,20 +215,33 @@ class NluService:
             return
         log.info("nlu.ready")
 
-    async def on_event(self, origin: Origin, raw: bytes | None) -> None:
-        """Follow one event of the transcripts topic."""
+    async def on_event(self, origin: Origin, raw: bytes | None,
+                       ack: Callable[[], object] = lambda: None) -> None:
+        """Follow one event of the transcripts topic.
+
+        ``ack`` is called once the event's utterance is finished here (at once
+        for an event that needs nothing more).
+        """
         message = await self.pub.decode(topics.TRANSCRIPTS, origin, raw)
         if message is None:
+            ack()
             return
         if isinstance(message, ErrorEvent):
             utt = self.utterances.get(message.utterance_id)
             if utt is not None and utt.device_id == message.device_id:
+                utt.acks.append(ack)
                 self._drop(utt)
+            else:
+                ack()
             return
         assert isinstance(message, Transcript | Reset)
-        if message.utterance_id in self._closed:
+        if message.utterance_id in self._closed or (
+                message.utterance_id not in self.utterances and
+                self.ledger.finished(message.utterance_id, message.device_id, STAGE)):
+            ack()  # finished here, or by the worker this partition moved from
             return
         utt = self._utterance(message.device_id, message.utterance_id, origin.partition)
+        utt.acks.append(ack)
         utt.last_seen = time.monotonic()
         if isinstance(message, Reset):
             await self._apply(utt, utt.tracker.on_reset(message))
@@ -293,6 +310,7 @@ class NluService:
                     device_id=utt.device_id, utterance_id=utt.utterance_id, stage=STAGE,
                     code=result.error.code, message=result.error.message,
                     revision=action.revision, t_ms=action.t_ms), partition=utt.partition)
+                self.ledger.finish(utt.utterance_id, utt.device_id, STAGE, utt.partition)
                 self._drop(utt)
             return
         ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
@@ -303,6 +321,8 @@ class NluService:
             interpretations=tuple(result.hypotheses), context_used=result.context_used,
             compute_ms=round(result.compute_ms, 2)), partition=utt.partition)
         if action.kind is EndpointKind.FINAL:
+            # After the record: a worker dying between the two repeats it, never loses it.
+            self.ledger.finish(utt.utterance_id, utt.device_id, STAGE, utt.partition)
             self._drop(utt)
 
     def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
@@ -313,6 +333,9 @@ class NluService:
             del self.utterances[utt.utterance_id]
         if closed:
             self._closed.add(utt.utterance_id)
+        for ack in utt.acks:
+            ack()
+        utt.acks.clear()
 
     def expire(self, now: float | None = None) -> None:
         """Forget utterances idle for ``utterance_idle_timeout_s`` with nothing in flight.
@@ -327,17 +350,19 @@ class NluService:
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, model_factory: Any,
-             contexts: Any = None) -> NluService:
+             contexts: Any = None, ledger: Ledger | None = None) -> NluService:
     """Create the NLU agent on the transcripts topic, its expiry timer and warm-up."""
-    service = NluService(settings, send, model_factory, contexts=contexts)
+    service = NluService(settings, send, model_factory, contexts=contexts, ledger=ledger)
     transcripts = app.topic(settings.topic(topics.TRANSCRIPTS.short), key_serializer="raw",
                             value_serializer="raw", partitions=settings.partitions)
 
     @app.agent(transcripts, name="nlu", concurrency=1)
     async def nlu(stream: Any) -> None:
-        async for event in stream.events():
+        # Acknowledged by the service when the utterance is finished: see Utterance.acks.
+        async for event in stream.noack().events():
             m = event.message
-            await service.on_event(Origin(m.topic, m.partition, m.offset, m.key), m.value)
+            await service.on_event(Origin(m.topic, m.partition, m.offset, m.key), m.value,
+                                   ack=event.ack)
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_nlu() -> None:

@@ -15,6 +15,7 @@ from agents import context as context_agent
 from agents import endpointer as endpointer_agent
 from agents import nlu as nlu_agent
 from agents.arbiter import DEFAULT_REGISTRY, Registry
+from agents.ledger import Ledger
 from agents.recovery import AudioLog
 from infra import logs
 from infra.config import BrokerProfile, Settings
@@ -37,6 +38,7 @@ class Worker:
     nlu: nlu_agent.NluService
     arbiter: arbiter_agent.ArbiterService
     audio_log: AudioLog
+    ledger: Ledger
 
 
 def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
@@ -92,18 +94,26 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         await topic.send(key=key, value=value, partition=partition)
 
     audio_name = settings.topic(topics.AUDIO.short)
+    # Global: every worker reads every entry, whichever partition wrote it.
+    ledger = Ledger(app.GlobalTable("utterances", key_type=str, partitions=settings.partitions,
+                                    default=None, use_partitioner=True))
+    owned: list[int] = []
 
     @app.on_partitions_assigned.connect
     async def assigned(_app: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
-        owned = sorted(tp.partition for tp in args[0] if tp.topic == audio_name)
+        owned[:] = sorted(tp.partition for tp in args[0] if tp.topic == audio_name)
         log.info("worker.assigned", audio_partitions=owned, at_ms=int(time.time() * 1000))
+
+    @app.timer(30.0)  # type: ignore[untyped-decorator]
+    async def prune_ledger() -> None:
+        ledger.prune(owned)
 
     contexts = context_agent.register(app, settings, send)
     # Reads an utterance's audio back when its partition moved here mid-utterance.
     audio_log = AudioLog(profile.connection, settings.topic(topics.AUDIO.short),
                          fetch_max_wait_ms=profile.fetch_max_wait_ms)
-    service = endpointer_agent.register(app, settings, send, contexts=contexts,
-                                        audio_log=audio_log)
+    service = endpointer_agent.register(app, settings, send, ledger=ledger,
+                                        contexts=contexts, audio_log=audio_log)
 
     def engine() -> Engine:
         if settings.asr_engine == "pocketsphinx":
@@ -112,9 +122,9 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
                       word_times=settings.asr_word_times)
 
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
-                             utterances=service.table, audio_log=audio_log)
-    nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts)
+                             ledger=ledger, audio_log=audio_log)
+    nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts, ledger=ledger)
     registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
     arbiter = arbiter_agent.register(app, settings, send, registry, contexts=contexts,
-                                     connection=profile.connection)
-    return Worker(app, service, asr, contexts, nlu, arbiter, audio_log)
+                                     connection=profile.connection, ledger=ledger)
+    return Worker(app, service, asr, contexts, nlu, arbiter, audio_log, ledger)

@@ -10,6 +10,7 @@ import pytest
 
 from agents.asr import AsrService, Cancel, Decode, Emit, Result, RevisionTracker
 from agents.base import Origin
+from agents.ledger import Ledger
 from infra.config import Settings
 from models.asr import AsrError, Float32Array, Hypothesis, WordTime
 from streams import topics
@@ -307,10 +308,11 @@ async def test_endpoint_for_a_moved_utterance_rebuilds_its_audio_from_the_topic(
     topic = AudioTopic()
     await feed_audio(topic, 2.0)  # type: ignore[arg-type]
     first = topic.records[0][0]
-    table = {"d": {"utterance_id": "u", "open": True, "partition": 0, "offset": first.offset}}
+    ledger = Ledger()
+    ledger.start("u", "d", 0, first.offset)
     sent, engine = Sent(), ScriptedEngine()
     # The new owner saw none of the audio: the old worker had consumed it.
-    svc = AsrService(Settings(), sent, lambda: engine, utterances=table,
+    svc = AsrService(Settings(), sent, lambda: engine, ledger=ledger,
                      audio_log=topic)  # type: ignore[arg-type]
     await endpoint_event(svc, ep(SPEC, 0, at=1000))
     await settle(svc)
@@ -323,7 +325,53 @@ async def test_endpoint_for_a_moved_utterance_rebuilds_its_audio_from_the_topic(
 
 async def test_endpoint_without_a_recorded_start_is_still_a_coded_error() -> None:
     sent, engine = Sent(), ScriptedEngine()
-    svc = AsrService(Settings(), sent, lambda: engine, utterances={},
+    svc = AsrService(Settings(), sent, lambda: engine, ledger=Ledger(),
                      audio_log=AudioTopic())  # type: ignore[arg-type]
     await endpoint_event(svc, ep(SPEC, 0, at=1000))
     assert kinds(sent) == [("error", "asr-no-audio", 0)]
+
+
+async def test_end_point_events_are_acknowledged_only_once_the_utterance_is_finished() -> None:
+    sent, engine = Sent(), ScriptedEngine()
+    svc = AsrService(Settings(), sent, lambda: engine)
+    acked: list[str] = []
+    await feed_audio(svc, 2.0)
+    await svc.on_endpoint_event(origin(), encode(ep(SPEC, 0), Codec.JSON),
+                                ack=lambda: acked.append("speculative"))
+    await settle(svc)
+    # Transcribed, but not finished: a worker taking over must receive it again.
+    assert kinds(sent) == [("transcript", "speculative", 0)] and acked == []
+    await svc.on_endpoint_event(origin(), encode(ep(FINAL, 0, t=1800), Codec.JSON),
+                                ack=lambda: acked.append("final"))
+    assert acked == ["speculative", "final"]
+
+
+async def test_a_new_owner_skips_what_the_old_one_finished_and_carries_on_the_rest() -> None:
+    topic = AudioTopic()
+    ledger = Ledger()
+    old_sent, engine = Sent(), ScriptedEngine()
+    old = AsrService(Settings(), old_sent, lambda: engine, ledger=ledger,
+                     audio_log=topic)  # type: ignore[arg-type]
+    for utt in ("u", "v"):
+        n = len(topic.records)
+        await feed_audio(topic, 2.0, utt=utt)  # type: ignore[arg-type]
+        ledger.start(utt, "d", 0, topic.records[n][0].offset)
+        for o, raw in topic.records[n:]:
+            await old.on_audio(o, raw)
+    events = [(origin(), encode(e, Codec.JSON)) for e in
+              (ep(SPEC, 0, utt="u"), ep(FINAL, 0, t=1800, utt="u"), ep(SPEC, 0, utt="v"))]
+    for o, raw in events[:2]:
+        await old.on_endpoint_event(o, raw)
+        await settle(old)
+    # "u" finished on the old worker; it dies before handling "v". The new owner
+    # receives every uncommitted end-point event again.
+    new_sent = Sent()
+    new = AsrService(Settings(), new_sent, lambda: engine, ledger=ledger,
+                     audio_log=topic)  # type: ignore[arg-type]
+    for o, raw in events:
+        await new.on_endpoint_event(o, raw)
+    await settle(new)
+    await new.on_endpoint_event(origin(), encode(ep(FINAL, 0, t=1800, utt="v"), Codec.JSON))
+    assert [(m.utterance_id, m.kind.value) for m in new_sent.messages] == \
+        [("v", "speculative"), ("v", "final")]
+    assert ledger.finished("u", "d", "asr") and ledger.finished("v", "d", "asr")

@@ -10,6 +10,7 @@ import pytest
 
 from agents.base import Origin
 from agents.endpointer import EndpointerService
+from agents.ledger import Ledger
 from infra.config import Settings
 from models.vad import SileroVad
 from streams import topics
@@ -72,7 +73,7 @@ def frames(dev: str, utt: str, pcm: bytes, rate: int) -> Iterator[AudioFrame]:
 
 
 def service(rec: Recorder, vad: SileroVad, **kw: object) -> EndpointerService:
-    return EndpointerService(Settings(**kw), rec, vad=vad, table={},  # type: ignore[arg-type]
+    return EndpointerService(Settings(**kw), rec, vad=vad,  # type: ignore[arg-type]
                              known_devices={"known": {"device_id": "known"}})
 
 
@@ -89,17 +90,17 @@ async def test_unknown_device_is_refused_when_required(rec: Recorder, vad: Siler
 async def test_moved_utterance_without_its_audio_ends_with_a_coded_error(
         rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
     pcm, rate = read_wav(speech["whole"])
-    table: dict[str, dict[str, object]] = {}
-    first = EndpointerService(Settings(), rec, vad=vad, table=table)
+    ledger = Ledger()
+    first = EndpointerService(Settings(), rec, vad=vad, ledger=ledger)
     all_frames = list(frames("d", "u1", pcm, rate))
     await first.handle_batch(batch(UtteranceStart(device_id="d", utterance_id="u1",
                                                   sample_rate_hz=rate), *all_frames[:20]))
-    assert table["d"]["open"] is True
-    # A new worker with the same table (recovered from its changelog), no audio state.
-    second = EndpointerService(Settings(), rec, vad=vad, table=table)
+    assert ledger.table["u1"]["open"] is True
+    # A new worker with the same ledger (recovered from its changelog), no audio state.
+    second = EndpointerService(Settings(), rec, vad=vad, ledger=ledger)
     await second.handle_batch(batch(*all_frames[20:25]))
     assert rec.kinds() == [("error", "worker-rebalanced")]
-    assert table["d"]["open"] is False
+    assert ledger.table["u1"]["open"] is False
     await second.handle_batch(batch(*all_frames[25:]))
     assert len(rec.sent) == 1  # the rest of that utterance is dropped quietly
 
@@ -145,12 +146,12 @@ async def test_batches_of_several_devices_match_one_by_one(
     streams = {d: [UtteranceStart(device_id=d, utterance_id=f"u-{d}", sample_rate_hz=rate),
                    *frames(d, f"u-{d}", pcm + bytes(rate * 4), rate)] for d in devices}
     together, alone = Recorder(), Recorder()
-    svc = EndpointerService(Settings(), together, vad=vad, table={})
+    svc = EndpointerService(Settings(), together, vad=vad)
     interleaved = [m for group in zip(*streams.values(), strict=True) for m in group]
     for i in range(0, len(interleaved), 30):
         await svc.handle_batch(batch(*interleaved[i:i + 30]))
     for d in devices:
-        svc1 = EndpointerService(Settings(), alone, vad=vad, table={})
+        svc1 = EndpointerService(Settings(), alone, vad=vad)
         for m in streams[d]:
             await svc1.handle_batch(batch(m))
     key = lambda m: (m.utterance_id, m.to_wire().get("t_ms"))  # noqa: E731
@@ -194,12 +195,13 @@ async def test_moved_utterance_is_carried_on_from_its_audio(
     await EndpointerService(Settings(), alone, vad=vad).handle_batch(records)
     log = FakeAudioLog()
     log.records = records
-    table: dict[str, dict[str, object]] = {}
+    ledger = Ledger()
     old, new = Recorder(), Recorder()
-    await EndpointerService(Settings(), old, vad=vad, table=table).handle_batch(records[:30])
-    assert table["d"]["open"] is True and table["d"]["offset"] == records[0][0].offset
-    # The partition moves: a new worker, the same table, none of the audio state.
-    second = EndpointerService(Settings(), new, vad=vad, table=table,
+    await EndpointerService(Settings(), old, vad=vad, ledger=ledger).handle_batch(records[:30])
+    entry = ledger.table["u1"]
+    assert entry["open"] is True and entry["offset"] == records[0][0].offset
+    # The partition moves: a new worker, the same ledger, none of the audio state.
+    second = EndpointerService(Settings(), new, vad=vad, ledger=ledger,
                                audio_log=log)  # type: ignore[arg-type]
     await second.handle_batch(records[30:])
     assert log.reads == 1 and second.recovered == 1
@@ -210,3 +212,24 @@ async def test_moved_utterance_is_carried_on_from_its_audio(
     # Records re-delivered after the move (below what it processed) are skipped quietly.
     await second.handle_batch(records[40:50])
     assert new.kinds() == alone.kinds()
+
+
+@pytest.mark.parametrize("resume_at", [0, 40])
+async def test_records_of_a_decided_utterance_re_delivered_after_a_move_are_skipped(
+        vad: SileroVad, speech: dict[str, Path], resume_at: int) -> None:
+    # The old owner decided u1 but died before committing: the new owner receives
+    # its records again, from the start (0) or from mid-utterance (40).
+    pcm, rate = read_wav(speech["whole"])
+    records = batch(UtteranceStart(device_id="d", utterance_id="u1", sample_rate_hz=rate),
+                    *frames("d", "u1", pcm + bytes(rate * 2), rate),
+                    UtteranceStop(device_id="d", utterance_id="u1", last_seq=0))
+    ledger, old, new = Ledger(), Recorder(), Recorder()
+    await EndpointerService(Settings(), old, vad=vad, ledger=ledger).handle_batch(records)
+    assert ("endpoint", "final") in old.kinds() and ledger.table["u1"]["open"] is False
+    second = EndpointerService(Settings(), new, vad=vad, ledger=ledger)
+    await second.handle_batch(records[resume_at:])
+    assert new.sent == []  # no decision twice, no dead letter blaming the device
+    # The device itself re-using the id at a new offset is still refused.
+    await second.handle_batch(batch(UtteranceStart(device_id="d", utterance_id="u1",
+                                                   sample_rate_hz=rate)))
+    assert new.kinds() == [("dead-letter", "duplicate-start")]
