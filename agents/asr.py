@@ -267,8 +267,15 @@ class AsrService:
         for an event that needs nothing more).
         """
         if self.progress.seen(origin):
-            ack()
-            return  # re-delivered after a rebalance
+            # Re-delivered after a rebalance that gave this worker the partition
+            # back. Its acknowledgement now stands for the offset: it waits with
+            # the utterance if that is still in flight here.
+            held = self._holder(raw)
+            if held is not None:
+                held.acks.append(ack)
+            else:
+                ack()
+            return
         self.progress.mark(origin)
         message = await self.pub.decode(topics.ENDPOINTS, origin, raw)
         if message is None:
@@ -308,6 +315,15 @@ class AsrService:
                                 partition=origin.partition)
         else:
             await self._apply(utt, utt.tracker.on_endpoint(message))
+
+    def _holder(self, raw: bytes | None) -> Utterance | None:
+        """The in-flight utterance an end-pointer record belongs to, if any."""
+        try:
+            message = decode(raw or b"", topics.ENDPOINTS.codec)
+        except SerializationError:
+            return None
+        device_id = getattr(message, "device_id", "")
+        return self._get(device_id, getattr(message, "utterance_id", ""))
 
     async def _apply(self, utt: Utterance, actions: list[Action]) -> None:
         for action in actions:

@@ -65,7 +65,7 @@ class AudioLog:
     """Reads records of one device back from a partition of the audio topic."""
 
     def __init__(self, connection: Connection, topic: str, *, fetch_max_wait_ms: int = 20,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 15.0) -> None:
         self._connection = connection
         self._topic = topic
         self._wait_ms = fetch_max_wait_ms

@@ -1,227 +1,31 @@
-"""Several workers and brokers coming and going while a fleet of devices streams.
+"""Workers and brokers failing while a fleet of devices streams: the figures.
 
-Starts a 3-node Apache Kafka cluster (or joins ``--broker``), a group of
-``voicestream up`` workers and the example skills, publishes each device's
-context, then streams a burst: every device speaks ``--rounds`` bundled
-commands in real time, all devices at once. One scenario runs per group of
-workers, each in topics and a consumer group of its own:
-
-- ``none``: nothing fails (the baseline);
-- ``kill``: one worker is SIGKILLed 4 s into the burst;
-- ``rolling``: each worker in turn gets SIGTERM and is started again while
-  the devices keep streaming (a rolling restart);
-- ``broker``: one of three Kafka nodes is SIGKILLed 4 s into the burst and
-  restarted after it (only when this command started the cluster).
-
-For each scenario it prints the broker kind, how many utterances got exactly
-one outcome (a directive, a decline, or a stage's error), how many got none
-or several, duplicate directives, the error codes seen, the seconds from a
-worker's death to the survivors' new assignment, and the longest gap between
-consecutive outcomes (the pause a failure caused).
+Starts a 3-node Apache Kafka cluster (or joins ``--broker``), then for each
+scenario a fresh group of workers and the example skills in topics of their
+own, and prints, with the broker kind: utterances, how many got exactly one
+outcome (a directive, a decline, or a stage's error), none or several,
+duplicate directives, declines, seconds from a worker's death (or SIGTERM) to
+the survivors' new assignment, the longest gap between consecutive outcomes
+(the pause a failure caused) and the error codes seen. Scenarios are those of
+:mod:`infra.fleet`: none, kill, rolling, broker.
 
 Run: python -m benchmarks.bench_fleet [--scenarios none,kill,rolling,broker]
-     [--workers 2] [--devices 10] [--rounds 2] [--broker kafka://h:p,...]
+     [--workers 2] [--devices 10] [--rounds 2] [--broker kafka://h:p,...] [--logs DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
-import dataclasses
-import itertools
-import os
+import logging
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from infra import logs
 from infra.cluster import KafkaCluster
-from infra.demo import CONTEXTS, audio_path
-from infra.process import Process, env_with
-from streams.client import DeviceClient, EventWatcher, is_outcome, read_wav
-from streams.connection import Connection
-from streams.context import DeviceContext
-from streams.schema import MessageType
-
-#: Commands the devices speak, in turn; each is answered by a running skill.
-SPOKEN = ("light_on.wav", "alarm_paused.wav", "hunger_games.wav", "neato_off.wav",
-          "temperature.wav")
-KILL_AT_S = 4.0
-
-
-@dataclasses.dataclass
-class Outcome:
-    """What one scenario produced, per utterance."""
-
-    scenario: str
-    broker: str
-    utterances: list[str] = dataclasses.field(default_factory=list)
-    #: utterance id -> (arrival time, type, error code) of each outcome event.
-    outcomes: dict[str, list[tuple[float, str, str]]] = dataclasses.field(
-        default_factory=lambda: collections.defaultdict(list))
-    moved_s: list[float] = dataclasses.field(default_factory=list)
-
-    def row(self) -> dict[str, Any]:
-        counts = [len(self.outcomes.get(u, [])) for u in self.utterances]
-        directives = [sum(t == "directive" for _, t, _ in self.outcomes.get(u, []))
-                      for u in self.utterances]
-        codes = collections.Counter(c for u in self.utterances
-                                    for _, t, c in self.outcomes.get(u, []) if t == "error")
-        times = sorted(at for u in self.utterances for at, _, _ in self.outcomes.get(u, []))
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        return {"scenario": self.scenario, "broker": self.broker,
-                "utterances": len(self.utterances),
-                "exactly_one": sum(c == 1 for c in counts),
-                "none": sum(c == 0 for c in counts), "several": sum(c > 1 for c in counts),
-                "duplicate_directives": sum(max(d - 1, 0) for d in directives),
-                "declined": sum(t == "declined" for u in self.utterances
-                                for _, t, _ in self.outcomes.get(u, [])),
-                "errors": dict(codes), "moved_s": [round(m, 1) for m in self.moved_s],
-                "max_gap_s": round(max(gaps), 1) if gaps else None}
-
-
-class Fleet:
-    """A group of worker processes sharing one app id and topic prefix."""
-
-    def __init__(self, url: str, folder: Path, name: str, workers: int) -> None:
-        self.url = url
-        self.env = {"VOICESTREAM_BROKER": url, "VOICESTREAM_APP_ID": f"fleet-{name}",
-                    "VOICESTREAM_TOPIC_PREFIX": f"fleet-{name}-{os.getpid()}.",
-                    "VOICESTREAM_LOG_LEVEL": "info"}
-        self.prefix = self.env["VOICESTREAM_TOPIC_PREFIX"]
-        self.folder = folder / name
-        self.workers: list[Process | None] = [None] * workers
-        self.retired: list[Process] = []
-        self.skills: Process | None = None
-
-    def start_worker(self, i: int) -> Process:
-        env = env_with(**self.env, VOICESTREAM_DATA_DIR=str(self.folder / f"w{i}"),
-                       VOICESTREAM_INSTANCE_ID=f"w{i}")
-        proc = self.workers[i] = Process(["up"], env)
-        return proc
-
-    def start(self) -> None:
-        for i in range(len(self.workers)):
-            self.start_worker(i).wait_ready(180)
-        self.skills = Process(["skills"], env_with(**self.env))
-        self.skills.wait_ready(120)
-
-    def alive(self) -> list[Process]:
-        return [w for w in self.workers if w is not None and w.proc.poll() is None]
-
-    def retire(self, i: int) -> Process:
-        proc = self.workers[i]
-        assert proc is not None
-        self.retired.append(proc)
-        self.workers[i] = None
-        return proc
-
-    def assigned_after(self, t_ms: int) -> float | None:
-        """Seconds from ``t_ms`` to the last assignment a live worker logged after it."""
-        times = [int(e["at_ms"]) for w in self.alive()  # type: ignore[call-overload]
-                 for e in w.events("worker.assigned") if int(e["at_ms"]) > t_ms]  # type: ignore[call-overload]
-        return (max(times) - t_ms) / 1000 if times else None
-
-    def stop(self, logs_to: Path | None = None) -> None:
-        procs = [p for p in [*self.retired, *self.workers, self.skills] if p is not None]
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                proc.stop(20)
-            proc.kill()
-        if logs_to is not None:
-            logs_to.mkdir(parents=True, exist_ok=True)
-            for n, proc in enumerate(procs):
-                name = "skills" if proc is self.skills else f"worker{n}"
-                (logs_to / f"{name}.log").write_text("\n".join(proc.stderr) + "\n")
-
-
-async def watch_outcomes(watch: EventWatcher, result: Outcome, t0: float) -> None:
-    """Record every outcome event of the scenario's utterances as it arrives."""
-    async for _topic, message in watch.messages():
-        if isinstance(message, Exception) or not is_outcome(message):
-            continue
-        utt = getattr(message, "utterance_id", "")
-        wire = message.to_wire()
-        code = str(wire.get("code", "")) if message.TYPE is MessageType.ERROR else ""
-        result.outcomes[utt].append((time.monotonic() - t0, message.TYPE.value, code))
-
-
-async def speak(conn: Connection, prefix: str, device: str, utterances: list[str],
-                keep_going: asyncio.Event | None) -> None:
-    """Stream commands from ``device`` in real time, one after another."""
-    async with DeviceClient(conn, device, topic_prefix=prefix) as dev:
-        n = 0
-        while n < len(utterances) or (keep_going is not None and keep_going.is_set()):
-            if n == len(utterances):
-                utterances.append(f"{device}-r{n}")
-            pcm, rate = read_wav(audio_path(SPOKEN[(n + int(device[3:])) % len(SPOKEN)]))
-            await dev.stream(pcm, rate, utterance_id=utterances[n], tail_ms=1200)
-            n += 1
-
-
-async def rolling_restart(fleet: Fleet, result: Outcome) -> None:
-    """SIGTERM each worker in turn, wait for it to leave, start it again."""
-    for i in range(len(fleet.workers)):
-        await asyncio.sleep(3.0)
-        old = fleet.retire(i)
-        left = time.time()
-        await asyncio.to_thread(old.stop, 60)
-        moved = fleet.assigned_after(int(left * 1000))
-        if moved is not None:
-            result.moved_s.append(moved)
-        await asyncio.to_thread(fleet.start_worker(i).wait_ready, 180)
-
-
-async def run_scenario(scenario: str, fleet: Fleet, devices: int, rounds: int,
-                       cluster: KafkaCluster | None) -> Outcome:
-    conn = Connection.parse(fleet.url)
-    result = Outcome(scenario, conn.kind)
-    names = [f"dev{i:02d}" for i in range(devices)]
-    for name in names:
-        async with DeviceClient(conn, name, topic_prefix=fleet.prefix) as dev:
-            await dev.publish_context(DeviceContext.from_wire(
-                {"device_id": name, **CONTEXTS["kitchen-1"]}))
-    plans = {n: [f"{scenario}-{n}-r{r}" for r in range(rounds)] for n in names}
-    async with EventWatcher(conn, topic_prefix=fleet.prefix) as watch:
-        t0 = time.monotonic()
-        watcher = asyncio.create_task(watch_outcomes(watch, result, t0))
-        keep_going = asyncio.Event() if scenario == "rolling" else None
-        if keep_going is not None:
-            keep_going.set()
-        speakers = [asyncio.create_task(speak(conn, fleet.prefix, n, plans[n], keep_going))
-                    for n in names]
-        if scenario == "kill":
-            await asyncio.sleep(KILL_AT_S)
-            killed = time.time()
-            fleet.retire(0).kill()
-            await asyncio.sleep(8.0)
-            moved = fleet.assigned_after(int(killed * 1000))
-            if moved is not None:
-                result.moved_s.append(moved)
-        elif scenario == "broker" and cluster is not None:
-            await asyncio.sleep(KILL_AT_S)
-            await asyncio.to_thread(cluster.kill, 1)
-        elif scenario == "rolling":
-            await rolling_restart(fleet, result)
-            assert keep_going is not None
-            keep_going.clear()
-        await asyncio.gather(*speakers)
-        result.utterances = [u for n in names for u in plans[n]]
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(45):
-                while any(u not in result.outcomes for u in result.utterances):  # noqa: ASYNC110
-                    await asyncio.sleep(0.2)
-        await asyncio.sleep(3.0)  # a late duplicate would arrive by now
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    if scenario == "broker" and cluster is not None:
-        await asyncio.to_thread(cluster.restart, 1)
-    return result
+from infra.fleet import Fleet, run_scenario
 
 
 @contextlib.contextmanager
@@ -246,6 +50,9 @@ def main() -> None:
                         "folder, one subfolder per scenario")
     args = parser.parse_args()
     logs.configure("console", "error")
+    # The watcher's client reports each refused connection to a killed node; the
+    # figures say what that cost.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     rows = []
     with tempfile.TemporaryDirectory(prefix="vs-fleet-") as tmp, \
             broker(args.broker, Path(tmp)) as (url, cluster):

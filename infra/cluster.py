@@ -241,6 +241,10 @@ class KafkaCluster:
             # Let workers ask for session timeouts short enough to move a killed
             # worker's partitions within 5 s (Kafka's default minimum is 6 s).
             "group.min.session.timeout.ms": 1000,
+            # A dead node's partitions get new leaders after 3 s, not 9 s: producers
+            # and consumers wait that long (a device's audio stalls that long).
+            "broker.session.timeout.ms": 3000,
+            "broker.heartbeat.interval.ms": 500,
             "auto.create.topics.enable": "true",
             "log.segment.bytes": 16 * 1024 * 1024,
             "num.network.threads": 2,

@@ -375,3 +375,24 @@ async def test_a_new_owner_skips_what_the_old_one_finished_and_carries_on_the_re
     assert [(m.utterance_id, m.kind.value) for m in new_sent.messages] == \
         [("v", "speculative"), ("v", "final")]
     assert ledger.finished("u", "d", "asr") and ledger.finished("v", "d", "asr")
+
+
+async def test_a_re_delivered_event_of_an_utterance_in_flight_is_not_acknowledged_early() -> None:
+    # A rebalance hands this worker its partition back and the consumer re-delivers
+    # from the committed offset: the second delivery's acknowledgement must wait
+    # for the utterance too, or the commit passes work still in flight.
+    sent, engine = Sent(), ScriptedEngine()
+    svc = AsrService(Settings(), sent, lambda: engine)
+    acked: list[str] = []
+    await feed_audio(svc, 2.0)
+    at = origin()
+    await svc.on_endpoint_event(at, encode(ep(SPEC, 0), Codec.JSON),
+                                ack=lambda: acked.append("first"))
+    await settle(svc)
+    await svc.on_endpoint_event(at, encode(ep(SPEC, 0), Codec.JSON),
+                                ack=lambda: acked.append("again"))
+    assert acked == []
+    await svc.on_endpoint_event(origin(), encode(ep(FINAL, 0, t=1800), Codec.JSON),
+                                ack=lambda: acked.append("final"))
+    assert sorted(acked) == ["again", "final", "first"]
+    assert kinds(sent) == [("transcript", "speculative", 0), ("transcript", "final", 0)]
