@@ -9,9 +9,12 @@ of that protocol; decoding runs in a single inference thread off the loop.
 
 When an utterance's partition moved here from another worker mid-utterance,
 its audio buffer is rebuilt by reading the utterance's records back from the
-audio topic (from the start offset in the end-pointer's ``utterances``
-table), whether a frame or an end-point of it arrives first; see
-:mod:`agents.recovery`.
+audio topic (from the start offset in the utterance ledger,
+:mod:`agents.ledger`), whether a frame or an end-point of it arrives first;
+see :mod:`agents.recovery`. An utterance's end-point records are acknowledged
+only once its final transcript (or error) is published, so that a worker
+dying mid-decode leaves them to the next owner; one the ledger shows
+finished is not transcribed again.
 """
 
 from __future__ import annotations

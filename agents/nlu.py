@@ -6,7 +6,10 @@ batch, combines ASR and NLU probabilities, merges hypotheses that mean the same
 (:mod:`models.nlu.context`). It follows the revision protocol of
 :mod:`agents.revisions` on the transcripts topic: interpret on the speculative
 transcript, reuse on the final, drop a revision at its reset and forward the
-reset in order. :class:`Understander` is the pure core.
+reset in order. :class:`Understander` is the pure core. An utterance's
+transcript records are acknowledged once its final interpretation (or error)
+is published; one the utterance ledger (:mod:`agents.ledger`) shows finished
+by another worker is not interpreted again.
 """
 
 from __future__ import annotations

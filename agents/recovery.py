@@ -3,12 +3,12 @@
 When a partition moves to another worker (a crash, a deploy, a scale-out),
 the new owner has none of the old one's in-memory state: end-pointer
 sessions, ASR audio buffers, revision trackers. It does have the audio: every
-frame is still on the audio topic, and the ``utterances`` table records the
-offset of each open utterance's start. :class:`AudioLog` reads an
-utterance's records back from that offset, so that the end-pointer and ASR
-rebuild their state by processing them again; decisions re-made from them are
-the same as before (same audio, same models) and later stages drop what they
-already had (:class:`Progress`).
+frame is still on the audio topic, and the utterance ledger
+(:mod:`agents.ledger`) records the offset of each utterance's start.
+:class:`AudioLog` reads an utterance's records back from that offset, so that
+the end-pointer and ASR rebuild their state by processing them again;
+decisions re-made from them are the same as before (same audio, same models)
+and later stages drop what they already had (:class:`Progress`, the ledger).
 
 :class:`Progress` is the idempotent-consumer half: the highest offset a stage
 processed per partition. After a rebalance a consumer resumes from the last

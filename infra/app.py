@@ -91,7 +91,10 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
             topic = out[short] = app.topic(settings.topic(short), key_serializer="raw",
                                            value_serializer="raw",
                                            partitions=settings.partitions)
-        await topic.send(key=key, value=value, partition=partition)
+        # Wait for the broker's acknowledgement (acks=all): a stage acknowledges its
+        # input only after its output is durable, or a crash in between loses it.
+        delivered = await topic.send(key=key, value=value, partition=partition)
+        await delivered
 
     audio_name = settings.topic(topics.AUDIO.short)
     # Global: every worker reads every entry, whichever partition wrote it.
