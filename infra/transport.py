@@ -9,10 +9,18 @@ the wait from :class:`infra.config.BrokerProfile` before the consumer starts.
 Its producer is idempotent with ``acks=all`` where the profile says the
 broker allows it (Kafka; Tansu 0.6.0 refuses ``InitProducerId``): Faust asks
 for idempotence only inside transactions.
+
+Its consumer never commits past a record still being worked on. Faust
+commits the first run of consecutive acknowledged offsets; right after an
+assignment, before it knows the committed offset, that run may start above a
+record a stage holds unacknowledged (ASR and NLU hold an utterance's records
+until it is finished), and the commit would skip it, so a worker dying then
+would lose the utterance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import aiokafka
@@ -37,10 +45,36 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class Consumer(faust_aiokafka.Consumer):
-    """Faust consumer that creates :class:`ConsumerThread`."""
+    """Faust consumer that creates :class:`ConsumerThread` and commits below held records."""
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _filter_committable_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
+        # The lowest offset received but not acknowledged, per partition, in one pass.
+        self._held: dict[Any, int] = {}
+        for message in list(self._unacked_messages):
+            if not message.acked:
+                held = self._held.get(message.tp)
+                if held is None or message.offset < held:
+                    self._held[message.tp] = message.offset
+        return dict(super()._filter_committable_offsets(tps))
+
+    def _new_offset(self, tp: Any) -> int | None:
+        held = getattr(self, "_held", {}).get(tp)
+        acked = self._acked[tp]
+        if held is None or not acked:
+            return super()._new_offset(tp)
+        later = [offset for offset in acked if offset >= held]
+        if later:
+            acked[:] = [offset for offset in acked if offset < held]
+        try:
+            offset = super()._new_offset(tp) if acked else None
+        finally:
+            if later:
+                acked.extend(later)
+                acked.sort()
+        return None if offset is None else min(offset, held)
 
 
 class Producer(faust_aiokafka.Producer):
