@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -119,7 +119,10 @@ class AsrService:
         self.progress = Progress()
         self.ledger = ledger if ledger is not None else Ledger()
         self._audio_log = audio_log
-        self._recovering: dict[str, asyncio.Task[None]] = {}
+        #: Utterances whose audio is being read back -> records waiting for it, in order.
+        self._recovering: dict[str, list[Callable[[], Awaitable[None]]]] = {}
+        self._recovery_tasks: set[asyncio.Task[None]] = set()
+        self._unrecoverable = RecentIds(_CLOSED_MEMORY)
         self.recovered = 0
         self.pub = Publisher(STAGE, send)
         #: utterance id -> its audio and revisions (a device may have several: the
@@ -181,16 +184,25 @@ class AsrService:
             message = decode(raw or b"", topics.AUDIO.codec)
         except SerializationError:
             return
+        if not isinstance(message, UtteranceStart | AudioFrame | UtteranceStop):
+            return
+        if not replay and self._queued(message.utterance_id,
+                                       lambda: self._take_audio(origin, message, True)):
+            return
+        await self._take_audio(origin, message, replay)
+
+    async def _take_audio(self, origin: Origin,
+                          message: UtteranceStart | AudioFrame | UtteranceStop,
+                          replay: bool) -> None:
         if isinstance(message, UtteranceStart):
             if self._get(message.device_id, message.utterance_id) is None:
                 self._start(message, origin.partition)
             return
-        if not isinstance(message, AudioFrame | UtteranceStop):
-            return
         utt = self._get(message.device_id, message.utterance_id)
-        if utt is None and not replay:
-            utt = await self._recover(origin, message.device_id, message.utterance_id,
-                                      end=origin.offset)
+        if utt is None and not replay and self._recover(
+                origin, message.device_id, message.utterance_id,
+                lambda: self._take_audio(origin, message, True)):
+            return
         if utt is None or origin.offset <= utt.last_offset:
             return
         utt.last_offset = origin.offset
@@ -222,30 +234,53 @@ class AsrService:
         utt = self.utterances.get(utterance_id)
         return utt if utt is not None and utt.device_id == device_id else None
 
-    async def _recover(self, origin: Origin, device_id: str, utterance_id: str, *,
-                       end: int | None) -> Utterance | None:
-        """Rebuild the audio of an utterance begun on another worker; None if not ours."""
-        if utterance_id in self._closed or self._audio_log is None:
-            return None
+    def _queued(self, utterance_id: str, resume: Callable[[], Awaitable[None]]) -> bool:
+        """Queue ``resume`` behind the utterance's recovery, if one is running."""
+        queue = self._recovering.get(utterance_id)
+        if queue is None:
+            return False
+        queue.append(resume)
+        return True
+
+    def _recover(self, origin: Origin, device_id: str, utterance_id: str,
+                 resume: Callable[[], Awaitable[None]]) -> bool:
+        """Start rebuilding an utterance begun on another worker; False if not ours.
+
+        The audio is read back in the background, so that other utterances'
+        records keep flowing; ``resume`` (the record that asked) and every
+        record of the utterance arriving meanwhile run, in order, once it is
+        rebuilt (or once that failed).
+        """
+        if utterance_id in self._closed or utterance_id in self._unrecoverable or \
+                self._audio_log is None:
+            return False
         entry = self.ledger.get(utterance_id, device_id)
         if entry is None or STAGE in entry["done"] or \
                 entry.get("partition") != origin.partition or \
                 not isinstance(entry.get("offset"), int):
-            return None
-        task = self._recovering.get(utterance_id)
-        if task is None:
-            task = asyncio.create_task(self._replay(origin, device_id, utterance_id,
-                                                    entry["offset"], end))
-            self._recovering[utterance_id] = task
-            task.add_done_callback(lambda _t: self._recovering.pop(utterance_id, None))
+            return False
+        self._recovering[utterance_id] = [resume]
+        task = asyncio.create_task(self._rebuild(origin, device_id, utterance_id,
+                                                 entry["offset"]))
+        self._recovery_tasks.add(task)
+        task.add_done_callback(self._recovery_tasks.discard)
+        return True
+
+    async def _rebuild(self, origin: Origin, device_id: str, utterance_id: str,
+                       start: int) -> None:
+        queue = self._recovering[utterance_id]
         try:
-            await asyncio.shield(task)
+            await self._replay(origin, device_id, utterance_id, start, None)
         except ReplayError as exc:
+            self._unrecoverable.add(utterance_id)
             structlog.get_logger("voicestream.asr").warning(
                 "asr.recovery_failed", device_id=device_id, utterance_id=utterance_id,
                 detail=str(exc))
-            return None
-        return self._get(device_id, utterance_id)
+        try:
+            while queue:
+                await queue.pop(0)()
+        finally:
+            del self._recovering[utterance_id]
 
     async def _replay(self, origin: Origin, device_id: str, utterance_id: str, start: int,
                       end: int | None) -> None:
@@ -284,6 +319,13 @@ class AsrService:
         if message is None:
             ack()
             return
+        assert isinstance(message, Endpoint | Reset | ErrorEvent)
+        if not self._queued(message.utterance_id,
+                            lambda: self._on_endpoint(origin, message, ack, True)):
+            await self._on_endpoint(origin, message, ack, False)
+
+    async def _on_endpoint(self, origin: Origin, message: Endpoint | Reset | ErrorEvent,
+                           ack: Callable[[], object], resumed: bool) -> None:
         if isinstance(message, ErrorEvent):
             utt = self._get(message.device_id, message.utterance_id)
             if utt is not None:
@@ -292,14 +334,15 @@ class AsrService:
             else:
                 ack()
             return
-        assert isinstance(message, Endpoint | Reset)
         utt = self._get(message.device_id, message.utterance_id)
         if utt is None and self.ledger.finished(message.utterance_id, message.device_id, STAGE):
             self._closed.add(message.utterance_id)
             ack()
             return  # finished by the worker this partition moved from
-        if utt is None:
-            utt = await self._recover(origin, message.device_id, message.utterance_id, end=None)
+        if utt is None and not resumed and self._recover(
+                origin, message.device_id, message.utterance_id,
+                lambda: self._on_endpoint(origin, message, ack, True)):
+            return
         if utt is None:
             if message.utterance_id not in self._closed:
                 await self._error(message.device_id, message.utterance_id, "asr-no-audio",

@@ -14,6 +14,13 @@ acknowledged with ``acks=all`` survives the loss of one node. The broker's
 ``group.min.session.timeout.ms`` is lowered to 1 s so that workers may use
 session timeouts short enough to move a killed worker's partitions within 5 s.
 
+With ``users`` the cluster is secured: clients connect over ``SASL_SSL``
+(TLS with a certificate from a CA the cluster makes under its folder,
+:mod:`infra.tls`; SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN), the SCRAM
+credentials are written at format time, the brokers talk to each other as
+the ``admin`` super user, and Kafka's ``StandardAuthorizer`` refuses what no
+ACL allows. The controller listener stays plaintext on loopback.
+
 Used by ``voicestream cluster`` and by the tests (:class:`KafkaCluster`:
 start, kill a node with SIGKILL, restart it, stop).
 """
@@ -25,17 +32,21 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
 from infra import logs
 from infra.broker import BrokerError, _die_with_parent, free_port
+from infra.tls import issue, make_ca
+from streams.connection import Connection, Security
 
 log = logs.get("voicestream.cluster")
 
@@ -44,6 +55,8 @@ KAFKA_VERSION = "4.1.1"
 #: log4j2 release that binds Kafka's slf4j logging.
 LOG4J_VERSION = "2.25.3"
 SLF4J_VERSION = "2.0.17"
+#: The super user of a secure cluster (the brokers' own identity).
+ADMIN = "admin"
 #: JVM heap per node; three nodes fit in well under 2 GiB.
 HEAP = "-Xms128m -Xmx512m"
 _READY_LINE = "Kafka Server started"
@@ -153,7 +166,7 @@ class KafkaCluster:
     """N Kafka nodes in KRaft combined mode on ``host``, state under ``folder``."""
 
     def __init__(self, folder: str | Path, nodes: int = 3, *, host: str = "127.0.0.1",
-                 java: str = "java") -> None:
+                 java: str = "java", users: Mapping[str, str] | None = None) -> None:
         if not 1 <= nodes <= 9:
             raise ClusterError("a cluster has 1..9 nodes")
         self.folder = Path(folder).resolve()
@@ -162,6 +175,29 @@ class KafkaCluster:
         self.nodes: list[Node] = []
         self.cluster_id = ""
         self._size = nodes
+        #: SCRAM users (name -> password); empty: a plaintext cluster without ACLs.
+        self.users = dict(users or {})
+        if self.users:
+            self.users.setdefault(ADMIN, secrets.token_urlsafe(16))
+
+    @property
+    def secure(self) -> bool:
+        """Whether clients must use SASL_SSL (the cluster was given users)."""
+        return bool(self.users)
+
+    @property
+    def cafile(self) -> Path:
+        """The CA that signed the brokers' certificates (secure clusters)."""
+        return self.folder / "tls" / "ca.pem"
+
+    def security(self, user: str, mechanism: str = "SCRAM-SHA-512") -> Security:
+        """The client security settings for ``user`` on this (secure) cluster."""
+        return Security(cafile=str(self.cafile), sasl_mechanism=mechanism, username=user,
+                        password=self.users[user])
+
+    def connection(self, user: str, mechanism: str = "SCRAM-SHA-512") -> Connection:
+        """A connection as ``user``."""
+        return Connection.parse(self.url, self.security(user, mechanism))
 
     # -- layout ------------------------------------------------------------------------
 
@@ -191,6 +227,8 @@ class KafkaCluster:
             data = json.loads(meta.read_text())
             if len(data["nodes"]) == self._size:
                 self.cluster_id = data["cluster_id"]
+                # Formatted with these credentials: they stay the cluster's.
+                self.users = {**self.users, **data.get("users", {})}
                 self.nodes = [Node(n["id"], n["broker_port"], n["controller_port"],
                                    self.folder / f"node-{n['id']}") for n in data["nodes"]]
                 return
@@ -205,7 +243,9 @@ class KafkaCluster:
             "kafka": KAFKA_VERSION, "cluster_id": self.cluster_id,
             "nodes": [{"id": n.node_id, "broker_port": n.broker_port,
                        "controller_port": n.controller_port} for n in self.nodes],
+            "users": self.users,
         }, indent=2))
+        meta.chmod(0o600)
 
     def _free_ports(self, count: int) -> list[int]:
         ports: set[int] = set()
@@ -213,11 +253,42 @@ class KafkaCluster:
             ports.add(free_port(self.host))
         return sorted(ports)
 
+    def _security_properties(self, node: Node) -> dict[str, object]:
+        tls = self.folder / "tls"
+        admin = self.users[ADMIN]
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain_users = " ".join(f'user_{u}="{p}"' for u, p in sorted(self.users.items()))
+        return {
+            "listeners": f"SASL_SSL://{self.host}:{node.broker_port},"
+                         f"CONTROLLER://{self.host}:{node.controller_port}",
+            "advertised.listeners": f"SASL_SSL://{self.host}:{node.broker_port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                f'{scram} required username="{ADMIN}" password="{admin}";',
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": f"{scram} required;",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{ADMIN}" password="{admin}" {plain_users};',
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": tls / f"broker-{node.node_id}.pem",
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": tls / "ca.pem",
+            "authorizer.class.name":
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # Brokers reach the controllers on the loopback plaintext listener, as
+            # ANONYMOUS; clients only ever reach the SASL_SSL one.
+            "super.users": f"User:{ADMIN};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
     def properties(self, node: Node) -> str:
         """The ``server.properties`` of ``node``."""
         voters = ",".join(f"{n.node_id}@{self.host}:{n.controller_port}" for n in self.nodes)
         rf = self.replication_factor
-        lines = {
+        lines: dict[str, object] = {
             "process.roles": "broker,controller",
             "node.id": node.node_id,
             "controller.quorum.voters": voters,
@@ -251,6 +322,8 @@ class KafkaCluster:
             "num.io.threads": 2,
             "log.cleaner.dedupe.buffer.size": 8 * 1024 * 1024,
         }
+        if self.secure:
+            lines.update(self._security_properties(node))
         return "".join(f"{k}={v}\n" for k, v in lines.items())
 
     # -- processes ---------------------------------------------------------------------
@@ -270,16 +343,29 @@ class KafkaCluster:
         run = subprocess.run(
             # "=": an id may begin with "-", which would read as an option.
             self._jvm("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
-                      "-c", str(node.folder / "server.properties"), "--ignore-formatted"),
+                      "-c", str(node.folder / "server.properties"), "--ignore-formatted",
+                      *self._scram_args()),
             capture_output=True, text=True, check=False)
         if run.returncode != 0:
             raise ClusterError(f"formatting node {node.node_id} failed: "
                                f"{(run.stdout + run.stderr)[-800:]}")
 
+    def _scram_args(self) -> list[str]:
+        return [arg for user, password in sorted(self.users.items())
+                for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+                for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")]
+
     def start(self, timeout_s: float = 120.0) -> None:
         """Resolve the jars, format storage where new, start every node, wait until ready."""
         self._load_or_plan()
         (self.folder / "log4j2.properties").write_text(_LOG4J2)
+        if self.secure:
+            make_ca(self.folder / "tls")
+            for node in self.nodes:
+                issued = issue(self.folder / "tls", f"broker-{node.node_id}",
+                               hosts=(self.host, "localhost"))
+                issued.key.unlink()
+                issued.cert.unlink()
         for node in self.nodes:
             node.folder.mkdir(parents=True, exist_ok=True)
             (node.folder / "server.properties").write_text(self.properties(node))

@@ -87,7 +87,7 @@ class Fleet:
         self.env = {"VOICESTREAM_BROKER": url,
                     "VOICESTREAM_APP_ID": f"fleet-{name}-{os.getpid()}",
                     "VOICESTREAM_TOPIC_PREFIX": f"fleet-{name}-{os.getpid()}.",
-                    "VOICESTREAM_LOG_LEVEL": "info"}
+                    "VOICESTREAM_LOG_LEVEL": os.environ.get("FLEET_LOG_LEVEL", "info")}
         self.prefix = self.env["VOICESTREAM_TOPIC_PREFIX"]
         self.folder = folder / name
         self.workers: list[Process | None] = [None] * workers

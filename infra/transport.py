@@ -11,11 +11,13 @@ broker allows it (Kafka; Tansu 0.6.0 refuses ``InitProducerId``): Faust asks
 for idempotence only inside transactions.
 
 Its consumer never commits past a record still being worked on. Faust
-commits the first run of consecutive acknowledged offsets; right after an
-assignment, before it knows the committed offset, that run may start above a
-record a stage holds unacknowledged (ASR and NLU hold an utterance's records
-until it is finished), and the commit would skip it, so a worker dying then
-would lose the utterance.
+commits the first run of consecutive acknowledged offsets, and that run may
+start above a record a stage holds unacknowledged (ASR and NLU hold an
+utterance's records until it is finished): where it knows no committed
+offset (none yet, or 0, which it takes for none), and where the held record
+is the one at the committed offset (its check lets a one-record hole at the
+head pass). The commit would skip it, and a worker dying then would lose the
+utterance.
 """
 
 from __future__ import annotations
@@ -51,13 +53,18 @@ class Consumer(faust_aiokafka.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _filter_committable_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
-        # The lowest offset received but not acknowledged, per partition, in one pass.
+        # The lowest offset received but not acknowledged per partition, in one pass;
+        # records below the committed offset (handed out before a rebalance) do not count.
         self._held: dict[Any, int] = {}
         for message in list(self._unacked_messages):
-            if not message.acked:
-                held = self._held.get(message.tp)
-                if held is None or message.offset < held:
-                    self._held[message.tp] = message.offset
+            if message.acked:
+                continue
+            committed = self._committed_offset.get(message.tp)
+            if committed is not None and message.offset < committed:
+                continue
+            held = self._held.get(message.tp)
+            if held is None or message.offset < held:
+                self._held[message.tp] = message.offset
         return dict(super()._filter_committable_offsets(tps))
 
     def _new_offset(self, tp: Any) -> int | None:
@@ -74,7 +81,7 @@ class Consumer(faust_aiokafka.Consumer):
             if later:
                 acked.extend(later)
                 acked.sort()
-        return None if offset is None else min(offset, held)
+        return offset
 
 
 class Producer(faust_aiokafka.Producer):

@@ -133,6 +133,8 @@ async def endpoint_event(svc: AsrService, message: Message) -> None:
 
 
 async def settle(svc: AsrService) -> None:
+    while svc._recovery_tasks:  # audio being read back, then the records that waited
+        await asyncio.gather(*list(svc._recovery_tasks), return_exceptions=True)
     for utt in list(svc.utterances.values()):
         for task in list(utt.tasks.values()):
             await asyncio.gather(task, return_exceptions=True)
@@ -396,3 +398,34 @@ async def test_a_re_delivered_event_of_an_utterance_in_flight_is_not_acknowledge
                                 ack=lambda: acked.append("final"))
     assert sorted(acked) == ["again", "final", "first"]
     assert kinds(sent) == [("transcript", "speculative", 0), ("transcript", "final", 0)]
+
+
+async def test_reading_one_utterance_back_does_not_hold_up_the_others() -> None:
+    class SlowTopic(AudioTopic):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = asyncio.Event()
+
+        async def read(self, *args: object, **kw: object) -> list[tuple[Origin, bytes | None]]:
+            await self.release.wait()
+            return await super().read(*args, **kw)  # type: ignore[arg-type]
+
+    topic = SlowTopic()
+    await feed_audio(topic, 2.0, utt="moved")  # type: ignore[arg-type]
+    ledger = Ledger()
+    ledger.start("moved", "d", 0, topic.records[0][0].offset)
+    sent, engine = Sent(), ScriptedEngine()
+    svc = AsrService(Settings(), sent, lambda: engine, ledger=ledger,
+                     audio_log=topic)  # type: ignore[arg-type]
+    await endpoint_event(svc, ep(SPEC, 0, at=1000, utt="moved"))  # starts the read-back
+    await endpoint_event(svc, ep(FINAL, 0, at=1000, t=1800, utt="moved"))  # waits behind it
+    # Another device's utterance is served while the read-back is pending.
+    await feed_audio(svc, 2.0, utt="other")
+    await endpoint_event(svc, ep(SPEC, 0, at=1000, utt="other"))
+    await asyncio.gather(*svc.utterances["other"].tasks.values())
+    await endpoint_event(svc, ep(FINAL, 0, at=1000, t=1800, utt="other"))
+    assert [m.utterance_id for m in sent.messages] == ["other", "other"]
+    topic.release.set()
+    await settle(svc)
+    assert [(m.utterance_id, m.kind.value) for m in sent.messages[2:]] == \
+        [("moved", "speculative"), ("moved", "final")]

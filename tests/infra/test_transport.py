@@ -18,7 +18,7 @@ def consumer(acked: list[int], held: list[int], committed: int | None) -> Any:
     c._acked = defaultdict(list, {TP: list(acked)})
     c._acked_index = defaultdict(set, {TP: set(acked)})
     c._gap = defaultdict(IntervalTree)
-    c._committed_offset = defaultdict(lambda: None, {TP: committed})
+    c._committed_offset = {TP: committed}
     c._unacked_messages = [SimpleNamespace(tp=TP, offset=o, acked=False) for o in held] + \
         [SimpleNamespace(tp=TP, offset=o, acked=True) for o in acked]
     c._should_commit = lambda tp, offset: True
@@ -34,6 +34,18 @@ def test_after_an_assignment_the_commit_stops_below_a_held_record() -> None:
     c._acked[TP].append(4)
     c._unacked_messages = []
     assert c._filter_committable_offsets([TP]) == {TP: 8}
+
+
+def test_a_held_record_at_the_committed_offset_is_not_skipped() -> None:
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    stock = consumer(acked=[11, 12], held=[10], committed=10)
+    assert FaustConsumer._new_offset(stock, TP) == 13  # Faust lets a one-record hole pass
+    c = consumer(acked=[11, 12], held=[10], committed=10)
+    assert c._filter_committable_offsets([TP]) == {}
+    # A record handed out before a rebalance, below the committed offset, holds nothing.
+    c = consumer(acked=[10, 11, 13], held=[4, 12], committed=10)
+    assert c._filter_committable_offsets([TP]) == {TP: 12}
 
 
 def test_stock_faust_commits_past_the_held_record() -> None:
