@@ -17,7 +17,9 @@ utterance's records until it is finished): where it knows no committed
 offset (none yet, or 0, which it takes for none), and where the held record
 is the one at the committed offset (its check lets a one-record hole at the
 head pass). The commit would skip it, and a worker dying then would lose the
-utterance.
+utterance. Nor do acknowledgements of records handed out before the last
+rebalance count: Faust acknowledges such stale copies unprocessed, and the
+commit could pass the fresh copy of the same record.
 """
 
 from __future__ import annotations
@@ -51,6 +53,17 @@ class Consumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def ack(self, message: Any) -> bool:
+        # A record handed out before the last rebalance is delivered again from the
+        # committed offset; acknowledging the old copy (Faust acks the copies it
+        # skips as stale) would let the commit pass the new one unprocessed.
+        generation = getattr(message, "generation_id", None)
+        if generation is not None and generation != self.app.consumer_generation_id:
+            message.acked = True
+            self._unacked_messages.discard(message)
+            return False
+        return bool(super().ack(message))
 
     def _filter_committable_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
         # The lowest offset received but not acknowledged per partition, in one pass;
