@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from infra.cluster import ADMIN, KafkaCluster
 from infra.config import Settings
+from infra.demo import CONTEXTS, audio_path
 from infra.process import Process, env_with
 from infra.runner import ensure_topics
 from streams import topics
@@ -71,7 +72,7 @@ def grant(kafka: KafkaCluster) -> None:
     bindings = [
         allow("worker", ResourceType.TOPIC, PREFIX, AclOperation.ALL),
         allow("worker", ResourceType.TOPIC, APP_ID, AclOperation.ALL),  # table changelogs
-        allow("worker", ResourceType.GROUP, "", AclOperation.ALL),
+        allow("worker", ResourceType.GROUP, "*", AclOperation.ALL, ResourcePatternType.LITERAL),
         allow("worker", ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE,
               ResourcePatternType.LITERAL),
         *[allow("kitchen", ResourceType.TOPIC, spec.name(PREFIX), op,
@@ -93,7 +94,7 @@ def worker_env(kafka: KafkaCluster, tmp_path: Path) -> dict[str, str]:
 
 
 async def test_a_device_is_served_over_sasl_ssl_with_acls(
-        cluster: KafkaCluster, tmp_path: Path, speech: dict[str, Path]) -> None:
+        cluster: KafkaCluster, tmp_path: Path) -> None:
     worker = Process(["up", "--skills"], worker_env(cluster, tmp_path))
     try:
         worker.wait_ready(180)
@@ -103,9 +104,11 @@ async def test_a_device_is_served_over_sasl_ssl_with_acls(
         watcher = cluster.connection("worker", "PLAIN")
         async with EventWatcher(watcher, topic_prefix=PREFIX) as watch, \
                 DeviceClient(device, "kitchen-1", topic_prefix=PREFIX) as dev:
-            await dev.publish_context(DeviceContext(device_id="kitchen-1", location="kitchen"))
+            await dev.publish_context(DeviceContext.from_wire(
+                {"device_id": "kitchen-1", **CONTEXTS["kitchen-1"]}))
             done = asyncio.Event()
-            utt = await dev.stream(*read_wav(speech["whole"]), realtime=False, done=done)
+            utt = await dev.stream(*read_wav(audio_path("light_on.wav")), realtime=False,
+                                   done=done)
             outcomes = [m async for m in watch.events(utt, timeout_s=90, done=done)
                         if is_outcome(m)]
         assert [m.TYPE for m in outcomes] == [MessageType.DIRECTIVE], outcomes
