@@ -30,7 +30,7 @@ import faust
 import numpy as np
 import structlog
 
-from agents.base import Once, Origin, Publisher, RecentIds, SendFn
+from agents.base import Once, Origin, Publisher, RecentIds, SendFn, forget_utterance
 from agents.endpointing import FrameAssembler
 from agents.ledger import Ledger
 from agents.recovery import AudioLog, Progress, ReplayError
@@ -486,16 +486,7 @@ class AsrService:
         self.ledger.finish(utterance_id, device_id, STAGE, partition)
 
     def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
-        for task in utt.tasks.values():
-            task.cancel()
-        utt.tasks.clear()
-        if self.utterances.get(utt.utterance_id) is utt:
-            del self.utterances[utt.utterance_id]
-        if closed:
-            self._closed.add(utt.utterance_id)
-        for ack in utt.acks:
-            ack()
-        utt.acks.clear()
+        forget_utterance(self.utterances, utt, self._closed, close=closed)
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
 
     def expire(self, now: float | None = None) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import faust
 import structlog
 
-from agents.base import Once, Origin, Publisher, RecentIds, SendFn
+from agents.base import Once, Origin, Publisher, RecentIds, SendFn, forget_utterance
 from agents.ledger import Ledger
 from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
 from infra import metrics
@@ -329,16 +329,7 @@ class NluService:
             self._drop(utt)
 
     def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
-        for task in utt.tasks.values():
-            task.cancel()
-        utt.tasks.clear()
-        if self.utterances.get(utt.utterance_id) is utt:
-            del self.utterances[utt.utterance_id]
-        if closed:
-            self._closed.add(utt.utterance_id)
-        for ack in utt.acks:
-            ack()
-        utt.acks.clear()
+        forget_utterance(self.utterances, utt, self._closed, close=closed)
 
     def expire(self, now: float | None = None) -> None:
         """Forget utterances idle for ``utterance_idle_timeout_s`` with nothing in flight.
