@@ -20,6 +20,14 @@ head pass). The commit would skip it, and a worker dying then would lose the
 utterance. Nor do acknowledgements of records handed out before the last
 rebalance count: Faust acknowledges such stale copies unprocessed, and the
 commit could pass the fresh copy of the same record.
+
+Its producer partitions a table's changelog write even before it has the
+changelog topic's metadata. Tables that use the partitioner (the context
+table, the utterance ledger) make Faust hash the key on the spot, and
+aiokafka raises ``TypeError`` for a topic it has not fetched metadata for
+yet; on Kafka the first context written after a start was lost that way,
+with the agent's batch. The partition comes from the table's own partition
+count with the same partitioner, and the topic is tracked from then on.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 #: Attribute of the Faust app that carries the wanted fetch wait, ms.
 FETCH_WAIT_ATTR = "voicestream_fetch_max_wait_ms"
@@ -106,6 +115,21 @@ class Producer(faust_aiokafka.Producer):
         if getattr(self.app, IDEMPOTENT_ATTR, False):
             extra["enable_idempotence"] = True
         return extra
+
+    def key_partition(self, topic: str, key: bytes) -> TP:
+        producer = self._ensure_producer()
+        count = self._changelog_partitions(topic)
+        if key is None or count is None or producer._metadata.partitions_for_topic(topic):
+            return super().key_partition(topic, key)
+        producer.client.add_topic(topic)  # fetched in the background, used next time
+        return TP(topic, producer._partitioner(key, list(range(count)), []))
+
+    def _changelog_partitions(self, topic: str) -> int | None:
+        """The partition count of the table whose changelog ``topic`` is, if any."""
+        for table in self.app.tables.values():
+            if table.changelog_topic.get_topic_name() == topic:
+                return int(table.partitions or self.app.conf.topic_partitions)
+        return None
 
 
 class Transport(faust_aiokafka.Transport):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from intervaltree import IntervalTree
 
 from infra.transport import Consumer
@@ -85,3 +87,44 @@ def test_a_stale_copy_from_before_a_rebalance_is_not_acknowledged() -> None:
     fresh = SimpleNamespace(tp=TP, offset=5, acked=False, generation_id=7, topic=TP[0])
     assert c.ack(stale) is False and c._acked[TP] == []
     assert c.ack(fresh) is True and c._acked[TP] == [5]
+
+
+def producer(known: dict[str, int]) -> tuple[Any, set[str]]:
+    """Our producer over an aiokafka one that has metadata for ``known`` topics only."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from infra.transport import Producer
+
+    tracked: set[str] = set()
+    inner = SimpleNamespace(
+        _metadata=SimpleNamespace(
+            partitions_for_topic=lambda t: set(range(known[t])) if t in known else None,
+            available_partitions_for_topic=lambda t: set(range(known[t]))),
+        client=SimpleNamespace(add_topic=tracked.add),
+        _partitioner=DefaultPartitioner())
+    inner._partition = functools.partial(AIOKafkaProducer._partition, inner)
+    table = SimpleNamespace(partitions=4, changelog_topic=SimpleNamespace(
+        get_topic_name=lambda: "vs-device-context-changelog"))
+    p: Any = object.__new__(Producer)
+    p.__dict__["app"] = SimpleNamespace(tables={"device-context": table},
+                                        conf=SimpleNamespace(topic_partitions=8))
+    p._ensure_producer = lambda: inner
+    return p, tracked
+
+
+def test_a_changelog_write_before_its_metadata_is_partitioned_like_after() -> None:
+    from faust.transport.drivers.aiokafka import Producer as FaustProducer
+
+    topic = "vs-device-context-changelog"
+    cold, tracked = producer(known={})
+    # Stock Faust: aiokafka has no partitions for the topic yet, and the write raises.
+    with pytest.raises(TypeError):
+        FaustProducer.key_partition(cold, topic, b"kitchen-1")
+    warm, _ = producer(known={topic: 4})
+    for key in (b"kitchen-1", b"victim", b"d-17"):
+        assert cold.key_partition(topic, key) == warm.key_partition(topic, key)
+    assert tracked == {topic}  # its metadata is fetched for the next write
+    # A topic that is no table's changelog is left to Faust.
+    with pytest.raises(TypeError):
+        cold.key_partition("vs-audio", b"kitchen-1")
