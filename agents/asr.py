@@ -30,7 +30,15 @@ import faust
 import numpy as np
 import structlog
 
-from agents.base import Once, Origin, Publisher, RecentIds, SendFn, forget_utterance
+from agents.base import (
+    DeviceGate,
+    Once,
+    Origin,
+    Publisher,
+    RecentIds,
+    SendFn,
+    forget_utterance,
+)
 from agents.endpointing import FrameAssembler
 from agents.ledger import Ledger
 from agents.recovery import AudioLog, Progress, ReplayError
@@ -44,6 +52,7 @@ from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart,
 from streams.codec import decode
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
+from streams.identity import signature_of
 from streams.schema import SerializationError
 
 STAGE = "asr"
@@ -114,8 +123,10 @@ class AsrService:
 
     def __init__(self, settings: Settings, send: SendFn,
                  engine_factory: Callable[[], Engine], *, contexts: Any = None,
-                 ledger: Ledger | None = None, audio_log: AudioLog | None = None) -> None:
+                 ledger: Ledger | None = None, audio_log: AudioLog | None = None,
+                 gate: DeviceGate | None = None) -> None:
         self.settings = settings
+        self.gate = gate if gate is not None else DeviceGate(settings.device_master_key())
         self.progress = Progress()
         self.ledger = ledger if ledger is not None else Ledger()
         self._audio_log = audio_log
@@ -186,6 +197,8 @@ class AsrService:
             return
         if not isinstance(message, UtteranceStart | AudioFrame | UtteranceStop):
             return
+        if self.gate.refusal(topics.AUDIO, origin, raw or b"", message.device_id):
+            return  # not the device's own: refused (and dead-lettered) by the end-pointer
         if not replay and self._queued(message.utterance_id,
                                        lambda: self._take_audio(origin, message, True)):
             return
@@ -503,10 +516,10 @@ class AsrService:
 
 def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:
              Callable[[], Engine], contexts: Any = None, ledger: Ledger | None = None,
-             audio_log: AudioLog | None = None) -> AsrService:
+             audio_log: AudioLog | None = None, gate: DeviceGate | None = None) -> AsrService:
     """Create the ASR agents (audio and end-points) and the expiry timer on ``app``."""
     service = AsrService(settings, send, engine_factory, contexts=contexts,
-                         ledger=ledger, audio_log=audio_log)
+                         ledger=ledger, audio_log=audio_log, gate=gate)
     audio_name = settings.topic(topics.AUDIO.short)
 
     @app.on_partitions_assigned.connect
@@ -523,7 +536,8 @@ def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:
     async def asr_audio(stream: Any) -> None:
         async for event in stream.events():
             m = event.message
-            await service.on_audio(Origin(m.topic, m.partition, m.offset, m.key), m.value)
+            await service.on_audio(Origin(m.topic, m.partition, m.offset, m.key,
+                                          signature_of(m.headers)), m.value)
 
     @app.agent(endpoints, name="asr", concurrency=1)
     async def asr(stream: Any) -> None:

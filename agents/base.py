@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from infra import logs, metrics
-from streams import topics
+from streams import identity, topics
 from streams.codec import Codec, encode, from_dict, loads
 from streams.control import DeadLetter, ErrorEvent
 from streams.schema import Message, SerializationError
@@ -86,6 +86,8 @@ class Origin:
     partition: int
     offset: int
     key: bytes | None
+    #: The record's ``vs-sig`` header (:mod:`streams.identity`), if it had one.
+    signature: bytes | None = None
 
 
 class Publisher:
@@ -148,6 +150,56 @@ class Publisher:
                                    audio=spec.codec is Codec.MSGPACK, **ids)
             return None
         return message
+
+
+class DeviceGate:
+    """Admits a device's record only where it speaks for the device it names.
+
+    The record key must be the payload's device id (``device-mismatch``);
+    with a master key, the record must carry that device's signature
+    (``device-unauthenticated``). See :mod:`streams.identity`.
+    """
+
+    def __init__(self, master: bytes | None) -> None:
+        self._master = master
+
+    @property
+    def signing(self) -> bool:
+        """Whether devices must sign (a master key is configured)."""
+        return self._master is not None
+
+    def key(self, device_id: str) -> bytes:
+        """The device's key; only where :attr:`signing`."""
+        assert self._master is not None
+        return identity.device_key(self._master, device_id)
+
+    def refusal(self, spec: topics.TopicSpec, origin: Origin, raw: bytes,
+                device_id: str) -> tuple[str, str] | None:
+        """``(code, why)`` if the record must be refused, else None."""
+        if origin.key != device_id.encode():
+            return ("device-mismatch",
+                    "the record's key names another device than its payload")
+        if self._master is None:
+            return None
+        if origin.signature is None:
+            return "device-unauthenticated", f"no {identity.HEADER} header"
+        if not identity.verify(self.key(device_id), spec.short, origin.key, raw,
+                               origin.signature):
+            return ("device-unauthenticated",
+                    "the signature is not the device's for this record")
+        return None
+
+    async def admit(self, pub: Publisher, spec: topics.TopicSpec, origin: Origin, raw: bytes,
+                    message: Any) -> bool:
+        """Whether to take ``message``; a refused one is dead-lettered, without its bytes."""
+        refusal = self.refusal(spec, origin, raw, message.device_id)
+        if refusal is None:
+            return True
+        code, why = refusal
+        # Not the payload's device id: it is the one being claimed, maybe falsely.
+        await pub.dead_letter(origin, code, why,
+                              utterance_id=getattr(message, "utterance_id", ""))
+        return False
 
 
 def forget_utterance(held: dict[str, Any], utt: Any, closed: RecentIds, *,

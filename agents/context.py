@@ -10,11 +10,12 @@ from typing import Any
 
 import faust
 
-from agents.base import Origin, Publisher, SendFn
+from agents.base import DeviceGate, Origin, Publisher, SendFn
 from infra.config import Settings
 from streams import topics
 from streams.context import DeviceContext
 from streams.directive import ContextUpdate
+from streams.identity import signature_of
 
 STAGE = "context"
 #: Recent-activity items kept per device.
@@ -38,8 +39,14 @@ def merge(current: dict[str, Any] | None, update: ContextUpdate) -> dict[str, An
     return base
 
 
-def register(app: faust.App, settings: Settings, send: SendFn) -> Any:
-    """Create the context table and the agent that fills it; return the table."""
+def register(app: faust.App, settings: Settings, send: SendFn,
+             gate: DeviceGate | None = None) -> Any:
+    """Create the context table and the agent that fills it; return the table.
+
+    Context updates come from skills (trusted by ACL); snapshots from devices
+    pass ``gate`` first.
+    """
+    gate = gate if gate is not None else DeviceGate(settings.device_master_key())
     # Snapshots from devices and partial updates from skills, both keyed by device id.
     topic = app.topic(settings.topic(topics.CONTEXT.short),
                       settings.topic(topics.CONTEXT_UPDATES.short), key_serializer="raw",
@@ -55,7 +62,8 @@ def register(app: faust.App, settings: Settings, send: SendFn) -> Any:
     async def context(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            origin = Origin(msg.topic, msg.partition, msg.offset, msg.key)
+            origin = Origin(msg.topic, msg.partition, msg.offset, msg.key,
+                            signature_of(msg.headers))
             if msg.topic == updates_name:
                 update = await pub.decode(topics.CONTEXT_UPDATES, origin, msg.value)
                 if isinstance(update, ContextUpdate):
@@ -64,7 +72,8 @@ def register(app: faust.App, settings: Settings, send: SendFn) -> Any:
                                  source=update.source, states=sorted(update.states))
                 continue
             ctx = await pub.decode(topics.CONTEXT, origin, msg.value)
-            if isinstance(ctx, DeviceContext):
+            if isinstance(ctx, DeviceContext) and await gate.admit(
+                    pub, topics.CONTEXT, origin, msg.value or b"", ctx):
                 table[ctx.device_id] = ctx.to_wire()
                 pub.log.info("context.updated", device_id=ctx.device_id, **ctx.redacted())
 

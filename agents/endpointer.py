@@ -31,7 +31,7 @@ import faust
 import numpy as np
 import structlog
 
-from agents.base import Origin, Publisher, SendFn
+from agents.base import DeviceGate, Origin, Publisher, SendFn
 from agents.endpointing import (
     STAGE,
     TARGET_RATE_HZ,
@@ -50,6 +50,7 @@ from streams import topics
 from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
+from streams.identity import signature_of
 
 #: Closed utterance ids remembered so that trailing frames are dropped quietly.
 _CLOSED_MEMORY = 4096
@@ -78,9 +79,10 @@ class EndpointerService:
 
     def __init__(self, settings: Settings, send: SendFn, *, vad: SileroVad | None = None,
                  ledger: Ledger | None = None, known_devices: Any = None,
-                 audio_log: AudioLog | None = None) -> None:
+                 audio_log: AudioLog | None = None, gate: DeviceGate | None = None) -> None:
         self.settings = settings
         self.pub = Publisher(STAGE, send)
+        self.gate = gate if gate is not None else DeviceGate(settings.device_master_key())
         self.vad = vad or SileroVad()
         self.sessions: dict[str, Session] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()
@@ -119,7 +121,8 @@ class EndpointerService:
                     continue  # re-delivered after a rebalance: already processed here
                 self.progress.mark(origin)
             message = await self.pub.decode(topics.AUDIO, origin, raw)
-            if message is None:
+            if message is None or not await self.gate.admit(self.pub, topics.AUDIO, origin,
+                                                             raw or b"", message):
                 continue
             if isinstance(message, UtteranceStart):
                 await self._start(origin, message)
@@ -364,13 +367,14 @@ class EndpointerService:
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, *, ledger: Ledger,
-             contexts: Any = None, audio_log: AudioLog | None = None) -> EndpointerService:
+             contexts: Any = None, audio_log: AudioLog | None = None,
+             gate: DeviceGate | None = None) -> EndpointerService:
     """Create the end-pointing agent and its expiry timer on ``app``."""
     audio_name = settings.topic(topics.AUDIO.short)
     audio = app.topic(audio_name, key_serializer="raw",
                       value_serializer="raw", partitions=settings.partitions)
     service = EndpointerService(settings, send, ledger=ledger, known_devices=contexts,
-                                audio_log=audio_log)
+                                audio_log=audio_log, gate=gate)
 
     @app.on_partitions_assigned.connect
     async def moved(_app: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
@@ -381,7 +385,8 @@ def register(app: faust.App, settings: Settings, send: SendFn, *, ledger: Ledger
     async def endpointer(stream: Any) -> None:
         async for events in stream.take_events(64, within=0.002):
             batch = [(Origin(e.message.topic, e.message.partition, e.message.offset,
-                             e.message.key), e.message.value) for e in events]
+                             e.message.key, signature_of(e.message.headers)), e.message.value)
+                     for e in events]
             await service.handle_batch(batch)
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.base import Origin
 from streams.connection import Connection
+from streams.identity import signature_of
 
 #: Most records one utterance's replay reads (15 s of 20 ms frames, with room).
 MAX_REPLAY_RECORDS = 4000
@@ -114,7 +115,8 @@ class AudioLog:
                                 break
                             if record.key == key:
                                 out.append((Origin(record.topic, record.partition,
-                                                   record.offset, record.key),
+                                                   record.offset, record.key,
+                                                   signature_of(record.headers)),
                                             record.value))
                         if len(out) > MAX_REPLAY_RECORDS:
                             raise ReplayError(f"more than {MAX_REPLAY_RECORDS} records")

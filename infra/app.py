@@ -14,7 +14,9 @@ from agents import asr as asr_agent
 from agents import context as context_agent
 from agents import endpointer as endpointer_agent
 from agents import nlu as nlu_agent
+from agents import replies as replies_agent
 from agents.arbiter import DEFAULT_REGISTRY, Registry
+from agents.base import DeviceGate
 from agents.ledger import Ledger
 from agents.recovery import AudioLog
 from infra import logs
@@ -39,6 +41,8 @@ class Worker:
     arbiter: arbiter_agent.ArbiterService
     audio_log: AudioLog
     ledger: Ledger
+    gate: DeviceGate
+    replier: replies_agent.Replier | None = None
 
 
 def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
@@ -111,12 +115,16 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     async def prune_ledger() -> None:
         ledger.prune(owned)
 
-    contexts = context_agent.register(app, settings, send)
+    # Device identity: whose records are whose (see streams.identity).
+    gate = DeviceGate(settings.device_master_key())
+    if not gate.signing:
+        log.info("devices.trusted", detail="no device_keys_file: device ids are taken on trust")
+    contexts = context_agent.register(app, settings, send, gate)
     # Reads an utterance's audio back when its partition moved here mid-utterance.
     audio_log = AudioLog(profile.connection, settings.topic(topics.AUDIO.short),
                          fetch_max_wait_ms=profile.fetch_max_wait_ms)
     service = endpointer_agent.register(app, settings, send, ledger=ledger,
-                                        contexts=contexts, audio_log=audio_log)
+                                        contexts=contexts, audio_log=audio_log, gate=gate)
 
     def engine() -> Engine:
         if settings.asr_engine == "pocketsphinx":
@@ -125,9 +133,10 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
                       word_times=settings.asr_word_times)
 
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
-                             ledger=ledger, audio_log=audio_log)
+                             ledger=ledger, audio_log=audio_log, gate=gate)
     nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts, ledger=ledger)
     registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
     arbiter = arbiter_agent.register(app, settings, send, registry, contexts=contexts,
                                      connection=profile.connection, ledger=ledger)
-    return Worker(app, service, asr, contexts, nlu, arbiter, audio_log, ledger)
+    replier = replies_agent.register(app, settings, send, gate) if gate.signing else None
+    return Worker(app, service, asr, contexts, nlu, arbiter, audio_log, ledger, gate, replier)

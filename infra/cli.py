@@ -219,10 +219,17 @@ def broker(port: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.option("--timeout", type=float, default=30.0, help="Seconds to wait for the outcome.")
 @click.option("--utterance", default=None, help="Utterance id [default: random].")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The device's key ('voicestream devices key'): sign, and read its "
+                   "sealed replies.")
 @click.pass_context
 def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bool,
-         as_json: bool, timeout: float, utterance: str | None) -> None:
+         as_json: bool, timeout: float, utterance: str | None, key_file: str | None) -> None:
     """Stream WAV as DEVICE would and print the utterance's events until its outcome.
+
+    With device_keys_file set (the operator's master key) it signs as DEVICE
+    and reads the pipeline's topics; with --key-file, as the device itself
+    would, it reads the device's sealed replies.
 
     Exit status: 0 on an outcome, 1 when the outcome is an error event, 2 on timeout.
     """
@@ -242,10 +249,15 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
     except (ValueError, EOFError, OSError) as exc:
         raise click.UsageError(f"cannot read {wav}: {exc}") from exc
 
+    key = _device_key(settings, device, key_file)
+    mine = (device, key) if key_file and key else None
+
     async def run() -> int:
         status = 2
-        async with EventWatcher(bootstrap, topic_prefix=settings.topic_prefix) as watch, \
-                DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix) as dev:
+        async with EventWatcher(bootstrap, topic_prefix=settings.topic_prefix,
+                                device=mine) as watch, \
+                DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix,
+                             key=key) as dev:
             utt = utterance or uuid.uuid4().hex[:16]
             try:
                 async for message in stream_and_watch(dev, watch, pcm, rate, utterance_id=utt,
@@ -259,6 +271,19 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
         return status
 
     sys.exit(asyncio.run(run()))
+
+
+def _device_key(settings: Settings, device: str, key_file: str | None) -> bytes | None:
+    """The key ``device`` signs with: its own key file, or derived from the master key."""
+    from streams import identity
+
+    try:
+        if key_file:
+            return identity.read_master_key(key_file)  # the same format: 32 bytes, hex
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    master = settings.device_master_key()
+    return identity.device_key(master, device) if master else None
 
 
 def _human(data: dict[str, Any]) -> str:
@@ -278,9 +303,11 @@ def _human(data: dict[str, Any]) -> str:
 @click.option("--file", "ctx_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON object with the context fields.")
 @click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The device's key to sign with [default: derived from device_keys_file].")
 @click.pass_context
 def context(ctx: click.Context, device: str, pairs: tuple[str, ...], ctx_file: str | None,
-            broker: str | None) -> None:
+            broker: str | None, key_file: str | None) -> None:
     """Publish device context for DEVICE."""
     from streams.client import DeviceClient
     from streams.codec import from_dict
@@ -302,8 +329,11 @@ def context(ctx: click.Context, device: str, pairs: tuple[str, ...], ctx_file: s
     settings = _settings(ctx, broker=broker)
     bootstrap = _broker(settings)
 
+    signing = _device_key(settings, device, key_file)
+
     async def run() -> None:
-        async with DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix) as dev:
+        async with DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix,
+                                key=signing) as dev:
             await dev.publish_context(message)  # type: ignore[arg-type]
 
     asyncio.run(run())
@@ -432,12 +462,14 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
         async with broker_for(settings) as profile:
             if settings.broker:
                 return await do_replay(Path(recording), profile.connection, speed=speed,
-                                       timeout_s=timeout, prefix=settings.topic_prefix)
+                                       timeout_s=timeout, prefix=settings.topic_prefix,
+                                       device_master_key=settings.device_master_key())
             async with running_worker(settings, profile) as worker, \
                     running_skills(settings, profile) as skills:
                 await warmed_up(worker, skills)
                 return await do_replay(Path(recording), profile.connection, speed=speed,
-                                       timeout_s=timeout, prefix=settings.topic_prefix)
+                                       timeout_s=timeout, prefix=settings.topic_prefix,
+                                       device_master_key=settings.device_master_key())
 
     try:
         result = asyncio.run(run())
@@ -453,6 +485,46 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
     click.echo("check: outputs differ from the recording", err=True)
     click.echo(result.diff)
     sys.exit(1)
+
+
+@main.group()
+def devices() -> None:
+    """Device identity: the fleet's master key and each device's own key."""
+
+
+@devices.command("init")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the master key (created, mode 0600; never overwritten).")
+def devices_init(out_file: str) -> None:
+    """Create the fleet's device master key; give it to workers as device_keys_file."""
+    from streams import identity
+
+    try:
+        identity.new_master_key(out_file)
+    except FileExistsError:
+        raise click.UsageError(f"{out_file} exists; a new master key would orphan every "
+                               f"device key made from it") from None
+    click.echo(f"master key written to {out_file}; set VOICESTREAM_DEVICE_KEYS_FILE to it")
+
+
+@devices.command("key")
+@click.argument("device")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="Where to write DEVICE's key (mode 0600), to install on the device.")
+@click.pass_context
+def devices_key(ctx: click.Context, device: str, out_file: str) -> None:
+    """Write DEVICE's own key, derived from device_keys_file's master key."""
+    import os
+
+    from streams import identity
+
+    master = _settings(ctx).device_master_key()
+    if master is None:
+        raise click.UsageError("no master key: set device_keys_file (voicestream devices init)")
+    fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(identity.device_key(master, device).hex() + "\n")
+    click.echo(f"key of {device} written to {out_file}")
 
 
 @main.group()

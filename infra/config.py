@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agents.endpointing import EndpointerConfig
+from streams import identity
 from streams.connection import Connection, ConnectionConfigError, Security
 
 ENV_PREFIX = "VOICESTREAM_"
@@ -146,6 +147,11 @@ class Settings:
     max_open_utterances: int = 1000
     #: Audio from devices without a published context is refused (``unknown-device``).
     require_known_devices: bool = False
+    #: The fleet's device master key (``voicestream devices init``). Set: every
+    #: record on the audio and context topics must carry its device's signature
+    #: (``device-unauthenticated`` otherwise), and results go to devices sealed
+    #: on the ``replies`` topic. Empty: device ids are taken on trust.
+    device_keys_file: str = ""
     #: Recognition engine: ``whisper`` or ``pocketsphinx``.
     asr_engine: str = "whisper"
     #: Whisper weights: ``tiny.en`` or ``base`` (``voicestream models build --whisper base``).
@@ -173,6 +179,10 @@ class Settings:
     skill_timeout_s: float = 10.0
     endpointer: EndpointerConfig = dataclasses.field(default_factory=EndpointerConfig)
 
+    def device_master_key(self) -> bytes | None:
+        """The fleet's device master key, or None where device ids are trusted."""
+        return identity.read_master_key(self.device_keys_file) if self.device_keys_file else None
+
     def __post_init__(self) -> None:
         if self.broker:
             BrokerProfile.parse(self.broker)
@@ -186,6 +196,11 @@ class Settings:
             self.security()
         except ConnectionConfigError as exc:
             raise ConfigError(str(exc)) from exc
+        if self.device_keys_file:
+            try:
+                identity.read_master_key(self.device_keys_file)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"device_keys_file: {exc}") from exc
         if self.fetch_max_wait_ms < 0:
             raise ConfigError("fetch_max_wait_ms must be >= 0")
         if self.log_format not in {"json", "console"}:

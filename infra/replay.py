@@ -27,7 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams import topics
+from streams import identity, topics
 from streams.client import EventWatcher, is_outcome
 from streams.codec import decode, dumps, loads
 from streams.connection import BrokerTarget, Connection
@@ -222,8 +222,14 @@ class ReplayResult:
 
 
 async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = topics.DEFAULT_PREFIX,
-                 speed: float = 1.0, timeout_s: float = 30.0) -> ReplayResult:
-    """Republish a recording's inputs, collect the outputs and compare them."""
+                 speed: float = 1.0, timeout_s: float = 30.0,
+                 device_master_key: bytes | None = None) -> ReplayResult:
+    """Republish a recording's inputs, collect the outputs and compare them.
+
+    Inputs are re-tagged (a new utterance id each), which breaks the devices'
+    signatures; against workers that require them, pass the target's
+    ``device_master_key`` and each input is signed again as its device.
+    """
     if speed <= 0:
         raise ValueError("speed must be positive")
     inputs, outputs = load(path)
@@ -272,8 +278,13 @@ async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = topics.DE
                 if delay > 0:
                     await asyncio.sleep(delay)
                 spec = topics.by_short(row["topic"])
-                await producer.send(spec.name(prefix), _retag(row["raw"], spec, tag),
-                                    key=row["key"].encode())
+                key, value = row["key"].encode(), _retag(row["raw"], spec, tag)
+                headers = None
+                if device_master_key is not None:
+                    signing = identity.device_key(device_master_key, row["key"])
+                    headers = [(identity.HEADER,
+                                identity.sign(signing, spec.short, key, value))]
+                await producer.send(spec.name(prefix), value, key=key, headers=headers)
             await producer.flush()
 
         scope: list[asyncio.Timeout] = []

@@ -4,6 +4,11 @@ Needs only aiokafka and msgpack (numpy for numpy input). A device sends
 ``UtteranceStart``, 20 ms ``AudioFrame``s, then ``UtteranceStop``, keyed by its
 device id. Like a real microphone it keeps sending (silence) after the
 recording ends until the final end-point arrives or ``tail_ms`` runs out.
+
+Where the fleet signs (:mod:`streams.identity`), a device is given its key:
+``DeviceClient(..., key=k)`` signs everything it sends, and
+``EventWatcher(..., device=(device_id, k))`` reads the device's sealed
+replies instead of the pipeline's topics.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from streams import topics
+from streams import identity, topics
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.codec import decode, encode
 from streams.connection import BrokerTarget, Connection
@@ -83,11 +88,14 @@ class DeviceClient:
     """A device's connection: publish context, stream utterances, watch results."""
 
     def __init__(self, bootstrap: BrokerTarget, device_id: str, *,
-                 topic_prefix: str = topics.DEFAULT_PREFIX, **producer_kwargs: Any) -> None:
+                 topic_prefix: str = topics.DEFAULT_PREFIX, key: bytes | None = None,
+                 **producer_kwargs: Any) -> None:
         self.connection = Connection.of(bootstrap)
         self.device_id = device_id
         self.prefix = topic_prefix
         self._key = device_id.encode()
+        #: The device's own key (``voicestream devices key``): sign what is sent.
+        self._signing_key = key
         self._producer = AIOKafkaProducer(**self.connection.producer(linger_ms=0,
                                                                      **producer_kwargs))
 
@@ -100,8 +108,13 @@ class DeviceClient:
         await self._producer.stop()
 
     async def _send(self, spec: topics.TopicSpec, message: Message) -> None:
-        await self._producer.send(spec.name(self.prefix), encode(message, spec.codec),
-                                  key=self._key)
+        value = encode(message, spec.codec)
+        headers = None
+        if self._signing_key is not None:
+            headers = [(identity.HEADER,
+                        identity.sign(self._signing_key, spec.short, self._key, value))]
+        await self._producer.send(spec.name(self.prefix), value, key=self._key,
+                                  headers=headers)
 
     async def publish_context(self, context: DeviceContext) -> None:
         """Publish a context snapshot for this device and wait until it is written."""
@@ -162,10 +175,18 @@ class EventWatcher:
     def __init__(self, bootstrap: BrokerTarget, *,
                  specs: Iterable[topics.TopicSpec] = OUTPUT_TOPICS,
                  topic_prefix: str = topics.DEFAULT_PREFIX, fetch_max_wait_ms: int = 20,
-                 from_beginning: bool = False) -> None:
+                 from_beginning: bool = False, device: tuple[str, bytes] | None = None
+                 ) -> None:
+        #: ``(device_id, key)``: read that device's sealed replies only.
+        self._device = device
+        if device is not None:
+            specs = (topics.REPLIES,)
         self._names = [s.name(topic_prefix) for s in specs]
-        # Later stages forward resets in band; report the end-pointer's copy only.
-        self._reset_topic = topics.ENDPOINTS.name(topic_prefix)
+        # Later stages forward resets in band; report the end-pointer's copy only
+        # (the replies topic carries that one only).
+        self._reset_topic = (topics.REPLIES if device else topics.ENDPOINTS).name(topic_prefix)
+        #: Records keyed by this device that did not open with its key.
+        self.unopened = 0
         self._codecs = {s.name(topic_prefix): s.codec for s in specs}
         self._from_beginning = from_beginning
         self._consumer = AIOKafkaConsumer(**Connection.of(bootstrap).client(
@@ -203,13 +224,30 @@ class EventWatcher:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms)
         return [r for records in batches.values() for r in records]
 
+    def _decode(self, record: ConsumerRecord[bytes, bytes]
+                ) -> Message | SerializationError | None:
+        """The record's message, its decoding error, or None if it is another device's."""
+        value = record.value or b""
+        if self._device is not None:
+            device_id, key = self._device
+            if record.key != device_id.encode():
+                return None
+            try:
+                value = identity.open_reply(key, device_id, value)
+            except identity.InvalidTag:
+                self.unopened += 1
+                return None
+        try:
+            return decode(value, self._codecs[record.topic])
+        except SerializationError as exc:
+            return exc
+
     async def messages(self) -> AsyncIterator[tuple[str, Message | SerializationError]]:
         """Yield (topic, message) for every record; undecodable ones as the error."""
         async for record in self._consumer:
-            try:
-                yield record.topic, decode(record.value or b"", self._codecs[record.topic])
-            except SerializationError as exc:
-                yield record.topic, exc
+            message = self._decode(record)
+            if message is not None:
+                yield record.topic, message
 
     async def _drain(self, timeout_s: float = 2.0
                      ) -> AsyncIterator[tuple[str, Message | SerializationError]]:
@@ -225,10 +263,9 @@ class EventWatcher:
             async with asyncio.timeout(timeout_s):
                 while [tp for tp in tps if await self._consumer.position(tp) < ends[tp]]:
                     for r in await self.records(timeout_ms=50):
-                        try:
-                            yield r.topic, decode(r.value or b"", self._codecs[r.topic])
-                        except SerializationError as exc:
-                            yield r.topic, exc
+                        message = self._decode(r)
+                        if message is not None:
+                            yield r.topic, message
 
     async def events(self, utterance_id: str, *, timeout_s: float = 30.0,
                      done: asyncio.Event | None = None) -> AsyncIterator[Message]:

@@ -118,8 +118,19 @@ DEAD_LETTERS = TopicSpec(
     doc="input a stage could not process, with its origin",
 )
 
+REPLIES = TopicSpec(
+    "replies",
+    Codec.JSON,
+    Role.INTERNAL,  # sealed: nothing a recording could compare
+    frozenset({MessageType.ENDPOINT, MessageType.RESET, MessageType.TRANSCRIPT,
+               MessageType.INTERPRETATION, MessageType.DIRECTIVE, MessageType.DECLINED,
+               MessageType.SKILL_RESPONSE, MessageType.ERROR}),
+    doc="each device's results, sealed for it (streams.identity), where devices sign",
+)
+
 ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, CONTEXT_UPDATES, FEEDBACK, ENDPOINTS, TRANSCRIPTS,
-                              INTERPRETATIONS, DIRECTIVES, RESPONSES, SKILLS, DEAD_LETTERS)
+                              INTERPRETATIONS, DIRECTIVES, RESPONSES, SKILLS, DEAD_LETTERS,
+                              REPLIES)
 #: Per-skill directive topics are named ``<prefix>skill.<name>``; they carry directives only.
 SKILL_TOPIC_PREFIX = "skill."
 SKILL_DIRECTIVES = TopicSpec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import Sequence
 
@@ -429,3 +430,29 @@ async def test_reading_one_utterance_back_does_not_hold_up_the_others() -> None:
     await settle(svc)
     assert [(m.utterance_id, m.kind.value) for m in sent.messages[2:]] == \
         [("moved", "speculative"), ("moved", "final")]
+
+
+async def test_audio_not_signed_by_its_device_never_reaches_the_decoder() -> None:
+    from agents.base import DeviceGate
+    from streams.identity import device_key, sign
+
+    master = bytes(range(32))
+    sent, engine = Sent(), ScriptedEngine()
+    svc = AsrService(Settings(), sent, lambda: engine, gate=DeviceGate(master))
+
+    async def send(message: Message, key: bytes | None) -> None:
+        value = encode(message, Codec.MSGPACK)
+        sig = sign(key, "audio", b"d", value) if key else None
+        await svc.on_audio(dataclasses.replace(origin(), signature=sig), value)
+
+    start = UtteranceStart(device_id="d", utterance_id="u", sample_rate_hz=16000)
+    await send(start, None)
+    await send(start, device_key(master, "intruder"))
+    assert svc.utterances == {}
+    await send(start, device_key(master, "d"))
+    frame = AudioFrame(device_id="d", utterance_id="u", seq=0, pcm=b"\x10\x00" * 320,
+                       sample_rate_hz=16000, audio_ms=0)
+    await send(frame, device_key(master, "intruder"))  # injected into the victim's audio
+    assert svc.utterances["u"].assembler.next_seq == 0
+    await send(frame, device_key(master, "d"))
+    assert svc.utterances["u"].assembler.next_seq == 1

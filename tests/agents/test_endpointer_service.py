@@ -61,8 +61,9 @@ _offsets = itertools.count()  # each record at a new offset, as a broker gives t
 
 
 def batch(*messages: Message) -> list[tuple[Origin, bytes | None]]:
-    return [(Origin(AUDIO, 0, next(_offsets), b"k"), encode(m, Codec.MSGPACK))
-            for m in messages]
+    """Records as their device sends them: keyed by its id."""
+    return [(Origin(AUDIO, 0, next(_offsets), m.device_id.encode()),  # type: ignore[attr-defined]
+             encode(m, Codec.MSGPACK)) for m in messages]
 
 
 def frames(dev: str, utt: str, pcm: bytes, rate: int) -> Iterator[AudioFrame]:
@@ -233,3 +234,58 @@ async def test_records_of_a_decided_utterance_re_delivered_after_a_move_are_skip
     await second.handle_batch(batch(UtteranceStart(device_id="d", utterance_id="u1",
                                                    sample_rate_hz=rate)))
     assert new.kinds() == [("dead-letter", "duplicate-start")]
+
+
+def signed(key: bytes | None, *messages: Message, record_key: bytes | None = None
+           ) -> list[tuple[Origin, bytes | None]]:
+    """Records signed with ``key`` (None: unsigned), keyed by ``record_key`` or the device."""
+    from streams.identity import sign
+
+    out: list[tuple[Origin, bytes | None]] = []
+    for m in messages:
+        rkey = record_key if record_key is not None else m.device_id.encode()  # type: ignore[attr-defined]
+        value = encode(m, Codec.MSGPACK)
+        sig = sign(key, "audio", rkey, value) if key is not None else None
+        out.append((Origin(AUDIO, 0, next(_offsets), rkey, sig), value))
+    return out
+
+
+async def test_a_device_speaks_only_for_itself(rec: Recorder, vad: SileroVad,
+                                               tmp_path: Path) -> None:
+    from streams.identity import device_key, new_master_key
+
+    master = new_master_key(tmp_path / "master.key")
+    svc = service(rec, vad, device_keys_file=str(tmp_path / "master.key"))
+    victim, attacker = device_key(master, "victim"), device_key(master, "attacker")
+
+    def start(utt: str) -> UtteranceStart:
+        return UtteranceStart(device_id="victim", utterance_id=utt, sample_rate_hz=16000)
+
+    # Keyed by the attacker, the payload claiming the victim (signed by the attacker).
+    await svc.handle_batch(signed(attacker, start("u1"), record_key=b"attacker"))
+    # Keyed as the victim: unsigned, then signed with the attacker's own key.
+    await svc.handle_batch(signed(None, start("u2")))
+    await svc.handle_batch(signed(attacker, start("u3")))
+    # The victim's record with a valid signature but another value (replayed header).
+    copied = signed(victim, start("u4"))[0][0]
+    await svc.handle_batch([(copied, encode(start("u5"), Codec.MSGPACK))])
+    assert rec.kinds() == [("dead-letter", "device-mismatch")] + \
+        [("dead-letter", "device-unauthenticated")] * 3
+    assert not svc.sessions  # nothing of them opened an utterance
+    letters = [m for _, m in rec.sent if isinstance(m, DeadLetter)]
+    assert all(not letter.excerpt_hex and not letter.device_id for letter in letters)
+    # The victim's own signed record is taken.
+    await svc.handle_batch(signed(victim, start("u4")))
+    assert [s.utterance_id for s in svc.sessions.values()] == ["u4"]
+    assert len(rec.sent) == 4
+
+
+async def test_without_a_master_key_the_key_must_still_match(rec: Recorder,
+                                                             vad: SileroVad) -> None:
+    svc = service(rec, vad)
+    start = UtteranceStart(device_id="victim", utterance_id="u1", sample_rate_hz=16000)
+    await svc.handle_batch(signed(None, start, record_key=b"attacker"))
+    await svc.handle_batch(signed(None, start, record_key=b""))
+    assert rec.kinds() == [("dead-letter", "device-mismatch")] * 2
+    await svc.handle_batch(signed(None, start))
+    assert "victim" in svc.sessions

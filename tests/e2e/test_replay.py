@@ -10,8 +10,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from infra.replay import load, record
-from streams import topics
+from streams import identity, topics
 from streams.client import DeviceClient, EventWatcher, read_wav
+from streams.schema import MessageType
 from tests.conftest import VOICESTREAM, connection, env_with
 
 pytestmark = pytest.mark.broker
@@ -57,8 +58,15 @@ def test_recording_holds_inputs_and_outputs(recording: Path) -> None:
     assert {r["topic"] for r in outputs} == {"endpoints", "transcripts", "interpretations",
                                              "directives", "deadletter"}
     assert sum(r["topic"] == "endpoints" for r in outputs) == 4 + 2 + 1
-    # Two transcripts each for two utterances, and the reset forwarded in band.
-    assert sum(r["topic"] == "transcripts" for r in outputs) == 2 + 2 + 1
+    # Two transcripts each for two utterances, and the reset forwarded in band; the
+    # cancelled revision's transcript is there when its decode beat the reset.
+    transcripts = [r["message"] for r in outputs if r["topic"] == "transcripts"]
+    cancelled = {(m.utterance_id, m.cancelled_revision) for m in transcripts
+                 if m.TYPE is MessageType.RESET}
+    kept = [m for m in transcripts if m.TYPE is MessageType.TRANSCRIPT
+            and (m.utterance_id, m.revision) not in cancelled]
+    assert (len(kept), len(cancelled)) == (2 + 2, 1)
+    assert len(transcripts) - len(kept) - len(cancelled) <= 1
 
 
 def test_replay_check_passes_on_unchanged_code(recording: Path) -> None:
@@ -109,15 +117,24 @@ def test_transcripts_of_reset_revisions_are_not_compared() -> None:
                                    for x in lines)
 
 
-def test_recorded_demo_session_replays_unchanged() -> None:
+@pytest.mark.parametrize("signing", [False, True], ids=["trusted", "signed"])
+def test_recorded_demo_session_replays_unchanged(signing: bool, tmp_path: Path) -> None:
     """The bundled demo session (``voicestream demo --record tests/data/demo_session.jsonl``)
-    replays on a fresh embedded broker, worker and skills with the same pipeline outputs."""
+    replays on a fresh embedded broker, worker and skills with the same pipeline outputs.
+
+    ``signed``: the worker requires device signatures (and seals replies); the
+    replay signs each re-tagged input as its device with the master key.
+    """
+    env: dict[str, str] = {}
+    if signing:
+        identity.new_master_key(tmp_path / "master.key")
+        env["VOICESTREAM_DEVICE_KEYS_FILE"] = str(tmp_path / "master.key")
     session = Path(__file__).resolve().parents[1] / "data" / "demo_session.jsonl"
     inputs, outputs = load(session)
     assert {r["topic"] for r in inputs} == {"audio", "context"}
     kinds = {r["message"].TYPE.value for r in outputs}
     assert {"directive", "declined", "reset", "interpretation"} <= kinds
     run = subprocess.run([*VOICESTREAM, "replay", str(session), "--check"],
-                         capture_output=True, text=True, timeout=300, env=env_with())
+                         capture_output=True, text=True, timeout=300, env=env_with(**env))
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "outputs match" in run.stdout
