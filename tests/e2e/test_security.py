@@ -173,7 +173,7 @@ async def test_a_device_is_served_and_cannot_be_impersonated_or_overheard(
                 events = [m async for m in mine.events(utt, timeout_s=90, done=done)]
                 outcomes = [m for m in events if is_outcome(m)]
                 assert [m.TYPE for m in outcomes] == [MessageType.DIRECTIVE], outcomes
-                assert outcomes[0].intent == "iot_hue_lighton"  # type: ignore[attr-defined]
+                assert outcomes[0].skill == "smart-home"  # type: ignore[attr-defined]
                 assert MessageType.TRANSCRIPT in {m.TYPE for m in events}
 
                 # 3. hall-1 reads the replies topic: kitchen-1's records are there, and
@@ -198,7 +198,9 @@ async def test_a_device_is_served_and_cannot_be_impersonated_or_overheard(
             assert not [m for m in seen if getattr(m, "utterance_id", "") in forged
                         and not isinstance(m, DeadLetter)]
             # Nor may a device read the pipeline's own topics.
-            assert await refused_read(fleet, topics.TRANSCRIPTS.name(PREFIX))
+            transcripts = topics.TRANSCRIPTS.name(PREFIX)
+            assert await readable(fleet, transcripts) == 0
+            assert await readable(pipeline, transcripts) > 0  # the check above can fail
             print(f"impersonation: {sum(refusals.values())} of {sum(attempts.values())} "
                   f"forged records refused ({dict(refusals)}); cross-device reading: "
                   f"{2 * len(records)} of {2 * len(records)} reply openings refused, "
@@ -221,23 +223,26 @@ async def until_dead_letters(ops: EventWatcher, want: int, timeout_s: float = 60
     return seen
 
 
-async def refused_read(conn: Connection, topic: str) -> str:
-    """Try to read a topic; return the error's name ('' if records could be fetched)."""
+async def readable(conn: Connection, topic: str) -> int:
+    """How many of ``topic``'s records ``conn`` can fetch (aiokafka logs a refusal)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(**conn.client(request_timeout_ms=8000))
+    fetched = 0
     try:
         async with asyncio.timeout(30):
             await consumer.start()
-            tp = TopicPartition(topic, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            await consumer.getmany(tp, timeout_ms=2000)
-    except (KafkaError, TimeoutError, OSError) as exc:
-        return type(exc).__name__
+            tps = [TopicPartition(topic, p) for p in range(4)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            for _ in range(3):
+                batches = await consumer.getmany(*tps, timeout_ms=1000)
+                fetched += sum(len(records) for records in batches.values())
+    except (KafkaError, TimeoutError, OSError):
+        pass
     finally:
         await consumer.stop()
-    return ""
+    return fetched
 
 
 async def refused(conn: Connection, topic: str) -> str:
