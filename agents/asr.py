@@ -496,7 +496,8 @@ class AsrService:
         await self.pub.emit(topics.TRANSCRIPTS, device_id, ErrorEvent(
             device_id=device_id, utterance_id=utterance_id, stage=STAGE, code=code,
             message=message, revision=revision, t_ms=t_ms), partition=partition)
-        self.ledger.finish(utterance_id, device_id, STAGE, partition)
+        # Its outcome: NLU drops the utterance on a recognition error.
+        self.ledger.finish(utterance_id, device_id, STAGE, partition, failed=True)
 
     def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
         forget_utterance(self.utterances, utt, self._closed, close=closed)

@@ -92,11 +92,30 @@ class EndpointerService:
         self.progress = Progress()
         #: Utterances carried on from another worker's partition, and rebalance drops.
         self.recovered = 0
+        #: Set by :meth:`drain`: utterances starting now are left to the next owner.
+        self.draining = False
+        self._deferred: set[str] = set()
+        self._deferred_device: dict[str, str] = {}
+        #: (partition, offset) of the starts left unacknowledged while draining, so
+        #: that the committed offset stays below them and the next owner reads them.
+        self.held: set[tuple[int, int]] = set()
+        #: The held records themselves (the agent's events), kept referenced.
+        self.kept: list[Any] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
 
     def close(self) -> None:
         """Release the inference thread."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def drain(self) -> None:
+        """Take no new utterances (leave them unacknowledged); finish the open ones."""
+        self.draining = True
+
+    def busy(self) -> int:
+        """Open utterances not yet decided (draining waits for them)."""
+        waiting = {self._deferred_device.get(u) for u in self._deferred}
+        return sum(not s.endpointer.done and s.device_id not in waiting
+                   for s in self.sessions.values())
 
     def on_assigned(self, partitions: set[int]) -> None:
         """Drop the sessions of audio partitions this worker no longer owns."""
@@ -124,7 +143,12 @@ class EndpointerService:
             if message is None or not await self.gate.admit(self.pub, topics.AUDIO, origin,
                                                              raw or b"", message):
                 continue
+            if getattr(message, "utterance_id", None) in self._deferred:
+                continue  # the next owner reads it from its start
             if isinstance(message, UtteranceStart):
+                if self.draining and not self._decided(message):
+                    self._defer(origin, message)
+                    continue
                 await self._start(origin, message)
             elif isinstance(message, AudioFrame):
                 session = await self._session_for(origin, message.device_id,
@@ -145,6 +169,18 @@ class EndpointerService:
             await self._run(list(ops.values()))
             metrics.STAGE_LATENCY.labels(STAGE).observe(time.perf_counter() - started)
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.sessions))
+
+    def _decided(self, start: UtteranceStart) -> bool:
+        entry = self.ledger.get(start.utterance_id, start.device_id)
+        return entry is not None and not entry["open"]
+
+    def _defer(self, origin: Origin, start: UtteranceStart) -> None:
+        self._deferred.add(start.utterance_id)
+        self._deferred_device[start.utterance_id] = start.device_id
+        self.held.add((origin.partition, origin.offset))
+        structlog.get_logger("voicestream.endpointer").info(
+            "utterance.deferred", stage=STAGE, device_id=start.device_id,
+            utterance_id=start.utterance_id, partition=origin.partition)
 
     def _queue(self, ops: dict[int, tuple[Session, list[Any]]], session: Session,
                samples: list[Float32Array]) -> None:
@@ -198,7 +234,8 @@ class EndpointerService:
         if isinstance(decision, ErrorEvent) or (
             isinstance(decision, Endpoint) and decision.kind is EndpointKind.FINAL
         ):
-            self.ledger.close(session.utterance_id, session.device_id)
+            self.ledger.close(session.utterance_id, session.device_id,
+                              failed=isinstance(decision, ErrorEvent))
 
     async def _start(self, origin: Origin, start: UtteranceStart) -> None:
         dev, utt = start.device_id, start.utterance_id
@@ -319,7 +356,7 @@ class EndpointerService:
                     return None if session.endpointer.done else session
                 why = "its start could not be processed again"
         self._remember_closed(utt)
-        self.ledger.close(utt, dev)
+        self.ledger.close(utt, dev, failed=True)
         await self.pub.emit(topics.ENDPOINTS, dev, ErrorEvent(
             device_id=dev, utterance_id=utt, stage=STAGE, code="worker-rebalanced",
             message=f"the utterance moved to another worker mid-stream and could not be "
@@ -383,11 +420,22 @@ def register(app: faust.App, settings: Settings, send: SendFn, *, ledger: Ledger
 
     @app.agent(audio, name="endpointer", concurrency=1)
     async def endpointer(stream: Any) -> None:
+        # Faust acknowledges each batch once it is handled, but for the starts a
+        # draining worker leaves to the next owner: one more reference keeps those
+        # unacknowledged, and the service keeps the events, so that they stay in
+        # Faust's weak set of unacknowledged records (which holds the commit back)
+        # after this agent stops, until the consumer's last commit.
         async for events in stream.take_events(64, within=0.002):
             batch = [(Origin(e.message.topic, e.message.partition, e.message.offset,
                              e.message.key, signature_of(e.message.headers)), e.message.value)
                      for e in events]
-            await service.handle_batch(batch)
+            try:
+                await service.handle_batch(batch)
+            finally:
+                for e in events:
+                    if (e.message.partition, e.message.offset) in service.held:
+                        e.message.incref()
+                        service.kept.append(e)
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_idle() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from pathlib import Path
@@ -27,6 +28,9 @@ from models.nlu.inference import NluOnnx
 from streams import topics
 
 log = logs.get("voicestream.worker")
+#: A draining worker waits for the utterances on its partitions changed this recently
+#: and not decided; older ones were abandoned (their device went quiet).
+DRAIN_HORIZON_S = 30.0
 
 
 @dataclasses.dataclass
@@ -43,6 +47,38 @@ class Worker:
     ledger: Ledger
     gate: DeviceGate
     replier: replies_agent.Replier | None = None
+    #: The audio partitions this worker owns now.
+    owned: list[int] = dataclasses.field(default_factory=list)
+
+    def busy(self) -> dict[str, int]:
+        """Utterances each stage holds unfinished (a draining worker waits for them)."""
+        return {
+            "endpointer": self.endpointer.busy(),
+            "asr": sum(bool(u.acks) for u in self.asr.utterances.values()),
+            "nlu": sum(bool(u.acks) for u in self.nlu.utterances.values()),
+            "arbiter": sum(bool(g.held) and not g.released
+                           for g in self.arbiter.gates.values()),
+            # Between stages: on the way over Kafka, held by no stage for a moment.
+            "undecided": len(self.ledger.unfinished(self.owned, DRAIN_HORIZON_S)),
+        }
+
+    async def drain(self, timeout_s: float) -> dict[str, int]:
+        """Take no new utterances; wait up to ``timeout_s`` for the held ones to finish.
+
+        Returns what is still held at the end (empty counts: all finished). What
+        is left is carried on by the partitions' next owner, as after a crash.
+        """
+        self.endpointer.drain()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        held = self.busy()
+        log.info("worker.draining", **held)
+        while any(held.values()) and loop.time() - started < timeout_s:
+            await asyncio.sleep(0.05)
+            held = self.busy()
+        log.info("worker.drained", seconds=round(loop.time() - started, 2),
+                 deferred=len(self.endpointer.held), **{f"left_{k}": v for k, v in held.items()})
+        return held
 
 
 def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
@@ -139,4 +175,5 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     arbiter = arbiter_agent.register(app, settings, send, registry, contexts=contexts,
                                      connection=profile.connection, ledger=ledger)
     replier = replies_agent.register(app, settings, send, gate) if gate.signing else None
-    return Worker(app, service, asr, contexts, nlu, arbiter, audio_log, ledger, gate, replier)
+    return Worker(app, service, asr, contexts, nlu, arbiter, audio_log, ledger, gate, replier,
+                  owned)

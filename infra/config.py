@@ -143,6 +143,10 @@ class Settings:
     data_dir: str = ".voicestream"
     #: Seconds without frames after which an open utterance ends with ``stream-timeout``.
     utterance_idle_timeout_s: float = 10.0
+    #: On SIGTERM, how long a worker goes on finishing the utterances it holds,
+    #: taking no new ones (left to the partition's next owner), before it leaves;
+    #: 0 leaves at once. A second signal cuts it short.
+    drain_timeout_s: float = 20.0
     #: Open utterances a worker holds at once; more are refused with ``too-many-utterances``.
     max_open_utterances: int = 1000
     #: Audio from devices without a published context is refused (``unknown-device``).
@@ -209,6 +213,8 @@ class Settings:
             raise ConfigError("log_level must be debug, info, warning or error")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("metrics_port must be in 0..65535")
+        if self.drain_timeout_s < 0:
+            raise ConfigError("drain_timeout_s must be >= 0")
         if self.utterance_idle_timeout_s <= 0 or self.max_open_utterances < 1:
             raise ConfigError("utterance limits must be positive")
         if self.asr_engine not in {"whisper", "pocketsphinx"}:

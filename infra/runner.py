@@ -186,9 +186,17 @@ async def serve(settings: Settings, on_ready: Callable[[BrokerProfile], None], *
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         profile = await stack.enter_async_context(broker_for(settings, port=embedded_port))
-        await stack.enter_async_context(running_worker(settings, profile))
+        worker = await stack.enter_async_context(running_worker(settings, profile))
         if skills:
             await stack.enter_async_context(running_skills(settings, profile))
         on_ready(profile)
         await stop.wait()
+        if settings.drain_timeout_s > 0:
+            # A second signal stops at once; what is then held moves with its partition.
+            drained = asyncio.create_task(worker.drain(settings.drain_timeout_s))
+            stop.clear()
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            drained.cancel()
+            stopped.cancel()
     log.info("worker.stopped")

@@ -21,6 +21,12 @@ utterance. Nor do acknowledgements of records handed out before the last
 rebalance count: Faust acknowledges such stale copies unprocessed, and the
 commit could pass the fresh copy of the same record.
 
+Its consumer, after a rebalance, seeks partitions with nothing committed
+to their beginning (the configured ``earliest``), as it seeks the others to
+their committed offsets: Faust drops what it fetched before the rebalance and
+counts on that seek to read it again, and aiokafka skips partitions without a
+committed offset above 0, so records there were never processed by anyone.
+
 Its producer partitions a table's changelog write even before it has the
 changelog topic's metadata. Tables that use the partitioner (the context
 table, the utterance ledger) make Faust hash the key on the spot, and
@@ -55,6 +61,21 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             # aiokafka hands this to its Fetcher in start(), which runs after us.
             consumer._fetch_max_wait_ms = int(wait_ms)
         return consumer
+
+    async def seek_to_committed(self) -> Any:
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self) -> Any:
+        # aiokafka seeks only where the committed offset is above 0. Faust skips the
+        # records it fetched before a rebalance and relies on this seek to read them
+        # again, so a partition with nothing committed (or 0) would go on from where
+        # the skipped fetch left it, past records nobody processed.
+        consumer = self._ensure_consumer()
+        committed = await consumer.seek_to_committed()
+        never = [tp for tp, offset in committed.items() if not offset]
+        if never:
+            await consumer.seek_to_beginning(*never)
+        return committed
 
 
 class Consumer(faust_aiokafka.Consumer):

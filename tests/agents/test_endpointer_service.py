@@ -289,3 +289,25 @@ async def test_without_a_master_key_the_key_must_still_match(rec: Recorder,
     assert rec.kinds() == [("dead-letter", "device-mismatch")] * 2
     await svc.handle_batch(signed(None, start))
     assert "victim" in svc.sessions
+
+
+async def test_a_draining_worker_finishes_open_utterances_and_leaves_new_ones(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    svc = service(rec, vad)
+    open_frames = list(frames("a", "ua", pcm + bytes(rate * 2), rate))
+    await svc.handle_batch(batch(UtteranceStart(device_id="a", utterance_id="ua",
+                                                sample_rate_hz=rate), *open_frames[:10]))
+    assert svc.busy() == 1
+    svc.drain()
+    new = batch(UtteranceStart(device_id="b", utterance_id="ub", sample_rate_hz=rate),
+                *frames("b", "ub", pcm, rate))
+    await svc.handle_batch(new)
+    # The new utterance is left whole to the next owner: its start held unacknowledged
+    # (the commit stays below it), its frames ignored without a dead letter.
+    assert svc.held == {(new[0][0].partition, new[0][0].offset)}
+    assert "b" not in svc.sessions and rec.kinds() == []
+    # The open one goes on to its final end-point, and then nothing is busy.
+    await svc.handle_batch(batch(*open_frames[10:]))
+    assert rec.kinds() == [("endpoint", "speculative"), ("endpoint", "final")]
+    assert svc.busy() == 0

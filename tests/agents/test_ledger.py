@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from agents.ledger import RETENTION_S, Ledger
 
 
@@ -38,3 +40,17 @@ def test_prune_removes_old_entries_of_owned_partitions_only() -> None:
         ledger.table[key] = {**ledger.table[key], "at": 0.0}
     assert ledger.prune([0], now=RETENTION_S + 1.0) == 1
     assert sorted(ledger.table) == ["new-mine", "old-theirs"]
+
+
+def test_undecided_utterances_are_those_no_outcome_ended_yet() -> None:
+    ledger = Ledger()
+    for utt, partition in (("ok", 0), ("eperr", 0), ("asrerr", 1), ("open", 1), ("away", 2)):
+        ledger.start(utt, "d", partition, 0)
+    ledger.finish("ok", "d", "asr", 0)
+    ledger.finish("ok", "d", "arbiter", 0)
+    ledger.close("eperr", "d", failed=True)
+    ledger.finish("asrerr", "d", "asr", 1, failed=True)
+    now = time.time()
+    assert ledger.unfinished([0, 1], within_s=30, now=now) == ["open"]
+    assert ledger.unfinished([0, 1, 2], within_s=30, now=now) == ["open", "away"]
+    assert ledger.unfinished([0, 1, 2], within_s=30, now=now + 60) == []  # abandoned

@@ -95,3 +95,48 @@ async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path],
         for i, w in enumerate(workers):
             w.kill()
             print(f"--- worker {i} log tail ---", *w.stderr[-15:], sep="\n")
+
+
+async def test_sigterm_finishes_the_open_utterance_and_leaves_new_ones_whole(
+        tmp_path: Path, speech: dict[str, Path], broker_url: str) -> None:
+    own = isolated(tmp_path, broker_url)
+    prefix = own["VOICESTREAM_TOPIC_PREFIX"]
+    bootstrap = connection(broker_url)
+    env = env_with(**own)
+    workers = [Process(["up"], env)]
+    try:
+        workers[0].wait_ready()
+        pcm, rate = read_wav(speech["whole"])
+        async with EventWatcher(bootstrap, topic_prefix=prefix) as watch, \
+                DeviceClient(bootstrap, "open", topic_prefix=prefix) as a, \
+                DeviceClient(bootstrap, "late", topic_prefix=prefix) as b:
+            done_a, done_b = asyncio.Event(), asyncio.Event()
+            first = asyncio.create_task(a.stream(pcm, rate, utterance_id="u-open", done=done_a))
+            await asyncio.sleep(1.0)  # mid-utterance
+            workers[0].terminate()
+            await asyncio.sleep(0.5)  # the next utterance starts while the worker drains
+            second = asyncio.create_task(b.stream(pcm, rate, utterance_id="u-late", done=done_b))
+            opened = [m async for m in watch.events("u-open", timeout_s=30, done=done_a)
+                      if is_outcome(m)]
+            code = await asyncio.to_thread(workers[0].proc.wait, 40)
+            workers.append(Process(["up"], env))
+            await asyncio.to_thread(workers[1].wait_ready)
+            late = [m async for m in watch.events("u-late", timeout_s=60, done=done_b)
+                    if is_outcome(m)]
+            await first
+            await second
+        # The draining worker decided the utterance it held, then left cleanly ...
+        assert len(opened) == 1 and not isinstance(opened[0], ErrorEvent), opened
+        assert code == 0
+        [drained] = workers[0].events("worker.drained")
+        assert {k: v for k, v in drained.items() if k.startswith("left_")} == \
+            {"left_endpointer": 0, "left_asr": 0, "left_nlu": 0, "left_arbiter": 0,
+             "left_undecided": 0}
+        # ... leaving the one that started meanwhile, whole, to the next worker.
+        assert [e["utterance_id"] for e in workers[0].events("utterance.deferred")] == ["u-late"]
+        assert len(late) == 1 and not isinstance(late[0], ErrorEvent), late
+        assert "u-late" in {e["utterance_id"] for e in workers[1].events("utterance.start")}
+    finally:
+        for i, w in enumerate(workers):
+            w.kill()
+            print(f"--- worker {i} log tail ---", *w.stderr[-15:], sep="\n")
