@@ -56,9 +56,9 @@ class Worker:
             "endpointer": self.endpointer.busy(),
             "asr": sum(bool(u.acks) for u in self.asr.utterances.values()),
             "nlu": sum(bool(u.acks) for u in self.nlu.utterances.values()),
-            "arbiter": sum(bool(g.held) and not g.released
-                           for g in self.arbiter.gates.values()),
-            # Between stages: on the way over Kafka, held by no stage for a moment.
+            # Between stages (on the way over Kafka, held by no stage for a moment)
+            # and at the arbiter: the ledger shows no decision yet. (The arbiter's
+            # own gates are no measure: a superseded utterance's gate never opens.)
             "undecided": len(self.ledger.unfinished(self.owned, DRAIN_HORIZON_S)),
         }
 
@@ -76,8 +76,12 @@ class Worker:
         while any(held.values()) and loop.time() - started < timeout_s:
             await asyncio.sleep(0.05)
             held = self.busy()
+        starts: dict[int, list[int]] = {}
+        for partition, offset in sorted(self.endpointer.held):
+            starts.setdefault(partition, []).append(offset)
         log.info("worker.drained", seconds=round(loop.time() - started, 2),
-                 deferred=len(self.endpointer.held), **{f"left_{k}": v for k, v in held.items()})
+                 deferred=len(self.endpointer.held), deferred_starts=starts,
+                 **{f"left_{k}": v for k, v in held.items()})
         return held
 
 

@@ -129,6 +129,12 @@ async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIte
     finally:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.app.stop()
+        # Where the next owner of each audio partition starts reading: what this
+        # worker committed last (below any start it left unacknowledged).
+        audio = settings.topic("audio")
+        committed = getattr(worker.app.consumer, "_committed_offset", {})
+        log.info("worker.left", committed={
+            tp.partition: offset for tp, offset in committed.items() if tp.topic == audio})
         worker.endpointer.close()
         worker.asr.close()
         await worker.audio_log.close()

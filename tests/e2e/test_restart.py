@@ -130,8 +130,7 @@ async def test_sigterm_finishes_the_open_utterance_and_leaves_new_ones_whole(
         assert code == 0
         [drained] = workers[0].events("worker.drained")
         assert {k: v for k, v in drained.items() if k.startswith("left_")} == \
-            {"left_endpointer": 0, "left_asr": 0, "left_nlu": 0, "left_arbiter": 0,
-             "left_undecided": 0}
+            {"left_endpointer": 0, "left_asr": 0, "left_nlu": 0, "left_undecided": 0}
         # ... leaving the one that started meanwhile, whole, to the next worker.
         assert [e["utterance_id"] for e in workers[0].events("utterance.deferred")] == ["u-late"]
         assert len(late) == 1 and not isinstance(late[0], ErrorEvent), late
