@@ -152,6 +152,10 @@ class Publisher:
         return message
 
 
+#: Device keys a gate keeps derived (beyond it, the least recently derived go).
+_KEY_CACHE = 100_000
+
+
 class DeviceGate:
     """Admits a device's record only where it speaks for the device it names.
 
@@ -162,6 +166,8 @@ class DeviceGate:
 
     def __init__(self, master: bytes | None) -> None:
         self._master = master
+        # Derived once per device: every audio frame is checked, by two stages.
+        self._keys: OrderedDict[str, bytes] = OrderedDict()
 
     @property
     def signing(self) -> bool:
@@ -171,7 +177,12 @@ class DeviceGate:
     def key(self, device_id: str) -> bytes:
         """The device's key; only where :attr:`signing`."""
         assert self._master is not None
-        return identity.device_key(self._master, device_id)
+        key = self._keys.get(device_id)
+        if key is None:
+            key = self._keys[device_id] = identity.device_key(self._master, device_id)
+            if len(self._keys) > _KEY_CACHE:
+                self._keys.popitem(last=False)
+        return key
 
     def refusal(self, spec: topics.TopicSpec, origin: Origin, raw: bytes,
                 device_id: str) -> tuple[str, str] | None:

@@ -94,8 +94,8 @@ class EndpointerService:
         self.recovered = 0
         #: Set by :meth:`drain`: utterances starting now are left to the next owner.
         self.draining = False
-        self._deferred: set[str] = set()
-        self._deferred_device: dict[str, str] = {}
+        #: Deferred utterance id -> its device.
+        self._deferred: dict[str, str] = {}
         #: (partition, offset) of the starts left unacknowledged while draining, so
         #: that the committed offset stays below them and the next owner reads them.
         self.held: set[tuple[int, int]] = set()
@@ -113,7 +113,7 @@ class EndpointerService:
 
     def busy(self) -> int:
         """Open utterances not yet decided (draining waits for them)."""
-        waiting = {self._deferred_device.get(u) for u in self._deferred}
+        waiting = set(self._deferred.values())
         return sum(not s.endpointer.done and s.device_id not in waiting
                    for s in self.sessions.values())
 
@@ -175,8 +175,7 @@ class EndpointerService:
         return entry is not None and not entry["open"]
 
     def _defer(self, origin: Origin, start: UtteranceStart) -> None:
-        self._deferred.add(start.utterance_id)
-        self._deferred_device[start.utterance_id] = start.device_id
+        self._deferred[start.utterance_id] = start.device_id
         self.held.add((origin.partition, origin.offset))
         structlog.get_logger("voicestream.endpointer").info(
             "utterance.deferred", stage=STAGE, device_id=start.device_id,
