@@ -32,7 +32,7 @@ from typing import Any
 import faust
 import structlog
 
-from agents.base import Origin, Publisher, SendFn
+from agents.base import Origin, Publisher, SendFn, isolated
 from agents.ledger import Ledger
 from infra import metrics
 from infra.config import Settings
@@ -449,7 +449,8 @@ def register(app: faust.App, settings: Settings, send: SendFn, registry: Registr
     async def arbiter(stream: Any) -> None:
         async for event in stream.events():
             m = event.message
-            await service.on_event(Origin(m.topic, m.partition, m.offset, m.key), m.value)
+            origin = Origin(m.topic, m.partition, m.offset, m.key)
+            await isolated(service.pub, origin, service.on_event(origin, m.value))
 
     if connection is not None:
         @app.task  # type: ignore[untyped-decorator]

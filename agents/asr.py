@@ -38,6 +38,7 @@ from agents.base import (
     RecentIds,
     SendFn,
     forget_utterance,
+    isolated,
 )
 from agents.endpointing import FrameAssembler
 from agents.ledger import Ledger
@@ -537,16 +538,18 @@ def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:
     async def asr_audio(stream: Any) -> None:
         async for event in stream.events():
             m = event.message
-            await service.on_audio(Origin(m.topic, m.partition, m.offset, m.key,
-                                          signature_of(m.headers)), m.value)
+            origin = Origin(m.topic, m.partition, m.offset, m.key, signature_of(m.headers))
+            await isolated(service.pub, origin, service.on_audio(origin, m.value))
 
     @app.agent(endpoints, name="asr", concurrency=1)
     async def asr(stream: Any) -> None:
         # Acknowledged by the service when the utterance is finished: see Utterance.acks.
         async for event in stream.noack().events():
             m = event.message
-            await service.on_endpoint_event(Origin(m.topic, m.partition, m.offset, m.key),
-                                            m.value, ack=event.ack)
+            origin = Origin(m.topic, m.partition, m.offset, m.key)
+            await isolated(service.pub, origin,
+                           service.on_endpoint_event(origin, m.value, ack=event.ack),
+                           on_failure=event.ack)
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_asr() -> None:

@@ -7,6 +7,7 @@ and a log line; the agent goes on with the next message.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -150,6 +151,40 @@ class Publisher:
                                    audio=spec.codec is Codec.MSGPACK, **ids)
             return None
         return message
+
+
+#: Dead-letter code of a record whose handling raised (a bug, not the sender's fault).
+INTERNAL_ERROR = "internal-error"
+
+
+async def isolated(pub: Publisher, origin: Origin, work: Awaitable[object], *,
+                   on_failure: Callable[[], object] | None = None) -> bool:
+    """Await one record's handling; if it raises, that record alone fails.
+
+    The record gets an ``internal-error`` dead letter (its origin and the
+    exception's type, never its bytes) and the exception a log line;
+    ``on_failure`` runs (e.g. to acknowledge the record). The agent goes on
+    with the next record: no other device's record is touched. Returns
+    whether the handling succeeded.
+    """
+    try:
+        await work
+        return True
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        pub.log.exception("record.failed", topic=origin.topic, partition=origin.partition,
+                          offset=origin.offset, error=type(exc).__name__)
+        if on_failure is not None:
+            on_failure()
+        try:
+            await pub.dead_letter(origin, INTERNAL_ERROR,
+                                  f"{pub.stage} failed on this record ({type(exc).__name__})")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the broker is down: the log line above is all we can do
+            pub.log.exception("dead_letter.failed", offset=origin.offset)
+        return False
 
 
 #: Device keys a gate keeps derived (beyond it, the least recently derived go).

@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from agents.base import DeviceGate, Origin, Publisher, SendFn
+from agents.base import DeviceGate, Origin, Publisher, SendFn, isolated
 from infra.config import Settings
 from streams import topics
 from streams.context import DeviceContext
@@ -58,23 +58,26 @@ def register(app: faust.App, settings: Settings, send: SendFn,
                             partitions=settings.partitions, default=None, use_partitioner=True)
     pub = Publisher(STAGE, send)
 
+    async def take(origin: Origin, raw: bytes | None) -> None:
+        if origin.topic == updates_name:
+            update = await pub.decode(topics.CONTEXT_UPDATES, origin, raw)
+            if isinstance(update, ContextUpdate):
+                table[update.device_id] = merge(table.get(update.device_id), update)
+                pub.log.info("context.merged", device_id=update.device_id,
+                             source=update.source, states=sorted(update.states))
+            return
+        ctx = await pub.decode(topics.CONTEXT, origin, raw)
+        if isinstance(ctx, DeviceContext) and await gate.admit(
+                pub, topics.CONTEXT, origin, raw or b"", ctx):
+            table[ctx.device_id] = ctx.to_wire()
+            pub.log.info("context.updated", device_id=ctx.device_id, **ctx.redacted())
+
     @app.agent(topic, name="context", concurrency=1)
     async def context(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
             origin = Origin(msg.topic, msg.partition, msg.offset, msg.key,
                             signature_of(msg.headers))
-            if msg.topic == updates_name:
-                update = await pub.decode(topics.CONTEXT_UPDATES, origin, msg.value)
-                if isinstance(update, ContextUpdate):
-                    table[update.device_id] = merge(table.get(update.device_id), update)
-                    pub.log.info("context.merged", device_id=update.device_id,
-                                 source=update.source, states=sorted(update.states))
-                continue
-            ctx = await pub.decode(topics.CONTEXT, origin, msg.value)
-            if isinstance(ctx, DeviceContext) and await gate.admit(
-                    pub, topics.CONTEXT, origin, msg.value or b"", ctx):
-                table[ctx.device_id] = ctx.to_wire()
-                pub.log.info("context.updated", device_id=ctx.device_id, **ctx.redacted())
+            await isolated(pub, origin, take(origin, msg.value))
 
     return table

@@ -31,7 +31,7 @@ import faust
 import numpy as np
 import structlog
 
-from agents.base import DeviceGate, Origin, Publisher, SendFn
+from agents.base import INTERNAL_ERROR, DeviceGate, Origin, Publisher, SendFn, isolated
 from agents.endpointing import (
     STAGE,
     TARGET_RATE_HZ,
@@ -102,6 +102,8 @@ class EndpointerService:
         #: The held records themselves (the agent's events), kept referenced.
         self.kept: list[Any] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+        #: Sessions whose handling raised in the current batch (ended after it).
+        self._broken: list[Session] = []
 
     def close(self) -> None:
         """Release the inference thread."""
@@ -139,36 +141,51 @@ class EndpointerService:
                 if self.progress.seen(origin):
                     continue  # re-delivered after a rebalance: already processed here
                 self.progress.mark(origin)
-            message = await self.pub.decode(topics.AUDIO, origin, raw)
-            if message is None or not await self.gate.admit(self.pub, topics.AUDIO, origin,
-                                                             raw or b"", message):
-                continue
-            if getattr(message, "utterance_id", None) in self._deferred:
-                continue  # the next owner reads it from its start
-            if isinstance(message, UtteranceStart):
-                if self.draining and not self._decided(message):
-                    self._defer(origin, message)
-                    continue
-                await self._start(origin, message)
-            elif isinstance(message, AudioFrame):
-                session = await self._session_for(origin, message.device_id,
-                                                  message.utterance_id)
-                if session is not None:
-                    chunks, problems = session.assembler.push(message)
-                    await self._report(origin, session, problems)
-                    self._queue(ops, session, chunks)
-            elif isinstance(message, UtteranceStop):
-                session = await self._session_for(origin, message.device_id,
-                                                  message.utterance_id, stopping=True)
-                if session is not None:
-                    chunks, problems = session.assembler.flush()
-                    await self._report(origin, session, problems)
-                    self._queue(ops, session, chunks)
-                    ops[id(session)][1].append(_STOP)
+            if not await isolated(self.pub, origin, self._take(origin, raw, ops)):
+                self._fail_record(origin, ops)
         if ops:
             await self._run(list(ops.values()))
             metrics.STAGE_LATENCY.labels(STAGE).observe(time.perf_counter() - started)
+        await self._end_broken()
         metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.sessions))
+
+    async def _take(self, origin: Origin, raw: bytes | None,
+                    ops: dict[int, tuple[Session, list[Any]]]) -> None:
+        """Handle one audio-topic record (its chunks join ``ops``)."""
+        message = await self.pub.decode(topics.AUDIO, origin, raw)
+        if message is None or not await self.gate.admit(self.pub, topics.AUDIO, origin,
+                                                         raw or b"", message):
+            return
+        if getattr(message, "utterance_id", None) in self._deferred:
+            return  # the next owner reads it from its start
+        if isinstance(message, UtteranceStart):
+            if self.draining and not self._decided(message):
+                self._defer(origin, message)
+                return
+            await self._start(origin, message)
+        elif isinstance(message, AudioFrame):
+            session = await self._session_for(origin, message.device_id,
+                                              message.utterance_id)
+            if session is not None:
+                chunks, problems = session.assembler.push(message)
+                await self._report(origin, session, problems)
+                self._queue(ops, session, chunks)
+        elif isinstance(message, UtteranceStop):
+            session = await self._session_for(origin, message.device_id,
+                                              message.utterance_id, stopping=True)
+            if session is not None:
+                chunks, problems = session.assembler.flush()
+                await self._report(origin, session, problems)
+                self._queue(ops, session, chunks)
+                ops[id(session)][1].append(_STOP)
+
+    def _fail_record(self, origin: Origin, ops: dict[int, tuple[Session, list[Any]]]) -> None:
+        """A record's handling raised: its device's open utterance ends, no other."""
+        session = self.sessions.get((origin.key or b"").decode(errors="replace"))
+        if session is None:
+            return
+        ops.pop(id(session), None)
+        self._broken.append(session)
 
     def _decided(self, start: UtteranceStart) -> bool:
         entry = self.ledger.get(start.utterance_id, start.device_id)
@@ -193,17 +210,37 @@ class EndpointerService:
         loop = asyncio.get_running_loop()
         probs = await loop.run_in_executor(self._executor, self._infer, work)
         for (session, items), session_probs in zip(work, probs, strict=True):
-            it = iter(session_probs)
-            decisions: list[Decision] = []
-            for item in items:
-                if item is _STOP:
-                    decisions.extend(session.endpointer.stop())
-                else:
-                    decisions.extend(session.endpointer.process(CHUNK_MS, next(it)))
-            for decision in decisions:
-                await self._publish(session, decision)
-            if items and items[-1] is _STOP:
-                self._forget(session, closed=True)
+            try:
+                await self._decide(session, items, session_probs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug: this utterance ends, the others go on
+                session.log.exception("utterance.failed", error=type(exc).__name__)
+                self._broken.append(session)
+
+    async def _decide(self, session: Session, items: list[Any], probs: list[float]) -> None:
+        it = iter(probs)
+        decisions: list[Decision] = []
+        for item in items:
+            if item is _STOP:
+                decisions.extend(session.endpointer.stop())
+            else:
+                decisions.extend(session.endpointer.process(CHUNK_MS, next(it)))
+        for decision in decisions:
+            await self._publish(session, decision)
+        if items and items[-1] is _STOP:
+            self._forget(session, closed=True)
+
+    async def _end_broken(self) -> None:
+        """End the utterances whose handling raised with ``internal-error``."""
+        broken, self._broken = self._broken, []
+        for session in broken:
+            if self.sessions.get(session.device_id) is not session:
+                continue
+            if not session.endpointer.done:
+                await self._publish(session, self._error(
+                    session, INTERNAL_ERROR, "the end-pointer failed on this utterance"))
+            self._forget(session, closed=True)
 
     def _infer(self, work: list[tuple[Session, list[Any]]]) -> list[list[float]]:
         """Batch chunk k of every session into one call, for k = 0, 1, ..."""

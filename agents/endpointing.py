@@ -21,6 +21,8 @@ from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset, ResetReason
 
 STAGE = "endpointer"
+#: Filled gaps an assembler remembers (to tell late frames from duplicates).
+_FILLED_MEMORY = 64
 TARGET_RATE_HZ = 16000
 Float32Array = npt.NDArray[np.float32]
 Decision = Endpoint | Reset | ErrorEvent
@@ -193,7 +195,10 @@ class FrameAssembler:
         self.next_seq = 0
         self.next_audio_ms = 0.0
         self._pending: dict[int, AudioFrame] = {}
-        self._filled: deque[int] = deque(maxlen=256)
+        #: Sequence ranges ``[lo, hi)`` filled with silence (the last few), so that a
+        #: frame arriving after its gap was filled is told apart from a duplicate.
+        #: Ranges, not numbers: a gap costs the same whatever the numbers say.
+        self._filled: deque[tuple[int, int]] = deque(maxlen=_FILLED_MEMORY)
         self._resampler = (
             None if sample_rate_hz == TARGET_RATE_HZ
             else soxr.ResampleStream(sample_rate_hz, TARGET_RATE_HZ, 1, dtype="float32")
@@ -205,7 +210,8 @@ class FrameAssembler:
         if problem is not None:
             return [], [problem]
         if frame.seq < self.next_seq or frame.seq in self._pending:
-            code = "late-frame" if frame.seq in self._filled else "duplicate-frame"
+            late = any(lo <= frame.seq < hi for lo, hi in self._filled)
+            code = "late-frame" if late else "duplicate-frame"
             why = ("arrived after its gap was filled with silence" if code == "late-frame"
                    else "already received")
             return [], [Problem(code, f"frame {frame.seq} {why}", True, frame.seq)]
@@ -262,7 +268,7 @@ class FrameAssembler:
         missing = first - self.next_seq
         gap_ms = min(max(self._pending[first].audio_ms - self.next_audio_ms, 0.0),
                      float(self.max_gap_ms))
-        self._filled.extend(range(self.next_seq, first))
+        self._filled.append((self.next_seq, first))
         problem = Problem(
             "audio-gap", f"frames {self.next_seq}..{first - 1} missing ({missing}); "
             f"{gap_ms:.0f} ms filled with silence", False, self.next_seq,
@@ -281,19 +287,25 @@ class FrameAssembler:
 
 
 class Chunker:
-    """Bounded buffer that cuts a sample stream into fixed-size chunks."""
+    """Cuts a sample stream into fixed-size chunks.
 
-    def __init__(self, chunk_samples: int, *, max_samples: int = TARGET_RATE_HZ * 5) -> None:
+    It never holds more than one chunk's worth: every push returns all the
+    complete chunks, however many samples arrive at once.
+    """
+
+    def __init__(self, chunk_samples: int) -> None:
         self.chunk_samples = chunk_samples
-        self.max_samples = max_samples
         self._buf = np.zeros(0, np.float32)
+
+    @property
+    def held(self) -> int:
+        """Samples waiting for the rest of their chunk (fewer than one chunk)."""
+        return int(self._buf.size)
 
     def push(self, samples: list[Float32Array]) -> list[Float32Array]:
         """Add samples; return every complete chunk."""
         if samples:
             self._buf = np.concatenate([self._buf, *samples])
-        if self._buf.size > self.max_samples:
-            raise OverflowError(f"chunk buffer over {self.max_samples} samples")
         n = self._buf.size // self.chunk_samples
         chunks = [self._buf[i * self.chunk_samples:(i + 1) * self.chunk_samples]
                   for i in range(n)]

@@ -26,7 +26,15 @@ from typing import Any, Protocol
 import faust
 import structlog
 
-from agents.base import Once, Origin, Publisher, RecentIds, SendFn, forget_utterance
+from agents.base import (
+    Once,
+    Origin,
+    Publisher,
+    RecentIds,
+    SendFn,
+    forget_utterance,
+    isolated,
+)
 from agents.ledger import Ledger
 from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
 from infra import metrics
@@ -355,8 +363,9 @@ def register(app: faust.App, settings: Settings, send: SendFn, model_factory: An
         # Acknowledged by the service when the utterance is finished: see Utterance.acks.
         async for event in stream.noack().events():
             m = event.message
-            await service.on_event(Origin(m.topic, m.partition, m.offset, m.key), m.value,
-                                   ack=event.ack)
+            origin = Origin(m.topic, m.partition, m.offset, m.key)
+            await isolated(service.pub, origin, service.on_event(origin, m.value, ack=event.ack),
+                           on_failure=event.ack)
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_nlu() -> None:

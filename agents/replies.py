@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from agents.base import DeviceGate, SendFn
+from agents.base import DeviceGate, Origin, Publisher, SendFn, isolated
 from infra import logs
 from infra.config import Settings
 from streams import identity, topics
@@ -39,6 +39,7 @@ class Replier:
         self._gate = gate
         self._send = send
         self.sealed = 0
+        self.pub = Publisher(STAGE, send)
 
     async def on_record(self, spec: topics.TopicSpec, partition: int, raw: bytes | None) -> bool:
         """Copy one record of ``spec``'s topic to ``replies``; False if it is not a device's."""
@@ -69,7 +70,8 @@ def register(app: faust.App, settings: Settings, send: SendFn, gate: DeviceGate)
     async def replies(stream: Any) -> None:
         async for event in stream.events():
             m = event.message
-            await replier.on_record(by_name[m.topic], m.partition, m.value)
+            await isolated(replier.pub, Origin(m.topic, m.partition, m.offset, m.key),
+                           replier.on_record(by_name[m.topic], m.partition, m.value))
 
     log.info("replies.on", sources=[spec.short for spec in SOURCES])
     return replier

@@ -19,6 +19,8 @@ SUPPORTED_SAMPLE_RATES_HZ = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 480
 #: Longest single frame accepted; devices send 20 ms frames.
 MAX_FRAME_MS = 250
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+#: What an id must be; error text says this rather than quoting the bad id.
+ID_RULE = "need 1-128 of A-Z a-z 0-9 . _ : @ -, the first alphanumeric"
 
 
 class SampleFormat(StrEnum):
@@ -47,8 +49,8 @@ class UtteranceStart(Message):
     started_at_ms: int = 0
 
     def __post_init__(self) -> None:
-        require(valid_id(self.device_id), f"bad device_id {self.device_id!r}")
-        require(valid_id(self.utterance_id), f"bad utterance_id {self.utterance_id!r}")
+        require(valid_id(self.device_id), f"bad device_id: {ID_RULE}")
+        require(valid_id(self.utterance_id), f"bad utterance_id: {ID_RULE}")
         require(self.sample_rate_hz > 0, "sample_rate_hz must be positive")
         require(self.channels > 0, "channels must be positive")
 
@@ -70,8 +72,8 @@ class AudioFrame(Message):
     channels: int = 1
 
     def __post_init__(self) -> None:
-        require(valid_id(self.device_id), f"bad device_id {self.device_id!r}")
-        require(valid_id(self.utterance_id), f"bad utterance_id {self.utterance_id!r}")
+        require(valid_id(self.device_id), f"bad device_id: {ID_RULE}")
+        require(valid_id(self.utterance_id), f"bad utterance_id: {ID_RULE}")
         require(self.seq >= 0, "seq must be >= 0")
         require(self.sample_rate_hz > 0, "sample_rate_hz must be positive")
         require(self.audio_ms >= 0, "audio_ms must be >= 0")
@@ -93,8 +95,8 @@ class UtteranceStop(Message):
     last_seq: int
 
     def __post_init__(self) -> None:
-        require(valid_id(self.device_id), f"bad device_id {self.device_id!r}")
-        require(valid_id(self.utterance_id), f"bad utterance_id {self.utterance_id!r}")
+        require(valid_id(self.device_id), f"bad device_id: {ID_RULE}")
+        require(valid_id(self.utterance_id), f"bad utterance_id: {ID_RULE}")
 
 
 AudioMessage = UtteranceStart | AudioFrame | UtteranceStop

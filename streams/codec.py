@@ -96,7 +96,9 @@ def loads(raw: bytes, codec: Codec, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> di
         else:
             data = _json_loads(raw)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise SerializationError("undecodable", f"not valid {codec.value}: {exc}") from exc
+        # The parser's words, not its message: that can quote the payload.
+        raise SerializationError(
+            "undecodable", f"not valid {codec.value} ({type(exc).__name__})") from exc
     if not isinstance(data, dict):
         raise SerializationError("not-an-object", f"payload is a {type(data).__name__}")
     return data
@@ -126,9 +128,11 @@ def from_dict(data: dict[str, Any]) -> Message:
         )
     kind = data.get("type")
     if not isinstance(kind, str):
-        raise SerializationError("unknown-message-type", f"'type' is {kind!r}, not a string")
+        raise SerializationError("unknown-message-type",
+                                 f"'type' is a {type(kind).__name__}, not a string")
     try:
         cls = MESSAGE_CLASSES[MessageType(kind)]
     except (ValueError, KeyError) as exc:
-        raise SerializationError("unknown-message-type", f"unknown type {kind!r}") from exc
+        raise SerializationError("unknown-message-type",
+                                 f"unknown type ({len(kind)} characters)") from exc
     return cls.from_wire(data)

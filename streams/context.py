@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from streams.audio import valid_id
+from streams.audio import ID_RULE, valid_id
 from streams.schema import Message, MessageType, require
 
 
@@ -41,7 +41,7 @@ class DeviceContext(Message):
     updated_at_ms: int = 0
 
     def __post_init__(self) -> None:
-        require(valid_id(self.device_id), f"bad device_id {self.device_id!r}")
+        require(valid_id(self.device_id), f"bad device_id: {ID_RULE}")
 
     def redacted(self) -> dict[str, object]:
         """Return the context as loggable fields: names are counted, not shown."""

@@ -153,9 +153,10 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         try:
             return hint(value)
         except ValueError as exc:
+            # Not the value itself: error text reaches dead letters and logs.
             allowed = ", ".join(m.value for m in hint)
             raise SerializationError(
-                "invalid-value", f"{path}: {value!r} is not one of {allowed}"
+                "invalid-value", f"{path}: not one of {allowed}"
             ) from exc
     if hint is bool:
         if not isinstance(value, bool):
@@ -186,9 +187,10 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise _wrong(path, "object", value)
         key_t, val_t = get_args(hint)
+        # Entries by position, not by key: keys are names (appliances, states).
         return {
-            _coerce(k, key_t, f"{path} key"): _coerce(v, val_t, f"{path}[{k!r}]")
-            for k, v in value.items()
+            _coerce(k, key_t, f"{path} key {i}"): _coerce(v, val_t, f"{path} value {i}")
+            for i, (k, v) in enumerate(value.items())
         }
     raise TypeError(f"{path}: unsupported field type {hint!r}")  # a schema bug, not bad input
 

@@ -311,3 +311,72 @@ async def test_a_draining_worker_finishes_open_utterances_and_leaves_new_ones(
     await svc.handle_batch(batch(*open_frames[10:]))
     assert rec.kinds() == [("endpoint", "speculative"), ("endpoint", "final")]
     assert svc.busy() == 0
+
+
+def _bad_streams(rate: int) -> dict[str, list[Message]]:
+    """Devices that send gaps, absurd sequence numbers, or records that break a stage."""
+    def f(dev: str, seq: int, audio_ms: int) -> AudioFrame:
+        return AudioFrame(device_id=dev, utterance_id=f"u-{dev}", seq=seq,
+                          pcm=bytes(rate // 50 * 2), sample_rate_hz=rate, audio_ms=audio_ms)
+
+    def start(dev: str) -> UtteranceStart:
+        return UtteranceStart(device_id=dev, utterance_id=f"u-{dev}", sample_rate_hz=rate)
+
+    return {
+        "gaps": [start("gaps"), *[f("gaps", s, s * 30) for s in (0, 100, 200, 300)],
+                 UtteranceStop(device_id="gaps", utterance_id="u-gaps", last_seq=300)],
+        "huge-seq": [start("huge-seq"), f("huge-seq", 0, 0), f("huge-seq", 5 * 10**8, 10**9),
+                     f("huge-seq", 10**18, 10**12)],
+        "breaks": [start("breaks"), f("breaks", 0, 0), f("breaks", 1, 20)],
+    }
+
+
+@pytest.mark.parametrize("bad", ["gaps", "huge-seq", "breaks"])
+async def test_a_bad_device_beside_a_good_one_touches_only_its_own_utterance(
+        vad: SileroVad, speech: dict[str, Path], bad: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pcm, rate = read_wav(speech["paused"])
+    good = [UtteranceStart(device_id="good", utterance_id="u-good", sample_rate_hz=rate),
+            *frames("good", "u-good", pcm + bytes(rate * 4), rate)]
+    alone, beside = Recorder(), Recorder()
+    svc = EndpointerService(Settings(), alone, vad=vad)
+    for i in range(0, len(good), 16):
+        await svc.handle_batch(batch(*good[i:i + 16]))
+
+    from agents import endpointing
+
+    push = endpointing.FrameAssembler.push
+
+    def breaking(self: endpointing.FrameAssembler, frame: AudioFrame) -> object:
+        if frame.device_id == "breaks" and frame.seq == 1:
+            raise RuntimeError("a bug that only this device's record finds")
+        return push(self, frame)
+
+    monkeypatch.setattr(endpointing.FrameAssembler, "push", breaking)
+    svc = EndpointerService(Settings(), beside, vad=vad)
+    bad_msgs = _bad_streams(rate)[bad]
+    # The bad device's records sit in the same batches as the good device's.
+    mixed: list[Message] = []
+    for i, m in enumerate(good):
+        mixed.append(m)
+        if i % 8 == 1 and bad_msgs:
+            mixed.append(bad_msgs.pop(0))
+    for i in range(0, len(mixed), 16):
+        await svc.handle_batch(batch(*mixed[i:i + 16]))
+
+    mine = [m for _, m in beside.sent if getattr(m, "device_id", "") == "good"]
+    assert mine == [m for _, m in alone.sent]
+    assert not [m for _, m in beside.sent if isinstance(m, DeadLetter) and
+                m.key == "good"]
+    theirs = [m for _, m in beside.sent if getattr(m, "device_id", "") == bad or
+              getattr(m, "key", "") == bad]
+    if bad == "breaks":
+        assert ("dead-letter", "internal-error") in [
+            (m.TYPE.value, m.code) for m in theirs if isinstance(m, DeadLetter)]
+        errors = [m for m in theirs if isinstance(m, ErrorEvent)]
+        assert [e.code for e in errors] == ["internal-error"]
+        assert "breaks" not in svc.sessions
+    else:
+        # Its own utterance ends (a gap-filled no-speech, or still open), uncrashed.
+        assert all(not isinstance(m, DeadLetter) or m.code == "duplicate-frame"
+                   for m in theirs)

@@ -224,3 +224,37 @@ def test_chunker_cuts_exact_chunks() -> None:
 
 def test_sample_format_enum_is_strict() -> None:
     assert SampleFormat("s16le") is SampleFormat.S16LE
+
+
+def test_a_gap_costs_the_same_whatever_the_sequence_numbers_say() -> None:
+    # Gap filling is bounded by time: seq 10**18 is one 2 s gap, filled at once
+    # (walking the missing numbers would never finish), and a frame from inside
+    # that gap is still told apart from a duplicate.
+    fa = FrameAssembler(16000, reorder_window=0)
+    fa.push(frame(0))
+    big = AudioFrame(device_id="d", utterance_id="u", seq=10**18, pcm=bytes(640),
+                     sample_rate_hz=16000, audio_ms=10**15)
+    out, problems = fa.push(big)
+    assert [p.code for p in problems] == ["audio-gap"]
+    assert samples(out) == 2000 * 16 + 320  # the gap is capped at max_gap_ms
+    assert fa.next_seq == 10**18 + 1
+    _, problems = fa.push(frame(7))
+    assert [p.code for p in problems] == ["late-frame"]
+    _, problems = fa.push(big)
+    assert [p.code for p in problems] == ["duplicate-frame"]
+
+
+def test_flushing_many_gaps_drains_through_the_chunker() -> None:
+    # Four 2 s gaps at the stop are 8 s of audio at once: more than the chunker
+    # ever held before (it raised past 5 s and took the batch down with it).
+    fa = FrameAssembler(16000)
+    ch = Chunker(512)
+    fa.push(frame(0))
+    for seq in (100, 200, 300, 400):
+        fa.push(AudioFrame(device_id="d", utterance_id="u", seq=seq, pcm=bytes(640),
+                           sample_rate_hz=16000, audio_ms=seq * 3000))
+    out, problems = fa.flush()
+    assert [p.code for p in problems] == ["audio-gap"] * 4
+    chunks = ch.push(out)
+    assert len(chunks) == 4 * (2000 * 16 + 320) // 512  # frame 0 went out on its push
+    assert all(c.size == 512 for c in chunks) and ch.held < 512
