@@ -12,8 +12,10 @@ Two pure cores and a thin agent:
   confirmed, so nothing from a cancelled branch reaches a skill, whenever the
   reset arrives.
 
-Directives go to the chosen skill's topic and, as the record of the decision,
-to the directives topic; declines go to the directives topic.
+Every utterance ends with exactly one outcome on the directives topic: a
+``Directive`` (also sent to the chosen skill's topic), a ``Declined``, or the
+``ErrorEvent`` with which an earlier stage ended it (forwarded in band, like
+resets).
 """
 
 from __future__ import annotations
@@ -286,6 +288,11 @@ class Gate:
         self.held.clear()
         return held.decision, (now - held.decided_at) * 1000
 
+    def end(self) -> None:
+        """End the utterance without a decision (an earlier stage's error is its outcome)."""
+        self.released = True
+        self.held.clear()
+
     def cancel(self, revision: int) -> None:
         """Drop ``revision`` (its reset arrived)."""
         self.cancelled.add(revision)
@@ -373,14 +380,16 @@ class ArbiterService:
                           cancelled_revision=message.cancelled_revision)
             return
         if isinstance(message, ErrorEvent):
+            # An earlier stage ended the utterance: the error is its outcome, unless
+            # a decision was released already (then the error came too late to count).
             gate = self._gate(message.utterance_id)
-            if gate.wants(message.revision) and \
-                    not self.ledger.finished(message.utterance_id, message.device_id, STAGE):
-                gate.released = True
-                await self._publish(Declined(
-                    device_id=message.device_id, utterance_id=message.utterance_id,
-                    revision=message.revision, reason=DeclineReason.NOT_UNDERSTOOD,
-                    detail=message.code, t_ms=message.t_ms), 0.0, origin.partition)
+            if not gate.wants(message.revision) or \
+                    self.ledger.finished(message.utterance_id, message.device_id, STAGE):
+                self.log.info("arbiter.error_after_outcome", device_id=message.device_id,
+                              utterance_id=message.utterance_id, code=message.code)
+                return
+            gate.end()
+            await self._publish(message, 0.0, origin.partition)
             return
         assert isinstance(message, Interpretations)
         gate = self._gate(message.utterance_id)
@@ -402,9 +411,9 @@ class ArbiterService:
             await self._publish(dataclasses.replace(decision, t_ms=message.t_ms), held_ms,
                                 origin.partition)
 
-    async def _publish(self, decision: Directive | Declined, held_ms: float,
+    async def _publish(self, decision: Directive | Declined | ErrorEvent, held_ms: float,
                        partition: int | None = None) -> None:
-        """Publish a released decision on the partition of the interpretation it answers."""
+        """Publish an utterance's outcome on the partition of the event it answers."""
         log = self.log.bind(device_id=decision.device_id, utterance_id=decision.utterance_id)
         if isinstance(decision, Directive) and not self.live(decision.skill):
             decision = Declined(
@@ -425,12 +434,18 @@ class ArbiterService:
             metrics.RELEASES.labels("directive").inc()
             log.info("arbiter.directive", revision=decision.revision, skill=decision.skill,
                      intent=decision.intent, score=decision.score, held_ms=decision.held_ms)
-        else:
+        elif isinstance(decision, Declined):
             await self.pub.emit(topics.DIRECTIVES, decision.device_id, decision,
                                 partition=partition)
             metrics.RELEASES.labels("declined").inc()
             log.info("arbiter.declined", revision=decision.revision,
                      reason=decision.reason.value, detail=decision.detail)
+        else:
+            await self.pub.emit(topics.DIRECTIVES, decision.device_id, decision,
+                                partition=partition)
+            metrics.RELEASES.labels("error").inc()
+            log.info("arbiter.error", revision=decision.revision, stage=decision.stage,
+                     code=decision.code)
         # After the records: a worker dying between the two repeats them, never loses them.
         self.ledger.finish(decision.utterance_id, decision.device_id, STAGE,
                            partition if partition is not None else -1)

@@ -341,11 +341,19 @@ class AsrService:
     async def _on_endpoint(self, origin: Origin, message: Endpoint | Reset | ErrorEvent,
                            ack: Callable[[], object], resumed: bool) -> None:
         if isinstance(message, ErrorEvent):
+            # The end-pointer ended the utterance: drop its work here and pass the
+            # error on in band, so the arbiter records it as the utterance's outcome.
             utt = self._get(message.device_id, message.utterance_id)
+            if not self.ledger.finished(message.utterance_id, message.device_id, STAGE):
+                await self.pub.emit(topics.TRANSCRIPTS, message.device_id, message,
+                                    partition=origin.partition)
+                self.ledger.finish(message.utterance_id, message.device_id, STAGE,
+                                   origin.partition, failed=True)
             if utt is not None:
                 utt.acks.append(ack)
                 self._drop(utt)
             else:
+                self._closed.add(message.utterance_id)
                 ack()
             return
         utt = self._get(message.device_id, message.utterance_id)
@@ -497,7 +505,7 @@ class AsrService:
         await self.pub.emit(topics.TRANSCRIPTS, device_id, ErrorEvent(
             device_id=device_id, utterance_id=utterance_id, stage=STAGE, code=code,
             message=message, revision=revision, t_ms=t_ms), partition=partition)
-        # Its outcome: NLU drops the utterance on a recognition error.
+        # NLU passes it on; the arbiter records it as the utterance's outcome.
         self.ledger.finish(utterance_id, device_id, STAGE, partition, failed=True)
 
     def _drop(self, utt: Utterance, *, closed: bool = True) -> None:

@@ -50,7 +50,7 @@ class Ledger:
 
     def close(self, utterance_id: str, device_id: str, *, failed: bool = False) -> None:
         """The end-pointer has decided the utterance: a final end-point, or an error
-        (``failed``: its error event is its outcome, no later stage decides it)."""
+        (``failed``; later stages forward it to the arbiter as the outcome)."""
         entry = self.get(utterance_id, device_id)
         if entry is not None and entry["open"]:
             self.table[utterance_id] = {**entry, "open": False, "failed": failed,
@@ -60,19 +60,20 @@ class Ledger:
                    now: float | None = None) -> list[str]:
         """Utterances on ``partitions`` changed in the last ``within_s`` and not decided.
 
-        Decided: the arbiter published its decision, or the end-pointer failed it.
+        Decided: the arbiter published its outcome (a decision, or the error with
+        which an earlier stage ended the utterance, forwarded to it in band).
         """
         owned = set(partitions)
         cutoff = (time.time() if now is None else now) - within_s
         return [k for k, v in list(self.table.items()) if isinstance(v, dict)
                 and v.get("partition") in owned and v.get("at", 0) >= cutoff
-                and not v.get("failed") and "arbiter" not in v.get("done", ())]
+                and "arbiter" not in v.get("done", ())]
 
     def finish(self, utterance_id: str, device_id: str, stage: str, partition: int, *,
                failed: bool = False) -> None:
         """Record that ``stage`` has published its last word on the utterance.
 
-        ``failed``: that word was an error event no later stage answers (its outcome).
+        ``failed``: that word was an error event (forwarded in band to the arbiter).
         """
         entry = self.get(utterance_id, device_id) or {
             "device_id": device_id, "partition": partition, "offset": None, "open": False,

@@ -238,11 +238,19 @@ class NluService:
             ack()
             return
         if isinstance(message, ErrorEvent):
+            # An earlier stage ended the utterance: drop its work here and pass the
+            # error on in band, so the arbiter records it as the utterance's outcome.
             utt = self.utterances.get(message.utterance_id)
+            if not self.ledger.finished(message.utterance_id, message.device_id, STAGE):
+                await self.pub.emit(topics.INTERPRETATIONS, message.device_id, message,
+                                    partition=origin.partition)
+                self.ledger.finish(message.utterance_id, message.device_id, STAGE,
+                                   origin.partition, failed=True)
             if utt is not None and utt.device_id == message.device_id:
                 utt.acks.append(ack)
                 self._drop(utt)
             else:
+                self._closed.add(message.utterance_id)
                 ack()
             return
         assert isinstance(message, Transcript | Reset)

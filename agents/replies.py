@@ -52,6 +52,8 @@ class Replier:
             return False
         if message.TYPE is MessageType.RESET and spec is not topics.ENDPOINTS:
             return False  # later stages forward the end-pointer's reset; the device needs one
+        if message.TYPE is MessageType.ERROR and spec is not topics.DIRECTIVES:
+            return False  # forwarded in band; the device needs the outcome's copy
         assert raw is not None
         sealed = identity.seal_reply(self._gate.key(device_id), device_id, raw)
         await self._send(topics.REPLIES.short, device_id.encode(), sealed, partition)

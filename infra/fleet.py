@@ -137,8 +137,8 @@ class Fleet:
 
 async def watch_outcomes(watch: EventWatcher, result: Outcome, t0: float) -> None:
     """Record every outcome event of the scenario's utterances as it arrives."""
-    async for _topic, message in watch.messages():
-        if isinstance(message, Exception) or not is_outcome(message):
+    async for topic, message in watch.messages():
+        if isinstance(message, Exception) or not is_outcome(message, topic):
             continue
         utt = getattr(message, "utterance_id", "")
         wire = message.to_wire()

@@ -103,7 +103,7 @@ def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         utt = message.to_wire().get("utterance_id")
         if message.TYPE is MessageType.UTTERANCE_START:
             started.add(utt)
-        elif row["role"] == "output" and is_outcome(message):
+        elif row["role"] == "output" and is_outcome(message, row["topic"]):
             ended.add(utt)
     complete = started & ended
 
@@ -137,7 +137,7 @@ def _mark_prerequisites(rows: list[dict[str, Any]]) -> None:
         data = message.to_wire()
         if message.TYPE is MessageType.UTTERANCE_START:
             row["after"], row["after_answers"] = set(done), set(answered)
-        elif row["role"] == "output" and is_outcome(message):
+        elif row["role"] == "output" and is_outcome(message, row["topic"]):
             done.add(data["utterance_id"])
         elif message.TYPE is MessageType.SKILL_RESPONSE and data["status"] != "accepted":
             answered.add(data["utterance_id"])
@@ -293,7 +293,7 @@ async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = topics.DE
             letters = 0
             async with asyncio.timeout(timeout_s + _span_s(inputs) / speed) as deadline:
                 scope.append(deadline)
-                async for _topic, message in watch.messages():
+                async for topic, message in watch.messages():
                     if isinstance(message, SerializationError):
                         continue
                     data = normalise(message)
@@ -307,7 +307,7 @@ async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = topics.DE
                         continue  # watched for pacing, not compared
                     actual_msgs.append(data)
                     letters += message.TYPE is MessageType.DEAD_LETTER
-                    if is_outcome(message):
+                    if is_outcome(message, topic):
                         seen_outcomes.add(data["utterance_id"])
                     if want_outcomes <= seen_outcomes and letters >= want_letters \
                             and sender.done():

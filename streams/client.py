@@ -59,23 +59,28 @@ def read_wav(path: str | Path) -> tuple[bytes, int]:
 def event_json(message: Message) -> dict[str, Any]:
     """Return the CLI's JSON form of an output event (``type``, ``revision``, ``t_ms``...)."""
     data = message.to_wire()
-    if message.TYPE is MessageType.RESET:
-        data["revision"] = data["cancelled_revision"]
-    elif message.TYPE is MessageType.SKILL_RESPONSE:
+    if message.TYPE is MessageType.SKILL_RESPONSE:
         data["revision"] = int(data["directive_id"].rsplit("/", 1)[-1])
     return data
 
 
-def is_outcome(message: Message) -> bool:
-    """Return whether ``message`` ends the pipeline's work on an utterance.
+#: The kinds of an utterance's outcome: exactly one of them per utterance, on the
+#: directives topic (an error is forwarded there in band by every later stage).
+OUTCOMES = frozenset({MessageType.DIRECTIVE, MessageType.DECLINED, MessageType.ERROR})
 
-    That is an error from the end-pointer or ASR, or the arbiter's decision:
-    a directive or a decline (exactly one per utterance that reaches it).
+
+def is_outcome(message: Message, topic: str | None = None) -> bool:
+    """Return whether ``message`` is an utterance's outcome.
+
+    ``topic``: where it was read, a short name (``directives``) or a full one;
+    an error is the outcome only on the directives topic (or a device's
+    replies), its other copies are the stages forwarding it. Without
+    ``topic`` (events already filtered by :meth:`EventWatcher.events`) the
+    kind alone decides.
     """
-    if message.TYPE is MessageType.ERROR:
-        # An NLU error is followed by the arbiter's decline, which is the outcome.
-        return message.to_wire().get("stage") != "nlu"
-    return message.TYPE in (MessageType.DIRECTIVE, MessageType.DECLINED)
+    if message.TYPE not in OUTCOMES:
+        return False
+    return topic is None or topic.endswith((topics.DIRECTIVES.short, topics.REPLIES.short))
 
 
 def is_answer(message: Message) -> bool:
@@ -182,9 +187,13 @@ class EventWatcher:
         if device is not None:
             specs = (topics.REPLIES,)
         self._names = [s.name(topic_prefix) for s in specs]
-        # Later stages forward resets in band; report the end-pointer's copy only
-        # (the replies topic carries that one only).
-        self._reset_topic = (topics.REPLIES if device else topics.ENDPOINTS).name(topic_prefix)
+        # Later stages forward resets and errors in band; report one copy of each:
+        # the end-pointer's reset and the outcome on the directives topic (the
+        # replies topic carries those only).
+        self._first_copy = {
+            MessageType.RESET: (topics.REPLIES if device else topics.ENDPOINTS).name(topic_prefix),
+            MessageType.ERROR: (topics.REPLIES if device else topics.DIRECTIVES).name(topic_prefix),
+        }
         #: Records keyed by this device that did not open with its key.
         self.unopened = 0
         self._codecs = {s.name(topic_prefix): s.codec for s in specs}
@@ -277,7 +286,7 @@ class EventWatcher:
         def mine(topic: str, message: Message | SerializationError) -> bool:
             return not isinstance(message, SerializationError) and \
                 getattr(message, "utterance_id", None) == utterance_id and \
-                (message.TYPE is not MessageType.RESET or topic == self._reset_topic)
+                self._first_copy.get(message.TYPE, topic) == topic
 
         deadline = asyncio.get_running_loop().time() + timeout_s
         awaiting_answer = False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from streams.schema import Message, MessageType, require
 
@@ -64,8 +64,15 @@ class Reset(Message):
 
     @property
     def revision(self) -> int:
-        """The revision that replaces the cancelled one."""
-        return self.cancelled_revision + 1
+        """The revision the event is about: the cancelled one, as on every event.
+
+        The revision that replaces it is ``cancelled_revision + 1``.
+        """
+        return self.cancelled_revision
+
+    def to_wire(self) -> dict[str, Any]:
+        """The wire form, with ``revision`` beside ``cancelled_revision`` (equal)."""
+        return {**Message.to_wire(self), "revision": self.cancelled_revision}
 
     def __post_init__(self) -> None:
         require(self.cancelled_revision >= 0, "cancelled_revision must be >= 0")

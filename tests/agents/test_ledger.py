@@ -51,6 +51,10 @@ def test_undecided_utterances_are_those_no_outcome_ended_yet() -> None:
     ledger.close("eperr", "d", failed=True)
     ledger.finish("asrerr", "d", "asr", 1, failed=True)
     now = time.time()
+    # An error is an outcome once the arbiter has published it (forwarded in band).
+    assert ledger.unfinished([0, 1], within_s=30, now=now) == ["eperr", "asrerr", "open"]
+    ledger.finish("eperr", "d", "arbiter", 0)
+    ledger.finish("asrerr", "d", "arbiter", 1)
     assert ledger.unfinished([0, 1], within_s=30, now=now) == ["open"]
     assert ledger.unfinished([0, 1, 2], within_s=30, now=now) == ["open", "away"]
     assert ledger.unfinished([0, 1, 2], within_s=30, now=now + 60) == []  # abandoned

@@ -145,7 +145,7 @@ async def test_reset_while_nlu_is_running_drops_that_revision() -> None:
     await service.on_event(ORIGIN, transcript(EndpointKind.FINAL, 1))
     kinds = [(type(m).__name__, getattr(m, "kind", None), getattr(m, "revision", None))
              for m in sent.messages]
-    assert kinds == [("Reset", None, 1),  # Reset.revision is the replacing revision
+    assert kinds == [("Reset", None, 0),  # a reset's revision is the cancelled one
                      ("Interpretations", EndpointKind.SPECULATIVE, 1),
                      ("Interpretations", EndpointKind.FINAL, 1)]
     final = sent.messages[-1]

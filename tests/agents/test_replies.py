@@ -6,6 +6,7 @@ from agents.base import DeviceGate
 from agents.replies import Replier
 from streams import identity, topics
 from streams.codec import Codec, decode, encode
+from streams.control import ErrorEvent
 from streams.directive import Directive
 from streams.endpoint import Reset, ResetReason
 from streams.schema import Message
@@ -45,7 +46,7 @@ async def test_a_devices_results_open_with_its_key_only() -> None:
         raise AssertionError("another device opened the reply")
 
 
-async def test_only_the_end_pointers_reset_and_device_messages_are_copied() -> None:
+async def test_one_copy_of_a_reset_and_an_error_and_device_messages_are_copied() -> None:
     sent = Sent()
     replier = Replier(DeviceGate(MASTER), sent)
     reset = encode(Reset(device_id="d", utterance_id="u", cancelled_revision=0,
@@ -53,4 +54,9 @@ async def test_only_the_end_pointers_reset_and_device_messages_are_copied() -> N
     assert not await replier.on_record(topics.TRANSCRIPTS, 0, reset)  # a forwarded copy
     assert await replier.on_record(topics.ENDPOINTS, 0, reset)
     assert not await replier.on_record(topics.DIRECTIVES, 0, b"{not json")
-    assert [s[0] for s in sent] == ["replies"] and replier.sealed == 1
+    error = encode(ErrorEvent(device_id="d", utterance_id="u", stage="endpointer",
+                              code="no-speech", message="no speech"), Codec.JSON)
+    for forwarded in (topics.ENDPOINTS, topics.TRANSCRIPTS, topics.INTERPRETATIONS):
+        assert not await replier.on_record(forwarded, 0, error)
+    assert await replier.on_record(topics.DIRECTIVES, 0, error)  # the outcome's copy
+    assert [s[0] for s in sent] == ["replies"] * 2 and replier.sealed == 2
