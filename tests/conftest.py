@@ -9,19 +9,23 @@ without Java and Maven.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
 
 from infra.cluster import KafkaCluster
 from infra.eval_endpoint import RATE, speak, voiced_bounds
 from infra.process import VOICESTREAM, Process, env_with
+from streams import jsonschema as schemas
 from streams.connection import Connection
 
 BROKERS = [b for b in os.environ.get("VOICESTREAM_TEST_BROKERS", "tansu,kafka").split(",") if b]
@@ -147,4 +151,11 @@ def send(broker: str, wav: Path, device: str, *extra: str,
         [*VOICESTREAM, "send", str(wav), "--device", device, "--broker", broker, "--json",
          *extra], capture_output=True, text=True, timeout=timeout_s, env=env_with())
     events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    for event in events:  # every event a device sees is what the contract's schema says
+        jsonschema.validate(event, event_schema(event["type"]))
     return run.returncode, events
+
+
+@functools.cache
+def event_schema(message_type: str) -> dict[str, Any]:
+    return schemas.load(message_type)
