@@ -19,7 +19,7 @@ import dataclasses
 import time
 import uuid
 import wave
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -276,8 +276,21 @@ class EventWatcher:
                         if message is not None:
                             yield r.topic, message
 
+    async def outcome(self, utterance_id: str, *, timeout_s: float = 30.0,
+                      done: asyncio.Event | None = None) -> Message:
+        """Return the utterance's one outcome: a directive, a decline or an error.
+
+        Raises ``TimeoutError`` when none arrives within ``timeout_s``.
+        """
+        async with contextlib.aclosing(self.events(utterance_id, timeout_s=timeout_s,
+                                                   done=done)) as events:
+            async for message in events:
+                if is_outcome(message):
+                    return message
+        raise TimeoutError(f"no outcome for {utterance_id}")
+
     async def events(self, utterance_id: str, *, timeout_s: float = 30.0,
-                     done: asyncio.Event | None = None) -> AsyncIterator[Message]:
+                     done: asyncio.Event | None = None) -> AsyncGenerator[Message, None]:
         """Yield the utterance's events until its outcome (and a directive's answer).
 
         After a directive, the skill's answer is awaited for ``RESPONSE_WAIT_S``.

@@ -70,12 +70,10 @@ async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path],
             workers.append(Process(["up"], env))
             workers[1].wait_ready()
             print(f"restarted worker ready after {time.monotonic() - restarted:.1f} s")
-            outcome = None
-            async for message in watch.events("u-victim", timeout_s=60, done=done):
-                outcome = message
+            outcome = await watch.outcome("u-victim", timeout_s=60, done=done)
             await streaming
         # The new worker carried the utterance on to its decision: no error, no silence.
-        assert outcome is not None and is_outcome(outcome), outcome
+        assert is_outcome(outcome, "directives"), outcome
         assert not isinstance(outcome, ErrorEvent), outcome
 
         ready = workers[1].log_events("worker.ready")[0]
