@@ -23,7 +23,6 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
@@ -32,11 +31,14 @@ import structlog
 
 from agents.base import (
     DeviceGate,
+    ModelQueue,
     Once,
     Origin,
+    Overloaded,
     Publisher,
     RecentIds,
     SendFn,
+    Skipped,
     forget_utterance,
     isolated,
 )
@@ -142,7 +144,7 @@ class AsrService:
         self.utterances: dict[str, Utterance] = {}
         self._closed = RecentIds(_CLOSED_MEMORY)
         self._contexts = contexts
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self.queue = ModelQueue(STAGE, settings.asr_queue_limit)
         self._engine = Once(engine_factory, AsrError)
         self._max_samples = (settings.endpointer.max_utterance_ms + 2000) * RATE // 1000
 
@@ -151,7 +153,7 @@ class AsrService:
         for utt in self.utterances.values():
             for task in utt.tasks.values():
                 task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.queue.shutdown()
 
     @property
     def loaded(self) -> bool:
@@ -166,7 +168,7 @@ class AsrService:
         """Load the engine in the inference thread now, not on the first utterance."""
         loop = asyncio.get_running_loop()
         try:
-            engine = await loop.run_in_executor(self._executor, self.engine)
+            engine = await loop.run_in_executor(self.queue.executor, self.engine)
         except AsrError as exc:
             structlog.get_logger("voicestream.asr").error("asr.unavailable", code=exc.code,
                                                           detail=str(exc))
@@ -424,15 +426,31 @@ class AsrService:
         audio = utt.audio(end_ms)
         phrases = self._phrases(utt.device_id)
         grammar = self._grammar(utt.device_id)
-        started = time.perf_counter()
-        try:
+
+        def transcribe() -> tuple[list[Hypothesis], float]:
+            # On the model's thread: a model not yet loaded loads there, once.
             engine = self.engine()
-            loop = asyncio.get_running_loop()
-            hyps = await loop.run_in_executor(self._executor, lambda: engine.transcribe(
+            started = time.perf_counter()
+            hyps = engine.transcribe(
                 audio, phrases=phrases, bias_weight=self.settings.asr_bias_weight,
                 phrase_bonus=self.settings.asr_phrase_bonus,
                 strong_weight=self.settings.asr_strong_weight, nbest=self.settings.asr_nbest,
-                grammar=grammar))
+                grammar=grammar)
+            return hyps, (time.perf_counter() - started) * 1000
+
+        try:
+            hyps, compute_ms = await self.queue.run(
+                utt.utterance_id, transcribe,
+                wanted=lambda: action.revision not in utt.tracker.cancelled)
+        except Skipped:
+            return  # reset while queued: never decoded
+        except Overloaded as exc:
+            utt.log.warning("asr.overloaded", revision=action.revision, pending=self.queue.pending)
+            if action.revision not in utt.tracker.cancelled:
+                await self._error(utt.device_id, utt.utterance_id, exc.code, str(exc),
+                                  action.revision, action.t_ms, utt.partition)
+                self._drop(utt)
+            return
         except AsrError as exc:
             if action.revision not in utt.tracker.cancelled:
                 await self._error(utt.device_id, utt.utterance_id, exc.code, str(exc),
@@ -449,7 +467,6 @@ class AsrService:
                                   action.revision, action.t_ms, utt.partition)
                 self._drop(utt)
             return
-        compute_ms = (time.perf_counter() - started) * 1000
         metrics.STAGE_LATENCY.labels(STAGE).observe(compute_ms / 1000)
         utt.log.info("asr.decoded", revision=action.revision, audio_ms=audio.size * 1000 // RATE,
                      compute_ms=round(compute_ms, 1), hypotheses=len(hyps),

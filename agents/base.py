@@ -8,9 +8,12 @@ and a log line; the agent goes on with the next message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol, TypeVar
 
 from infra import logs, metrics
@@ -23,12 +26,16 @@ T = TypeVar("T")
 
 
 class Once(Generic[T]):
-    """A model loaded on first use; a load error of type ``errors`` sticks and is re-raised."""
+    """A model loaded on first use; a load error of type ``errors`` sticks and is re-raised.
+
+    Thread-safe: two threads asking at once load it once.
+    """
 
     def __init__(self, factory: Callable[[], T],
                  errors: type[Exception] | tuple[type[Exception], ...] = Exception) -> None:
         self._factory = factory
         self._errors = errors
+        self._lock = threading.Lock()
         self.value: T | None = None
         self.error: Exception | None = None
 
@@ -39,15 +46,84 @@ class Once(Generic[T]):
 
     def get(self) -> T:
         """Return the value, loading it now if needed."""
-        if self.value is None:
-            if self.error is not None:
-                raise self.error
-            try:
-                self.value = self._factory()
-            except self._errors as exc:
-                self.error = exc
-                raise
-        return self.value
+        if self.value is not None:
+            return self.value
+        with self._lock:
+            if self.value is None:
+                if self.error is not None:
+                    raise self.error
+                try:
+                    self.value = self._factory()
+                except self._errors as exc:
+                    self.error = exc
+                    raise
+            return self.value
+
+
+class Overloaded(Exception):
+    """A model's queue is full: a new utterance is refused with code ``overloaded``."""
+
+    code = "overloaded"
+
+
+class Skipped(Exception):
+    """A queued job found, when its turn came, that its result is no longer wanted."""
+
+
+class ModelQueue:
+    """A bounded queue in front of one model's inference thread.
+
+    Jobs run one at a time on the thread, in order. The work of an utterance
+    admitted before always goes in, so that the utterances a worker took on
+    keep their latency; the first job of a new utterance is refused with
+    :class:`Overloaded` while ``limit`` jobs are waiting or running. A job is
+    handed a check to call first: a revision cancelled while it waited is
+    skipped before any inference (:class:`Skipped`).
+    """
+
+    def __init__(self, stage: str, limit: int) -> None:
+        self.stage = stage
+        self.limit = limit
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=stage)
+        #: Jobs submitted and not yet finished (waiting or running).
+        self.pending = 0
+        self.refused = 0
+        self._admitted = RecentIds(4096)
+
+    async def run(self, utterance_id: str, job: Callable[[], T],
+                  wanted: Callable[[], bool] = lambda: True) -> T:
+        """Run ``job`` on the model's thread for ``utterance_id``; see the class."""
+        if utterance_id not in self._admitted:
+            if self.pending >= self.limit:
+                self.refused += 1
+                metrics.OVERLOADED.labels(self.stage).inc()
+                raise Overloaded(f"{self.pending} {self.stage} jobs queued, limit {self.limit}")
+            self._admitted.add(utterance_id)
+
+        def guarded() -> T:
+            if not wanted():
+                raise Skipped
+            return job()
+
+        loop = asyncio.get_running_loop()
+        future = self.executor.submit(guarded)
+        self._count(+1)
+        # Counted down when the job really ends (or is cancelled unstarted), not when
+        # its awaiting task is cancelled: a running job still occupies the thread.
+        future.add_done_callback(lambda _: self._done_soon(loop))
+        return await asyncio.wrap_future(future)
+
+    def _done_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody counts any more
+            loop.call_soon_threadsafe(self._count, -1)
+
+    def _count(self, step: int) -> None:
+        self.pending += step
+        metrics.MODEL_QUEUE.labels(self.stage).set(self.pending)
+
+    def shutdown(self) -> None:
+        """Drop queued jobs and release the thread."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class RecentIds:

@@ -20,18 +20,20 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import faust
 import structlog
 
 from agents.base import (
+    ModelQueue,
     Once,
     Origin,
+    Overloaded,
     Publisher,
     RecentIds,
     SendFn,
+    Skipped,
     forget_utterance,
     isolated,
 )
@@ -195,7 +197,7 @@ class NluService:
         self.utterances: dict[str, Utterance] = {}
         self._closed = RecentIds(_CLOSED_MEMORY)
         self._contexts = contexts
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlu")
+        self.queue = ModelQueue(STAGE, settings.nlu_queue_limit)
         self._core = Once(lambda: Understander(model_factory(), nbest=settings.nlu_nbest,
                                                max_words=settings.nlu_max_words))
 
@@ -204,7 +206,7 @@ class NluService:
         for utt in self.utterances.values():
             for task in utt.tasks.values():
                 task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.queue.shutdown()
 
     @property
     def loaded(self) -> bool:
@@ -219,7 +221,7 @@ class NluService:
         """Load the model off the loop now rather than on the first request."""
         log = structlog.get_logger("voicestream.nlu")
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.core)
+            await asyncio.get_running_loop().run_in_executor(self.queue.executor, self.core)
         except (RuntimeError, OSError, ValueError) as exc:  # missing or unreadable model
             log.error("nlu.unavailable", code=getattr(exc, "code", "nlu-model-missing"),
                       detail=str(exc))
@@ -296,12 +298,24 @@ class NluService:
     async def _interpret(self, utt: Utterance, action: Decode) -> None:
         transcript = utt.transcripts[action.revision]
         ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
-        started = time.perf_counter()
-        try:
+
+        def interpret() -> Result:
+            # On the model's thread: a model not yet loaded loads there, once.
             core = self.core()
-            hyps = await asyncio.get_running_loop().run_in_executor(
-                self._executor, core.interpret, transcript.nbest, ctx)
-            result = Result(hyps, facts_consulted(ctx), (time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            hyps = core.interpret(transcript.nbest, ctx)
+            return Result(hyps, facts_consulted(ctx), (time.perf_counter() - started) * 1000)
+
+        try:
+            result = await self.queue.run(
+                utt.utterance_id, interpret,
+                wanted=lambda: action.revision not in utt.tracker.cancelled)
+        except Skipped:
+            utt.tasks.pop(action.revision, None)
+            return  # reset while queued: never interpreted
+        except Overloaded as exc:
+            utt.log.warning("nlu.overloaded", revision=action.revision, pending=self.queue.pending)
+            result = Result([], (), 0.0, NluError(exc.code, str(exc)))
         except NluError as exc:
             result = Result([], (), 0.0, exc)
         except asyncio.CancelledError:

@@ -149,6 +149,11 @@ class Settings:
     drain_timeout_s: float = 20.0
     #: Open utterances a worker holds at once; more are refused with ``too-many-utterances``.
     max_open_utterances: int = 1000
+    #: Recognition jobs a worker queues (waiting or running); past it a new utterance
+    #: is refused with ``overloaded``, while the ones already taken on go ahead.
+    asr_queue_limit: int = 16
+    #: The same for understanding (much faster per job).
+    nlu_queue_limit: int = 64
     #: Audio from devices without a published context is refused (``unknown-device``).
     require_known_devices: bool = False
     #: The fleet's device master key (``voicestream devices init``). Set: every
@@ -217,6 +222,8 @@ class Settings:
             raise ConfigError("drain_timeout_s must be >= 0")
         if self.utterance_idle_timeout_s <= 0 or self.max_open_utterances < 1:
             raise ConfigError("utterance limits must be positive")
+        if self.asr_queue_limit < 1 or self.nlu_queue_limit < 1:
+            raise ConfigError("asr_queue_limit and nlu_queue_limit must be >= 1")
         if self.asr_engine not in {"whisper", "pocketsphinx"}:
             raise ConfigError("asr_engine must be whisper or pocketsphinx")
         if self.asr_whisper_model not in {"tiny.en", "base"}:

@@ -49,6 +49,16 @@ VAD_BATCH = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY,
 )
 
+OVERLOADED = Counter(
+    "voicestream_overloaded_total",
+    "New utterances refused because a model's queue was full (outcome ``overloaded``).",
+    ["stage"], registry=REGISTRY,
+)
+MODEL_QUEUE = Gauge(
+    "voicestream_model_queue", "Inference jobs waiting or running, per model.", ["stage"],
+    registry=REGISTRY,
+)
+
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` on ``addr:port`` in a background thread."""

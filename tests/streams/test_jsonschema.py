@@ -67,7 +67,9 @@ def test_what_the_schema_refuses_the_decoder_refuses(cls: type[Message],
     wire = loads(encode(draw_message(cls, data), Codec.MSGPACK), Codec.MSGPACK)
     binary = {f.name for f in dataclasses.fields(cls)
               if isinstance(wire.get(f.name), bytes)}  # JSON Schema has no bytes type
-    field = data.draw(st.sampled_from(sorted(set(wire) - {"type"} - binary)))
+    # A reset's ``revision`` is written for readers and derived, not read, on decoding.
+    derived = {"revision"} if cls.TYPE.value == "reset" else set()
+    field = data.draw(st.sampled_from(sorted(set(wire) - {"type"} - binary - derived)))
     wire[field] = data.draw(json_values)
     if data.draw(st.booleans()):
         del wire[field]
@@ -81,7 +83,19 @@ def test_what_the_schema_refuses_the_decoder_refuses(cls: type[Message],
     if accepted:
         assert valid, (field, wire.get(field, "missing"))
     elif valid:  # the schema cannot say it: a range or an invariant between fields
-        assert code in ("invalid-value", "unsupported-schema-version"), (code, field)
+        assert code in ("invalid-value", "unsupported-schema-version") or (
+            # JSON Schema counts 1.0 as an integer; the decoder wants an int.
+            code == "wrong-type" and integral_float(wire.get(field))), (code, field)
+
+
+def integral_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, list):
+        return any(integral_float(v) for v in value)
+    if isinstance(value, dict):
+        return any(integral_float(v) for v in value.values())
+    return False
 
 
 def test_a_directive_without_its_skill_or_with_a_bad_reason_is_invalid() -> None:
