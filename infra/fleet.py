@@ -12,7 +12,10 @@ utterance (:class:`Outcome`). Scenarios:
 - ``rolling``: each worker in turn gets SIGTERM and is started again while
   the devices keep streaming (a rolling restart);
 - ``broker``: Kafka node 1 of 3 is SIGKILLed ``KILL_AT_S`` into the burst and
-  restarted after it (needs the :class:`KafkaCluster`).
+  restarted after it (needs the :class:`KafkaCluster`);
+- ``saturate``: nothing fails; meant for more devices than the workers can
+  decode at once (one worker, 30 devices), to see load shedding: every
+  utterance must still get one outcome, a directive or ``overloaded``.
 
 Used by ``benchmarks/bench_fleet.py`` (which prints the figures) and by the
 tests (which assert on them).
@@ -59,6 +62,20 @@ class Outcome:
     outcomes: dict[str, list[tuple[float, str, str]]] = dataclasses.field(
         default_factory=lambda: collections.defaultdict(list))
     moved_s: list[float] = dataclasses.field(default_factory=list)
+    #: utterance id -> when its audio file had been sent (real time), s since the start.
+    audio_end_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Settings the workers ran with (``NAME=VALUE``), for the report.
+    settings: str = ""
+
+    def latencies(self) -> list[float]:
+        """Seconds from the end of each decided utterance's audio to its first outcome,
+        for directives and declines (errors such as ``overloaded`` come at once)."""
+        out = []
+        for utt in self.utterances:
+            got = self.outcomes.get(utt, [])
+            if got and got[0][1] != "error" and utt in self.audio_end_s:
+                out.append(got[0][0] - self.audio_end_s[utt])
+        return sorted(out)
 
     def row(self) -> dict[str, Any]:
         counts = [len(self.outcomes.get(u, [])) for u in self.utterances]
@@ -76,18 +93,29 @@ class Outcome:
                 "declined": sum(t == "declined" for u in self.utterances
                                 for _, t, _ in self.outcomes.get(u, [])),
                 "errors": dict(codes), "moved_s": [round(m, 1) for m in self.moved_s],
-                "max_gap_s": round(max(gaps), 1) if gaps else None}
+                "max_gap_s": round(max(gaps), 1) if gaps else None,
+                "settings": self.settings,
+                "decided_p50_s": _quantile(self.latencies(), 0.5),
+                "decided_p95_s": _quantile(self.latencies(), 0.95)}
+
+
+def _quantile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 2)
 
 
 class Fleet:
     """A group of worker processes sharing one app id and topic prefix."""
 
-    def __init__(self, url: str, folder: Path, name: str, workers: int) -> None:
+    def __init__(self, url: str, folder: Path, name: str, workers: int,
+                 settings: dict[str, str] | None = None) -> None:
         self.url = url
         self.env = {"VOICESTREAM_BROKER": url,
                     "VOICESTREAM_APP_ID": f"fleet-{name}-{os.getpid()}",
                     "VOICESTREAM_TOPIC_PREFIX": f"fleet-{name}-{os.getpid()}.",
-                    "VOICESTREAM_LOG_LEVEL": os.environ.get("FLEET_LOG_LEVEL", "info")}
+                    "VOICESTREAM_LOG_LEVEL": os.environ.get("FLEET_LOG_LEVEL", "info"),
+                    **{f"VOICESTREAM_{k.upper()}": v for k, v in (settings or {}).items()}}
         self.prefix = self.env["VOICESTREAM_TOPIC_PREFIX"]
         self.folder = folder / name
         self.workers: list[Process | None] = [None] * workers
@@ -147,7 +175,7 @@ async def watch_outcomes(watch: EventWatcher, result: Outcome, t0: float) -> Non
 
 
 async def speak(conn: Connection, prefix: str, device: str, utterances: list[str],
-                keep_going: asyncio.Event | None) -> None:
+                keep_going: asyncio.Event | None, result: Outcome, t0: float) -> None:
     """Stream commands from ``device`` in real time, one after another.
 
     With ``keep_going``, more follow while it is set, each after ``PAUSE_S`` (a
@@ -161,6 +189,8 @@ async def speak(conn: Connection, prefix: str, device: str, utterances: list[str
                 await asyncio.sleep(PAUSE_S)
                 utterances.append(f"{stem}-r{n}")
             pcm, rate = read_wav(audio_path(SPOKEN[(n + int(device[3:])) % len(SPOKEN)]))
+            started = time.monotonic() - t0
+            result.audio_end_s[utterances[n]] = started + len(pcm) / 2 / rate
             await dev.stream(pcm, rate, utterance_id=utterances[n], tail_ms=1200)
             n += 1
 
@@ -194,8 +224,8 @@ async def run_scenario(scenario: str, fleet: Fleet, devices: int, rounds: int,
         keep_going = asyncio.Event() if scenario == "rolling" else None
         if keep_going is not None:
             keep_going.set()
-        speakers = [asyncio.create_task(speak(conn, fleet.prefix, n, plans[n], keep_going))
-                    for n in names]
+        speakers = [asyncio.create_task(speak(conn, fleet.prefix, n, plans[n], keep_going,
+                                              result, t0)) for n in names]
         if scenario == "kill":
             await asyncio.sleep(KILL_AT_S)
             killed = time.time()
