@@ -61,6 +61,8 @@ CAPABILITIES = frozenset({"screen", "speaker"})
 NEAR_TIE = 0.1
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _CLOSED_MEMORY = 4096
+#: A skill instance silent this many skill timeouts is forgotten.
+HEARTBEAT_TTL = 6
 
 
 class RegistryError(ValueError):
@@ -319,13 +321,25 @@ class ArbiterService:
         self.check_liveness = check_liveness
         self.log = structlog.get_logger("voicestream.arbiter").bind(stage=STAGE)
 
-    def on_status(self, status: SkillStatus) -> None:
-        """Record a skill instance's heartbeat (or its clean shutdown)."""
+    def on_status(self, status: SkillStatus, now_ms: int | None = None) -> None:
+        """Record a skill instance's heartbeat (or its clean shutdown).
+
+        Instances silent for ``HEARTBEAT_TTL`` skill timeouts are forgotten (a
+        crashed instance never says it is down).
+        """
         instances = self.heartbeats.setdefault(status.skill, {})
         if status.state is SkillState.DOWN:
             instances.pop(status.instance, None)
         else:
             instances[status.instance] = max(status.at_ms, instances.get(status.instance, 0))
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        expired = now_ms - HEARTBEAT_TTL * self.settings.skill_timeout_s * 1000
+        for skill in list(self.heartbeats):
+            kept = {i: t for i, t in self.heartbeats[skill].items() if t >= expired}
+            if kept:
+                self.heartbeats[skill] = kept
+            else:
+                del self.heartbeats[skill]
 
     def live(self, skill: str, now_ms: int | None = None) -> bool:
         """Whether an instance of ``skill`` sent a heartbeat within ``skill_timeout_s``."""

@@ -42,11 +42,12 @@ async def resolve(profile: BrokerProfile) -> BrokerProfile:
     return dataclasses.replace(profile, replication_factor=max(1, min(3, brokers)))
 
 
-def topic_configs(profile: BrokerProfile, *, compacted: bool = False) -> dict[str, str]:
-    """Per-topic settings of the topics voicestream creates."""
-    configs = {"min.insync.replicas": str(profile.min_insync_replicas)}
-    if compacted:
-        configs["cleanup.policy"] = "compact"
+def topic_configs(profile: BrokerProfile, spec: topics.TopicSpec) -> dict[str, str]:
+    """Per-topic settings of the topics voicestream creates: compaction and retention."""
+    configs = {"min.insync.replicas": str(profile.min_insync_replicas),
+               "cleanup.policy": spec.cleanup_policy}
+    if spec.retention_ms is not None:
+        configs["retention.ms"] = str(spec.retention_ms)
     return configs
 
 
@@ -60,11 +61,12 @@ async def ensure_topics(settings: Settings, profile: BrokerProfile) -> None:
         wanted = [
             NewTopic(settings.topic(spec.short), settings.partitions,
                      profile.replication_factor,
-                     topic_configs=topic_configs(profile, compacted=spec.compacted))
+                     topic_configs=topic_configs(profile, spec))
             for spec in topics.ALL if settings.topic(spec.short) not in existing
         ]
         wanted += [NewTopic(settings.topic(short), settings.partitions,
-                            profile.replication_factor, topic_configs=topic_configs(profile))
+                            profile.replication_factor,
+                            topic_configs=topic_configs(profile, topics.SKILL_DIRECTIVES))
                    for short in skill_topics(settings)
                    if settings.topic(short) not in existing]
         for topic in wanted:

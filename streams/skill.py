@@ -29,6 +29,7 @@ import logging
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,9 @@ from streams.directive import (
     SkillStatus,
 )
 from streams.schema import Message, SerializationError
+
+#: Directives a skill remembers the status of (its at-most-once journal), newest kept.
+JOURNAL_SIZE = 100_000
 
 log = logging.getLogger("voicestream.skill")
 
@@ -95,7 +99,8 @@ class Skill:
         self._handler: Handler | None = None
         self._producer: AIOKafkaProducer | None = None
         #: directive_id -> the newest status this skill published for it (any run).
-        self.journal: dict[str, ResponseStatus] = {}
+        #: directive id -> its last status (bounded: the oldest are forgotten first).
+        self.journal: OrderedDict[str, ResponseStatus] = OrderedDict()
         #: Directives handed to the handler by this run, in order (for tests and logs).
         self.handled: list[str] = []
         self.ready = asyncio.Event()
@@ -112,13 +117,21 @@ class Skill:
                                            key=key.encode())
 
     async def _respond(self, d: Directive, status: ResponseStatus, text: str = "") -> None:
-        await self.publish(topics.RESPONSES, d.device_id, SkillResponse(
+        # Keyed by directive id: compaction keeps each directive's last status.
+        await self.publish(topics.RESPONSES, d.directive_id, SkillResponse(
             directive_id=d.directive_id, device_id=d.device_id, utterance_id=d.utterance_id,
             skill=self.name, status=status, text=text, at_ms=_now_ms()))
-        self.journal[d.directive_id] = status
+        self._note(d.directive_id, status)
+
+    def _note(self, directive_id: str, status: ResponseStatus) -> None:
+        self.journal[directive_id] = status
+        self.journal.move_to_end(directive_id)
+        while len(self.journal) > JOURNAL_SIZE:
+            self.journal.popitem(last=False)
 
     async def _status(self, state: SkillState) -> None:
-        await self.publish(topics.SKILLS, self.name, SkillStatus(
+        # Keyed per instance: compaction keeps each instance's last heartbeat.
+        await self.publish(topics.SKILLS, f"{self.name}/{self.instance}", SkillStatus(
             skill=self.name, instance=self.instance, state=state, at_ms=_now_ms()))
 
     async def _heartbeats(self) -> None:
@@ -155,7 +168,7 @@ class Skill:
                         except SerializationError:
                             continue
                         if isinstance(msg, SkillResponse) and msg.skill == self.name:
-                            self.journal[msg.directive_id] = msg.status
+                            self._note(msg.directive_id, msg.status)
         finally:
             await consumer.stop()
 

@@ -1,7 +1,11 @@
-"""Topic registry: names, partitioning, compaction and codec of every topic.
+"""Topic registry: names, partitioning, compaction, retention and codec of every topic.
 
-Every topic but the skills' heartbeats is keyed by device id, so a device's
-audio, context and results stay on one partition each, in order.
+Every topic but two is keyed by device id, so a device's audio, context and
+results stay on one partition each, in order. The two are compacted journals
+where the latest record per key is what counts: the skills' heartbeats (keyed
+``<skill>/<instance>``) and the skills' responses (keyed by directive id).
+Compacted topics whose keys keep coming (heartbeats, responses) also expire
+after their retention; the context topic keeps each device's newest snapshot.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from enum import StrEnum
 
 from streams.codec import Codec
 from streams.schema import MessageType
+
+DAY_MS = 24 * 3600 * 1000
 
 
 class Role(StrEnum):
@@ -30,7 +36,16 @@ class TopicSpec:
     role: Role
     kinds: frozenset[MessageType]
     compacted: bool = False
+    #: How long records are kept, ms (None: kept; only for a compacted topic).
+    retention_ms: int | None = 7 * DAY_MS
     doc: str = ""
+
+    @property
+    def cleanup_policy(self) -> str:
+        """Kafka's ``cleanup.policy`` for the topic."""
+        if self.compacted:
+            return "compact,delete" if self.retention_ms is not None else "compact"
+        return "delete"
 
     def name(self, prefix: str) -> str:
         """Return the full topic name under ``prefix``."""
@@ -44,6 +59,7 @@ AUDIO = TopicSpec(
     frozenset(
         {MessageType.UTTERANCE_START, MessageType.AUDIO_FRAME, MessageType.UTTERANCE_STOP}
     ),
+    retention_ms=DAY_MS,
     doc="device audio: utterance start, frames, stop",
 )
 CONTEXT = TopicSpec(
@@ -52,6 +68,7 @@ CONTEXT = TopicSpec(
     Role.INPUT,
     frozenset({MessageType.DEVICE_CONTEXT}),
     compacted=True,
+    retention_ms=None,
     doc="device context snapshots; compacted, newest per device wins",
 )
 CONTEXT_UPDATES = TopicSpec(
@@ -66,7 +83,8 @@ FEEDBACK = TopicSpec(
     Codec.JSON,
     Role.INPUT,
     frozenset(),
-    doc="user feedback and rephrases, for the rewrite stage",
+    retention_ms=30 * DAY_MS,
+    doc="user feedback and rephrases, for the rewrite stage (mined over weeks)",
 )
 ENDPOINTS = TopicSpec(
     "endpoints",
@@ -101,14 +119,18 @@ RESPONSES = TopicSpec(
     Codec.JSON,
     Role.OUTPUT,
     frozenset({MessageType.SKILL_RESPONSE}),
-    doc="skills' answers to directives (accepted, then done or failed)",
+    compacted=True,
+    doc="skills' answers to directives (accepted, then done or failed), keyed by directive "
+        "id: compacted to each directive's last status, the skills' journal",
 )
 SKILLS = TopicSpec(
     "skills",
     Codec.JSON,
     Role.INTERNAL,
     frozenset({MessageType.SKILL_STATUS}),
-    doc="skill heartbeats, keyed by skill name",
+    compacted=True,
+    retention_ms=DAY_MS,
+    doc="skill heartbeats, keyed by <skill>/<instance>: compacted to each instance's last",
 )
 DEAD_LETTERS = TopicSpec(
     "deadletter",
@@ -125,6 +147,7 @@ REPLIES = TopicSpec(
     frozenset({MessageType.ENDPOINT, MessageType.RESET, MessageType.TRANSCRIPT,
                MessageType.INTERPRETATION, MessageType.DIRECTIVE, MessageType.DECLINED,
                MessageType.SKILL_RESPONSE, MessageType.ERROR}),
+    retention_ms=DAY_MS,
     doc="each device's results, sealed for it (streams.identity), where devices sign",
 )
 
