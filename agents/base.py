@@ -182,11 +182,16 @@ class Publisher:
         ``partition``: the partition of the input this answers (see :class:`SendFn`).
         """
         await self._send(spec.short, key.encode(), encode(message, spec.codec), partition)
-        if isinstance(message, ErrorEvent):
+        if isinstance(message, ErrorEvent) and message.stage == self.stage:
+            # Counted and logged where it is raised, not again by each stage passing it on.
             metrics.ERRORS.labels(message.stage, message.code).inc()
             self.log.warning("utterance.error", device_id=message.device_id,
                              utterance_id=message.utterance_id, code=message.code,
                              detail=message.message)
+        elif isinstance(message, ErrorEvent):
+            self.log.debug("utterance.error_forwarded", device_id=message.device_id,
+                           utterance_id=message.utterance_id, code=message.code,
+                           raised_by=message.stage)
 
     async def dead_letter(self, origin: Origin, code: str, message: str, *,
                           raw: bytes = b"", device_id: str = "",

@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from agents.base import DeviceGate, Origin, Publisher, SendFn, isolated
+from infra import metrics
 from infra.config import Settings
 from streams import topics
 from streams.context import DeviceContext
@@ -63,6 +64,7 @@ def register(app: faust.App, settings: Settings, send: SendFn,
             update = await pub.decode(topics.CONTEXT_UPDATES, origin, raw)
             if isinstance(update, ContextUpdate):
                 table[update.device_id] = merge(table.get(update.device_id), update)
+                metrics.CONTEXTS.inc()
                 pub.log.info("context.merged", device_id=update.device_id,
                              source=update.source, states=sorted(update.states))
             return
@@ -70,6 +72,7 @@ def register(app: faust.App, settings: Settings, send: SendFn,
         if isinstance(ctx, DeviceContext) and await gate.admit(
                 pub, topics.CONTEXT, origin, raw or b"", ctx):
             table[ctx.device_id] = ctx.to_wire()
+            metrics.CONTEXTS.inc()
             pub.log.info("context.updated", device_id=ctx.device_id, **ctx.redacted())
 
     @app.agent(topic, name="context", concurrency=1)

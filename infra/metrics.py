@@ -49,6 +49,10 @@ VAD_BATCH = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY,
 )
 
+CONTEXTS = Counter(
+    "voicestream_contexts_total", "Device context snapshots and updates taken into the table.",
+    registry=REGISTRY,
+)
 OVERLOADED = Counter(
     "voicestream_overloaded_total",
     "New utterances refused because a model's queue was full (outcome ``overloaded``).",
