@@ -1,34 +1,18 @@
-"""The arbiter: ranked interpretations in, one directive or decline per utterance out.
+"""The arbiter agent: ranked interpretations in, exactly one outcome per utterance out.
 
-Two pure cores and a thin agent:
-
-* :class:`Registry` is the skill registry (a TOML file, validated on load).
-* :class:`Arbiter` picks the skill for an utterance's interpretations in the
-  device's context, or declines with a reason, explaining near-ties.
-* :class:`Gate` holds a decision made on a speculative revision until the
-  final end-point confirms that revision, releases it at once then, and drops
-  it on the revision's reset. A directive is only ever released on a *final*
-  interpretation, which exists only for a revision the final end-pointer
-  confirmed, so nothing from a cancelled branch reaches a skill, whenever the
-  reset arrives.
-
-Every utterance ends with exactly one outcome on the directives topic: a
-``Directive`` (also sent to the chosen skill's topic), a ``Declined``, or the
-``ErrorEvent`` with which an earlier stage ended it (forwarded in band, like
-resets).
+A thin service around the pure cores of :mod:`agents.registry` (the skills)
+and :mod:`agents.routing` (the choice and the release gate). Every utterance
+ends with exactly one outcome on the directives topic: a ``Directive`` (also
+sent to the chosen skill's topic), a ``Declined``, or the ``ErrorEvent`` with
+which an earlier stage ended it (forwarded in band, like resets).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import fnmatch
-import re
 import time
-import tomllib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -36,6 +20,8 @@ import structlog
 
 from agents.base import Origin, Publisher, SendFn, isolated
 from agents.ledger import Ledger
+from agents.registry import Registry
+from agents.routing import Arbiter, Gate
 from infra import metrics
 from infra.config import Settings
 from streams import topics
@@ -51,255 +37,12 @@ from streams.directive import (
     directive_id,
 )
 from streams.endpoint import EndpointKind, Reset
-from streams.nlu import Hypothesis, Interpretations
+from streams.nlu import Interpretations
 
 STAGE = "arbiter"
-#: Bundled registry of the example skills.
-DEFAULT_REGISTRY = Path(__file__).resolve().parent / "skills" / "registry.toml"
-CAPABILITIES = frozenset({"screen", "speaker"})
-#: Two interpretations closer than this in score are a near-tie.
-NEAR_TIE = 0.1
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _CLOSED_MEMORY = 4096
 #: A skill instance silent this many skill timeouts is forgotten.
 HEARTBEAT_TTL = 6
-
-
-class RegistryError(ValueError):
-    """The skill registry is malformed; the message names the entry and the field."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SkillSpec:
-    """One skill: what it handles, what it needs, and how it ranks."""
-
-    name: str
-    intents: tuple[str, ...]
-    topic: str
-    requires: frozenset[str] = frozenset()
-    priority: int = 0
-    min_confidence: float = 0.3
-    description: str = ""
-
-    def handles(self, intent: str) -> bool:
-        """Whether one of the skill's intent patterns (``iot_*``) matches ``intent``."""
-        return any(fnmatch.fnmatchcase(intent, p) for p in self.intents)
-
-
-_FIELDS = {"name", "intents", "topic", "requires", "priority", "min_confidence", "description"}
-
-
-class Registry:
-    """The skills, in file order; built from TOML ``[[skill]]`` tables."""
-
-    def __init__(self, skills: Sequence[SkillSpec]) -> None:
-        self.skills = tuple(skills)
-
-    @classmethod
-    def load(cls, path: Path | str = DEFAULT_REGISTRY) -> Registry:
-        """Read and validate a registry file; raise ``RegistryError`` naming what is wrong."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise RegistryError(f"{path}: {exc}") from exc
-        return cls.parse(data, str(path))
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], source: str = "registry") -> Registry:
-        """Validate a decoded registry document."""
-        extra = set(data) - {"skill"}
-        if extra:
-            raise RegistryError(f"{source}: unknown top-level keys {sorted(extra)}; "
-                                "use [[skill]] tables")
-        entries = data.get("skill")
-        if not isinstance(entries, list) or not entries:
-            raise RegistryError(f"{source}: no [[skill]] entries")
-        skills: list[SkillSpec] = []
-        for i, entry in enumerate(entries):
-            where = f"{source}: skill #{i + 1}"
-            if not isinstance(entry, dict):
-                raise RegistryError(f"{where}: must be a table")
-            unknown = set(entry) - _FIELDS
-            if unknown:
-                raise RegistryError(f"{where}: unknown keys {sorted(unknown)}; "
-                                    f"valid: {sorted(_FIELDS)}")
-            name = entry.get("name")
-            if not isinstance(name, str) or not _NAME.match(name):
-                raise RegistryError(f"{where}: name must be lower-case letters, digits, '-'")
-            where = f"{source}: skill {name!r}"
-            if any(s.name == name for s in skills):
-                raise RegistryError(f"{where}: defined twice")
-            intents = entry.get("intents")
-            if not isinstance(intents, list) or not intents or not all(
-                    isinstance(x, str) and re.fullmatch(r"[a-z0-9_*]+", x) for x in intents):
-                raise RegistryError(f"{where}: intents must be a non-empty list of intent "
-                                    "names (lower case, '*' as a wildcard)")
-            requires = entry.get("requires", [])
-            if not isinstance(requires, list) or not set(requires) <= CAPABILITIES:
-                raise RegistryError(f"{where}: requires must list capabilities from "
-                                    f"{sorted(CAPABILITIES)}")
-            priority = entry.get("priority", 0)
-            if isinstance(priority, bool) or not isinstance(priority, int):
-                raise RegistryError(f"{where}: priority must be an integer")
-            conf = entry.get("min_confidence", 0.3)
-            if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0 <= conf <= 1:
-                raise RegistryError(f"{where}: min_confidence must be a number in 0..1")
-            topic = entry.get("topic", f"{topics.SKILL_TOPIC_PREFIX}{name}")
-            if not isinstance(topic, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", topic):
-                raise RegistryError(f"{where}: topic must be a Kafka topic name")
-            skills.append(SkillSpec(name, tuple(intents), topic, frozenset(requires), priority,
-                                    float(conf), str(entry.get("description", ""))))
-        return cls(skills)
-
-    def get(self, name: str) -> SkillSpec | None:
-        """The skill called ``name``."""
-        return next((s for s in self.skills if s.name == name), None)
-
-    def handling(self, intent: str) -> list[SkillSpec]:
-        """Skills that handle ``intent``, highest priority first, then by name."""
-        return sorted((s for s in self.skills if s.handles(intent)),
-                      key=lambda s: (-s.priority, s.name))
-
-
-def capabilities(ctx: Mapping[str, Any] | None) -> frozenset[str]:
-    """What the device can do, from its context (a device without context has a speaker)."""
-    ctx = ctx or {}
-    caps = set()
-    if ctx.get("has_screen"):
-        caps.add("screen")
-    if ctx.get("has_speaker", True):
-        caps.add("speaker")
-    return frozenset(caps)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Choice:
-    """A skill chosen for an interpretation, or why none was."""
-
-    hypothesis: Hypothesis | None
-    skill: SkillSpec | None
-    reason: DeclineReason | None
-    explanation: str
-
-
-def _tie_order(pair: tuple[SkillSpec | None, Hypothesis]) -> tuple[int, float, str]:
-    """Near-tie order: a routable skill first, higher priority, higher score, intent name."""
-    skill, hyp = pair
-    return (-(skill.priority if skill else -(10**9)), -hyp.score, hyp.intent)
-
-
-class Arbiter:
-    """Choose a skill for ranked interpretations (pure).
-
-    For the best interpretation: skills that handle its intent, then those the
-    device can serve, then those whose ``min_confidence`` the score reaches;
-    among them the highest priority, then the name. When the runner-up
-    interpretation is within :data:`NEAR_TIE` and would go to another skill,
-    the tie is broken by skill priority, then score, then intent name, and the
-    event says so.
-    """
-
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-
-    def _route(self, hyp: Hypothesis, caps: frozenset[str]
-               ) -> tuple[SkillSpec | None, DeclineReason | None, str]:
-        handlers = self.registry.handling(hyp.intent)
-        if not handlers:
-            return None, DeclineReason.OUT_OF_DOMAIN, f"no skill handles {hyp.intent}"
-        capable = [s for s in handlers if s.requires <= caps]
-        if not capable:
-            needs = ", ".join(f"{s.name} needs {'+'.join(sorted(s.requires - caps))}"
-                              for s in handlers)
-            return None, DeclineReason.NO_CAPABLE_SKILL, f"{hyp.intent}: {needs}"
-        confident = [s for s in capable if hyp.score >= s.min_confidence]
-        if not confident:
-            s = capable[0]
-            return None, DeclineReason.LOW_CONFIDENCE, \
-                f"{hyp.intent} scored {hyp.score:.2f} < {s.name}'s minimum {s.min_confidence:.2f}"
-        skill = confident[0]
-        others = [s.name for s in confident[1:]]
-        why = f"{hyp.intent} -> {skill.name} (priority {skill.priority})"
-        if others:
-            why += f" over {', '.join(others)}"
-        return skill, None, why
-
-    def choose(self, hyps: Sequence[Hypothesis], ctx: Mapping[str, Any] | None) -> Choice:
-        """Pick the skill for the ranked ``hyps`` in context ``ctx``."""
-        if not hyps:
-            return Choice(None, None, DeclineReason.NOT_UNDERSTOOD, "no interpretation")
-        caps = capabilities(ctx)
-        best = hyps[0]
-        skill, reason, why = self._route(best, caps)
-        if len(hyps) > 1 and best.score - hyps[1].score < NEAR_TIE and \
-                hyps[1].intent != best.intent:
-            second = hyps[1]
-            skill2, _, why2 = self._route(second, caps)
-            if skill2 is not None and (skill is None or skill2.name != skill.name):
-                order = sorted([(skill, best), (skill2, second)], key=_tie_order)
-                if skill is None or order[0][0] is skill2:
-                    return Choice(second, skill2, None,
-                                  f"near-tie {best.intent} {best.score:.2f} vs {second.intent} "
-                                  f"{second.score:.2f}: chose {skill2.name} "
-                                  f"({'no skill for the first' if skill is None else 'priority'})"
-                                  f"; {why2}")
-                why = (f"near-tie {best.intent} {best.score:.2f} vs {second.intent} "
-                       f"{second.score:.2f}: kept {skill.name}; {why}")
-        return Choice(best, skill, reason, why)
-
-
-@dataclasses.dataclass(slots=True)
-class _Held:
-    decision: Directive | Declined
-    decided_at: float
-
-
-@dataclasses.dataclass(slots=True)
-class Gate:
-    """Release gating for one utterance (pure; times are passed in).
-
-    ``hold`` keeps the decision for a speculative revision; ``confirm`` releases
-    the decision for the final revision (held or new); ``cancel`` drops a
-    revision at its reset. At most one decision is released per utterance.
-    """
-
-    held: dict[int, _Held] = dataclasses.field(default_factory=dict)
-    cancelled: set[int] = dataclasses.field(default_factory=set)
-    released: bool = False
-    #: Decisions thrown away because their revision was reset.
-    dropped: int = 0
-
-    def hold(self, revision: int, decision: Directive | Declined, now: float) -> None:
-        """Keep the decision made on the speculative interpretation of ``revision``."""
-        if revision not in self.cancelled and not self.released:
-            self.held[revision] = _Held(decision, now)
-
-    def wants(self, revision: int) -> bool:
-        """Whether a decision for ``revision`` could still be released."""
-        return not self.released and revision not in self.cancelled
-
-    def confirm(self, revision: int, now: float) -> tuple[Directive | Declined, float] | None:
-        """Release the held decision for ``revision``: (decision, ms it was held)."""
-        if not self.wants(revision):
-            return None
-        held = self.held.pop(revision, None)
-        if held is None:
-            return None
-        self.released = True
-        self.held.clear()
-        return held.decision, (now - held.decided_at) * 1000
-
-    def end(self) -> None:
-        """End the utterance without a decision (an earlier stage's error is its outcome)."""
-        self.released = True
-        self.held.clear()
-
-    def cancel(self, revision: int) -> None:
-        """Drop ``revision`` (its reset arrived)."""
-        self.cancelled.add(revision)
-        if self.held.pop(revision, None) is not None:
-            self.dropped += 1
 
 
 class ArbiterService:

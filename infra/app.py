@@ -16,10 +16,10 @@ from agents import context as context_agent
 from agents import endpointer as endpointer_agent
 from agents import nlu as nlu_agent
 from agents import replies as replies_agent
-from agents.arbiter import DEFAULT_REGISTRY, Registry
 from agents.base import DeviceGate
 from agents.ledger import Ledger
 from agents.recovery import AudioLog
+from agents.registry import DEFAULT_REGISTRY, Registry
 from infra import logs
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR, IDEMPOTENT_ATTR

@@ -23,7 +23,7 @@ log = logs.get("voicestream.runner")
 
 def skill_topics(settings: Settings) -> list[str]:
     """The registry's per-skill directive topics (short names)."""
-    from agents.arbiter import DEFAULT_REGISTRY, Registry
+    from agents.registry import DEFAULT_REGISTRY, Registry
 
     registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
     return [s.topic for s in registry.skills]

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from agents.arbiter import DEFAULT_REGISTRY, Arbiter, ArbiterService, Gate, Registry, RegistryError
+from agents.arbiter import ArbiterService
 from agents.base import Origin
+from agents.registry import DEFAULT_REGISTRY, Registry, RegistryError
+from agents.routing import Arbiter, Gate
 from infra.config import Settings
 from streams import topics
 from streams.codec import Codec, decode, encode

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.arbiter import DEFAULT_REGISTRY, ArbiterService, Registry
+from agents.arbiter import ArbiterService
 from agents.asr import AsrService
 from agents.base import Origin
 from agents.ledger import Ledger
 from agents.nlu import NluService
+from agents.registry import DEFAULT_REGISTRY, Registry
 from infra.config import Settings
 from streams import topics
 from streams.client import is_outcome

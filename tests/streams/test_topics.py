@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from agents.arbiter import DEFAULT_REGISTRY, HEARTBEAT_TTL, ArbiterService, Registry
+from agents.arbiter import HEARTBEAT_TTL, ArbiterService
+from agents.registry import DEFAULT_REGISTRY, Registry
 from infra.config import Settings
 from infra.runner import topic_configs
 from streams import topics
