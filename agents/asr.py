@@ -31,21 +31,19 @@ import structlog
 
 from agents.base import (
     DeviceGate,
-    ModelQueue,
     Once,
     Origin,
     Overloaded,
-    Publisher,
     RecentIds,
     SendFn,
     Skipped,
-    forget_utterance,
     isolated,
 )
 from agents.endpointing import FrameAssembler
 from agents.ledger import Ledger
 from agents.recovery import AudioLog, Progress, ReplayError
-from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
+from agents.revisions import Decode, Emit, RevisionTracker
+from agents.stage import CLOSED_MEMORY, UtteranceStage
 from infra import metrics
 from infra.config import Settings
 from models.asr import AsrError, Engine, Float32Array, Hypothesis
@@ -64,7 +62,6 @@ RATE = 16000
 TAIL_MS = 200
 #: How long a decode waits for its audio to arrive, s.
 AUDIO_WAIT_S = 5.0
-_CLOSED_MEMORY = 4096
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,39 +118,26 @@ class Utterance:
         return self.chunks[0][: end_ms * RATE // 1000]
 
 
-class AsrService:
+class AsrService(UtteranceStage[Utterance]):
     """State and logic of the ASR agent, independent of how it is wired."""
 
     def __init__(self, settings: Settings, send: SendFn,
                  engine_factory: Callable[[], Engine], *, contexts: Any = None,
                  ledger: Ledger | None = None, audio_log: AudioLog | None = None,
                  gate: DeviceGate | None = None) -> None:
-        self.settings = settings
+        super().__init__(STAGE, topics.TRANSCRIPTS, settings, send, ledger,
+                         settings.asr_queue_limit)
         self.gate = gate if gate is not None else DeviceGate(settings.device_master_key())
         self.progress = Progress()
-        self.ledger = ledger if ledger is not None else Ledger()
         self._audio_log = audio_log
         #: Utterances whose audio is being read back -> records waiting for it, in order.
         self._recovering: dict[str, list[Callable[[], Awaitable[None]]]] = {}
         self._recovery_tasks: set[asyncio.Task[None]] = set()
-        self._unrecoverable = RecentIds(_CLOSED_MEMORY)
+        self._unrecoverable = RecentIds(CLOSED_MEMORY)
         self.recovered = 0
-        self.pub = Publisher(STAGE, send)
-        #: utterance id -> its audio and revisions (a device may have several: the
-        #: last one's end-points can still be on their way when the next one starts).
-        self.utterances: dict[str, Utterance] = {}
-        self._closed = RecentIds(_CLOSED_MEMORY)
         self._contexts = contexts
-        self.queue = ModelQueue(STAGE, settings.asr_queue_limit)
         self._engine = Once(engine_factory, AsrError)
         self._max_samples = (settings.endpointer.max_utterance_ms + 2000) * RATE // 1000
-
-    def close(self) -> None:
-        """Cancel pending decodes and release the inference thread."""
-        for utt in self.utterances.values():
-            for task in utt.tasks.values():
-                task.cancel()
-        self.queue.shutdown()
 
     @property
     def loaded(self) -> bool:
@@ -343,20 +327,7 @@ class AsrService:
     async def _on_endpoint(self, origin: Origin, message: Endpoint | Reset | ErrorEvent,
                            ack: Callable[[], object], resumed: bool) -> None:
         if isinstance(message, ErrorEvent):
-            # The end-pointer ended the utterance: drop its work here and pass the
-            # error on in band, so the arbiter records it as the utterance's outcome.
-            utt = self._get(message.device_id, message.utterance_id)
-            if not self.ledger.finished(message.utterance_id, message.device_id, STAGE):
-                await self.pub.emit(topics.TRANSCRIPTS, message.device_id, message,
-                                    partition=origin.partition)
-                self.ledger.finish(message.utterance_id, message.device_id, STAGE,
-                                   origin.partition, failed=True)
-            if utt is not None:
-                utt.acks.append(ack)
-                self._drop(utt)
-            else:
-                self._closed.add(message.utterance_id)
-                ack()
+            await self.pass_error(origin, message, ack)
             return
         utt = self._get(message.device_id, message.utterance_id)
         if utt is None and self.ledger.finished(message.utterance_id, message.device_id, STAGE):
@@ -395,18 +366,8 @@ class AsrService:
         device_id = getattr(message, "device_id", "")
         return self._get(device_id, getattr(message, "utterance_id", ""))
 
-    async def _apply(self, utt: Utterance, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, Decode):
-                utt.tasks[action.revision] = asyncio.create_task(self._decode(utt, action))
-            elif isinstance(action, Cancel):
-                task = utt.tasks.pop(action.revision, None)
-                if task is not None:
-                    task.cancel()
-            else:
-                await self._emit(utt, action)
-
-    async def _decode(self, utt: Utterance, action: Decode) -> None:
+    async def _work(self, utt: Utterance, action: Decode) -> None:
+        """Decode one revision's audio (to the end of speech, and a little after)."""
         end_ms = action.at_ms + TAIL_MS
         deadline = time.monotonic() + AUDIO_WAIT_S
         while utt.samples < end_ms * RATE // 1000 and not utt.stopped:
@@ -525,20 +486,6 @@ class AsrService:
         # NLU passes it on; the arbiter records it as the utterance's outcome.
         self.ledger.finish(utterance_id, device_id, STAGE, partition, failed=True)
 
-    def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
-        forget_utterance(self.utterances, utt, self._closed, close=closed)
-        metrics.OPEN_UTTERANCES.labels(STAGE).set(len(self.utterances))
-
-    def expire(self, now: float | None = None) -> None:
-        """Forget utterances idle for ``utterance_idle_timeout_s`` with nothing in flight.
-
-        Not closed: an upstream stage that is slow under load may still send the
-        utterance's next event, which is then handled afresh, not ignored.
-        """
-        now = time.monotonic() if now is None else now
-        for utt in list(self.utterances.values()):
-            if now - utt.last_seen > self.settings.utterance_idle_timeout_s and not utt.tasks:
-                self._drop(utt, closed=False)
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, engine_factory:

@@ -327,23 +327,3 @@ class DeviceGate:
         await pub.dead_letter(origin, code, why,
                               utterance_id=getattr(message, "utterance_id", ""))
         return False
-
-
-def forget_utterance(held: dict[str, Any], utt: Any, closed: RecentIds, *,
-                     close: bool) -> None:
-    """Cancel an utterance's work, forget it, release its held acknowledgements.
-
-    ``close``: remember its id, so that its later records are ignored (not on
-    idle expiry: a slow upstream stage may still send them).
-    """
-    key = utt.utterance_id
-    for task in utt.tasks.values():
-        task.cancel()
-    utt.tasks.clear()
-    if held.get(key) is utt:
-        del held[key]
-    if close:
-        closed.add(key)
-    for ack in utt.acks:
-        ack()
-    utt.acks.clear()

@@ -26,19 +26,16 @@ import faust
 import structlog
 
 from agents.base import (
-    ModelQueue,
     Once,
     Origin,
     Overloaded,
-    Publisher,
-    RecentIds,
     SendFn,
     Skipped,
-    forget_utterance,
     isolated,
 )
 from agents.ledger import Ledger
-from agents.revisions import Action, Cancel, Decode, Emit, RevisionTracker
+from agents.revisions import Decode, Emit, RevisionTracker
+from agents.stage import UtteranceStage
 from infra import metrics
 from infra.config import Settings
 from models.nlu.context import facts_consulted, resolve
@@ -51,7 +48,6 @@ from streams.endpoint import EndpointKind, Reset
 from streams.nlu import Hypothesis, Interpretations, SlotValue
 
 STAGE = "nlu"
-_CLOSED_MEMORY = 4096
 
 
 class NluError(Exception):
@@ -186,27 +182,16 @@ class Utterance:
     acks: list[Callable[[], object]] = dataclasses.field(default_factory=list)
 
 
-class NluService:
+class NluService(UtteranceStage[Utterance]):
     """State and logic of the NLU agent, independent of how it is wired."""
 
     def __init__(self, settings: Settings, send: SendFn, model_factory: Any, *,
                  contexts: Any = None, ledger: Ledger | None = None) -> None:
-        self.settings = settings
-        self.pub = Publisher(STAGE, send)
-        self.ledger = ledger if ledger is not None else Ledger()
-        self.utterances: dict[str, Utterance] = {}
-        self._closed = RecentIds(_CLOSED_MEMORY)
+        super().__init__(STAGE, topics.INTERPRETATIONS, settings, send, ledger,
+                         settings.nlu_queue_limit)
         self._contexts = contexts
-        self.queue = ModelQueue(STAGE, settings.nlu_queue_limit)
         self._core = Once(lambda: Understander(model_factory(), nbest=settings.nlu_nbest,
                                                max_words=settings.nlu_max_words))
-
-    def close(self) -> None:
-        """Cancel pending work and release the inference thread."""
-        for utt in self.utterances.values():
-            for task in utt.tasks.values():
-                task.cancel()
-        self.queue.shutdown()
 
     @property
     def loaded(self) -> bool:
@@ -240,20 +225,7 @@ class NluService:
             ack()
             return
         if isinstance(message, ErrorEvent):
-            # An earlier stage ended the utterance: drop its work here and pass the
-            # error on in band, so the arbiter records it as the utterance's outcome.
-            utt = self.utterances.get(message.utterance_id)
-            if not self.ledger.finished(message.utterance_id, message.device_id, STAGE):
-                await self.pub.emit(topics.INTERPRETATIONS, message.device_id, message,
-                                    partition=origin.partition)
-                self.ledger.finish(message.utterance_id, message.device_id, STAGE,
-                                   origin.partition, failed=True)
-            if utt is not None and utt.device_id == message.device_id:
-                utt.acks.append(ack)
-                self._drop(utt)
-            else:
-                self._closed.add(message.utterance_id)
-                ack()
+            await self.pass_error(origin, message, ack)
             return
         assert isinstance(message, Transcript | Reset)
         if message.utterance_id in self._closed or (
@@ -284,18 +256,8 @@ class NluService:
                                                             log=log)
         return utt
 
-    async def _apply(self, utt: Utterance, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, Decode):
-                utt.tasks[action.revision] = asyncio.create_task(self._interpret(utt, action))
-            elif isinstance(action, Cancel):
-                task = utt.tasks.pop(action.revision, None)
-                if task is not None:
-                    task.cancel()
-            else:
-                await self._emit(utt, action)
-
-    async def _interpret(self, utt: Utterance, action: Decode) -> None:
+    async def _work(self, utt: Utterance, action: Decode) -> None:
+        """Interpret one revision's transcript."""
         transcript = utt.transcripts[action.revision]
         ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
 
@@ -358,19 +320,6 @@ class NluService:
             self.ledger.finish(utt.utterance_id, utt.device_id, STAGE, utt.partition)
             self._drop(utt)
 
-    def _drop(self, utt: Utterance, *, closed: bool = True) -> None:
-        forget_utterance(self.utterances, utt, self._closed, close=closed)
-
-    def expire(self, now: float | None = None) -> None:
-        """Forget utterances idle for ``utterance_idle_timeout_s`` with nothing in flight.
-
-        Not closed: an upstream stage that is slow under load may still send the
-        utterance's next event, which is then handled afresh, not ignored.
-        """
-        now = time.monotonic() if now is None else now
-        for utt in list(self.utterances.values()):
-            if now - utt.last_seen > self.settings.utterance_idle_timeout_s and not utt.tasks:
-                self._drop(utt, closed=False)
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, model_factory: Any,

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from agents.asr import AsrService, Cancel, Decode, Emit, Result, RevisionTracker
+from agents.asr import AsrService, Result
 from agents.base import Origin
 from agents.ledger import Ledger
+from agents.revisions import Cancel, Decode, Emit, RevisionTracker
 from infra.config import Settings
 from models.asr import AsrError, Float32Array, Hypothesis, WordTime
 from streams import topics
