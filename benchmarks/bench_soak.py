@@ -10,7 +10,7 @@ of RSS and p95 from the first window to the last (the goal: within 10 %),
 and the total lost.
 
 Run: python -m benchmarks.bench_soak [--minutes 30] [--window 5] [--devices 6]
-     [--pause 4] [--broker URL]
+     [--pause 4] [--broker URL] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=6)
     parser.add_argument("--pause", type=float, default=4.0)
     parser.add_argument("--broker", default="")
+    parser.add_argument("--logs", default="", help="write the worker's and skills' logs here")
+    parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
     logs.configure("console", "error")
     procs: list[Process] = []
@@ -105,12 +107,12 @@ def main() -> None:
             broker = Process(["broker"], env_with())
             procs.append(broker)
             url = broker.wait_ready(60)
-        fleet = Fleet(url, Path(tmp), "soak", 1, {"log_level": "warning"})
+        fleet = Fleet(url, Path(tmp), "soak", 1, {"log_level": args.log_level})
         try:
             fleet.start()
             result, rss = asyncio.run(soak(fleet, args))
         finally:
-            fleet.stop()
+            fleet.stop(Path(args.logs) if args.logs else None)
             for proc in procs:
                 proc.kill()
     span = args.window * 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -22,11 +23,29 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    """Settings from, lowest first: defaults, ``--config``, ``VOICESTREAM_*``, flags."""
     base: dict[str, Any] = ctx.obj or {}
     try:
-        return Settings.from_env(**{**base, **overrides})
+        return Settings.from_env(file=base.get("file"),
+                                 **{**base.get("flags", {}), **overrides})
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def _config_file(path: str) -> dict[str, Any]:
+    """Read a ``--config`` file: a JSON object, or one clear error naming the file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: "
+                                 f"{exc.msg})", param_hint="--config") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{path}: cannot be read ({type(exc).__name__})",
+                                 param_hint="--config") from exc
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: must hold a JSON object of settings",
+                                 param_hint="--config")
+    return data
 
 
 def _broker(settings: Settings) -> Connection:
@@ -40,7 +59,8 @@ def _broker(settings: Settings) -> Connection:
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="JSON file of settings (see README); VOICESTREAM_* variables override it.")
+              help="JSON file of settings (see README). Precedence, highest first: "
+                   "command-line flags, VOICESTREAM_* variables, this file, defaults.")
 @click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
               help="Log format [default: json].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -49,26 +69,39 @@ def _broker(settings: Settings) -> Connection:
 def main(ctx: click.Context, config_file: str | None, log_format: str | None,
          log_level: str | None) -> None:
     """voicestream: a streaming backbone for voice assistants on Kafka."""
-    obj: dict[str, Any] = {}
-    if config_file:
-        obj.update(json.loads(Path(config_file).read_text()))
+    flags: dict[str, Any] = {}
     if log_format:
-        obj["log_format"] = log_format
+        flags["log_format"] = log_format
     if log_level:
-        obj["log_level"] = log_level
-    ctx.obj = obj
+        flags["log_level"] = log_level
+    ctx.obj = {"file": _config_file(config_file) if config_file else {}, "flags": flags}
     settings = _settings(ctx)
     logs.configure(settings.log_format, settings.log_level)
+
+
+@main.command("settings")
+@click.pass_context
+def show_settings(ctx: click.Context) -> None:
+    """Print the effective settings as JSON: defaults, then --config, then VOICESTREAM_*
+    variables, then flags, each over the one before (the SASL password is hidden)."""
+    data = dataclasses.asdict(_settings(ctx))
+    if data.get("sasl_password"):
+        data["sasl_password"] = "[hidden]"
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 @main.command()
 @click.option("--port", type=int, default=0, help="Port of the embedded broker (0: a free one).")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve Prometheus metrics on this port [default: off].")
+@click.option("--metrics-host", default=None,
+              help="Address the metrics endpoint binds to [default: 127.0.0.1; 0.0.0.0 in "
+                   "the Docker image].")
 @click.option("--skills", "with_skills", is_flag=True,
               help="Also run the example skills in this process.")
 @click.pass_context
-def up(ctx: click.Context, port: int, metrics_port: int | None, with_skills: bool) -> None:
+def up(ctx: click.Context, port: int, metrics_port: int | None, metrics_host: str | None,
+       with_skills: bool) -> None:
     """Run a worker with every agent, and an embedded broker unless one is configured.
 
     Prints 'broker: URL' (tansu://HOST:PORT for the embedded broker, so that other
@@ -77,11 +110,11 @@ def up(ctx: click.Context, port: int, metrics_port: int | None, with_skills: boo
     from infra import metrics
     from infra.runner import serve
 
-    settings = _settings(ctx, metrics_port=metrics_port)
+    settings = _settings(ctx, metrics_port=metrics_port, metrics_host=metrics_host)
 
     def ready(profile: Any) -> None:
         if settings.metrics_port:
-            metrics.serve(settings.metrics_port)
+            metrics.serve(settings.metrics_port, settings.metrics_host)
         click.echo(f"broker: {profile.native_url}")
         click.echo("ready")
         sys.stdout.flush()
@@ -132,7 +165,7 @@ def demo(ctx: click.Context, rebuild_audio: bool, record_to: str | None) -> None
         click.echo(f"wrote {out}")
         return
     settings = _settings(ctx, broker="")
-    if "log_level" not in (ctx.obj or {}):
+    if "log_level" not in (ctx.obj or {}).get("flags", {}):
         logs.configure(settings.log_format, "error")  # the trace is the output here
     rows = asyncio.run(demo_mod.run(settings, Path(record_to) if record_to else None))
     click.echo(demo_mod.summary(rows))
