@@ -18,6 +18,7 @@ import click
 from infra import logs
 from infra.config import ConfigError, Settings
 from streams.connection import Connection
+from streams.files import InputFileError, read_json_object
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -57,7 +58,25 @@ def _broker(settings: Settings) -> Connection:
     return settings.connection()
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class _Commands(click.Group):
+    """The command group: a user's unusable input file ends a command with one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from aiokafka.errors import KafkaConnectionError
+
+        from agents.registry import RegistryError
+        from infra.replay import RecordingError
+
+        try:
+            return super().invoke(ctx)
+        except (InputFileError, RecordingError, RegistryError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KafkaConnectionError as exc:
+            raise click.ClickException(f"cannot reach the broker ({exc}); is it running, "
+                                       "and is --broker / VOICESTREAM_BROKER right?") from exc
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT_SETTINGS)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON file of settings (see README). Precedence, highest first: "
                    "command-line flags, VOICESTREAM_* variables, this file, defaults.")
@@ -348,7 +367,8 @@ def context(ctx: click.Context, device: str, pairs: tuple[str, ...], ctx_file: s
 
     if bool(pairs) == bool(ctx_file):
         raise click.UsageError("give either --set KEY=VALUE ... or --file CTX.json")
-    data: dict[str, Any] = json.loads(Path(ctx_file).read_text()) if ctx_file else {}
+    data: dict[str, Any] = read_json_object(ctx_file, "a device context object") \
+        if ctx_file else {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -695,7 +715,7 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
     if not (path / "labels.jsonl").exists():
         click.echo(f"building the evaluation sets in {path} ...", err=True)
         ev.build(path, Path(shared))
-    context = (json.loads(Path(ctx_file).read_text()) if ctx_file
+    context = (read_json_object(ctx_file, "a device context object") if ctx_file
                else {"contacts": ev.context_names()})
     phrases = [*context.get("contacts", []), *context.get("appliances", [])]
     weights, window = variant.split("-")

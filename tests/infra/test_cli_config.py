@@ -70,3 +70,38 @@ def test_metrics_bind_where_told() -> None:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
     result = CliRunner().invoke(main, ["settings"], env={"VOICESTREAM_METRICS_HOST": "0.0.0.0"})
     assert json.loads(result.output)["metrics_host"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize(("command", "jsonl"), [
+    (["eval", "nlu", "--data"], True),
+    (["eval", "context", "--data"], True),
+    (["context", "--device", "d1", "--broker", "kafka://127.0.0.1:1", "--file"], False),
+])
+@pytest.mark.parametrize(("content", "jsonl_says", "object_says"), [
+    ("not json at all\n", "line 1: not JSON", "line 1: not JSON"),
+    ('{"x": 1}\n[1, 2]\n', "line 1: no ", "line 2: not JSON"),
+    ("[1, 2]\n", "line 1: a JSON array", "not a JSON array"),
+    ("", "empty", "line 1: not JSON"),
+    ("\xff\xfe\xfd", "not UTF-8", "not UTF-8"),
+])
+def test_malformed_input_files_end_with_one_line_naming_the_file(
+        tmp_path: Path, command: list[str], jsonl: bool, content: str, jsonl_says: str,
+        object_says: str) -> None:
+    bad = tmp_path / "input.jsonl"
+    bad.write_bytes(content.encode("latin-1"))
+    result = CliRunner().invoke(main, [*command, str(bad)])
+    assert result.exit_code == 1, result.output
+    assert f"Error: {bad}: " in result.output and "Traceback" not in result.output
+    assert (jsonl_says if jsonl else object_says) in result.output
+
+
+def test_jsonl_reader_names_the_line_and_the_missing_keys(tmp_path: Path) -> None:
+    from streams.files import InputFileError, read_jsonl
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1, "b": 2}\n\n{"a": 3}\n')
+    with pytest.raises(InputFileError, match=r"rows\.jsonl: line 3: no 'b'"):
+        read_jsonl(path, ("a", "b"))
+    assert read_jsonl(path, ("a",)) == [{"a": 1, "b": 2}, {"a": 3}]
+    with pytest.raises(InputFileError, match="no such file"):
+        read_jsonl(tmp_path / "missing.jsonl")
