@@ -35,9 +35,12 @@ from streams.schema import Message, MessageType, SerializationError
 
 FORMAT = "voicestream-recording"
 FORMAT_VERSION = 1
-#: Fields that differ between runs for reasons other than behaviour.
+#: Fields that differ between runs for reasons other than behaviour. A dead
+#: letter's size and digest describe a payload the replay re-tagged (and
+#: ``excerpt_hex`` is in recordings made before dead letters lost it).
 VOLATILE = frozenset({"offset", "partition", "topic", "started_at_ms", "updated_at_ms",
-                      "directive_id", "excerpt_hex", "key", "compute_ms", "held_ms"})
+                      "directive_id", "excerpt_hex", "size_bytes", "digest", "key",
+                      "compute_ms", "held_ms"})
 #: Outputs a replay compares: the pipeline's. What skills publish (answers, context
 #: updates) is recorded but not compared; during a replay the skills run live.
 COMPARED = tuple(s for s in topics.ALL if s.role is topics.Role.OUTPUT
