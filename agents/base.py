@@ -2,7 +2,8 @@
 
 Bad input never stops a worker: a payload that does not decode becomes a
 ``DeadLetter`` on the dead-letter topic with its topic, partition and offset,
-and a log line; the agent goes on with the next message.
+its size and digest (never its bytes), and a log line; the agent goes on with
+the next message.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from infra import logs, metrics
 from streams import identity, topics
-from streams.codec import Codec, encode, from_dict, loads
-from streams.control import DeadLetter, ErrorEvent
+from streams.audio import valid_id
+from streams.codec import encode, from_dict, loads
+from streams.control import DeadLetter, ErrorEvent, payload_digest
 from streams.schema import Message, SerializationError
 
 T = TypeVar("T")
@@ -194,20 +196,27 @@ class Publisher:
                            raised_by=message.stage)
 
     async def dead_letter(self, origin: Origin, code: str, message: str, *,
-                          raw: bytes = b"", device_id: str = "",
-                          utterance_id: str = "", audio: bool = False) -> None:
-        """Publish a dead letter for the input at ``origin`` and log it."""
-        excerpt = "" if audio else raw[:256].hex()
+                          raw: bytes | None = None, device_id: str = "",
+                          utterance_id: str = "") -> None:
+        """Publish a dead letter for the input at ``origin`` and log it.
+
+        ``message`` must name codes, ids, field paths and sizes only; ``raw``,
+        the payload, is described by its size and digest, never copied.
+        """
+        # The record key is the sender's word: kept only when it reads as an id.
         key = (origin.key or b"").decode(errors="replace")
+        key = key if valid_id(key) else ""
         letter = DeadLetter(
             stage=self.stage, code=code, message=message, topic=origin.topic,
             partition=origin.partition, offset=origin.offset, key=key,
-            device_id=device_id, utterance_id=utterance_id, excerpt_hex=excerpt,
+            device_id=device_id, utterance_id=utterance_id,
+            size_bytes=len(raw) if raw else 0, digest=payload_digest(raw) if raw else "",
         )
         metrics.DEAD_LETTERS.labels(self.stage, code).inc()
         self.log.warning("dead_letter", code=code, detail=message, topic=origin.topic,
                          partition=origin.partition, offset=origin.offset,
-                         device_id=device_id or key, utterance_id=utterance_id)
+                         device_id=device_id or key, utterance_id=utterance_id,
+                         size_bytes=letter.size_bytes, digest=letter.digest)
         await self._send(topics.DEAD_LETTERS.short, key.encode() or b"-",
                          encode(letter, topics.DEAD_LETTERS.codec), origin.partition)
 
@@ -225,11 +234,11 @@ class Publisher:
                     "wrong-topic", f"{message.TYPE.value} does not belong on {spec.short}"
                 )
         except SerializationError as exc:
-            # Name the device and utterance when the payload parsed far enough to say.
+            # Name the device and utterance when the payload parsed far enough to
+            # say, and only with what reads as an id (not a name or a sentence).
             ids = {k: v for k in ("device_id", "utterance_id")
-                   if isinstance(v := data.get(k), str)}
-            await self.dead_letter(origin, exc.code, exc.message, raw=raw or b"",
-                                   audio=spec.codec is Codec.MSGPACK, **ids)
+                   if isinstance(v := data.get(k), str) and valid_id(v)}
+            await self.dead_letter(origin, exc.code, exc.message, raw=raw, **ids)
             return None
         return message
 
@@ -324,6 +333,6 @@ class DeviceGate:
             return True
         code, why = refusal
         # Not the payload's device id: it is the one being claimed, maybe falsely.
-        await pub.dead_letter(origin, code, why,
+        await pub.dead_letter(origin, code, why, raw=raw,
                               utterance_id=getattr(message, "utterance_id", ""))
         return False

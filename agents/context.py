@@ -66,7 +66,7 @@ def register(app: faust.App, settings: Settings, send: SendFn,
                 table[update.device_id] = merge(table.get(update.device_id), update)
                 metrics.CONTEXTS.inc()
                 pub.log.info("context.merged", device_id=update.device_id,
-                             source=update.source, states=sorted(update.states))
+                             source=update.source, states=len(update.states))
             return
         ctx = await pub.decode(topics.CONTEXT, origin, raw)
         if isinstance(ctx, DeviceContext) and await gate.admit(

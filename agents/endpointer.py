@@ -404,7 +404,7 @@ class EndpointerService:
             if problem.dead_letter:
                 await self.pub.dead_letter(origin, problem.code, problem.message,
                                            device_id=session.device_id,
-                                           utterance_id=session.utterance_id, audio=True)
+                                           utterance_id=session.utterance_id)
             else:
                 session.log.warning(problem.code, detail=problem.message, seq=problem.seq)
 

@@ -285,7 +285,9 @@ class NluService(UtteranceStage[Utterance]):
         except Exception as exc:  # a model that cannot load or fails ends the utterance
             utt.log.exception("nlu.failed", revision=action.revision)
             code = getattr(exc, "code", "nlu-failed")
-            result = Result([], (), 0.0, NluError(code, f"{type(exc).__name__}: {exc}"))
+            # Its type, not its text: that can quote the transcript.
+            result = Result([], (), 0.0, NluError(code, f"interpretation failed "
+                                                        f"({type(exc).__name__})"))
         metrics.STAGE_LATENCY.labels(STAGE).observe(result.compute_ms / 1000)
         utt.tasks.pop(action.revision, None)
         utt.log.info("nlu.interpreted", revision=action.revision,

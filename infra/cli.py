@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ import click
 
 from infra import logs
 from infra.config import ConfigError, Settings
+from streams import topics
 from streams.connection import Connection
 from streams.files import InputFileError, read_json_object
 
@@ -419,7 +421,6 @@ def _set_field(data: dict[str, Any], key: str, value: str) -> None:
 def listen(ctx: click.Context, topic_names: tuple[str, ...], as_json: bool,
            from_beginning: bool, broker: str | None) -> None:
     """Print events from output topics as they arrive, until interrupted."""
-    from streams import topics
     from streams.client import EventWatcher, event_json
     from streams.schema import SerializationError
 
@@ -492,37 +493,56 @@ def record(ctx: click.Context, out_file: str, duration: float | None,
 @click.option("--speed", type=float, default=1.0, help="Replay speed factor (2: twice as fast).")
 @click.option("--timeout", type=float, default=30.0, help="Extra seconds to wait for outputs.")
 @click.option("--broker", default=None,
-              help="kafka://HOST:PORT with workers running [default: $VOICESTREAM_BROKER, "
-                   "else an embedded broker and worker are started].")
+              help="kafka://HOST:PORT with a worker running under --topic-prefix "
+                   "[default: $VOICESTREAM_BROKER, else an embedded broker and worker are "
+                   "started].")
+@click.option("--topic-prefix", "replay_prefix", default=topics.REPLAY_PREFIX,
+              help="Prefix of the topics the replay writes and reads, its own: never the "
+                   "live topic_prefix without --into-live.")
+@click.option("--into-live", is_flag=True,
+              help="Allow --topic-prefix to name live topics (the configured topic_prefix, "
+                   "real devices' and workers' topics).")
 @click.pass_context
 def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeout: float,
-           broker: str | None) -> None:
+           broker: str | None, replay_prefix: str, into_live: bool) -> None:
     """Republish RECORDING's inputs with their timing; with --check, diff the outputs.
 
-    Without a broker it runs its own: embedded broker, worker and the example skills.
+    The inputs go under --topic-prefix, never into the live topics unless
+    --into-live says so. Without a broker it runs its own: embedded broker,
+    and a worker and the example skills under that prefix; with one, run a
+    worker there under that prefix (VOICESTREAM_TOPIC_PREFIX, and an
+    APP_ID of its own).
 
-    Exit status: 0 when the outputs match (or without --check), 1 on a difference.
+    Exit status: 0 when the outputs match (or without --check), 1 on a
+    difference, 2 on a usage error (a prefix naming live topics included).
     """
-    from infra.replay import RecordingError, ReplayResult
+    from infra.replay import LiveTopicsError, RecordingError, ReplayResult, check_prefix
     from infra.replay import replay as do_replay
-    from infra.runner import broker_for, running_skills, running_worker, warmed_up
+    from infra.runner import broker_for, running_skills, running_worker, skill_topics, warmed_up
 
     settings = _settings(ctx, broker=broker)
     if speed <= 0:
         raise click.UsageError("--speed must be positive")
+    # The worker a replay runs, and what it checks names against, under the replay's prefix.
+    ours = _settings(ctx, broker=broker, topic_prefix=replay_prefix)
+    shorts = [s.short for s in topics.ALL] + skill_topics(settings)
+    try:
+        check_prefix(replay_prefix, settings.topic_prefix, into_live=into_live, shorts=shorts)
+    except LiveTopicsError as exc:
+        raise click.UsageError(f"{exc} with --into-live") from exc
+
+    go = functools.partial(do_replay, Path(recording), speed=speed, timeout_s=timeout,
+                           prefix=replay_prefix, live_prefix=settings.topic_prefix,
+                           into_live=into_live, device_master_key=settings.device_master_key())
 
     async def run() -> ReplayResult:
         async with broker_for(settings) as profile:
             if settings.broker:
-                return await do_replay(Path(recording), profile.connection, speed=speed,
-                                       timeout_s=timeout, prefix=settings.topic_prefix,
-                                       device_master_key=settings.device_master_key())
-            async with running_worker(settings, profile) as worker, \
-                    running_skills(settings, profile) as skills:
+                return await go(profile.connection)
+            async with running_worker(ours, profile) as worker, \
+                    running_skills(ours, profile) as skills:
                 await warmed_up(worker, skills)
-                return await do_replay(Path(recording), profile.connection, speed=speed,
-                                       timeout_s=timeout, prefix=settings.topic_prefix,
-                                       device_master_key=settings.device_master_key())
+                return await go(profile.connection)
 
     try:
         result = asyncio.run(run())

@@ -8,6 +8,11 @@ they are new to any worker, collects the outputs, and compares them per
 utterance with the recorded ones after removing volatile fields. Causal
 order is kept whatever the machine's speed: an utterance starts only after
 the outcomes and skill answers recorded before its start have come back.
+
+A replay writes under its own topic prefix (:data:`REPLAY_PREFIX` unless
+told otherwise), read by a worker started under that prefix: recorded
+devices' audio and context never land in the topics live workers and
+devices use, unless the caller explicitly allows it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +40,54 @@ from streams.schema import Message, MessageType, SerializationError
 
 FORMAT = "voicestream-recording"
 FORMAT_VERSION = 1
-#: Fields that differ between runs for reasons other than behaviour.
+#: Fields that differ between runs for reasons other than behaviour. A dead
+#: letter's size and digest describe a payload the replay re-tagged (and
+#: ``excerpt_hex`` is in recordings made before dead letters lost it).
 VOLATILE = frozenset({"offset", "partition", "topic", "started_at_ms", "updated_at_ms",
-                      "directive_id", "excerpt_hex", "key", "compute_ms", "held_ms"})
+                      "directive_id", "excerpt_hex", "size_bytes", "digest", "key",
+                      "compute_ms", "held_ms"})
 #: Outputs a replay compares: the pipeline's. What skills publish (answers, context
 #: updates) is recorded but not compared; during a replay the skills run live.
 COMPARED = tuple(s for s in topics.ALL if s.role is topics.Role.OUTPUT
                  and s not in (topics.RESPONSES, topics.CONTEXT_UPDATES))
 TAG_SEP = "@r"  # "@" is valid in ids and unlikely in a device's own
+REPLAY_PREFIX = topics.REPLAY_PREFIX
+#: Short names of the pipeline's topics (a registry adds its skills' topics).
+SHORTS = tuple(spec.short for spec in topics.ALL)
 
 
 class RecordingError(ValueError):
     """The recording file is not one voicestream can read."""
+
+
+class LiveTopicsError(ValueError):
+    """A replay would write into topics that live devices and workers use."""
+
+
+def live_collisions(prefix: str, live_prefix: str,
+                    shorts: Iterable[str] = SHORTS) -> list[str]:
+    """Return the topic names a replay under ``prefix`` shares with the live ones.
+
+    ``shorts``: the short names in play, the registry's skill topics included
+    (``skill.<name>``). Empty when the two prefixes name disjoint topics.
+    """
+    shorts = list(shorts)
+    ours = {f"{prefix}{s}" for s in shorts}
+    return sorted(ours & {f"{live_prefix}{s}" for s in shorts})
+
+
+def check_prefix(prefix: str, live_prefix: str, *, into_live: bool = False,
+                 shorts: Iterable[str] = SHORTS) -> None:
+    """Raise ``LiveTopicsError`` if a replay under ``prefix`` would write into live topics.
+
+    ``into_live`` allows it (a broker of one's own, whose "live" topics are a test's).
+    """
+    shared = live_collisions(prefix, live_prefix, shorts)
+    if shared and not into_live:
+        raise LiveTopicsError(
+            f"replaying under {prefix!r} would write into live topics "
+            f"({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}); choose another "
+            f"prefix (default {REPLAY_PREFIX!r}), or allow it explicitly")
 
 
 async def record(bootstrap: BrokerTarget, out: Path, *, prefix: str = topics.DEFAULT_PREFIX,
@@ -221,17 +262,22 @@ class ReplayResult:
         return not self.diff
 
 
-async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = topics.DEFAULT_PREFIX,
+async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = REPLAY_PREFIX,
+                 live_prefix: str = topics.DEFAULT_PREFIX, into_live: bool = False,
                  speed: float = 1.0, timeout_s: float = 30.0,
                  device_master_key: bytes | None = None) -> ReplayResult:
-    """Republish a recording's inputs, collect the outputs and compare them.
+    """Republish a recording's inputs under ``prefix``, collect the outputs and compare them.
 
-    Inputs are re-tagged (a new utterance id each), which breaks the devices'
-    signatures; against workers that require them, pass the target's
-    ``device_master_key`` and each input is signed again as its device.
+    A worker must be running under ``prefix``. Raises ``LiveTopicsError``
+    before sending anything when ``prefix`` names topics of ``live_prefix``,
+    unless ``into_live``. Inputs are re-tagged (a new utterance id each),
+    which breaks the devices' signatures; against workers that require them,
+    pass the target's ``device_master_key`` and each input is signed again
+    as its device.
     """
     if speed <= 0:
         raise ValueError("speed must be positive")
+    check_prefix(prefix, live_prefix, into_live=into_live)
     inputs, outputs = load(path)
     expected_msgs: list[dict[str, Any]] = []
     for row in outputs:
@@ -315,6 +361,7 @@ async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = topics.DE
         except TimeoutError:
             pass  # the diff shows what is missing
         finally:
+            scope.clear()  # the deadline is over: a sender still waiting must not move it
             await sender
             await producer.stop()
     return ReplayResult(expected, _group(actual_msgs), len(inputs))

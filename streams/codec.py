@@ -81,7 +81,9 @@ def dumps(data: dict[str, Any], codec: Codec) -> bytes:
             return out
         return _json_dumps(data)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError("unencodable", str(exc)) from exc
+        # The encoder's words, not its message: that can quote the value.
+        raise SerializationError(
+            "unencodable", f"not writable as {codec.value} ({type(exc).__name__})") from exc
 
 
 def loads(raw: bytes, codec: Codec, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:

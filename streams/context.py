@@ -48,7 +48,7 @@ class DeviceContext(Message):
         return {
             "device_type": self.device_type,
             "has_screen": self.has_screen,
-            "states": dict(self.states),
+            "states": len(self.states),  # keyed by appliance name
             "location": self.location,
             "contacts": len(self.contacts),
             "appliances": len(self.appliances),

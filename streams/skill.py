@@ -190,7 +190,9 @@ class Skill:
             raise
         except Exception as exc:
             log.exception("skill %s failed on %s", self.name, d.directive_id)
-            await self._respond(d, ResponseStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            # Its type, not its text: that can quote the request's slots.
+            await self._respond(d, ResponseStatus.FAILED,
+                                f"the skill failed ({type(exc).__name__})")
             return
         await self._respond(d, ResponseStatus.DONE, text or "")
 

@@ -164,6 +164,8 @@ SKILL_DIRECTIVES = TopicSpec(
     doc="one topic per skill (from the registry): the directives it must carry out",
 )
 DEFAULT_PREFIX = "voicestream."
+#: Prefix a replay of recorded traffic writes under by default: never the live topics.
+REPLAY_PREFIX = "replay."
 
 
 def by_short(short: str) -> TopicSpec:

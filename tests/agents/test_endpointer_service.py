@@ -273,7 +273,7 @@ async def test_a_device_speaks_only_for_itself(rec: Recorder, vad: SileroVad,
         [("dead-letter", "device-unauthenticated")] * 3
     assert not svc.sessions  # nothing of them opened an utterance
     letters = [m for _, m in rec.sent if isinstance(m, DeadLetter)]
-    assert all(not letter.excerpt_hex and not letter.device_id for letter in letters)
+    assert all(letter.size_bytes > 0 and not letter.device_id for letter in letters)
     # The victim's own signed record is taken.
     await svc.handle_batch(signed(victim, start("u4")))
     assert [s.utterance_id for s in svc.sessions.values()] == ["u4"]

@@ -10,7 +10,7 @@ from streams.asr import NBest, Transcript, WordTime
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.codec import MAX_PAYLOAD_BYTES, Codec, decode, encode
 from streams.context import DeviceContext
-from streams.control import DeadLetter, ErrorEvent
+from streams.control import DeadLetter, ErrorEvent, payload_digest
 from streams.endpoint import Endpoint, EndpointKind, Reset, ResetReason
 from streams.schema import Message, SerializationError, ValidationError
 
@@ -49,7 +49,7 @@ MESSAGES: list[Message] = [
     ),
     DeadLetter(
         stage="endpointer", code="undecodable", message="x", topic="t", partition=0,
-        offset=5, excerpt_hex="ff00",
+        offset=5, size_bytes=2, digest=payload_digest(b"\xff\x00"),
     ),
 ]
 
