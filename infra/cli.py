@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import signal
@@ -20,35 +19,16 @@ from infra import logs
 from infra.config import ConfigError, Settings
 from streams import topics
 from streams.connection import Connection
-from streams.files import InputFileError, read_json_object
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    """Settings from, lowest first: defaults, ``--config``, ``VOICESTREAM_*``, flags."""
     base: dict[str, Any] = ctx.obj or {}
     try:
-        return Settings.from_env(file=base.get("file"),
-                                 **{**base.get("flags", {}), **overrides})
+        return Settings.from_env(**{**base, **overrides})
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-
-
-def _config_file(path: str) -> dict[str, Any]:
-    """Read a ``--config`` file: a JSON object, or one clear error naming the file."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: "
-                                 f"{exc.msg})", param_hint="--config") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"{path}: cannot be read ({type(exc).__name__})",
-                                 param_hint="--config") from exc
-    if not isinstance(data, dict):
-        raise click.BadParameter(f"{path}: must hold a JSON object of settings",
-                                 param_hint="--config")
-    return data
 
 
 def _broker(settings: Settings) -> Connection:
@@ -60,28 +40,9 @@ def _broker(settings: Settings) -> Connection:
     return settings.connection()
 
 
-class _Commands(click.Group):
-    """The command group: a user's unusable input file ends a command with one line."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from aiokafka.errors import KafkaConnectionError
-
-        from agents.registry import RegistryError
-        from infra.replay import RecordingError
-
-        try:
-            return super().invoke(ctx)
-        except (InputFileError, RecordingError, RegistryError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        except KafkaConnectionError as exc:
-            raise click.ClickException(f"cannot reach the broker ({exc}); is it running, "
-                                       "and is --broker / VOICESTREAM_BROKER right?") from exc
-
-
-@click.group(cls=_Commands, context_settings=CONTEXT_SETTINGS)
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="JSON file of settings (see README). Precedence, highest first: "
-                   "command-line flags, VOICESTREAM_* variables, this file, defaults.")
+              help="JSON file of settings (see README); VOICESTREAM_* variables override it.")
 @click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
               help="Log format [default: json].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -90,39 +51,26 @@ class _Commands(click.Group):
 def main(ctx: click.Context, config_file: str | None, log_format: str | None,
          log_level: str | None) -> None:
     """voicestream: a streaming backbone for voice assistants on Kafka."""
-    flags: dict[str, Any] = {}
+    obj: dict[str, Any] = {}
+    if config_file:
+        obj.update(json.loads(Path(config_file).read_text()))
     if log_format:
-        flags["log_format"] = log_format
+        obj["log_format"] = log_format
     if log_level:
-        flags["log_level"] = log_level
-    ctx.obj = {"file": _config_file(config_file) if config_file else {}, "flags": flags}
+        obj["log_level"] = log_level
+    ctx.obj = obj
     settings = _settings(ctx)
     logs.configure(settings.log_format, settings.log_level)
-
-
-@main.command("settings")
-@click.pass_context
-def show_settings(ctx: click.Context) -> None:
-    """Print the effective settings as JSON: defaults, then --config, then VOICESTREAM_*
-    variables, then flags, each over the one before (the SASL password is hidden)."""
-    data = dataclasses.asdict(_settings(ctx))
-    if data.get("sasl_password"):
-        data["sasl_password"] = "[hidden]"
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 @main.command()
 @click.option("--port", type=int, default=0, help="Port of the embedded broker (0: a free one).")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve Prometheus metrics on this port [default: off].")
-@click.option("--metrics-host", default=None,
-              help="Address the metrics endpoint binds to [default: 127.0.0.1; 0.0.0.0 in "
-                   "the Docker image].")
 @click.option("--skills", "with_skills", is_flag=True,
               help="Also run the example skills in this process.")
 @click.pass_context
-def up(ctx: click.Context, port: int, metrics_port: int | None, metrics_host: str | None,
-       with_skills: bool) -> None:
+def up(ctx: click.Context, port: int, metrics_port: int | None, with_skills: bool) -> None:
     """Run a worker with every agent, and an embedded broker unless one is configured.
 
     Prints 'broker: URL' (tansu://HOST:PORT for the embedded broker, so that other
@@ -131,11 +79,11 @@ def up(ctx: click.Context, port: int, metrics_port: int | None, metrics_host: st
     from infra import metrics
     from infra.runner import serve
 
-    settings = _settings(ctx, metrics_port=metrics_port, metrics_host=metrics_host)
+    settings = _settings(ctx, metrics_port=metrics_port)
 
     def ready(profile: Any) -> None:
         if settings.metrics_port:
-            metrics.serve(settings.metrics_port, settings.metrics_host)
+            metrics.serve(settings.metrics_port)
         click.echo(f"broker: {profile.native_url}")
         click.echo("ready")
         sys.stdout.flush()
@@ -186,7 +134,7 @@ def demo(ctx: click.Context, rebuild_audio: bool, record_to: str | None) -> None
         click.echo(f"wrote {out}")
         return
     settings = _settings(ctx, broker="")
-    if "log_level" not in (ctx.obj or {}).get("flags", {}):
+    if "log_level" not in (ctx.obj or {}):
         logs.configure(settings.log_format, "error")  # the trace is the output here
     rows = asyncio.run(demo_mod.run(settings, Path(record_to) if record_to else None))
     click.echo(demo_mod.summary(rows))
@@ -369,8 +317,7 @@ def context(ctx: click.Context, device: str, pairs: tuple[str, ...], ctx_file: s
 
     if bool(pairs) == bool(ctx_file):
         raise click.UsageError("give either --set KEY=VALUE ... or --file CTX.json")
-    data: dict[str, Any] = read_json_object(ctx_file, "a device context object") \
-        if ctx_file else {}
+    data: dict[str, Any] = json.loads(Path(ctx_file).read_text()) if ctx_file else {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -735,7 +682,7 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
     if not (path / "labels.jsonl").exists():
         click.echo(f"building the evaluation sets in {path} ...", err=True)
         ev.build(path, Path(shared))
-    context = (read_json_object(ctx_file, "a device context object") if ctx_file
+    context = (json.loads(Path(ctx_file).read_text()) if ctx_file
                else {"contacts": ev.context_names()})
     phrases = [*context.get("contacts", []), *context.get("appliances", [])]
     weights, window = variant.split("-")

@@ -139,9 +139,6 @@ class Settings:
     log_level: str = "info"
     #: Port of the Prometheus endpoint; 0 turns it off.
     metrics_port: int = 0
-    #: Address the metrics endpoint binds to: loopback on a laptop; ``0.0.0.0`` in a
-    #: container, where the scraper is outside.
-    metrics_host: str = "127.0.0.1"
     #: Where Faust keeps local state.
     data_dir: str = ".voicestream"
     #: Seconds without frames after which an open utterance ends with ``stream-timeout``.
@@ -275,20 +272,15 @@ class Settings:
         names += [f"endpointer.{f.name}" for f in dataclasses.fields(EndpointerConfig)]
         return names
 
-    @staticmethod
-    def _flat(data: Mapping[str, Any]) -> dict[str, Any]:
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Settings:
+        """Build from a flat or nested mapping; unknown names fail listing valid ones."""
         flat: dict[str, Any] = {}
         for key, value in data.items():
             if key == "endpointer" and isinstance(value, Mapping):
                 flat.update({f"endpointer.{k}": v for k, v in value.items()})
             else:
                 flat[key] = value
-        return flat
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> Settings:
-        """Build from a flat or nested mapping; unknown names fail listing valid ones."""
-        flat = cls._flat(data)
         valid = cls.valid_names()
         unknown = sorted(set(flat) - set(valid))
         if unknown:
@@ -311,17 +303,15 @@ class Settings:
             raise ConfigError(str(exc)) from exc
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *,
-                 file: Mapping[str, Any] | None = None, **overrides: Any) -> Settings:
-        """Build from layers, each over the one before: defaults, ``file`` (a config
-        file's mapping, flat or nested), ``VOICESTREAM_*`` variables, ``overrides``
-        (command-line flags; ``None`` values are not given).
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> Settings:
+        """Build from ``VOICESTREAM_*`` variables and overrides.
 
         Nested options are named with a double underscore:
         ``VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS``.
         """
         env = os.environ if environ is None else environ
-        data: dict[str, Any] = cls._flat(file or {})
+        data: dict[str, Any] = {}
         for key, value in env.items():
             if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
                 continue
