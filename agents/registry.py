@@ -57,9 +57,18 @@ class Registry:
         """Read and validate a registry file; raise ``RegistryError`` naming what is wrong."""
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise RegistryError(f"{path}: {exc}") from exc
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise RegistryError(f"{path}: {exc.strerror or type(exc).__name__}") from exc
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            # Python 3.11 writes the place into the message: "... (at line 3, column 15)".
+            at = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
+            if at is None:
+                raise RegistryError(f"{path}: not valid TOML: {exc}") from exc
+            raise RegistryError(f"{path}:{at[1]}: not valid TOML: {str(exc)[:at.start()]}"
+                                f"(column {at[2]})") from exc
         return cls.parse(data, str(path))
 
     @classmethod

@@ -16,19 +16,58 @@ from typing import Any
 import click
 
 from infra import logs
-from infra.config import ConfigError, Settings
+from infra.config import ConfigError, Settings, env_layer
+from infra.inputs import InputFileError, read_json_object
 from streams import topics
 from streams.connection import Connection
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
-def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    base: dict[str, Any] = ctx.obj or {}
+class BadInput(click.ClickException):
+    """A file or setting a command was given is wrong: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+class _Main(click.Group):
+    """The command group; a bad input file anywhere below ends in one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from agents.registry import RegistryError
+
+        try:
+            return super().invoke(ctx)
+        except (InputFileError, RegistryError) as exc:
+            raise BadInput(str(exc)) from exc
+
+
+def _layers(ctx: click.Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``--config`` file's options and the group's own flags (log format and level)."""
+    obj: dict[str, Any] = ctx.find_root().obj or {}
+    return obj.get("file", {}), obj.get("flags", {})
+
+
+def _settings(ctx: click.Context, **flags: Any) -> Settings:
+    """Settings from flags > ``VOICESTREAM_*`` > the ``--config`` file > defaults.
+
+    ``flags`` are the command's own options; None means the flag was not given.
+    """
+    file_layer, group_flags = _layers(ctx)
+    given = {k: v for k, v in flags.items() if v is not None}
     try:
-        return Settings.from_env(**{**base, **overrides})
+        return Settings.from_layers(file_layer, env_layer(), {**group_flags, **given})
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+        source = ctx.find_root().params.get("config_file")
+        where = f" (with --config {source})" if source else ""
+        raise BadInput(f"configuration{where}: {exc}") from exc
+
+
+def _check_registry(settings: Settings) -> None:
+    """Read the skill registry now, so that a bad one fails before any broker starts."""
+    from agents.registry import DEFAULT_REGISTRY, Registry
+
+    Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
 
 
 def _broker(settings: Settings) -> Connection:
@@ -40,9 +79,10 @@ def _broker(settings: Settings) -> Connection:
     return settings.connection()
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=_Main, context_settings=CONTEXT_SETTINGS)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="JSON file of settings (see README); VOICESTREAM_* variables override it.")
+              help="JSON object of settings (see README). Precedence: command-line flags, "
+                   "then VOICESTREAM_* variables, then this file, then the defaults.")
 @click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
               help="Log format [default: json].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -50,15 +90,20 @@ def _broker(settings: Settings) -> Connection:
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None, log_format: str | None,
          log_level: str | None) -> None:
-    """voicestream: a streaming backbone for voice assistants on Kafka."""
-    obj: dict[str, Any] = {}
+    """voicestream: a streaming backbone for voice assistants on Kafka.
+
+    Settings come from command-line flags, then VOICESTREAM_* environment
+    variables, then the --config file, then the defaults: each overrides those after it.
+    """
+    file_layer: dict[str, Any] = {}
     if config_file:
-        obj.update(json.loads(Path(config_file).read_text()))
-    if log_format:
-        obj["log_format"] = log_format
-    if log_level:
-        obj["log_level"] = log_level
-    ctx.obj = obj
+        file_layer = read_json_object(config_file, what="a JSON object of settings")
+        try:
+            Settings.check_names(file_layer)
+        except ConfigError as exc:
+            raise BadInput(f"{config_file}: {exc}") from exc
+    flags = {"log_format": log_format, "log_level": log_level}
+    ctx.obj = {"file": file_layer, "flags": {k: v for k, v in flags.items() if v}}
     settings = _settings(ctx)
     logs.configure(settings.log_format, settings.log_level)
 
@@ -66,11 +111,15 @@ def main(ctx: click.Context, config_file: str | None, log_format: str | None,
 @main.command()
 @click.option("--port", type=int, default=0, help="Port of the embedded broker (0: a free one).")
 @click.option("--metrics-port", type=int, default=None,
-              help="Serve Prometheus metrics on this port [default: off].")
+              help="Serve Prometheus metrics on this port [default: metrics_port, 0: off].")
+@click.option("--metrics-host", default=None,
+              help="Address the metrics endpoint binds; 0.0.0.0 for every interface, as in "
+                   "a container [default: metrics_host, 127.0.0.1].")
 @click.option("--skills", "with_skills", is_flag=True,
               help="Also run the example skills in this process.")
 @click.pass_context
-def up(ctx: click.Context, port: int, metrics_port: int | None, with_skills: bool) -> None:
+def up(ctx: click.Context, port: int, metrics_port: int | None, metrics_host: str | None,
+       with_skills: bool) -> None:
     """Run a worker with every agent, and an embedded broker unless one is configured.
 
     Prints 'broker: URL' (tansu://HOST:PORT for the embedded broker, so that other
@@ -79,11 +128,12 @@ def up(ctx: click.Context, port: int, metrics_port: int | None, with_skills: boo
     from infra import metrics
     from infra.runner import serve
 
-    settings = _settings(ctx, metrics_port=metrics_port)
+    settings = _settings(ctx, metrics_port=metrics_port, metrics_host=metrics_host)
+    _check_registry(settings)
 
     def ready(profile: Any) -> None:
         if settings.metrics_port:
-            metrics.serve(settings.metrics_port)
+            metrics.serve(settings.metrics_port, settings.metrics_host)
         click.echo(f"broker: {profile.native_url}")
         click.echo("ready")
         sys.stdout.flush()
@@ -103,6 +153,7 @@ def skills(ctx: click.Context, only: tuple[str, ...], broker: str | None) -> Non
     settings = _settings(ctx, broker=broker)
     if not settings.broker:
         raise click.UsageError("skills need a broker: --broker kafka://HOST:PORT")
+    _check_registry(settings)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -134,7 +185,9 @@ def demo(ctx: click.Context, rebuild_audio: bool, record_to: str | None) -> None
         click.echo(f"wrote {out}")
         return
     settings = _settings(ctx, broker="")
-    if "log_level" not in (ctx.obj or {}):
+    _check_registry(settings)
+    file_layer, group_flags = _layers(ctx)
+    if not any("log_level" in layer for layer in (file_layer, env_layer(), group_flags)):
         logs.configure(settings.log_format, "error")  # the trace is the output here
     rows = asyncio.run(demo_mod.run(settings, Path(record_to) if record_to else None))
     click.echo(demo_mod.summary(rows))
@@ -244,14 +297,13 @@ def send(ctx: click.Context, wav: str, device: str, broker: str | None, fast: bo
         stream_and_watch,
     )
 
-    settings = _settings(ctx, broker=broker)
-    bootstrap = _broker(settings)
     try:
-        pcm, rate = read_wav(wav)
-    except (ValueError, EOFError, OSError) as exc:
-        raise click.UsageError(f"cannot read {wav}: {exc}") from exc
-
+        pcm, rate = read_wav(wav)  # its errors start with the file's name
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+    settings = _settings(ctx, broker=broker)
     key = _device_key(settings, device, key_file)
+    bootstrap = _broker(settings)
     mine = (device, key) if key_file and key else None
 
     async def run() -> int:
@@ -282,8 +334,8 @@ def _device_key(settings: Settings, device: str, key_file: str | None) -> bytes 
     try:
         if key_file:
             return identity.read_master_key(key_file)  # the same format: 32 bytes, hex
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    except ValueError as exc:  # the message starts with the file's name
+        raise BadInput(str(exc)) from exc
     master = settings.device_master_key()
     return identity.device_key(master, device) if master else None
 
@@ -317,7 +369,8 @@ def context(ctx: click.Context, device: str, pairs: tuple[str, ...], ctx_file: s
 
     if bool(pairs) == bool(ctx_file):
         raise click.UsageError("give either --set KEY=VALUE ... or --file CTX.json")
-    data: dict[str, Any] = json.loads(Path(ctx_file).read_text()) if ctx_file else {}
+    data: dict[str, Any] = (read_json_object(ctx_file, what="a JSON object of context fields")
+                            if ctx_file else {})
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -327,11 +380,12 @@ def context(ctx: click.Context, device: str, pairs: tuple[str, ...], ctx_file: s
     try:
         message = from_dict(data)
     except SerializationError as exc:
+        if ctx_file:
+            raise BadInput(f"{ctx_file}: not a device context: {exc}") from exc
         raise click.UsageError(f"bad context: {exc}") from exc
     settings = _settings(ctx, broker=broker)
-    bootstrap = _broker(settings)
-
     signing = _device_key(settings, device, key_file)
+    bootstrap = _broker(settings)
 
     async def run() -> None:
         async with DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix,
@@ -463,13 +517,16 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
     Exit status: 0 when the outputs match (or without --check), 1 on a
     difference, 2 on a usage error (a prefix naming live topics included).
     """
-    from infra.replay import LiveTopicsError, RecordingError, ReplayResult, check_prefix
+    from infra.replay import LiveTopicsError, ReplayResult, check_prefix, load
     from infra.replay import replay as do_replay
     from infra.runner import broker_for, running_skills, running_worker, skill_topics, warmed_up
 
-    settings = _settings(ctx, broker=broker)
     if speed <= 0:
         raise click.UsageError("--speed must be positive")
+    load(Path(recording))  # a bad recording fails here, before any broker or worker starts
+    settings = _settings(ctx, broker=broker)
+    if not settings.broker:
+        _check_registry(settings)
     # The worker a replay runs, and what it checks names against, under the replay's prefix.
     ours = _settings(ctx, broker=broker, topic_prefix=replay_prefix)
     shorts = [s.short for s in topics.ALL] + skill_topics(settings)
@@ -491,10 +548,7 @@ def replay(ctx: click.Context, recording: str, check: bool, speed: float, timeou
                 await warmed_up(worker, skills)
                 return await go(profile.connection)
 
-    try:
-        result = asyncio.run(run())
-    except RecordingError as exc:
-        raise click.UsageError(str(exc)) from exc
+    result = asyncio.run(run())
     groups = len(result.expected)
     click.echo(f"replayed {result.inputs} input records; {groups} recorded output groups")
     if not check:
@@ -613,6 +667,11 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
               label_smoothing: float, average: int, pooling: str, work: str,
               out: str | None) -> None:
     """Fine-tune the joint intent/slot model from all-MiniLM-L6-v2 and export it to ONNX."""
+    from infra.eval_nlu import load
+
+    for split in ("train.jsonl", "dev.jsonl"):  # before torch loads and an epoch runs
+        load(Path(data_dir) / split)
+
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR
     from models.nlu.train import encoder_dir
@@ -678,13 +737,12 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
     from models.asr import AsrError, create
 
     settings = _settings(ctx)
+    phrases = _context_phrases(ctx_file) if ctx_file else ev.context_names()
     path = Path(data_dir) if data_dir else Path(settings.data_dir) / "eval-asr"
     if not (path / "labels.jsonl").exists():
         click.echo(f"building the evaluation sets in {path} ...", err=True)
         ev.build(path, Path(shared))
-    context = (json.loads(Path(ctx_file).read_text()) if ctx_file
-               else {"contacts": ev.context_names()})
-    phrases = [*context.get("contacts", []), *context.get("appliances", [])]
+    rows = ev.load(path, Path(shared))
     weights, window = variant.split("-")
     try:
         eng = (create("whisper", model=whisper_model, quantized=weights == "int8",
@@ -692,7 +750,6 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
                if engine == "whisper" else create("pocketsphinx", grammar=grammar))
     except AsrError as exc:
         raise click.ClickException(str(exc)) from exc
-    rows = ev.load(path, Path(shared))
     chosen = tuple(s.strip() for s in sets.split(",") if s.strip())
     with click.progressbar(length=1, label="decoding", file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
@@ -711,15 +768,28 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
     click.echo(json.dumps(report, indent=None if as_json else 2))
 
 
+def _context_phrases(ctx_file: str) -> list[str]:
+    """The contacts and appliances of a context JSON file, to bias recognition toward."""
+    data = read_json_object(ctx_file, what="a JSON object with contacts and appliances")
+    phrases: list[str] = []
+    for field in ("contacts", "appliances"):
+        values = data.get(field, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InputFileError(ctx_file, f"{field} must be a list of strings")
+        phrases += values
+    return phrases
+
+
 @eval.command("nlu")
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
               default="../shared/data/massive-en-US/dev.jsonl", help="MASSIVE-format JSONL.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_nlu(data_file: str, as_json: bool) -> None:
     """Score intents and slots: intent_accuracy, slot_f1, exact_match (fractions)."""
-    from infra.eval_nlu import evaluate
+    from infra.eval_nlu import evaluate, load
     from models.nlu.inference import NluModelMissing, NluOnnx
 
+    examples = load(Path(data_file))
     try:
         model = NluOnnx()
     except NluModelMissing as exc:
@@ -729,7 +799,7 @@ def eval_nlu(data_file: str, as_json: bool) -> None:
             bar.length = total
             bar.update(done - bar.pos)
 
-        report = evaluate(model, Path(data_file), progress=progress)
+        report = evaluate(model, Path(data_file), progress=progress, examples=examples)
     click.echo(json.dumps(report, indent=None if as_json else 2))
 
 
@@ -744,11 +814,12 @@ def eval_context(data_file: str | None, failures: bool, as_json: bool) -> None:
     from infra.eval_context import CASES, evaluate, load
     from models.nlu.inference import NluModelMissing, NluOnnx
 
+    cases = load(Path(data_file) if data_file else CASES)
     try:
         model = NluOnnx()
     except NluModelMissing as exc:
         raise click.ClickException(str(exc)) from exc
-    report = evaluate(Understander(model), load(Path(data_file) if data_file else CASES))
+    report = evaluate(Understander(model), cases)
     if not failures:
         report.pop("failures")
     click.echo(json.dumps(report, indent=None if as_json else 2))
@@ -774,7 +845,7 @@ def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json
     if not (path / "labels.jsonl").exists():
         click.echo(f"building the evaluation set in {path} ...", err=True)
         ev.build(path, Path(shared))
-    report = ev.evaluate(path, settings.endpointer)
+    report = ev.evaluate(path, settings.endpointer)  # reads the labels before the VAD
     click.echo(json.dumps(report, indent=None if as_json else 2))
 
 

@@ -1,12 +1,15 @@
 """Configuration, checked when built.
 
-Values come from keyword arguments, a mapping (a JSON file) or ``VOICESTREAM_*``
-environment variables. An unknown option fails and lists the valid ones.
+Values come in layers, each overriding the ones below it: command-line flags,
+then ``VOICESTREAM_*`` environment variables, then a JSON file (``--config``),
+then the defaults (:meth:`Settings.from_layers`). An unknown option fails and
+lists the valid ones; a value of the wrong type fails naming the option.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -139,6 +142,9 @@ class Settings:
     log_level: str = "info"
     #: Port of the Prometheus endpoint; 0 turns it off.
     metrics_port: int = 0
+    #: Address the Prometheus endpoint binds: loopback on a laptop, ``0.0.0.0``
+    #: (every interface) in a container so that the scraper can reach it.
+    metrics_host: str = "127.0.0.1"
     #: Where Faust keeps local state.
     data_dir: str = ".voicestream"
     #: Seconds without frames after which an open utterance ends with ``stream-timeout``.
@@ -218,6 +224,9 @@ class Settings:
             raise ConfigError("log_level must be debug, info, warning or error")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("metrics_port must be in 0..65535")
+        if not _is_host(self.metrics_host):
+            raise ConfigError(f"metrics_host {self.metrics_host!r} must be an IP address "
+                              "(0.0.0.0: every interface) or a host name")
         if self.drain_timeout_s < 0:
             raise ConfigError("drain_timeout_s must be >= 0")
         if self.utterance_idle_timeout_s <= 0 or self.max_open_utterances < 1:
@@ -275,12 +284,25 @@ class Settings:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Settings:
         """Build from a flat or nested mapping; unknown names fail listing valid ones."""
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            if key == "endpointer" and isinstance(value, Mapping):
-                flat.update({f"endpointer.{k}": v for k, v in value.items()})
-            else:
-                flat[key] = value
+        top, ep = cls._typed(data)
+        try:
+            return cls(endpointer=EndpointerConfig(**ep), **top)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    @classmethod
+    def check_names(cls, data: Mapping[str, Any]) -> None:
+        """Check one layer alone: every name is an option and every value has its type.
+
+        Ranges and options that depend on each other are checked once the
+        layers are merged (a file may leave a password to the environment).
+        """
+        cls._typed(data)
+
+    @classmethod
+    def _typed(cls, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return (top-level, endpointer) options of ``data``, each converted to its type."""
+        flat = _flatten(data)
         valid = cls.valid_names()
         unknown = sorted(set(flat) - set(valid))
         if unknown:
@@ -297,28 +319,62 @@ class Settings:
                 ep[name] = _convert(key, value, str(ep_types[name]))
             else:
                 top[key] = _convert(key, value, str(types[key]))
-        try:
-            return cls(endpointer=EndpointerConfig(**ep), **top)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        return top, ep
+
+    @classmethod
+    def from_layers(cls, *layers: Mapping[str, Any]) -> Settings:
+        """Build from layers of options, lowest first: a later layer's value wins.
+
+        The CLI passes the ``--config`` file, then :func:`env_layer`, then its
+        flags, so that flags beat the environment, which beats the file, which
+        beats the defaults. Options missing from every layer keep their defaults.
+        """
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(_flatten(layer))
+        return cls.from_mapping(merged)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
                  **overrides: Any) -> Settings:
-        """Build from ``VOICESTREAM_*`` variables and overrides.
+        """Build from ``VOICESTREAM_*`` variables, then ``overrides`` (which win; None skipped).
 
         Nested options are named with a double underscore:
         ``VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS``.
         """
-        env = os.environ if environ is None else environ
-        data: dict[str, Any] = {}
-        for key, value in env.items():
-            if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
-                continue
-            name = key.removeprefix(ENV_PREFIX).lower().replace("__", ".")
-            data[name] = value
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(data)
+        return cls.from_layers(env_layer(environ),
+                               {k: v for k, v in overrides.items() if v is not None})
+
+
+def env_layer(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the options set by ``VOICESTREAM_*`` variables (default: this process's)."""
+    env = os.environ if environ is None else environ
+    data: dict[str, str] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+            continue
+        data[key.removeprefix(ENV_PREFIX).lower().replace("__", ".")] = value
+    return data
+
+
+def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``data`` with a nested ``endpointer`` mapping as ``endpointer.NAME`` keys."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "endpointer" and isinstance(value, Mapping):
+            flat.update({f"endpointer.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _is_host(host: str) -> bool:
+    """Whether ``host`` is an IP address or a DNS host name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host))
+    return True
 
 
 #: Variables read elsewhere, not options.
@@ -326,10 +382,19 @@ _NOT_SETTINGS = frozenset({"VOICESTREAM_VAD_MODEL", "VOICESTREAM_MODEL_DIR",
                            "VOICESTREAM_KAFKA_HOME", "VOICESTREAM_TEST_BROKERS"})
 
 
+#: JSON types an option of each type accepts as it is (an int for a float).
+_ACCEPTS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                         "bool": (bool,)}
+
+
 def _convert(name: str, value: Any, type_name: str) -> Any:
-    """Convert strings from the environment to the option's type."""
+    """Convert strings from the environment to the option's type; refuse other types."""
+    accepts = _ACCEPTS.get(type_name, (object,))
     if not isinstance(value, str) or type_name == "str":
-        return value
+        if (isinstance(value, bool) and bool not in accepts) \
+                or not isinstance(value, accepts):
+            raise ConfigError(f"{name}={value!r} is not a valid {type_name}")
+        return float(value) if isinstance(value, int) and type_name == "float" else value
     try:
         if type_name == "int":
             return int(value)

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import soxr
 
-from infra.eval_endpoint import speak
+from infra.eval_endpoint import read_pcm, speak
+from infra.inputs import InputFileError, read_jsonl
 from models.asr import Engine
 from models.textnorm import edit_distance, normalize
 
@@ -134,20 +135,26 @@ def build_tune(out: Path, *, seed: int = 23) -> None:
 
 
 def _read(path: Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as w:
-        x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-        rate = w.getframerate()
+    pcm, rate = read_pcm(path)
+    x = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
     return x if rate == RATE else soxr.resample(x, rate, RATE).astype(np.float32)
+
+
+#: What each labelled utterance must hold, and its type.
+FIELDS = {"set": str, "file": str, "text": str, "voice": str}
 
 
 def load(data: Path, shared: Path) -> list[dict[str, Any]]:
     """Return every labelled utterance: the built sets plus the spoken digits."""
     if not (data / "labels-tune.jsonl").exists():
         build_tune(data)  # a set added after ``data`` was built
-    rows = [json.loads(x) for name in ("labels.jsonl", "labels-tune.jsonl")
-            for x in (data / name).read_text().splitlines()]
-    for row in rows:
-        row["path"] = data / row["file"]
+    rows = []
+    for name in ("labels.jsonl", "labels-tune.jsonl"):
+        for line, row in read_jsonl(data / name, FIELDS, what="a labelled utterance"):
+            row["path"] = data / row["file"]
+            if not row["path"].is_file():
+                raise InputFileError(data / name, f"{row['file']}: no such file", line=line)
+            rows.append(row)
     for f in sorted((shared / "fsdd-dev").glob("*.wav")):
         rows.append({"set": "digits", "path": f, "text": DIGITS[int(f.name[0])],
                      "voice": f.name.split("_")[1]})

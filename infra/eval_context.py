@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from infra.inputs import InputFileError, Shape, check_fields, read_jsonl
 from streams.asr import NBest
 
 CASES = Path(__file__).resolve().parent / "data" / "context_eval.jsonl"
@@ -171,9 +172,21 @@ def build_cases() -> list[Case]:
     return [{"id": i, **c} for i, c in enumerate(cases)]
 
 
+#: What each case must hold, and its type.
+FIELDS: dict[str, Shape] = {"id": (int, str), "family": str, "text": str,
+                            "context": (dict, type(None)), "expect": dict}
+
+
 def load(path: Path = CASES) -> list[Case]:
-    """Read the committed set."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Read a set of cases; raise ``InputFileError`` naming a bad line."""
+    cases = []
+    for line, case in read_jsonl(path, FIELDS, what="a context case (a JSON object)"):
+        expect = check_fields(path, case["expect"], {"intent": str, "slots": dict}, line=line,
+                              what="an 'expect' object")
+        if not all(isinstance(v, str) for v in expect["slots"].values()):
+            raise InputFileError(path, "expect.slots values must be strings", line=line)
+        cases.append(case)
+    return cases
 
 
 def correct(case: Case, intent: str, slots: dict[str, list[str]]) -> bool:

@@ -23,7 +23,9 @@ import soxr
 from agents.endpointer import endpoint_audio
 from agents.endpointing import EndpointerConfig
 from infra.config import Settings
+from infra.inputs import InputFileError, Shape, read_jsonl
 from models.vad import SileroVad
+from streams.client import read_wav
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
 
@@ -120,19 +122,43 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
+#: What each labelled utterance must hold, and its type.
+FIELDS: dict[str, Shape] = {"file": str, "speech_end_ms": (int, float),
+                            "pause": (dict, type(None))}
+
+
+def read_pcm(path: Path) -> tuple[bytes, int]:
+    """Return (16-bit mono PCM, sample rate in Hz) of a labelled set's WAV file."""
+    try:
+        pcm, rate = read_wav(path)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc).removeprefix(f"{path}: ")) from None
+    return pcm, rate
+
+
+def load(data: Path) -> list[dict[str, Any]]:
+    """Read ``data/labels.jsonl``; raise ``InputFileError`` naming a bad line or a missing WAV."""
+    labels = data / "labels.jsonl"
+    rows = []
+    for line, row in read_jsonl(labels, FIELDS, what="a labelled utterance"):
+        if not (data / row["file"]).is_file():
+            raise InputFileError(labels, f"{row['file']}: no such file", line=line)
+        rows.append(row)
+    return rows
+
+
 def evaluate(data: Path, config: EndpointerConfig) -> dict[str, Any]:
     """Run the end-pointers over the set in ``data``; return the figures."""
+    rows = load(data)
     vad = SileroVad()
     settings = Settings(endpointer=config)
-    rows = [json.loads(x) for x in (data / "labels.jsonl").read_text().splitlines()]
     premature_final = spec_total = resets = premature_spec = premature_spec_reset = 0
     errors = with_reset = 0
     spec_delay: list[float] = []
     final_delay: list[float] = []
     lead: list[float] = []
     for row in rows:
-        with wave.open(str(data / row["file"]), "rb") as w:
-            pcm, rate = w.readframes(w.getnframes()), w.getframerate()
+        pcm, rate = read_pcm(data / row["file"])
         decisions = endpoint_audio(pcm, rate, settings, vad)
         end = row["speech_end_ms"]
         specs = {d.revision: d for d in decisions

@@ -13,15 +13,36 @@ from typing import Any
 
 import numpy as np
 
+from infra.inputs import InputFileError, read_jsonl
 from models.nlu.inference import NluOnnx
 from models.nlu.labels import slot_f1
-from models.nlu.massive import load
+from models.nlu.massive import Example, parse_annotation
+
+#: The fields of a MASSIVE record that evaluation and training read.
+FIELDS = {"annot_utt": str, "intent": str}
+
+
+def load(data: Path) -> list[Example]:
+    """Read a MASSIVE-format JSON-lines file; raise ``InputFileError`` naming a bad line."""
+    examples = []
+    for line, row in read_jsonl(data, FIELDS, what="a MASSIVE record (a JSON object)"):
+        text, slots = parse_annotation(row["annot_utt"])
+        if not text.strip():
+            raise InputFileError(data, "annot_utt is empty", line=line)
+        scenario = row.get("scenario", "")
+        examples.append(Example(text, row["intent"], slots,
+                                scenario if isinstance(scenario, str) else ""))
+    return examples
 
 
 def evaluate(model: NluOnnx, data: Path, *,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Interpret every utterance of ``data`` one at a time; return the figures."""
-    examples = load(data)
+             progress: Callable[[int, int], None] | None = None,
+             examples: list[Example] | None = None) -> dict[str, Any]:
+    """Interpret every utterance of ``data`` one at a time; return the figures.
+
+    ``examples``: ``data`` already read with :func:`load`.
+    """
+    examples = load(data) if examples is None else examples
     gold, pred, times = [], [], []
     correct = exact = 0
     for i, ex in enumerate(examples):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry()
@@ -64,6 +66,11 @@ MODEL_QUEUE = Gauge(
 )
 
 
-def serve(port: int, addr: str = "127.0.0.1") -> None:
-    """Serve ``/metrics`` on ``addr:port`` in a background thread."""
-    start_http_server(port, addr=addr, registry=REGISTRY)
+def serve(port: int, addr: str = "127.0.0.1") -> WSGIServer:
+    """Serve ``/metrics`` on ``addr:port`` in a background thread; return the server.
+
+    ``addr`` is the ``metrics_host`` setting: 127.0.0.1 answers this machine
+    only, 0.0.0.0 every interface (a container's port must be reachable).
+    """
+    server, _thread = start_http_server(port, addr=addr, registry=REGISTRY)
+    return server

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import dataclasses
 import difflib
@@ -32,6 +33,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from infra.inputs import InputFileError, check_fields, read_text
 from streams import identity, topics
 from streams.client import EventWatcher, is_outcome
 from streams.codec import decode, dumps, loads
@@ -56,8 +58,36 @@ REPLAY_PREFIX = topics.REPLAY_PREFIX
 SHORTS = tuple(spec.short for spec in topics.ALL)
 
 
-class RecordingError(ValueError):
-    """The recording file is not one voicestream can read."""
+class RecordingError(InputFileError):
+    """The recording file is not one voicestream can read; names the file and the line."""
+
+
+#: What each recorded record holds, and its type.
+RECORD_FIELDS = {"topic": str, "role": str, "partition": int, "offset": int, "ts_ms": int,
+                 "key": str, "value": str}
+
+
+def _row(path: Path, line: int, text: str) -> dict[str, Any]:
+    """Return one recorded record, checked; raise ``RecordingError`` naming its line."""
+    try:
+        row = check_fields(path, json.loads(text), RECORD_FIELDS, line=line,
+                           what="a recorded record (a JSON object)")
+    except json.JSONDecodeError as exc:
+        raise RecordingError(path, f"not valid JSON: {exc.msg}", line=line) from None
+    except InputFileError as exc:
+        raise RecordingError(path, exc.problem, line=line) from None
+    try:
+        topics.by_short(row["topic"])
+    except KeyError:
+        raise RecordingError(path, f"unknown topic {row['topic']!r}", line=line) from None
+    if row["role"] not in {topics.Role.INPUT.value, topics.Role.OUTPUT.value}:
+        raise RecordingError(path, f"role must be input or output, got {row['role']!r}",
+                             line=line)
+    try:
+        row["raw"] = base64.b64decode(row["value"], validate=True)
+    except binascii.Error:
+        raise RecordingError(path, "value is not base64", line=line) from None
+    return row
 
 
 class LiveTopicsError(ValueError):
@@ -126,17 +156,24 @@ def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     records of an utterance whose start or outcome was not recorded are left
     out, so a replay compares only what it can reproduce.
     """
-    lines = path.read_text().splitlines()
+    try:
+        lines = read_text(path).splitlines()
+    except InputFileError as exc:
+        raise RecordingError(path, exc.problem) from None
     if not lines:
-        raise RecordingError(f"{path} is empty")
-    header = json.loads(lines[0])
-    if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
-        raise RecordingError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} file")
-    rows = [json.loads(x) for x in lines[1:] if x.strip()]
+        raise RecordingError(path, "empty")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT \
+            or header.get("version") != FORMAT_VERSION:
+        raise RecordingError(path, f"not a {FORMAT} v{FORMAT_VERSION} file (its first line "
+                                   "is not the recording's header)", line=1)
+    rows = [_row(path, i, x) for i, x in enumerate(lines[1:], start=2) if x.strip()]
     started: set[str] = set()
     ended: set[str] = set()
     for row in rows:
-        row["raw"] = base64.b64decode(row["value"])
         row["message"] = _decode_or_none(row)
         message = row["message"]
         if message is None:
@@ -282,8 +319,8 @@ async def replay(path: Path, bootstrap: BrokerTarget, *, prefix: str = REPLAY_PR
     expected_msgs: list[dict[str, Any]] = []
     for row in outputs:
         if row["message"] is None:
-            raise RecordingError(f"recorded output at {row['topic']}:{row['offset']} "
-                                 "does not decode")
+            raise RecordingError(path, f"recorded output at {row['topic']}:{row['offset']} "
+                                       "does not decode")
         expected_msgs.append(normalise(row["message"]))
     expected = _group(expected_msgs)
     outcome_types = {MessageType.ERROR.value, MessageType.DIRECTIVE.value,

@@ -42,12 +42,24 @@ RESPONSE_WAIT_S = 3.0
 
 
 def read_wav(path: str | Path) -> tuple[bytes, int]:
-    """Return (16-bit mono PCM, sample rate) from a WAV file; stereo is mixed down."""
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: need 16-bit PCM, got {8 * w.getsampwidth()}-bit")
-        rate, channels = w.getframerate(), w.getnchannels()
-        pcm = w.readframes(w.getnframes())
+    """Return (16-bit mono PCM, sample rate) from a WAV file; stereo is mixed down.
+
+    Raises ``ValueError`` whose message starts with ``path`` for a file that is
+    missing, unreadable, not a WAV file or not 16-bit PCM.
+    """
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise ValueError(f"{path}: need 16-bit PCM, got {8 * w.getsampwidth()}-bit")
+            rate, channels = w.getframerate(), w.getnchannels()
+            pcm = w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"{path}: not a PCM WAV file ({exc or 'truncated'})") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or type(exc).__name__}") from None
+    if rate <= 0 or len(pcm) % (2 * channels):
+        raise ValueError(f"{path}: truncated or inconsistent WAV ({channels} channels, "
+                         f"{rate} Hz, {len(pcm)} bytes)")
     if channels > 1:
         import numpy as np
 

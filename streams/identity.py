@@ -63,10 +63,11 @@ def new_master_key(path: str | Path) -> bytes:
 
 def read_master_key(path: str | Path) -> bytes:
     """Read a master key written by :func:`new_master_key`."""
-    text = Path(path).read_text().strip()
     try:
-        key = bytes.fromhex(text)
-    except ValueError:
+        key = bytes.fromhex(Path(path).read_bytes().decode("ascii").strip())
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:  # UnicodeDecodeError too: a binary file is no hex key
         raise ValueError(f"{path}: not a hex key") from None
     if len(key) != KEY_BYTES:
         raise ValueError(f"{path}: a master key is {KEY_BYTES} bytes, this one {len(key)}")

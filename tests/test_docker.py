@@ -1,17 +1,27 @@
 """docker/: the compose file follows the Compose specification and wires a real cluster.
 
 No Docker engine runs here, so the file is validated against the compose-spec
-JSON schema (vendored by check-jsonschema) and checked for what workers need.
+JSON schema (vendored by check-jsonschema) and checked for what workers need;
+the Dockerfile is read stage by stage, and the runtime image's model files are
+laid out from its COPY lines (linked to this machine's builds of the same
+files) and loaded the way a worker loads them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
+import re
+import shlex
+import subprocess
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 import yaml
 
@@ -73,3 +83,183 @@ def test_skills_run_beside_the_workers_on_the_same_cluster(compose: dict[str, An
     assert skills["command"] == ["skills"] and skills["image"] == worker["image"]
     assert skills["environment"] == worker["environment"]
     assert skills["deploy"]["replicas"] >= 2
+
+
+# --- the Dockerfile, read without a Docker engine ----------------------------------------
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    #: (INSTRUCTION, arguments) in order, continuation lines joined.
+    steps: list[tuple[str, str]]
+
+    def args(self, instruction: str) -> list[str]:
+        return [a for i, a in self.steps if i == instruction]
+
+    def env(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for args in self.args("ENV"):
+            out.update(p.split("=", 1) for p in shlex.split(args))  # type: ignore[misc]
+        return out
+
+    def copies_from(self, stage: str) -> list[tuple[list[str], str]]:
+        """(sources, destination) of each ``COPY --from=stage``."""
+        out = []
+        for args in self.args("COPY"):
+            words = shlex.split(args)
+            if f"--from={stage}" in words:
+                paths = [w for w in words if not w.startswith("--")]
+                out.append((paths[:-1], paths[-1]))
+        return out
+
+
+def dockerfile() -> list[Stage]:
+    text = re.sub(r"\\\n\s*", " ", (DOCKER / "Dockerfile").read_text())
+    stages: list[Stage] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction.upper() == "FROM":
+            words = args.split()
+            stages.append(Stage(words[2] if len(words) == 3 else f"stage-{len(stages)}", []))
+        stages[-1].steps.append((instruction.upper(), args.strip()))
+    return stages
+
+
+@pytest.fixture(scope="module")
+def stages() -> dict[str, Stage]:
+    found = dockerfile()
+    return {"models": next(s for s in found if s.name == "models"), "runtime": found[-1]}
+
+
+def worker_settings(compose: dict[str, Any], runtime: Stage) -> Settings:
+    """What a worker container runs with: the image's ENV, then compose's environment."""
+    env = {**runtime.env(), **compose["services"]["worker"]["environment"]}
+    return Settings.from_env(env)
+
+
+def test_torch_is_in_the_build_stage_only_and_cpu_only(stages: dict[str, Stage]) -> None:
+    pyproject = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())
+    torch_pin = next(r for r in pyproject["project"]["optional-dependencies"]["train"]
+                     if r.startswith("torch=="))
+    build = " ".join(stages["models"].args("RUN"))
+    assert f"--index-url https://download.pytorch.org/whl/cpu {torch_pin}" in build
+    assert '".[train]"' in build
+    runtime = " ".join(stages["runtime"].args("RUN"))
+    assert "torch" not in runtime and "[train]" not in runtime
+    assert "pip install --no-cache-dir ." in runtime
+
+
+def test_the_image_builds_the_whisper_model_the_workers_run(
+        compose: dict[str, Any], stages: dict[str, Stage]) -> None:
+    settings = worker_settings(compose, stages["runtime"])
+    assert settings.asr_engine == "whisper"
+    build = " ".join(stages["models"].args("RUN"))
+    built = re.search(r"voicestream .*models build --whisper (\S+)", build)
+    assert built is not None
+    assert settings.asr_whisper_model in built[1].split(",")
+
+
+def model_env_vars() -> set[str]:
+    """The ``VOICESTREAM_*`` variables inference code reads (modules that never import torch)."""
+    names: set[str] = set()
+    for path in (DOCKER.parent / "models").rglob("*.py"):
+        text = path.read_text()
+        if re.search(r"^\s*(import|from) torch\b", text, re.M):
+            continue  # training and export: build stage only
+        names |= set(re.findall(r"VOICESTREAM_[A-Z_]+", text))
+    return names
+
+
+def test_the_runtime_stage_sets_every_model_variable_inference_reads(
+        stages: dict[str, Stage]) -> None:
+    wanted = model_env_vars()
+    assert wanted == {"VOICESTREAM_MODEL_DIR", "VOICESTREAM_VAD_MODEL"}
+    env = stages["runtime"].env()
+    assert wanted <= set(env)
+    copied = {dest.rstrip("/") for _, dest in stages["runtime"].copies_from("models")}
+    assert env["VOICESTREAM_VAD_MODEL"] in copied
+    assert any(d.startswith(env["VOICESTREAM_MODEL_DIR"] + "/") for d in copied)
+
+
+def _runtime_tree(stages: dict[str, Stage], root: Path) -> dict[str, str]:
+    """Lay out under ``root`` the model files the runtime stage copies, linked to this
+    machine's builds of the same files; return the runtime ENV with paths under ``root``."""
+    from models.vad import find_model
+    from models.whisper.inference import model_dir
+
+    build_dir = stages["models"].env()["VOICESTREAM_MODEL_DIR"]
+    build_runs = " ".join(stages["models"].args("RUN"))
+    vad_built = re.search(rf"shutil\.copy\(find_model\(\), '({build_dir}/[^']+)'\)", build_runs)
+    assert vad_built is not None, "the build stage copies the VAD's ONNX file into its model dir"
+
+    def local(source: str) -> Path:
+        if source == vad_built[1]:
+            return find_model()
+        whisper = re.fullmatch(rf"{build_dir}/whisper-([^/]+)/([^/]+)", source)
+        assert whisper is not None, f"{source} is not made by the build stage"
+        return model_dir(whisper[1]) / whisper[2]
+
+    for sources, dest in stages["runtime"].copies_from("models"):
+        for source in sources:
+            target = root / dest.lstrip("/")
+            if dest.endswith("/"):
+                target = target / Path(source).name
+            if not local(source).is_file():
+                pytest.skip(f"{local(source)} is not built here (setup.sh builds it)")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(local(source))
+    return {k: str(root / v.lstrip("/")) if v.startswith("/opt/") else v
+            for k, v in stages["runtime"].env().items()}
+
+
+def test_the_image_file_list_loads_every_model_a_worker_loads(
+        compose: dict[str, Any], stages: dict[str, Stage], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.asr import create
+    from models.nlu import inference as nlu
+    from models.vad import SileroVad, find_model
+    from streams.client import read_wav
+
+    env = _runtime_tree(stages, tmp_path)
+    for name in model_env_vars():
+        monkeypatch.setenv(name, env[name])
+    settings = worker_settings(compose, stages["runtime"])
+    # As infra/app.py builds them: Whisper (with word times), the VAD, the NLU model.
+    engine = create(settings.asr_engine, model=settings.asr_whisper_model,
+                    word_times=settings.asr_word_times)
+    assert engine.model.aligner is not None  # word times need aligner.onnx
+    pcm, rate = read_wav(DOCKER.parent / "infra" / "demo_audio" / "light_on.wav")
+    assert rate == 16000
+    heard = engine.transcribe(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, nbest=1)
+    assert "light" in heard[0].text.lower()
+    assert find_model() == Path(env["VOICESTREAM_VAD_MODEL"])
+    SileroVad()
+    # The NLU model is package data: what pip installs from a checkout is what git tracks
+    # and pyproject's package-data names.
+    pyproject = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["models.nlu"]
+    tracked = subprocess.run(["git", "ls-files", "models/nlu/model"], cwd=DOCKER.parent,
+                             capture_output=True, text=True, check=True).stdout.split()
+    installed = tmp_path / "site-packages" / "models" / "nlu" / "model"
+    installed.mkdir(parents=True)
+    for rel in tracked:
+        inside = Path(rel).relative_to("models/nlu").as_posix()
+        if any(fnmatch.fnmatch(inside, p) for p in patterns):
+            (installed / Path(rel).name).symlink_to(DOCKER.parent / rel)
+    assert nlu.DEFAULT_DIR.relative_to(Path(nlu.__file__).parent) == Path("model")
+    model = nlu.NluOnnx(installed)
+    assert model.interpret_batch(["turn on the lights"], top_k=1)[0][0].intent
+
+
+def test_compose_and_the_image_agree_on_metrics(compose: dict[str, Any],
+                                                stages: dict[str, Stage]) -> None:
+    runtime = stages["runtime"]
+    image = Settings.from_env(runtime.env())
+    assert image.metrics_host == "0.0.0.0"  # reachable from outside the container
+    worker = worker_settings(compose, runtime)
+    assert worker.metrics_host == "0.0.0.0"
+    assert str(worker.metrics_port) in runtime.args("EXPOSE")
+    assert str(worker.metrics_port) in compose["services"]["worker"]["expose"]

@@ -21,11 +21,11 @@ import structlog
 from structlog.testing import capture_logs
 
 from agents.arbiter import ArbiterService
-from agents.registry import DEFAULT_REGISTRY, Registry
 from agents.asr import AsrService
 from agents.base import Origin, Publisher
 from agents.endpointer import EndpointerService
 from agents.nlu import NluService
+from agents.registry import DEFAULT_REGISTRY, Registry
 from infra import logs
 from infra.config import Settings
 from models.asr import Float32Array, Hypothesis

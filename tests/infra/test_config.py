@@ -10,7 +10,7 @@ import structlog
 
 from infra import logs, metrics
 from infra.broker import free_port
-from infra.config import BrokerProfile, ConfigError, Settings
+from infra.config import BrokerProfile, ConfigError, Settings, env_layer
 
 
 def test_unknown_option_lists_valid_ones() -> None:
@@ -79,3 +79,42 @@ def test_metrics_endpoint_serves_prometheus_text() -> None:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "voicestream_resets_total" in body
     assert "voicestream_stage_latency_seconds" in body
+
+
+def test_later_layers_win_and_unset_options_keep_their_defaults() -> None:
+    file_layer = {"partitions": 5, "app_id": "from-file", "endpointer": {"final_silence_ms": 700}}
+    env = env_layer({"VOICESTREAM_PARTITIONS": "6", "VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS":
+                     "900", "VOICESTREAM_MODEL_DIR": "/models", "HOME": "/root"})
+    assert env == {"partitions": "6", "endpointer.final_silence_ms": "900"}
+    settings = Settings.from_layers(file_layer, env, {"partitions": 7})
+    assert settings.partitions == 7  # flag over environment over file
+    assert settings.endpointer.final_silence_ms == 900  # environment over file
+    assert settings.app_id == "from-file"  # file over default
+    assert settings.topic_prefix == "voicestream."  # default
+
+
+@pytest.mark.parametrize("data", [{"partitions": [1]}, {"partitions": True},
+                                  {"require_known_devices": 1}, {"broker": 9092},
+                                  {"asr_bias_weight": "heavy"}, {"metrics_host": "a b"}])
+def test_a_value_of_the_wrong_type_fails_naming_the_option(data: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(data))):
+        Settings.from_mapping(data)
+
+
+def test_a_layer_is_checked_alone_for_names_and_types_not_for_pairs() -> None:
+    # A file may hold the SASL user and leave the password to the environment.
+    Settings.check_names({"sasl_mechanism": "PLAIN", "sasl_username": "u"})
+    with pytest.raises(ConfigError, match="unknown option"):
+        Settings.check_names({"metrics_hots": "0.0.0.0"})
+
+
+def test_metrics_serve_binds_the_address_given() -> None:
+    port = free_port()
+    server = metrics.serve(port, "127.0.0.2")
+    try:
+        assert server.server_address[:2] == ("127.0.0.2", port)
+        body = urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=5).read()
+        assert b"voicestream_resets_total" in body
+    finally:
+        server.shutdown()
+        server.server_close()
