@@ -23,7 +23,6 @@ from agents.ledger import Ledger
 from agents.registry import Registry
 from agents.routing import Arbiter, Gate
 from infra import metrics
-from infra.config import Settings
 from streams import topics
 from streams.codec import encode
 from streams.connection import Connection
@@ -38,6 +37,7 @@ from streams.directive import (
 )
 from streams.endpoint import EndpointKind, Reset
 from streams.nlu import Interpretations
+from streams.settings import Settings
 
 STAGE = "arbiter"
 _CLOSED_MEMORY = 4096

@@ -45,7 +45,6 @@ from agents.recovery import AudioLog, Progress, ReplayError
 from agents.revisions import Decode, Emit, RevisionTracker
 from agents.stage import CLOSED_MEMORY, UtteranceStage
 from infra import metrics
-from infra.config import Settings
 from models.asr import AsrError, Engine, Float32Array, Hypothesis
 from streams import topics
 from streams.asr import NBest, Transcript, WordTime
@@ -55,6 +54,7 @@ from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
 from streams.identity import signature_of
 from streams.schema import SerializationError
+from streams.settings import Settings
 
 STAGE = "asr"
 RATE = 16000

@@ -12,11 +12,11 @@ import faust
 
 from agents.base import DeviceGate, Origin, Publisher, SendFn, isolated
 from infra import metrics
-from infra.config import Settings
 from streams import topics
 from streams.context import DeviceContext
 from streams.directive import ContextUpdate
 from streams.identity import signature_of
+from streams.settings import Settings
 
 STAGE = "context"
 #: Recent-activity items kept per device.

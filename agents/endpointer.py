@@ -44,13 +44,13 @@ from agents.endpointing import (
 from agents.ledger import Ledger
 from agents.recovery import AudioLog, Progress, ReplayError
 from infra import metrics
-from infra.config import Settings
 from models.vad import CHUNK_MS, CHUNK_SAMPLES, Float32Array, SileroVad, VadState
 from streams import topics
 from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
 from streams.identity import signature_of
+from streams.settings import Settings
 
 #: Closed utterance ids remembered so that trailing frames are dropped quietly.
 _CLOSED_MEMORY = 4096

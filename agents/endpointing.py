@@ -19,6 +19,7 @@ import soxr
 from streams.audio import MAX_FRAME_MS, SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, SampleFormat
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset, ResetReason
+from streams.settings import EndpointerConfig
 
 STAGE = "endpointer"
 #: Filled gaps an assembler remembers (to tell late frames from duplicates).
@@ -26,39 +27,6 @@ _FILLED_MEMORY = 64
 TARGET_RATE_HZ = 16000
 Float32Array = npt.NDArray[np.float32]
 Decision = Endpoint | Reset | ErrorEvent
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EndpointerConfig:
-    """Thresholds of the two end-pointers; all durations in audio ms.
-
-    Defaults were chosen with ``voicestream eval endpoint`` (see README).
-    """
-
-    #: Chunk probability at or above which audio counts as speech.
-    speech_threshold: float = 0.5
-    #: Chunk probability below which audio counts as silence (hysteresis).
-    silence_threshold: float = 0.35
-    #: Consecutive speech needed for onset or resumption, so clicks do not count.
-    min_speech_ms: int = 64
-    #: Trailing silence after which the speculative end-pointer fires.
-    speculative_silence_ms: int = 256
-    #: Trailing silence after which the final end-pointer fires.
-    final_silence_ms: int = 800
-    #: No speech by this point ends the utterance with ``no-speech``.
-    no_speech_timeout_ms: int = 5000
-    #: Utterance length at which a final end-point is forced.
-    max_utterance_ms: int = 15000
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.silence_threshold <= self.speech_threshold < 1.0:
-            raise ValueError("need 0 < silence_threshold <= speech_threshold < 1")
-        if self.min_speech_ms < 0:
-            raise ValueError("min_speech_ms must be >= 0")
-        if not 0 < self.speculative_silence_ms < self.final_silence_ms:
-            raise ValueError("need 0 < speculative_silence_ms < final_silence_ms")
-        if self.no_speech_timeout_ms <= 0 or self.max_utterance_ms <= 0:
-            raise ValueError("timeouts must be positive")
 
 
 class Endpointer:

@@ -37,7 +37,6 @@ from agents.ledger import Ledger
 from agents.revisions import Decode, Emit, RevisionTracker
 from agents.stage import UtteranceStage
 from infra import metrics
-from infra.config import Settings
 from models.nlu.context import facts_consulted, resolve
 from models.nlu.values import normalise
 from models.textnorm import words_form
@@ -46,6 +45,7 @@ from streams.asr import NBest, Transcript
 from streams.control import ErrorEvent
 from streams.endpoint import EndpointKind, Reset
 from streams.nlu import Hypothesis, Interpretations, SlotValue
+from streams.settings import Settings
 
 STAGE = "nlu"
 

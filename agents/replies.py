@@ -18,10 +18,10 @@ import faust
 
 from agents.base import DeviceGate, Origin, Publisher, SendFn, isolated
 from infra import logs
-from infra.config import Settings
 from streams import identity, topics
 from streams.codec import decode
 from streams.schema import MessageType, SerializationError
+from streams.settings import Settings
 
 STAGE = "replies"
 #: The topics copied, and the codec of each (all JSON today).

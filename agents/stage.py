@@ -20,9 +20,9 @@ from agents.base import ModelQueue, Origin, Publisher, RecentIds, SendFn
 from agents.ledger import Ledger
 from agents.revisions import Action, Cancel, Decode, Emit
 from infra import metrics
-from infra.config import Settings
 from streams import topics
 from streams.control import ErrorEvent
+from streams.settings import Settings
 
 #: Closed utterance ids a stage remembers.
 CLOSED_MEMORY = 4096

@@ -21,8 +21,7 @@ import numpy as np
 import soxr
 
 from agents.endpointer import endpoint_audio
-from agents.endpointing import EndpointerConfig
-from infra.config import Settings
+from infra.config import EndpointerConfig, Settings
 from infra.inputs import InputFileError, Shape, read_jsonl
 from models.vad import SileroVad
 from streams.client import read_wav

@@ -9,12 +9,12 @@ from agents.endpointing import (
     Chunker,
     Decision,
     Endpointer,
-    EndpointerConfig,
     FrameAssembler,
 )
 from streams.audio import AudioFrame, SampleFormat
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, Reset
+from streams.settings import EndpointerConfig
 
 CFG = EndpointerConfig(speculative_silence_ms=320, final_silence_ms=640,
                        no_speech_timeout_ms=3000, max_utterance_ms=8000)

@@ -1,0 +1,446 @@
+"""Settings that every layer reads (the stages, the CLI, the SDKs), checked when built.
+
+They live here, below the agents that read them; :mod:`infra.config` is where
+the rest of ``infra`` takes them from.
+
+Values come in layers, each overriding the ones below it: command-line flags,
+then ``VOICESTREAM_*`` environment variables, then a JSON file (``--config``),
+then the defaults (:meth:`Settings.from_layers`). An unknown option fails and
+lists the valid ones; a value of the wrong type fails naming the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from streams import identity
+from streams.connection import Connection, ConnectionConfigError, Security
+
+ENV_PREFIX = "VOICESTREAM_"
+
+
+class ConfigError(ValueError):
+    """A configuration value or name is invalid."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointerConfig:
+    """Thresholds of the two end-pointers; all durations in audio ms.
+
+    Defaults were chosen with ``voicestream eval endpoint`` (see README).
+    """
+
+    #: Chunk probability at or above which audio counts as speech.
+    speech_threshold: float = 0.5
+    #: Chunk probability below which audio counts as silence (hysteresis).
+    silence_threshold: float = 0.35
+    #: Consecutive speech needed for onset or resumption, so clicks do not count.
+    min_speech_ms: int = 64
+    #: Trailing silence after which the speculative end-pointer fires.
+    speculative_silence_ms: int = 256
+    #: Trailing silence after which the final end-pointer fires.
+    final_silence_ms: int = 800
+    #: No speech by this point ends the utterance with ``no-speech``.
+    no_speech_timeout_ms: int = 5000
+    #: Utterance length at which a final end-point is forced.
+    max_utterance_ms: int = 15000
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.silence_threshold <= self.speech_threshold < 1.0:
+            raise ValueError("need 0 < silence_threshold <= speech_threshold < 1")
+        if self.min_speech_ms < 0:
+            raise ValueError("min_speech_ms must be >= 0")
+        if not 0 < self.speculative_silence_ms < self.final_silence_ms:
+            raise ValueError("need 0 < speculative_silence_ms < final_silence_ms")
+        if self.no_speech_timeout_ms <= 0 or self.max_utterance_ms <= 0:
+            raise ValueError("timeouts must be positive")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BrokerProfile:
+    """How to talk to one broker: addresses plus the settings that depend on it.
+
+    The embedded Tansu broker needs different client settings from Kafka:
+    Tansu 0.6.0 holds every fetch for its full ``fetch_max_wait_ms`` even when
+    data is there, makes a group join wait half the session timeout, reports
+    the end offset of a partition written in batches as the last batch's
+    first offset + 1, and refuses idempotent producers. Short waits,
+    single-record batches and plain ``acks=all`` producers avoid all four. On
+    Kafka the fetch wait and batch size keep the client defaults; producers
+    are idempotent. Both use a 3 s session timeout with 0.5 s heartbeats, so
+    that a killed worker's partitions move within 5 s (Kafka's brokers must
+    allow it: ``group.min.session.timeout.ms`` <= 3000, as ``voicestream
+    cluster`` sets).
+    """
+
+    connection: Connection
+    embedded: bool
+    #: Longest time a fetch waits for data, ms.
+    fetch_max_wait_ms: int
+    #: Consumer group session timeout, s.
+    session_timeout_s: float
+    #: Consumer group heartbeat interval, s.
+    heartbeat_interval_s: float
+    #: Producer batch size, bytes; 1 gives one record per batch.
+    max_batch_bytes: int
+    #: Replication factor of topics created by voicestream.
+    replication_factor: int
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The broker addresses."""
+        return self.connection.hosts
+
+    @property
+    def url(self) -> str:
+        """Return the ``kafka://host:port[,host:port]`` URL."""
+        return "kafka://" + ",".join(self.hosts)
+
+    @property
+    def native_url(self) -> str:
+        """Return the URL that also says the broker kind (``tansu://`` for Tansu)."""
+        return self.connection.url
+
+    @property
+    def bootstrap(self) -> list[str]:
+        """Return the bootstrap servers as aiokafka wants them."""
+        return list(self.hosts)
+
+    @property
+    def kind(self) -> str:
+        """``tansu`` or ``kafka``."""
+        return self.connection.kind
+
+    @classmethod
+    def parse(cls, url: str, *, embedded: bool = False, replication_factor: int = 0,
+              fetch_max_wait_ms: int | None = None,
+              security: Security | None = None) -> BrokerProfile:
+        """Parse ``kafka://host:port[,host:port]`` and pick defaults for the broker kind.
+
+        ``tansu://host:port`` names a Tansu broker run elsewhere (``voicestream
+        broker``) and gets the same settings as the embedded one.
+        ``replication_factor`` 0 leaves it to :func:`infra.runner.resolve` (min(3, brokers)).
+        """
+        if "://" not in url:
+            raise ConfigError(f"broker URL {url!r} must look like kafka://host:port[,host:port]")
+        try:
+            conn = Connection.parse(url, security)
+        except ConnectionConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+        if embedded or conn.tansu:
+            conn = dataclasses.replace(conn, kind="tansu")
+            return cls(conn, True, fetch_max_wait_ms or 20, 3.0, 0.5, 1, 1)
+        return cls(conn, False, fetch_max_wait_ms or 500, 3.0, 0.5, 16384, replication_factor)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """2 where topics have 3 or more replicas (one may be lost without refusing writes)."""
+        return 2 if self.replication_factor >= 3 else 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a worker, the CLI and the SDK read; see ``README.md`` for each."""
+
+    #: ``kafka://host:port[,host:port]``; empty starts the embedded broker.
+    broker: str = ""
+    #: Prefix of every topic name.
+    topic_prefix: str = "voicestream."
+    #: Partitions of every topic created by voicestream.
+    partitions: int = 4
+    #: Replication factor of created topics on Kafka; 0: min(3, brokers in the cluster).
+    replication_factor: int = 0
+    #: Fetch wait override, ms; 0 keeps the broker kind's default.
+    fetch_max_wait_ms: int = 0
+    #: Faust application id, also the consumer group.
+    app_id: str = "voicestream"
+    #: This worker's static group membership id (``group.instance.id``); give each
+    #: worker its own stable one (a pod name) so that a restart moves no partitions.
+    #: Empty: dynamic membership.
+    instance_id: str = ""
+    #: TLS: the CA that signed the brokers' certificates; empty for plaintext.
+    ssl_cafile: str = ""
+    #: TLS client certificate and key (mutual TLS), both or neither.
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    #: SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none.
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    #: ``json`` (production) or ``console``.
+    log_format: str = "json"
+    log_level: str = "info"
+    #: Port of the Prometheus endpoint; 0 turns it off.
+    metrics_port: int = 0
+    #: Address the Prometheus endpoint binds: loopback on a laptop, ``0.0.0.0``
+    #: (every interface) in a container so that the scraper can reach it.
+    metrics_host: str = "127.0.0.1"
+    #: Where Faust keeps local state.
+    data_dir: str = ".voicestream"
+    #: Seconds without frames after which an open utterance ends with ``stream-timeout``.
+    utterance_idle_timeout_s: float = 10.0
+    #: On SIGTERM, how long a worker goes on finishing the utterances it holds,
+    #: taking no new ones (left to the partition's next owner), before it leaves;
+    #: 0 leaves at once. A second signal cuts it short.
+    drain_timeout_s: float = 20.0
+    #: Open utterances a worker holds at once; more are refused with ``too-many-utterances``.
+    max_open_utterances: int = 1000
+    #: Recognition jobs a worker queues (waiting or running); past it a new utterance
+    #: is refused with ``overloaded``, while the ones already taken on go ahead.
+    asr_queue_limit: int = 16
+    #: The same for understanding (much faster per job).
+    nlu_queue_limit: int = 64
+    #: Audio from devices without a published context is refused (``unknown-device``).
+    require_known_devices: bool = False
+    #: The fleet's device master key (``voicestream devices init``). Set: every
+    #: record on the audio and context topics must carry its device's signature
+    #: (``device-unauthenticated`` otherwise), and results go to devices sealed
+    #: on the ``replies`` topic. Empty: device ids are taken on trust.
+    device_keys_file: str = ""
+    #: Recognition engine: ``whisper`` or ``pocketsphinx``.
+    asr_engine: str = "whisper"
+    #: Whisper weights: ``tiny.en`` or ``base`` (``voicestream models build --whisper base``).
+    asr_whisper_model: str = "tiny.en"
+    #: Word times for the best hypothesis (Whisper; about 9 ms per utterance).
+    asr_word_times: bool = True
+    #: Shallow-fusion bonus per token of a context phrase, nats; 0 turns biasing off.
+    asr_bias_weight: float = 2.0
+    #: Sound-alike rescoring: a context phrase replaces words that sound like it when
+    #: the audio scores it within this many nats of the best hypothesis; 0 turns it off.
+    asr_phrase_bonus: float = 22.0
+    #: With the rescoring on, a second search with this bias per token; its result is
+    #: taken only when it holds a whole context phrase the first lacks; 0 turns it off.
+    asr_strong_weight: float = 4.0
+    #: Hypotheses per transcript.
+    asr_nbest: int = 5
+    #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
+    asr_grammar: str = ""
+    #: How many ASR hypotheses NLU interprets, and the longest request it reads (words).
+    nlu_nbest: int = 3
+    nlu_max_words: int = 60
+    #: Skill registry (TOML); empty for the bundled example skills.
+    skills_registry: str = ""
+    #: A skill with no heartbeat for this long is down: its directives are declined.
+    skill_timeout_s: float = 10.0
+    endpointer: EndpointerConfig = dataclasses.field(default_factory=EndpointerConfig)
+
+    def device_master_key(self) -> bytes | None:
+        """The fleet's device master key, or None where device ids are trusted."""
+        return identity.read_master_key(self.device_keys_file) if self.device_keys_file else None
+
+    def __post_init__(self) -> None:
+        if self.broker:
+            BrokerProfile.parse(self.broker)
+        if not 1 <= self.partitions <= 1024:
+            raise ConfigError("partitions must be in 1..1024")
+        if self.replication_factor < 0:
+            raise ConfigError("replication_factor must be >= 0 (0: min(3, brokers))")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{0,200}", self.instance_id):
+            raise ConfigError("instance_id may hold letters, digits, '.', '_' and '-'")
+        try:
+            self.security()
+        except ConnectionConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+        if self.device_keys_file:
+            try:
+                identity.read_master_key(self.device_keys_file)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"device_keys_file: {exc}") from exc
+        if self.fetch_max_wait_ms < 0:
+            raise ConfigError("fetch_max_wait_ms must be >= 0")
+        if self.log_format not in {"json", "console"}:
+            raise ConfigError("log_format must be json or console")
+        if self.log_level not in {"debug", "info", "warning", "error"}:
+            raise ConfigError("log_level must be debug, info, warning or error")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("metrics_port must be in 0..65535")
+        if not _is_host(self.metrics_host):
+            raise ConfigError(f"metrics_host {self.metrics_host!r} must be an IP address "
+                              "(0.0.0.0: every interface) or a host name")
+        if self.drain_timeout_s < 0:
+            raise ConfigError("drain_timeout_s must be >= 0")
+        if self.utterance_idle_timeout_s <= 0 or self.max_open_utterances < 1:
+            raise ConfigError("utterance limits must be positive")
+        if self.asr_queue_limit < 1 or self.nlu_queue_limit < 1:
+            raise ConfigError("asr_queue_limit and nlu_queue_limit must be >= 1")
+        if self.asr_engine not in {"whisper", "pocketsphinx"}:
+            raise ConfigError("asr_engine must be whisper or pocketsphinx")
+        if self.asr_whisper_model not in {"tiny.en", "base"}:
+            raise ConfigError("asr_whisper_model must be tiny.en or base")
+        if not 0.5 <= self.skill_timeout_s <= 3600:
+            raise ConfigError("skill_timeout_s must be in 0.5..3600")
+        if not 1 <= self.nlu_nbest <= 10 or not 1 <= self.nlu_max_words <= 500:
+            raise ConfigError("nlu_nbest must be in 1..10 and nlu_max_words in 1..500")
+        if not 0 <= self.asr_bias_weight <= 20 or not 1 <= self.asr_nbest <= 20:
+            raise ConfigError("asr_bias_weight must be in 0..20 and asr_nbest in 1..20")
+        if not 0 <= self.asr_phrase_bonus <= 100:
+            raise ConfigError("asr_phrase_bonus must be in 0..100")
+        if not 0 <= self.asr_strong_weight <= 20:
+            raise ConfigError("asr_strong_weight must be in 0..20")
+        if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
+            raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
+
+    def security(self) -> Security:
+        """The TLS/SASL settings every client of this configuration uses."""
+        return Security(cafile=self.ssl_cafile, certfile=self.ssl_certfile,
+                        keyfile=self.ssl_keyfile, sasl_mechanism=self.sasl_mechanism,
+                        username=self.sasl_username, password=self.sasl_password)
+
+    def broker_profile(self, url: str | None = None, *, embedded: bool = False) -> BrokerProfile:
+        """Return the profile of ``url`` (default: the configured broker)."""
+        target = url or self.broker
+        if not target:
+            raise ConfigError("no broker configured")
+        return BrokerProfile.parse(
+            target, embedded=embedded, replication_factor=self.replication_factor,
+            fetch_max_wait_ms=self.fetch_max_wait_ms or None, security=self.security(),
+        )
+
+    def connection(self) -> Connection:
+        """The configured broker's connection (kind and security included)."""
+        return self.broker_profile().connection
+
+    def topic(self, short: str) -> str:
+        """Return the full name of the topic ``short``."""
+        return f"{self.topic_prefix}{short}"
+
+    @classmethod
+    def valid_names(cls) -> list[str]:
+        """Return every option name, endpointer options as ``endpointer.NAME``."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "endpointer"]
+        names += [f"endpointer.{f.name}" for f in dataclasses.fields(EndpointerConfig)]
+        return names
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Settings:
+        """Build from a flat or nested mapping; unknown names fail listing valid ones."""
+        top, ep = cls._typed(data)
+        try:
+            return cls(endpointer=EndpointerConfig(**ep), **top)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    @classmethod
+    def check_names(cls, data: Mapping[str, Any]) -> None:
+        """Check one layer alone: every name is an option and every value has its type.
+
+        Ranges and options that depend on each other are checked once the
+        layers are merged (a file may leave a password to the environment).
+        """
+        cls._typed(data)
+
+    @classmethod
+    def _typed(cls, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return (top-level, endpointer) options of ``data``, each converted to its type."""
+        flat = _flatten(data)
+        valid = cls.valid_names()
+        unknown = sorted(set(flat) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+        top: dict[str, Any] = {}
+        ep: dict[str, Any] = {}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        ep_types = {f.name: f.type for f in dataclasses.fields(EndpointerConfig)}
+        for key, value in flat.items():
+            if key.startswith("endpointer."):
+                name = key.removeprefix("endpointer.")
+                ep[name] = _convert(key, value, str(ep_types[name]))
+            else:
+                top[key] = _convert(key, value, str(types[key]))
+        return top, ep
+
+    @classmethod
+    def from_layers(cls, *layers: Mapping[str, Any]) -> Settings:
+        """Build from layers of options, lowest first: a later layer's value wins.
+
+        The CLI passes the ``--config`` file, then :func:`env_layer`, then its
+        flags, so that flags beat the environment, which beats the file, which
+        beats the defaults. Options missing from every layer keep their defaults.
+        """
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(_flatten(layer))
+        return cls.from_mapping(merged)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> Settings:
+        """Build from ``VOICESTREAM_*`` variables, then ``overrides`` (which win; None skipped).
+
+        Nested options are named with a double underscore:
+        ``VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS``.
+        """
+        return cls.from_layers(env_layer(environ),
+                               {k: v for k, v in overrides.items() if v is not None})
+
+
+def env_layer(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the options set by ``VOICESTREAM_*`` variables (default: this process's)."""
+    env = os.environ if environ is None else environ
+    data: dict[str, str] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+            continue
+        data[key.removeprefix(ENV_PREFIX).lower().replace("__", ".")] = value
+    return data
+
+
+def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``data`` with a nested ``endpointer`` mapping as ``endpointer.NAME`` keys."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "endpointer" and isinstance(value, Mapping):
+            flat.update({f"endpointer.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _is_host(host: str) -> bool:
+    """Whether ``host`` is an IP address or a DNS host name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host))
+    return True
+
+
+#: Variables read elsewhere, not options.
+_NOT_SETTINGS = frozenset({"VOICESTREAM_VAD_MODEL", "VOICESTREAM_MODEL_DIR",
+                           "VOICESTREAM_KAFKA_HOME", "VOICESTREAM_TEST_BROKERS"})
+
+
+#: JSON types an option of each type accepts as it is (an int for a float).
+_ACCEPTS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                         "bool": (bool,)}
+
+
+def _convert(name: str, value: Any, type_name: str) -> Any:
+    """Convert strings from the environment to the option's type; refuse other types."""
+    accepts = _ACCEPTS.get(type_name, (object,))
+    if not isinstance(value, str) or type_name == "str":
+        if (isinstance(value, bool) and bool not in accepts) \
+                or not isinstance(value, accepts):
+            raise ConfigError(f"{name}={value!r} is not a valid {type_name}")
+        return float(value) if isinstance(value, int) and type_name == "float" else value
+    try:
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        if type_name == "bool":
+            if value.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if value.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r} is not a valid {type_name}") from exc
+    return value
