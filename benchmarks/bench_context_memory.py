@@ -9,7 +9,12 @@ every quarter waits until the worker's context agent has taken them all
 again. Every worker holds every device's context (a global table, in memory),
 so this is the cost per device of each worker in a group.
 
+With ``--table-store rocksdb`` the tables live on disk (infra/store.py) and the
+figures show what a worker then holds in memory; the size of its table files
+is printed beside them.
+
 Run: python -m benchmarks.bench_context_memory [--devices 100000] [--broker URL]
+     [--table-store memory|rocksdb]
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--broker", default="", help="join this broker instead of starting "
                         "the embedded one")
+    parser.add_argument("--table-store", choices=["memory", "rocksdb"], default="memory")
     args = parser.parse_args()
     procs: list[Process] = []
     try:
@@ -94,18 +100,21 @@ def main() -> None:
             procs.append(broker)
             url = broker.wait_ready(60)
         prefix = f"mem{os.getpid()}."
+        data_dir = f"/tmp/vs-mem-{os.getpid()}"
         port = free_port()
         worker = Process(["up", "--metrics-port", str(port)], env_with(
             VOICESTREAM_BROKER=url, VOICESTREAM_TOPIC_PREFIX=prefix,
             VOICESTREAM_APP_ID=f"mem{os.getpid()}", VOICESTREAM_LOG_LEVEL="warning",
-            VOICESTREAM_DATA_DIR=f"/tmp/vs-mem-{os.getpid()}"))
+            VOICESTREAM_DATA_DIR=data_dir, VOICESTREAM_TABLE_STORE=args.table_store))
         procs.append(worker)
         worker.wait_ready(180)
         time.sleep(3.0)  # let the models' warm-up settle
         base = rss_mib(worker.proc.pid)
         size = len(encode(context(0), topics.CONTEXT.codec))
         print(f"worker RSS before any context: {base:.0f} MiB; one context: {size} bytes")
-        print("devices | worker RSS MiB | growth MiB | KiB per device | seconds to take")
+        print(f"tables in {args.table_store}")
+        print("devices | worker RSS MiB | growth MiB | KiB per device | seconds to take | "
+              "table files MiB")
         done = 0
         for quarter in range(1, 5):
             target = args.devices * quarter // 4
@@ -115,9 +124,10 @@ def main() -> None:
                 time.sleep(0.5)
             done = target
             rss = rss_mib(worker.proc.pid)
+            files = sum(p.stat().st_size for p in Path(data_dir).rglob("*") if p.is_file())
             print(f"{target} | {rss:.0f} | {rss - base:.0f} | "
-                  f"{(rss - base) * 1024 / target:.2f} | {time.monotonic() - started:.1f}",
-                  flush=True)
+                  f"{(rss - base) * 1024 / target:.2f} | {time.monotonic() - started:.1f} | "
+                  f"{files / 2**20:.0f}", flush=True)
     finally:
         for proc in reversed(procs):
             proc.kill()

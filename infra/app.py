@@ -100,7 +100,7 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     app = faust.App(
         settings.app_id,
         broker=[f"voicestream://{host}" for host in profile.hosts],
-        store="memory://",
+        store="vsrocksdb://" if settings.table_store == "rocksdb" else "memory://",
         datadir=str(data_dir),
         autodiscover=False,
         web_enabled=False,

@@ -182,6 +182,10 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     #: Where Faust keeps local state.
     data_dir: str = ".voicestream"
+    #: Where tables (the device context, the utterance ledger) live: ``memory``
+    #: (rebuilt from their changelogs at every start, held whole by every worker) or
+    #: ``rocksdb`` (on disk under ``data_dir``; a restart reads only what changed).
+    table_store: str = "memory"
     #: Seconds without frames after which an open utterance ends with ``stream-timeout``.
     utterance_idle_timeout_s: float = 10.0
     #: On SIGTERM, how long a worker goes on finishing the utterances it holds,
@@ -266,6 +270,8 @@ class Settings:
             raise ConfigError("drain_timeout_s must be >= 0")
         if self.utterance_idle_timeout_s <= 0 or self.max_open_utterances < 1:
             raise ConfigError("utterance limits must be positive")
+        if self.table_store not in {"memory", "rocksdb"}:
+            raise ConfigError("table_store must be memory or rocksdb")
         if self.asr_queue_limit < 1 or self.nlu_queue_limit < 1:
             raise ConfigError("asr_queue_limit and nlu_queue_limit must be >= 1")
         if self.asr_engine not in {"whisper", "pocketsphinx"}:
