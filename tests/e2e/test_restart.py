@@ -87,7 +87,9 @@ async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path],
         # Every context update written before the kill is back, none lost.
         assert tables["device-context"] == CONTEXTS
         if table_store == "rocksdb":
-            databases = sorted(p.name for p in Path(own["VOICESTREAM_DATA_DIR"]).rglob("*.db"))
+            found = await asyncio.to_thread(
+                lambda: list(Path(own["VOICESTREAM_DATA_DIR"]).rglob("*.db")))
+            databases = sorted(p.name for p in found)
             assert any(n.startswith("device-context-") for n in databases), databases
             assert any(n.startswith("utterances-") for n in databases), databases
         # The worker keeps serving after the restart.
