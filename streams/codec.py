@@ -39,6 +39,7 @@ from streams.control import DeadLetter, ErrorEvent
 from streams.directive import ContextUpdate, Declined, Directive, SkillResponse, SkillStatus
 from streams.endpoint import Endpoint, Reset
 from streams.nlu import Interpretations
+from streams.rewrite import Feedback, Interaction, Rewrite, RewriteRule
 from streams.schema import SCHEMA_VERSION, Message, MessageType, SerializationError
 
 #: Largest payload any topic accepts, bytes; larger input is dead-lettered.
@@ -62,6 +63,10 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
         SkillResponse,
         SkillStatus,
         ContextUpdate,
+        Feedback,
+        Interaction,
+        RewriteRule,
+        Rewrite,
     )
 }
 

@@ -31,6 +31,10 @@ class MessageType(StrEnum):
     CONTEXT_UPDATE = "context-update"
     ERROR = "error"
     DEAD_LETTER = "dead-letter"
+    FEEDBACK = "feedback"
+    INTERACTION = "interaction"
+    REWRITE_RULE = "rewrite-rule"
+    REWRITE = "rewrite"
 
 
 class SerializationError(Exception):

@@ -82,9 +82,33 @@ FEEDBACK = TopicSpec(
     "feedback",
     Codec.JSON,
     Role.INPUT,
-    frozenset(),
+    frozenset({MessageType.FEEDBACK}),
     retention_ms=30 * DAY_MS,
-    doc="user feedback and rephrases, for the rewrite stage (mined over weeks)",
+    doc="user feedback (barge-ins, yes/no, misheard), joined into interactions",
+)
+INTERACTIONS = TopicSpec(
+    "interactions",
+    Codec.JSON,
+    Role.OUTPUT,
+    frozenset({MessageType.INTERACTION}),
+    retention_ms=30 * DAY_MS,
+    doc="one record per finished utterance (heard, meant, outcome): what rewrites are mined from",
+)
+REWRITE_RULES = TopicSpec(
+    "rewrite-rules",
+    Codec.JSON,
+    Role.INTERNAL,
+    frozenset({MessageType.REWRITE_RULE}),
+    compacted=True,
+    retention_ms=None,
+    doc="mined rewrites keyed by the request's normalised form; the latest table wins",
+)
+REWRITES = TopicSpec(
+    "rewrites",
+    Codec.JSON,
+    Role.OUTPUT,
+    frozenset({MessageType.REWRITE, MessageType.RESET, MessageType.ERROR}),
+    doc="rewritten transcripts per revision (rewrite events, resets and errors in band)",
 )
 ENDPOINTS = TopicSpec(
     "endpoints",
@@ -151,9 +175,9 @@ REPLIES = TopicSpec(
     doc="each device's results, sealed for it (streams.identity), where devices sign",
 )
 
-ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, CONTEXT_UPDATES, FEEDBACK, ENDPOINTS, TRANSCRIPTS,
-                              INTERPRETATIONS, DIRECTIVES, RESPONSES, SKILLS, DEAD_LETTERS,
-                              REPLIES)
+ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, CONTEXT_UPDATES, FEEDBACK, INTERACTIONS,
+                              REWRITE_RULES, REWRITES, ENDPOINTS, TRANSCRIPTS, INTERPRETATIONS,
+                              DIRECTIVES, RESPONSES, SKILLS, DEAD_LETTERS, REPLIES)
 #: Per-skill directive topics are named ``<prefix>skill.<name>``; they carry directives only.
 SKILL_TOPIC_PREFIX = "skill."
 SKILL_DIRECTIVES = TopicSpec(
