@@ -9,6 +9,7 @@ give the true end of speech and the pause, measured on the clean signal.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -20,10 +21,13 @@ from typing import Any
 import numpy as np
 import soxr
 
-from agents.endpointer import endpoint_audio
-from infra.config import EndpointerConfig, Settings
+from agents.endpointing import Chunker, Decision, Endpointer, FrameAssembler
+from agents.turn import TurnDecider, energy_fall
+from infra.config import EndpointerConfig
 from infra.inputs import InputFileError, Shape, read_jsonl
-from models.vad import SileroVad
+from models.eot import EotModel, words_of
+from models.vad import CHUNK_MS, CHUNK_SAMPLES, SileroVad, VadState
+from streams.audio import AudioFrame
 from streams.client import read_wav
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
@@ -146,19 +150,75 @@ def load(data: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate(data: Path, config: EndpointerConfig) -> dict[str, Any]:
-    """Run the end-pointers over the set in ``data``; return the figures."""
-    rows = load(data)
-    vad = SileroVad()
-    settings = Settings(endpointer=config)
+def _vad_probs(pcm: bytes, rate: int, vad: SileroVad) -> tuple[list[float], np.ndarray]:
+    """The VAD's probability per chunk of a recording, and its 16 kHz samples."""
+    assembler = FrameAssembler(rate)
+    chunker = Chunker(CHUNK_SAMPLES)
+    state = VadState()
+    step = rate * 20 // 1000 * 2
+    probs: list[float] = []
+    kept: list[np.ndarray] = []
+    for seq, i in enumerate(range(0, len(pcm), step)):
+        frame = AudioFrame(device_id="eval", utterance_id="eval", seq=seq, pcm=pcm[i:i + step],
+                           sample_rate_hz=rate, audio_ms=seq * 20)
+        samples, _ = assembler.push(frame)
+        for chunk in chunker.push(samples):
+            kept.append(chunk)
+            (prob,) = vad.probabilities([state], [chunk])
+            probs.append(prob)
+    audio = np.concatenate(kept) if kept else np.zeros(0, np.float32)
+    return probs, audio
+
+
+def spoken_words(row: dict[str, Any], at_ms: int) -> list[str]:
+    """The words spoken by ``at_ms`` (an oracle transcript, from the labels).
+
+    An end of speech before the pause's end hears the words before the pause.
+    """
+    words = words_of(str(row.get("text", "")))
+    pause = row["pause"]
+    if pause is not None and at_ms < pause["start_ms"] + pause["ms"]:
+        return words[: pause["after_word"]]
+    return words
+
+
+def replay(probs: list[float], config: EndpointerConfig, *,
+           turn: TurnDecider | None = None, row: dict[str, Any] | None = None,
+           audio: np.ndarray | None = None, asr_latency_ms: int = 0) -> list[Decision]:
+    """Feed per-chunk probabilities to an :class:`Endpointer`, as the agent would.
+
+    With ``turn``, each speculative end-point's transcript (the oracle words of
+    ``row``) reaches the end-pointer ``asr_latency_ms`` of audio later, and its
+    decision sets the final silence of that revision.
+    """
+    ep = Endpointer(config, "eval", "eval")
+    out: list[Decision] = []
+    pending: list[tuple[int, int, int]] = []  # (due t_ms, revision, at_ms)
+    for prob in probs:
+        for d in ep.process(CHUNK_MS, prob):
+            out.append(d)
+            if (turn is not None and isinstance(d, Endpoint)
+                    and d.kind is EndpointKind.SPECULATIVE):
+                pending.append((d.t_ms + asr_latency_ms, d.revision, d.at_ms))
+        while pending and pending[0][0] <= ep.pos_ms and turn is not None and row is not None:
+            _, revision, at_ms = pending.pop(0)
+            fall = None
+            if audio is not None:
+                fall = energy_fall(audio[: at_ms * RATE // 1000])
+            decision = turn.decide(spoken_words(row, at_ms), energy_fall=fall)
+            out.extend(ep.require_silence(revision, decision.silence_ms))
+        if ep.done:
+            return out
+    return out + ep.stop()
+
+
+def _score(rows: list[dict[str, Any]], runs: list[list[Decision]]) -> dict[str, Any]:
     premature_final = spec_total = resets = premature_spec = premature_spec_reset = 0
     errors = with_reset = 0
     spec_delay: list[float] = []
     final_delay: list[float] = []
     lead: list[float] = []
-    for row in rows:
-        pcm, rate = read_pcm(data / row["file"])
-        decisions = endpoint_audio(pcm, rate, settings, vad)
+    for row, decisions in zip(rows, runs, strict=True):
         end = row["speech_end_ms"]
         specs = {d.revision: d for d in decisions
                  if isinstance(d, Endpoint) and d.kind is EndpointKind.SPECULATIVE}
@@ -184,9 +244,6 @@ def evaluate(data: Path, config: EndpointerConfig) -> dict[str, Any]:
         lead.append(final.t_ms - confirmed.t_ms)
     n = len(rows)
     return {
-        "split": "MASSIVE en-US dev (espeak-ng)",
-        "utterances": n,
-        "with_pause": sum(r["pause"] is not None for r in rows),
         "premature_final_cutoff_rate": round(premature_final / n, 4),
         "speculative_reset_rate": round(resets / max(spec_total, 1), 4),
         "utterances_with_reset_rate": round(with_reset / n, 4),
@@ -194,7 +251,39 @@ def evaluate(data: Path, config: EndpointerConfig) -> dict[str, Any]:
         "premature_speculatives_reset": premature_spec_reset,
         "errors": errors,
         "speculative_delay_ms": {"p50": _pct(spec_delay, 50), "p90": _pct(spec_delay, 90)},
-        "final_delay_ms": {"p50": _pct(final_delay, 50), "p90": _pct(final_delay, 90)},
+        "final_delay_ms": {"p50": _pct(final_delay, 50), "p90": _pct(final_delay, 90),
+                           "p95": _pct(final_delay, 95)},
         "speculative_lead_ms": {"p50": _pct(lead, 50)},
+    }
+
+
+def evaluate(data: Path, config: EndpointerConfig, *, asr_latency_ms: int = 150,
+             model: EotModel | None = None) -> dict[str, Any]:
+    """Run the fixed and the semantic end-pointers over the set in ``data``; return both.
+
+    The top-level figures are the fixed end-pointer's (``final_silence_ms``
+    always); ``semantic`` holds the same figures with the turn decider, fed the
+    oracle words at each speculative end-point ``asr_latency_ms`` later.
+    """
+    rows = load(data)
+    vad = SileroVad()
+    fixed = dataclasses.replace(config, semantic=False)
+    turn = TurnDecider(dataclasses.replace(config, semantic=True), model or EotModel.load())
+    fixed_runs: list[list[Decision]] = []
+    semantic_runs: list[list[Decision]] = []
+    for row in rows:
+        pcm, rate = read_pcm(data / row["file"])
+        probs, audio = _vad_probs(pcm, rate, vad)
+        fixed_runs.append(replay(probs, fixed))
+        semantic_runs.append(replay(probs, fixed, turn=turn, row=row, audio=audio,
+                                    asr_latency_ms=asr_latency_ms))
+    semantic = _score(rows, semantic_runs)
+    semantic["transcript"] = f"oracle words at the speculative end-point, {asr_latency_ms} ms later"
+    return {
+        "split": "MASSIVE en-US dev (espeak-ng)",
+        "utterances": len(rows),
+        "with_pause": sum(r["pause"] is not None for r in rows),
+        **_score(rows, fixed_runs),
+        "semantic": semantic,
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
     }

@@ -55,13 +55,13 @@ class EndpointerConfig:
     #: Final silence required of a request that looks complete.
     semantic_min_silence_ms: int = 300
     #: P(complete) at or above which the minimum silence is enough.
-    complete_threshold: float = 0.8
+    complete_threshold: float = 0.95
     #: P(complete) at or below which the full ``final_silence_ms`` is required.
-    incomplete_threshold: float = 0.3
+    incomplete_threshold: float = 0.7
     #: Share of the NLU confidence in the completeness score (when one is known).
     nlu_weight: float = 0.2
     #: Score added for a full energy fall at the end of speech (half for none: 0).
-    acoustic_weight: float = 0.1
+    acoustic_weight: float = 0.0
     #: Per device type, a different ``semantic_min_silence_ms``: "type=ms,type=ms".
     semantic_min_silence_by_device: str = ""
 
@@ -88,7 +88,8 @@ class EndpointerConfig:
     def min_silence_by_device(self) -> dict[str, int]:
         """``semantic_min_silence_by_device`` parsed; raise ``ValueError`` naming a bad item."""
         out: dict[str, int] = {}
-        for item in filter(None, (p.strip() for p in self.semantic_min_silence_by_device.split(","))):
+        items = (p.strip() for p in self.semantic_min_silence_by_device.split(","))
+        for item in filter(None, items):
             kind, sep, ms = item.partition("=")
             if not sep or not kind.strip() or not ms.strip().isdigit():
                 raise ValueError(f"semantic_min_silence_by_device: {item!r} is not type=ms")
