@@ -204,7 +204,8 @@ def score(model: EotModel, data: list[Example], threshold: float = 0.5) -> dict[
 
 
 def build(shared: Path, out: Path = DEFAULT_PATH, *, epochs: int = 15,
-          keep_ambiguous: bool = True, progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+          keep_ambiguous: bool = True,
+          progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train on MASSIVE en-US train, score on dev prefixes, save to ``out``; return figures."""
     root = shared / "massive-en-US"
     train_req = read_requests(root / "train.jsonl")
@@ -214,7 +215,7 @@ def build(shared: Path, out: Path = DEFAULT_PATH, *, epochs: int = 15,
                   progress=progress)
     model.meta["ambiguous_prefixes"] = "negative" if keep_ambiguous else "dropped"
     dev = examples(dev_req, complete)
-    report = {"split": "MASSIVE en-US dev prefixes", "dev": score(model, dev),
+    report: dict[str, Any] = {"split": "MASSIVE en-US dev prefixes", "dev": score(model, dev),
               "dev_at_0.95": score(model, dev, 0.95)}
     model.meta["dev"] = report["dev"]
     model.save(out)
