@@ -15,6 +15,7 @@ import random
 import subprocess
 import tempfile
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,30 +183,35 @@ def spoken_words(row: dict[str, Any], at_ms: int) -> list[str]:
     return words
 
 
+#: The speculative transcript's words, from (end of speech, decision time) in audio ms.
+WordsAt = Callable[[int, int], list[str]]
+
+
 def replay(probs: list[float], config: EndpointerConfig, *,
-           turn: TurnDecider | None = None, row: dict[str, Any] | None = None,
+           turn: TurnDecider | None = None, words_at: WordsAt | None = None,
            audio: np.ndarray | None = None, asr_latency_ms: int = 0) -> list[Decision]:
     """Feed per-chunk probabilities to an :class:`Endpointer`, as the agent would.
 
-    With ``turn``, each speculative end-point's transcript (the oracle words of
-    ``row``) reaches the end-pointer ``asr_latency_ms`` of audio later, and its
+    With ``turn``, each speculative end-point's transcript (``words_at``)
+    reaches the end-pointer ``asr_latency_ms`` of audio later, and its
     decision sets the final silence of that revision.
     """
     ep = Endpointer(config, "eval", "eval")
     out: list[Decision] = []
-    pending: list[tuple[int, int, int]] = []  # (due t_ms, revision, at_ms)
+    pending: list[tuple[int, int, int, int]] = []  # (due t_ms, revision, at_ms, t_ms)
     for prob in probs:
         for d in ep.process(CHUNK_MS, prob):
             out.append(d)
             if (turn is not None and isinstance(d, Endpoint)
                     and d.kind is EndpointKind.SPECULATIVE):
-                pending.append((d.t_ms + asr_latency_ms, d.revision, d.at_ms))
-        while pending and pending[0][0] <= ep.pos_ms and turn is not None and row is not None:
-            _, revision, at_ms = pending.pop(0)
+                pending.append((d.t_ms + asr_latency_ms, d.revision, d.at_ms, d.t_ms))
+        while (pending and pending[0][0] <= ep.pos_ms and turn is not None
+               and words_at is not None):
+            _, revision, at_ms, t_ms = pending.pop(0)
             fall = None
             if audio is not None:
                 fall = energy_fall(audio[: at_ms * RATE // 1000])
-            decision = turn.decide(spoken_words(row, at_ms), energy_fall=fall)
+            decision = turn.decide(words_at(at_ms, t_ms), energy_fall=fall)
             out.extend(ep.require_silence(revision, decision.silence_ms))
         if ep.done:
             return out
@@ -257,13 +263,30 @@ def _score(rows: list[dict[str, Any]], runs: list[list[Decision]]) -> dict[str, 
     }
 
 
+def whisper_words() -> Callable[[np.ndarray], list[str]]:
+    """Whisper tiny.en (int8, one thread): audio to its top hypothesis' words."""
+    from models.asr import WhisperEngine
+
+    engine = WhisperEngine()
+
+    def words(audio: np.ndarray) -> list[str]:
+        hyps = engine.transcribe(audio, nbest=1)
+        return words_of(hyps[0].text) if hyps else []
+
+    return words
+
+
 def evaluate(data: Path, config: EndpointerConfig, *, asr_latency_ms: int = 150,
-             model: EotModel | None = None) -> dict[str, Any]:
+             model: EotModel | None = None,
+             recognise: Callable[[np.ndarray], list[str]] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the fixed and the semantic end-pointers over the set in ``data``; return both.
 
     The top-level figures are the fixed end-pointer's (``final_silence_ms``
-    always); ``semantic`` holds the same figures with the turn decider, fed the
-    oracle words at each speculative end-point ``asr_latency_ms`` later.
+    always); ``semantic`` holds the same figures with the turn decider, fed
+    each speculative end-point's words ``asr_latency_ms`` later: the words
+    spoken so far from the labels (an oracle), or with ``recognise`` what it
+    makes of the audio up to the decision (e.g. :func:`whisper_words`).
     """
     rows = load(data)
     vad = SileroVad()
@@ -271,14 +294,24 @@ def evaluate(data: Path, config: EndpointerConfig, *, asr_latency_ms: int = 150,
     turn = TurnDecider(dataclasses.replace(config, semantic=True), model or EotModel.load())
     fixed_runs: list[list[Decision]] = []
     semantic_runs: list[list[Decision]] = []
-    for row in rows:
+    for i, row in enumerate(rows):
         pcm, rate = read_pcm(data / row["file"])
         probs, audio = _vad_probs(pcm, rate, vad)
         fixed_runs.append(replay(probs, fixed))
-        semantic_runs.append(replay(probs, fixed, turn=turn, row=row, audio=audio,
+
+        def words_at(at_ms: int, t_ms: int, row: dict[str, Any] = row,
+                     audio: np.ndarray = audio) -> list[str]:
+            if recognise is None:
+                return spoken_words(row, at_ms)
+            return recognise(audio[: t_ms * RATE // 1000])
+
+        semantic_runs.append(replay(probs, fixed, turn=turn, words_at=words_at, audio=audio,
                                     asr_latency_ms=asr_latency_ms))
+        if progress is not None:
+            progress(i + 1, len(rows))
     semantic = _score(rows, semantic_runs)
-    semantic["transcript"] = f"oracle words at the speculative end-point, {asr_latency_ms} ms later"
+    source = "oracle words (labels)" if recognise is None else "Whisper tiny.en int8"
+    semantic["transcript"] = f"{source} at the speculative end-point, {asr_latency_ms} ms later"
     return {
         "split": "MASSIVE en-US dev (espeak-ng)",
         "utterances": len(rows),

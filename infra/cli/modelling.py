@@ -280,9 +280,13 @@ def eval_context(data_file: str | None, failures: bool, as_json: bool) -> None:
 @click.option("--asr-latency-ms", type=click.IntRange(0, 5000), default=150, show_default=True,
               help="Audio time from a speculative end-point to its transcript reaching the "
                    "semantic end-pointer.")
+@click.option("--transcripts", type=click.Choice(["oracle", "whisper"]), default="oracle",
+              show_default=True,
+              help="Words the semantic end-pointer gets: those spoken so far (from the labels) "
+                   "or Whisper tiny.en's on the audio so far (slower; needs models build).")
 @click.pass_context
 def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json: bool,
-                  pairs: tuple[str, ...], asr_latency_ms: int) -> None:
+                  pairs: tuple[str, ...], asr_latency_ms: int, transcripts: str) -> None:
     """Score the end-pointers, fixed and semantic: premature cut-offs, resets, delays, lead."""
     from infra import eval_endpoint as ev
 
@@ -293,5 +297,13 @@ def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json
         click.echo(f"building the evaluation set in {path} ...", err=True)
         ev.build(path, Path(shared))
     # Reads the labels before the VAD.
-    report = ev.evaluate(path, settings.endpointer, asr_latency_ms=asr_latency_ms)
+    recognise = ev.whisper_words() if transcripts == "whisper" else None
+    with click.progressbar(length=1, label="end-pointing", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(1)
+
+        report = ev.evaluate(path, settings.endpointer, asr_latency_ms=asr_latency_ms,
+                             recognise=recognise, progress=progress)
     click.echo(json.dumps(report, indent=None if as_json else 2))
