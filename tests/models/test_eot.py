@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from models.eot import (
     train,
     words_of,
 )
+from tests.conftest import VOICESTREAM, env_with
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +93,27 @@ def test_missing_and_foreign_files_are_coded_errors(tmp_path: Path) -> None:
     assert garbage.value.code == "eot-model-invalid"
     with pytest.raises(ValueError):
         EotModel(np.zeros((1 << BITS) - 1, np.float32), {})
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "massive-en-US").is_dir(), reason="needs MASSIVE")
+def test_train_eot_command_rebuilds_and_scores_on_dev(tmp_path: Path) -> None:
+    out = tmp_path / "eot.npz"
+    run = subprocess.run([*VOICESTREAM, "train", "eot", "--shared", str(SHARED), "--out",
+                          str(out), "--epochs", "3", "--json"],
+                         capture_output=True, text=True, timeout=300, env=env_with())
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    assert report["split"] == "MASSIVE en-US dev prefixes"
+    assert report["dev"]["examples"] > 10000 and report["dev"]["accuracy"] > 0.7
+    assert 0 < out.stat().st_size < 5_000_000
+    assert EotModel.load(out).meta["dev"] == report["dev"]
+
+
+def test_train_eot_without_data_is_a_clear_error(tmp_path: Path) -> None:
+    run = subprocess.run([*VOICESTREAM, "train", "eot", "--shared", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, env=env_with())
+    assert run.returncode != 0
+    assert "train.jsonl: no such file" in run.stderr
