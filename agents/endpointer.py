@@ -16,6 +16,14 @@ when the audio cannot be read back does the utterance end with
 ``worker-rebalanced``. Records re-delivered after a rebalance are skipped
 quietly: up to what this worker had processed (:class:`agents.recovery.Progress`),
 and those of utterances the ledger shows closed.
+
+With ``endpointer.semantic`` the agent also follows the transcripts topic
+(written by ASR to its input's partition, so the partitions this worker owns
+on the audio topic are the ones it reads there). A speculative transcript of
+an utterance's *current* revision goes to :class:`agents.turn.TurnDecider`,
+whose final silence :meth:`Endpointer.require_silence` applies: at once when
+the silence has already passed, otherwise when it is reached. A transcript of
+a revision a reset cancelled is ignored, so it cannot confirm the next one.
 """
 
 from __future__ import annotations
@@ -43,13 +51,18 @@ from agents.endpointing import (
 )
 from agents.ledger import Ledger
 from agents.recovery import AudioLog, Progress, ReplayError
+from agents.turn import TurnDecider
 from infra import metrics
+from models.eot import EotModel
 from models.vad import CHUNK_MS, CHUNK_SAMPLES, Float32Array, SileroVad, VadState
 from streams import topics
+from streams.asr import Transcript
 from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
+from streams.codec import from_dict, loads
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
 from streams.identity import signature_of
+from streams.schema import SerializationError
 from streams.settings import Settings
 
 #: Closed utterance ids remembered so that trailing frames are dropped quietly.
@@ -79,8 +92,13 @@ class EndpointerService:
 
     def __init__(self, settings: Settings, send: SendFn, *, vad: SileroVad | None = None,
                  ledger: Ledger | None = None, known_devices: Any = None,
-                 audio_log: AudioLog | None = None, gate: DeviceGate | None = None) -> None:
+                 audio_log: AudioLog | None = None, gate: DeviceGate | None = None,
+                 turn: TurnDecider | None = None) -> None:
         self.settings = settings
+        #: The semantic final end-pointer; None: fixed ``final_silence_ms``.
+        self.turn = turn
+        if turn is None and settings.endpointer.semantic:
+            self.turn = TurnDecider(settings.endpointer, EotModel.load())
         self.pub = Publisher(STAGE, send)
         self.gate = gate if gate is not None else DeviceGate(settings.device_master_key())
         self.vad = vad or SileroVad()
@@ -272,6 +290,41 @@ class EndpointerService:
         ):
             self.ledger.close(session.utterance_id, session.device_id,
                               failed=isinstance(decision, ErrorEvent))
+
+    async def on_transcript(self, origin: Origin, raw: bytes | None) -> None:
+        """Follow one transcripts-topic record: a speculative transcript of the current
+        revision sets that revision's final silence (and may confirm it at once).
+
+        Records that do not decode are left to the NLU agent, which dead-letters them.
+        """
+        if self.turn is None or raw is None:
+            return
+        try:
+            message = from_dict(loads(raw, topics.TRANSCRIPTS.codec))
+        except SerializationError:
+            return
+        if not isinstance(message, Transcript) or message.kind is not EndpointKind.SPECULATIVE:
+            return
+        session = self.sessions.get(message.device_id)
+        if (session is None or session.utterance_id != message.utterance_id
+                or session.partition != origin.partition or session.endpointer.done):
+            return
+        if message.revision != session.endpointer.revision:
+            session.log.info("turn.stale", revision=message.revision,
+                             current=session.endpointer.revision)
+            return
+        text = message.nbest[0].text if message.nbest else ""
+        decision = self.turn.decide(text, device_type=self._device_type(session.device_id))
+        metrics.TURN_SILENCE.observe(decision.silence_ms)
+        session.log.info("turn", revision=message.revision, silence_ms=decision.silence_ms,
+                         p_complete=decision.p_complete)  # never the words
+        for d in session.endpointer.require_silence(message.revision, decision.silence_ms):
+            await self._publish(session, d)
+
+    def _device_type(self, device_id: str) -> str:
+        ctx = self._known_devices.get(device_id) if self._known_devices is not None else None
+        kind = ctx.get("device_type", "") if isinstance(ctx, dict) else ""
+        return kind if isinstance(kind, str) else ""
 
     async def _start(self, origin: Origin, start: UtteranceStart) -> None:
         dev, utt = start.device_id, start.utterance_id
@@ -472,6 +525,17 @@ def register(app: faust.App, settings: Settings, send: SendFn, *, ledger: Ledger
                     if (e.message.partition, e.message.offset) in service.held:
                         e.message.incref()
                         service.kept.append(e)
+
+    if service.turn is not None:
+        transcripts = app.topic(settings.topic(topics.TRANSCRIPTS.short), key_serializer="raw",
+                                value_serializer="raw", partitions=settings.partitions)
+
+        @app.agent(transcripts, name="endpointer-turn", concurrency=1)
+        async def endpointer_turn(stream: Any) -> None:
+            async for event in stream.events():
+                m = event.message
+                origin = Origin(m.topic, m.partition, m.offset, m.key)
+                await isolated(service.pub, origin, service.on_transcript(origin, m.value))
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_idle() -> None:

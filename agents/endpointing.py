@@ -50,6 +50,28 @@ class Endpointer:
         self._speech_run_ms = 0
         self._last_speech_end_ms = 0
         self._speculative_sent = False
+        #: Final silence required of the current revision (semantic end-pointing).
+        self.final_silence_ms = config.final_silence_ms
+
+    @property
+    def silence_ms(self) -> int:
+        """Trailing silence so far (0 while speech goes on or before any)."""
+        if not self._heard_speech or self._in_speech:
+            return 0
+        return self.pos_ms - self._last_speech_end_ms
+
+    def require_silence(self, revision: int, silence_ms: int) -> list[Decision]:
+        """Set the final silence of ``revision``; confirm it now if already passed.
+
+        A stale revision (one a reset cancelled) or a done utterance is ignored,
+        so nothing decided about a cancelled revision can confirm the next one.
+        """
+        if self.done or revision != self.revision or not self._speculative_sent:
+            return []
+        self.final_silence_ms = max(1, min(silence_ms, self.config.final_silence_ms))
+        if not self._in_speech and self.silence_ms >= self.final_silence_ms:
+            return [self._endpoint(EndpointKind.FINAL)]
+        return []
 
     def process(self, chunk_ms: int, speech_prob: float) -> list[Decision]:
         """Advance by one chunk of ``chunk_ms`` with the VAD's ``speech_prob``."""
@@ -78,7 +100,7 @@ class Endpointer:
             silence = self.pos_ms - self._last_speech_end_ms
             if not self._speculative_sent and silence >= cfg.speculative_silence_ms:
                 out.append(self._endpoint(EndpointKind.SPECULATIVE))
-            if self._speculative_sent and silence >= cfg.final_silence_ms:
+            if self._speculative_sent and silence >= self.final_silence_ms:
                 out.append(self._endpoint(EndpointKind.FINAL))
         if self.done:
             return out
@@ -124,6 +146,7 @@ class Endpointer:
         )
         self.revision += 1
         self._speculative_sent = False
+        self.final_silence_ms = self.config.final_silence_ms
         return reset
 
     def _no_speech(self, message: str) -> ErrorEvent:

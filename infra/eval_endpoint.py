@@ -9,21 +9,26 @@ give the true end of speech and the pause, measured on the clean signal.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
 import tempfile
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soxr
 
-from agents.endpointer import endpoint_audio
-from infra.config import EndpointerConfig, Settings
+from agents.endpointing import Chunker, Decision, Endpointer, FrameAssembler
+from agents.turn import TurnDecider, energy_fall
+from infra.config import EndpointerConfig
 from infra.inputs import InputFileError, Shape, read_jsonl
-from models.vad import SileroVad
+from models.eot import EotModel, words_of
+from models.vad import CHUNK_MS, CHUNK_SAMPLES, SileroVad, VadState
+from streams.audio import AudioFrame
 from streams.client import read_wav
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
@@ -146,19 +151,80 @@ def load(data: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate(data: Path, config: EndpointerConfig) -> dict[str, Any]:
-    """Run the end-pointers over the set in ``data``; return the figures."""
-    rows = load(data)
-    vad = SileroVad()
-    settings = Settings(endpointer=config)
+def _vad_probs(pcm: bytes, rate: int, vad: SileroVad) -> tuple[list[float], np.ndarray]:
+    """The VAD's probability per chunk of a recording, and its 16 kHz samples."""
+    assembler = FrameAssembler(rate)
+    chunker = Chunker(CHUNK_SAMPLES)
+    state = VadState()
+    step = rate * 20 // 1000 * 2
+    probs: list[float] = []
+    kept: list[np.ndarray] = []
+    for seq, i in enumerate(range(0, len(pcm), step)):
+        frame = AudioFrame(device_id="eval", utterance_id="eval", seq=seq, pcm=pcm[i:i + step],
+                           sample_rate_hz=rate, audio_ms=seq * 20)
+        samples, _ = assembler.push(frame)
+        for chunk in chunker.push(samples):
+            kept.append(chunk)
+            (prob,) = vad.probabilities([state], [chunk])
+            probs.append(prob)
+    audio = np.concatenate(kept) if kept else np.zeros(0, np.float32)
+    return probs, audio
+
+
+def spoken_words(row: dict[str, Any], at_ms: int) -> list[str]:
+    """The words spoken by ``at_ms`` (an oracle transcript, from the labels).
+
+    An end of speech before the pause's end hears the words before the pause.
+    """
+    words = words_of(str(row.get("text", "")))
+    pause = row["pause"]
+    if pause is not None and at_ms < pause["start_ms"] + pause["ms"]:
+        return words[: pause["after_word"]]
+    return words
+
+
+#: The speculative transcript's words, from (end of speech, decision time) in audio ms.
+WordsAt = Callable[[int, int], list[str]]
+
+
+def replay(probs: list[float], config: EndpointerConfig, *,
+           turn: TurnDecider | None = None, words_at: WordsAt | None = None,
+           audio: np.ndarray | None = None, asr_latency_ms: int = 0) -> list[Decision]:
+    """Feed per-chunk probabilities to an :class:`Endpointer`, as the agent would.
+
+    With ``turn``, each speculative end-point's transcript (``words_at``)
+    reaches the end-pointer ``asr_latency_ms`` of audio later, and its
+    decision sets the final silence of that revision.
+    """
+    ep = Endpointer(config, "eval", "eval")
+    out: list[Decision] = []
+    pending: list[tuple[int, int, int, int]] = []  # (due t_ms, revision, at_ms, t_ms)
+    for prob in probs:
+        for d in ep.process(CHUNK_MS, prob):
+            out.append(d)
+            if (turn is not None and isinstance(d, Endpoint)
+                    and d.kind is EndpointKind.SPECULATIVE):
+                pending.append((d.t_ms + asr_latency_ms, d.revision, d.at_ms, d.t_ms))
+        while (pending and pending[0][0] <= ep.pos_ms and turn is not None
+               and words_at is not None):
+            _, revision, at_ms, t_ms = pending.pop(0)
+            fall = None
+            if audio is not None:
+                fall = energy_fall(audio[: at_ms * RATE // 1000])
+            decision = turn.decide(words_at(at_ms, t_ms), energy_fall=fall)
+            out.extend(ep.require_silence(revision, decision.silence_ms))
+        if ep.done:
+            return out
+    return out + ep.stop()
+
+
+def _score(rows: list[dict[str, Any]], runs: list[list[Decision]]) -> dict[str, Any]:
     premature_final = spec_total = resets = premature_spec = premature_spec_reset = 0
     errors = with_reset = 0
     spec_delay: list[float] = []
     final_delay: list[float] = []
     lead: list[float] = []
-    for row in rows:
-        pcm, rate = read_pcm(data / row["file"])
-        decisions = endpoint_audio(pcm, rate, settings, vad)
+    for row, decisions in zip(rows, runs, strict=True):
         end = row["speech_end_ms"]
         specs = {d.revision: d for d in decisions
                  if isinstance(d, Endpoint) and d.kind is EndpointKind.SPECULATIVE}
@@ -184,9 +250,6 @@ def evaluate(data: Path, config: EndpointerConfig) -> dict[str, Any]:
         lead.append(final.t_ms - confirmed.t_ms)
     n = len(rows)
     return {
-        "split": "MASSIVE en-US dev (espeak-ng)",
-        "utterances": n,
-        "with_pause": sum(r["pause"] is not None for r in rows),
         "premature_final_cutoff_rate": round(premature_final / n, 4),
         "speculative_reset_rate": round(resets / max(spec_total, 1), 4),
         "utterances_with_reset_rate": round(with_reset / n, 4),
@@ -194,7 +257,66 @@ def evaluate(data: Path, config: EndpointerConfig) -> dict[str, Any]:
         "premature_speculatives_reset": premature_spec_reset,
         "errors": errors,
         "speculative_delay_ms": {"p50": _pct(spec_delay, 50), "p90": _pct(spec_delay, 90)},
-        "final_delay_ms": {"p50": _pct(final_delay, 50), "p90": _pct(final_delay, 90)},
+        "final_delay_ms": {"p50": _pct(final_delay, 50), "p90": _pct(final_delay, 90),
+                           "p95": _pct(final_delay, 95)},
         "speculative_lead_ms": {"p50": _pct(lead, 50)},
+    }
+
+
+def whisper_words() -> Callable[[np.ndarray], list[str]]:
+    """Whisper tiny.en (int8, one thread): audio to its top hypothesis' words."""
+    from models.asr import WhisperEngine
+
+    engine = WhisperEngine()
+
+    def words(audio: np.ndarray) -> list[str]:
+        hyps = engine.transcribe(audio, nbest=1)
+        return words_of(hyps[0].text) if hyps else []
+
+    return words
+
+
+def evaluate(data: Path, config: EndpointerConfig, *, asr_latency_ms: int = 150,
+             model: EotModel | None = None,
+             recognise: Callable[[np.ndarray], list[str]] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the fixed and the semantic end-pointers over the set in ``data``; return both.
+
+    The top-level figures are the fixed end-pointer's (``final_silence_ms``
+    always); ``semantic`` holds the same figures with the turn decider, fed
+    each speculative end-point's words ``asr_latency_ms`` later: the words
+    spoken so far from the labels (an oracle), or with ``recognise`` what it
+    makes of the audio up to the decision (e.g. :func:`whisper_words`).
+    """
+    rows = load(data)
+    vad = SileroVad()
+    fixed = dataclasses.replace(config, semantic=False)
+    turn = TurnDecider(dataclasses.replace(config, semantic=True), model or EotModel.load())
+    fixed_runs: list[list[Decision]] = []
+    semantic_runs: list[list[Decision]] = []
+    for i, row in enumerate(rows):
+        pcm, rate = read_pcm(data / row["file"])
+        probs, audio = _vad_probs(pcm, rate, vad)
+        fixed_runs.append(replay(probs, fixed))
+
+        def words_at(at_ms: int, t_ms: int, row: dict[str, Any] = row,
+                     audio: np.ndarray = audio) -> list[str]:
+            if recognise is None:
+                return spoken_words(row, at_ms)
+            return recognise(audio[: t_ms * RATE // 1000])
+
+        semantic_runs.append(replay(probs, fixed, turn=turn, words_at=words_at, audio=audio,
+                                    asr_latency_ms=asr_latency_ms))
+        if progress is not None:
+            progress(i + 1, len(rows))
+    semantic = _score(rows, semantic_runs)
+    source = "oracle words (labels)" if recognise is None else "Whisper tiny.en int8"
+    semantic["transcript"] = f"{source} at the speculative end-point, {asr_latency_ms} ms later"
+    return {
+        "split": "MASSIVE en-US dev (espeak-ng)",
+        "utterances": len(rows),
+        "with_pause": sum(r["pause"] is not None for r in rows),
+        **_score(rows, fixed_runs),
+        "semantic": semantic,
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
     }

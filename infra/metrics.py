@@ -51,6 +51,10 @@ VAD_BATCH = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY,
 )
 
+TURN_SILENCE = Histogram(
+    "voicestream_turn_silence_ms", "Final silence the semantic end-pointer required.",
+    buckets=(250, 300, 400, 500, 600, 700, 800), registry=REGISTRY,
+)
 CONTEXTS = Counter(
     "voicestream_contexts_total", "Device context snapshots and updates taken into the table.",
     registry=REGISTRY,

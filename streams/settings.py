@@ -49,6 +49,21 @@ class EndpointerConfig:
     no_speech_timeout_ms: int = 5000
     #: Utterance length at which a final end-point is forced.
     max_utterance_ms: int = 15000
+    #: Semantic final end-pointing: the final silence depends on the speculative
+    #: transcript (see :mod:`agents.turn`); false keeps ``final_silence_ms`` always.
+    semantic: bool = False
+    #: Final silence required of a request that looks complete.
+    semantic_min_silence_ms: int = 300
+    #: P(complete) at or above which the minimum silence is enough.
+    complete_threshold: float = 0.95
+    #: P(complete) at or below which the full ``final_silence_ms`` is required.
+    incomplete_threshold: float = 0.7
+    #: Share of the NLU confidence in the completeness score (when one is known).
+    nlu_weight: float = 0.2
+    #: Score added for a full energy fall at the end of speech (half for none: 0).
+    acoustic_weight: float = 0.0
+    #: Per device type, a different ``semantic_min_silence_ms``: "type=ms,type=ms".
+    semantic_min_silence_by_device: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.silence_threshold <= self.speech_threshold < 1.0:
@@ -59,6 +74,31 @@ class EndpointerConfig:
             raise ValueError("need 0 < speculative_silence_ms < final_silence_ms")
         if self.no_speech_timeout_ms <= 0 or self.max_utterance_ms <= 0:
             raise ValueError("timeouts must be positive")
+        if not 0 < self.semantic_min_silence_ms <= self.final_silence_ms:
+            raise ValueError("need 0 < semantic_min_silence_ms <= final_silence_ms")
+        if not 0.0 <= self.incomplete_threshold < self.complete_threshold <= 1.0:
+            raise ValueError("need 0 <= incomplete_threshold < complete_threshold <= 1")
+        if not (0.0 <= self.nlu_weight <= 1.0 and 0.0 <= self.acoustic_weight <= 1.0):
+            raise ValueError("nlu_weight and acoustic_weight must be in [0, 1]")
+        for ms in self.min_silence_by_device().values():
+            if not 0 < ms <= self.final_silence_ms:
+                raise ValueError("each semantic_min_silence_by_device value must be in "
+                                 "(0, final_silence_ms]")
+
+    def min_silence_by_device(self) -> dict[str, int]:
+        """``semantic_min_silence_by_device`` parsed; raise ``ValueError`` naming a bad item."""
+        out: dict[str, int] = {}
+        items = (p.strip() for p in self.semantic_min_silence_by_device.split(","))
+        for item in filter(None, items):
+            kind, sep, ms = item.partition("=")
+            if not sep or not kind.strip() or not ms.strip().isdigit():
+                raise ValueError(f"semantic_min_silence_by_device: {item!r} is not type=ms")
+            out[kind.strip()] = int(ms)
+        return out
+
+    def min_silence_for(self, device_type: str) -> int:
+        """The semantic minimum final silence for ``device_type``."""
+        return self.min_silence_by_device().get(device_type, self.semantic_min_silence_ms)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -111,6 +111,36 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
                            "model": str(target)}))
 
 
+@train.command("eot")
+@click.option("--shared", type=click.Path(file_okay=False), default="../shared/data",
+              show_default=True, help="Where MASSIVE en-US (train.jsonl, dev.jsonl) lives.")
+@click.option("--epochs", type=int, default=15, show_default=True,
+              help="Passes over the training examples.")
+@click.option("--drop-ambiguous", is_flag=True,
+              help="Leave out prefixes that are requests of their own instead of counting "
+                   "them as unfinished (sharper, but cuts users off more).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where the weights go [default: models/eot.npz].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def train_eot(shared: str, epochs: int, drop_ambiguous: bool, out: str | None,
+              as_json: bool) -> None:
+    """Train the end-of-turn text model on MASSIVE train; score it on dev prefixes.
+
+    Plain numpy, a few seconds; no train extra needed.
+    """
+    from models import eot
+
+    root = Path(shared) / "massive-en-US"
+    for name in ("train.jsonl", "dev.jsonl"):
+        if not (root / name).is_file():
+            raise click.ClickException(f"{root / name}: no such file")
+    with click.progressbar(length=epochs, label="end-of-turn model", file=sys.stderr) as bar:
+        report = eot.build(Path(shared), Path(out) if out else eot.DEFAULT_PATH, epochs=epochs,
+                           keep_ambiguous=not drop_ambiguous,
+                           progress=lambda _epoch, _loss: bar.update(1))
+    click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
 @main.group()
 def eval() -> None:
     """Evaluate a stage on a labelled set."""
@@ -247,10 +277,17 @@ def eval_context(data_file: str | None, failures: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--set", "pairs", multiple=True, metavar="NAME=VALUE",
               help="Override an end-pointer option, e.g. final_silence_ms=700.")
+@click.option("--asr-latency-ms", type=click.IntRange(0, 5000), default=150, show_default=True,
+              help="Audio time from a speculative end-point to its transcript reaching the "
+                   "semantic end-pointer.")
+@click.option("--transcripts", type=click.Choice(["oracle", "whisper"]), default="oracle",
+              show_default=True,
+              help="Words the semantic end-pointer gets: those spoken so far (from the labels) "
+                   "or Whisper tiny.en's on the audio so far (slower; needs models build).")
 @click.pass_context
 def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json: bool,
-                  pairs: tuple[str, ...]) -> None:
-    """Score the end-pointers: premature cut-offs, resets, delays, speculative lead."""
+                  pairs: tuple[str, ...], asr_latency_ms: int, transcripts: str) -> None:
+    """Score the end-pointers, fixed and semantic: premature cut-offs, resets, delays, lead."""
     from infra import eval_endpoint as ev
 
     overrides = {f"endpointer.{k}": v for k, _, v in (p.partition("=") for p in pairs)}
@@ -259,5 +296,14 @@ def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json
     if not (path / "labels.jsonl").exists():
         click.echo(f"building the evaluation set in {path} ...", err=True)
         ev.build(path, Path(shared))
-    report = ev.evaluate(path, settings.endpointer)  # reads the labels before the VAD
+    # Reads the labels before the VAD.
+    recognise = ev.whisper_words() if transcripts == "whisper" else None
+    with click.progressbar(length=1, label="end-pointing", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(1)
+
+        report = ev.evaluate(path, settings.endpointer, asr_latency_ms=asr_latency_ms,
+                             recognise=recognise, progress=progress)
     click.echo(json.dumps(report, indent=None if as_json else 2))

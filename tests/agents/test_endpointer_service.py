@@ -11,14 +11,15 @@ import pytest
 from agents.base import Origin
 from agents.endpointer import EndpointerService
 from agents.ledger import Ledger
-from infra.config import Settings
+from infra.config import EndpointerConfig, Settings
 from models.vad import SileroVad
 from streams import topics
+from streams.asr import NBest, Transcript
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.client import read_wav
 from streams.codec import Codec, decode, encode
 from streams.control import DeadLetter, ErrorEvent
-from streams.endpoint import Endpoint
+from streams.endpoint import Endpoint, EndpointKind, Reset
 from streams.schema import Message
 
 AUDIO = "voicestream.audio"
@@ -380,3 +381,102 @@ async def test_a_bad_device_beside_a_good_one_touches_only_its_own_utterance(
         # Its own utterance ends (a gap-filled no-speech, or still open), uncrashed.
         assert all(not isinstance(m, DeadLetter) or m.code == "duplicate-frame"
                    for m in theirs)
+
+
+# --- semantic final end-pointing: the transcripts topic ------------------------------
+
+TRANSCRIPTS = "voicestream.transcripts"
+
+
+def transcript_record(spec: Endpoint, text: str, *, revision: int | None = None,
+                      partition: int = 0) -> list[tuple[Origin, bytes | None]]:
+    """The ASR's speculative transcript of ``spec`` as a transcripts-topic record."""
+    t = Transcript(device_id=spec.device_id, utterance_id=spec.utterance_id,
+                   kind=EndpointKind.SPECULATIVE,
+                   revision=spec.revision if revision is None else revision,
+                   at_ms=spec.at_ms, t_ms=spec.t_ms, engine="test",
+                   nbest=(NBest(text=text, score=0.0),))
+    return [(Origin(TRANSCRIPTS, partition, next(_offsets), spec.device_id.encode()),
+             encode(t, topics.TRANSCRIPTS.codec))]
+
+
+async def until_speculative(svc: EndpointerService, rec: Recorder, pcm: bytes,
+                            rate: int) -> tuple[Endpoint, list[AudioFrame]]:
+    """Feed frames one by one until the speculative end-point; return it and the rest."""
+    await svc.handle_batch(batch(UtteranceStart(device_id="d", utterance_id="u",
+                                                sample_rate_hz=rate)))
+    rest = list(frames("d", "u", pcm + bytes(rate * 4), rate))
+    while rest:
+        await svc.handle_batch(batch(rest.pop(0)))
+        specs = [m for _, m in rec.sent if isinstance(m, Endpoint)]
+        if specs:
+            assert specs[0].kind is EndpointKind.SPECULATIVE
+            return specs[0], rest
+    raise AssertionError("no speculative end-point")
+
+
+def semantic(rec: Recorder, vad: SileroVad, on: bool = True) -> EndpointerService:
+    return service(rec, vad, endpointer=EndpointerConfig(semantic=on))
+
+
+async def test_complete_transcript_confirms_the_final_at_once(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    svc = semantic(rec, vad)
+    spec, rest = await until_speculative(svc, rec, pcm, rate)
+    for _ in range(5):  # the transcript arrives ~100 ms of audio later
+        await svc.handle_batch(batch(rest.pop(0)))
+    await svc.on_transcript(*transcript_record(spec, "what is the weather like today")[0])
+    assert rec.kinds() == [("endpoint", "speculative"), ("endpoint", "final")]
+    final = rec.sent[-1][1]
+    assert isinstance(final, Endpoint) and final.revision == 0
+    assert final.t_ms - final.at_ms < svc.settings.endpointer.final_silence_ms
+    assert rec.partitions[-1] == 0  # co-partitioned with its input
+    await svc.handle_batch(batch(*rest))
+    assert rec.kinds() == [("endpoint", "speculative"), ("endpoint", "final")]
+
+
+async def test_incomplete_transcript_waits_the_full_silence(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    svc = semantic(rec, vad)
+    spec, rest = await until_speculative(svc, rec, pcm, rate)
+    await svc.on_transcript(*transcript_record(spec, "set a timer for")[0])
+    assert rec.kinds() == [("endpoint", "speculative")]
+    await svc.handle_batch(batch(*rest))
+    final = rec.sent[-1][1]
+    assert isinstance(final, Endpoint) and final.kind is EndpointKind.FINAL
+    assert final.t_ms - final.at_ms >= svc.settings.endpointer.final_silence_ms
+
+
+async def test_transcript_of_a_cancelled_revision_or_fixed_mode_is_ignored(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    svc = semantic(rec, vad)
+    spec, _ = await until_speculative(svc, rec, pcm, rate)
+    await svc.on_transcript(*transcript_record(spec, "what is the weather like today",
+                                               revision=spec.revision + 1)[0])
+    await svc.on_transcript(*transcript_record(spec, "what is the weather like today",
+                                               partition=1)[0])
+    assert rec.kinds() == [("endpoint", "speculative")]
+    fixed_rec = Recorder()
+    fixed = semantic(fixed_rec, vad, on=False)
+    assert fixed.turn is None
+    spec, _ = await until_speculative(fixed, fixed_rec, pcm, rate)
+    await fixed.on_transcript(*transcript_record(spec, "what is the weather like today")[0])
+    assert fixed_rec.kinds() == [("endpoint", "speculative")]
+
+
+async def test_reset_then_stale_transcript_cannot_confirm_the_new_revision(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["paused"])  # "set a timer" 400 ms "for ten minutes"
+    svc = semantic(rec, vad)
+    spec, rest = await until_speculative(svc, rec, pcm, rate)
+    while rest and not any(isinstance(m, Reset) for _, m in rec.sent):
+        await svc.handle_batch(batch(rest.pop(0)))
+    assert ("reset", "") in rec.kinds()
+    await svc.on_transcript(*transcript_record(spec, "what is the weather like today")[0])
+    assert ("endpoint", "final") not in rec.kinds()
+    await svc.handle_batch(batch(*rest))
+    finals = [m for _, m in rec.sent if isinstance(m, Endpoint) and m.kind is EndpointKind.FINAL]
+    assert [f.revision for f in finals] == [1]

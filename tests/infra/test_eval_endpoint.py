@@ -45,3 +45,12 @@ def test_every_premature_speculative_is_reset_unless_the_final_was_premature(
     assert report["premature_speculatives"] == \
         report["premature_speculatives_reset"] + premature_finals  # type: ignore[operator]
     assert report["premature_speculatives"] > 0  # the set does exercise resets
+
+
+def test_semantic_final_is_sooner_without_more_cut_offs(report: dict[str, object]) -> None:
+    sem = report["semantic"]
+    assert isinstance(sem, dict)
+    assert sem["premature_final_cutoff_rate"] <= 0.01
+    fixed = report["final_delay_ms"]
+    assert isinstance(fixed, dict)
+    assert sem["final_delay_ms"]["p50"] < fixed["p50"] - 150
