@@ -153,11 +153,6 @@ async def test_sigterm_finishes_the_open_utterance_and_leaves_new_ones_whole(
                                          for e in workers[1].events("utterance.start")}:
             # Seen about once in four CI runs on Kafka: the next worker began that
             # never-committed partition at offset 1, past the deferred start at 0.
-            import os
-            d = os.environ.get("DUMP_DIR")
-            if d:
-                for i, w in enumerate(workers):
-                    Path(d, f"w{i}.log").write_text("\n".join(w.stderr))
             pytest.xfail("the next worker skipped the deferred start (issue 12 is open)")
         assert len(late) == 1 and not isinstance(late[0], ErrorEvent), late
         assert "u-late" in {e["utterance_id"] for e in workers[1].events("utterance.start")}
