@@ -98,7 +98,8 @@ class Endpointer:
 
         if self._heard_speech and not self._in_speech:
             silence = self.pos_ms - self._last_speech_end_ms
-            if not self._speculative_sent and silence >= cfg.speculative_silence_ms:
+            early = cfg.speculative_silence_ms if cfg.speculative else self.final_silence_ms
+            if not self._speculative_sent and silence >= early:
                 out.append(self._endpoint(EndpointKind.SPECULATIVE))
             if self._speculative_sent and silence >= self.final_silence_ms:
                 out.append(self._endpoint(EndpointKind.FINAL))

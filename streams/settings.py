@@ -49,6 +49,10 @@ class EndpointerConfig:
     no_speech_timeout_ms: int = 5000
     #: Utterance length at which a final end-point is forced.
     max_utterance_ms: int = 15000
+    #: Speculation: false holds the speculative end-point back until the final
+    #: silence, so that later stages start only at the final one (final-only mode,
+    #: what ``voicestream bench --mode`` compares against).
+    speculative: bool = True
     #: Semantic final end-pointing: the final silence depends on the speculative
     #: transcript (see :mod:`agents.turn`); false keeps ``final_silence_ms`` always.
     semantic: bool = False

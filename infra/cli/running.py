@@ -177,3 +177,52 @@ def broker(port: int) -> None:
             await stop.wait()
 
     asyncio.run(run())
+
+
+@main.command("bench")
+@click.option("--devices", type=int, default=6, show_default=True,
+              help="Simulated devices (each speaks one request at a time).")
+@click.option("--rate", type=float, default=0.5, show_default=True,
+              help="Utterances per second across the fleet.")
+@click.option("--duration", "duration_s", type=float, default=60.0, show_default=True,
+              help="Seconds of load per mode.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Worker processes in the group (started and stopped by the bench).")
+@click.option("--mode", type=click.Choice(["speculative", "final-only", "both"]),
+              default="both", show_default=True,
+              help="both: the same audio on fresh workers with and without speculation.")
+@click.option("--broker", "broker_url", default="",
+              help="Broker URL (kafka://... or tansu://...); default: an embedded one.")
+@click.option("--out", type=click.Path(file_okay=False), default="bench-out",
+              show_default=True, help="Folder for bench.json, the plots and report.md.")
+@click.option("--speech", type=click.Choice(["massive", "demo"]), default="massive",
+              show_default=True, help="MASSIVE dev sentences in flite voices, or the bundled "
+              "commands.")
+@click.option("--sentences", type=int, default=40, show_default=True,
+              help="How many MASSIVE dev sentences (used in turn).")
+@click.option("--shared", type=click.Path(file_okay=False), default="../shared/data",
+              show_default=True, help="The shared data folder (MASSIVE).")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="A worker setting for both modes, e.g. endpointer__semantic=true.")
+def bench_command(devices: int, rate: float, duration_s: float, workers: int, mode: str,
+                  broker_url: str, out: str, speech: str, sentences: int, shared: str,
+                  sets: tuple[str, ...]) -> None:
+    """User-perceived latency of a simulated fleet: end of speech to outcome.
+
+    Prints the summary; writes bench.json, latency_cdf.png, waterfall.png and
+    report.md into --out.
+    """
+    from infra import bench
+
+    if devices < 1 or rate <= 0 or duration_s <= 0 or workers < 1:
+        raise click.BadParameter("devices, rate, duration and workers must be positive")
+    bad = [s for s in sets if "=" not in s]
+    if bad:
+        raise click.BadParameter(f"not NAME=VALUE: {bad[0]}", param_hint="--set")
+    modes = bench.MODES if mode == "both" else (mode,)
+    result = bench.run(devices=devices, rate=rate, duration_s=duration_s, workers=workers,
+                       modes=modes, broker=broker_url, out=Path(out), speech=speech,
+                       sentences=sentences, shared=Path(shared),
+                       settings=dict(s.split("=", 1) for s in sets))
+    click.echo((Path(out) / "report.md").read_text())
+    click.echo(f"lost {result['lost']}; figures in {Path(out) / 'bench.json'}")

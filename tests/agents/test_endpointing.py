@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -65,6 +67,19 @@ def test_pause_between_thresholds_resets_and_confirms_next_revision() -> None:
     assert isinstance(reset, Reset) and reset.revision == reset.cancelled_revision == 0
     final = out[3]
     assert isinstance(final, Endpoint) and final.at_ms == 960 + 480 + 640
+
+
+def test_without_speculation_both_end_points_come_at_the_final_silence() -> None:
+    final_only = dataclasses.replace(CFG, speculative=False)
+    out = run([("silence", 320), ("speech", 1600), ("silence", 1500)], cfg=final_only)
+    assert summary(out) == [("speculative", 0), ("final", 0)]
+    spec, final = out
+    assert isinstance(spec, Endpoint) and isinstance(final, Endpoint)
+    assert spec.t_ms == final.t_ms == 1920 + 640  # nothing starts before the final
+    # A pause that would have given a premature speculative (and a reset) gives none.
+    paused = run([("speech", 960), ("silence", 480), ("speech", 640), ("silence", 1000)],
+                 cfg=final_only)
+    assert summary(paused) == [("speculative", 0), ("final", 0)]
 
 
 def test_short_pause_gives_no_speculative() -> None:

@@ -1,0 +1,71 @@
+"""The latency bench: true end of speech, per-mode summaries, and a small run end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra import bench
+
+
+def tone_then_silence(speech_s: float, silence_s: float, rate: int = 16000) -> bytes:
+    t = np.arange(int(speech_s * rate)) / rate
+    voiced = (0.3 * 32767 * np.sin(2 * np.pi * 220 * t)).astype("<i2")
+    quiet = (np.random.default_rng(0).normal(0, 20, int(silence_s * rate))).astype("<i2")
+    return voiced.tobytes() + quiet.tobytes()
+
+
+def test_speech_end_is_found_before_the_trailing_silence() -> None:
+    pcm = tone_then_silence(1.25, 0.8)
+    assert bench.speech_end_s(pcm, 16000) == pytest.approx(1.25, abs=0.011)
+    assert bench.speech_end_s(b"", 16000) == 0.0
+
+
+def test_summary_counts_losses_latency_and_stage_shares() -> None:
+    spoken = bench.Spoken("s", tone_then_silence(1.0, 0.5), 16000, 1.0)
+    decided = bench.Record(spoken, "d0", started_s=10.0,
+                           events=[(11.8, "endpoint:final"), (11.9, "transcript:final"),
+                                   (11.95, "interpretation:final"), (12.0, "directive")],
+                           outcomes=[(12.0, "directive")], final_at_ms=1000)
+    cut = bench.Record(spoken, "d1", started_s=20.0, outcomes=[(21.5, "declined")],
+                       final_at_ms=500)
+    lost = bench.Record(spoken, "d2", started_s=30.0)
+    twice = bench.Record(spoken, "d3", started_s=40.0,
+                         outcomes=[(41.2, "directive"), (41.3, "directive")])
+    summary = bench.summarise([decided, cut, lost, twice], {}, wall_s=40.0)
+    assert summary["utterances"] == 4
+    assert summary["lost"] == 1 and summary["several_outcomes"] == 1
+    assert summary["outcomes"] == {"directive": 2, "declined": 1}
+    assert summary["latencies_ms"] == [200.0, 500.0, 1000.0]
+    assert summary["p50_ms"] == 500.0
+    assert summary["premature_final"] == 1  # d1's final end-point at 0.5 s of 1.0 s speech
+    assert summary["stage_p50_ms"]["end-point"] == pytest.approx(800.0)
+    assert summary["stage_p50_ms"]["arbitration"] == pytest.approx(50.0)
+
+
+@pytest.mark.broker
+def test_a_small_bench_accounts_for_every_utterance(tmp_path: Path, broker_url: str) -> None:
+    out = tmp_path / "bench"
+    result = bench.run(devices=2, rate=0.5, duration_s=6.0, workers=1, modes=bench.MODES,
+                       broker=broker_url, out=out, speech="demo", sentences=0,
+                       shared=Path("../shared/data"), settings={})
+    written = json.loads((out / "bench.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    for key in ("median_saving_ms", "p50_ms", "p95_ms", "lost", "modes", "broker"):
+        assert key in written, key
+    for mode in bench.MODES:
+        figures = written["modes"][mode]
+        # Every utterance sent is accounted for: exactly one outcome each.
+        assert figures["utterances"] == 3
+        assert figures["lost"] == 0 and figures["several_outcomes"] == 0
+        assert sum(figures["outcomes"].values()) == 3
+        assert len(figures["latencies_ms"]) == 3
+        assert set(figures["processes"]) == {"worker0", "skills"}
+        assert figures["processes"]["worker0"]["cpu_s"] > 0
+    assert written["lost"] == 0
+    for name in ("latency_cdf.png", "waterfall.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
+    assert "| speculative | 3 | 0 |" in (out / "report.md").read_text()
