@@ -43,6 +43,7 @@ import numpy as np
 
 from infra.demo import CONTEXTS, audio_path
 from infra.fleet import SPOKEN, Fleet
+from infra.inputs import read_jsonl
 from infra.process import Process
 from streams.client import DeviceClient, EventWatcher, is_outcome, read_wav
 from streams.connection import Connection
@@ -111,8 +112,8 @@ def _silence(ms: int, rate: int) -> bytes:
 def massive_speech(count: int, *, seed: int = 7, pause_share: float = 0.25,
                    shared: Path = Path("../shared/data")) -> list[Spoken]:
     """``count`` seeded MASSIVE en-US dev sentences in flite's voices, some paused."""
-    rows = [json.loads(line)["utt"] for line in
-            (shared / "massive-en-US" / "dev.jsonl").read_text().splitlines() if line.strip()]
+    rows = [row["utt"] for _, row in read_jsonl(shared / "massive-en-US" / "dev.jsonl",
+                                                {"utt": str})]
     rng = random.Random(seed)
     out = []
     for i, text in enumerate(rng.sample([t for t in rows if len(t.split()) >= 4], count)):
