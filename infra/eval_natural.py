@@ -1,4 +1,4 @@
-"""ASR evaluation on natural-sounding voices and real recordings, wideband and 8 kHz, clean and noisy.
+"""ASR evaluation on natural voices and real recordings: 16 and 8 kHz, clean and noisy.
 
 Sets (what ``voicestream eval asr --sets`` names):
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -126,8 +127,11 @@ def synthesize(text: str, voice: str, *, cache: Path = CACHE) -> Float32Array:
                                  f"{program} exited {done.returncode}: "
                                  f"{done.stderr.decode(errors='replace')[-200:]}")
         audio = _read_wav(out)
-    _write_wav(path, audio)
-    return audio
+        # Written aside and renamed: a concurrent run never reads half a file.
+        part = cache / f".{path.name}.{os.getpid()}"
+        _write_wav(part, audio)
+        part.replace(path)
+    return _read_wav(path)  # what a rerun reads: the same samples
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> Float32Array:
@@ -137,7 +141,8 @@ def pink_noise(n: int, rng: np.random.Generator) -> Float32Array:
     spectrum[1:] /= np.sqrt(freqs[1:])
     spectrum[0] = 0
     x = np.fft.irfft(spectrum, n)
-    return (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32)
+    out: Float32Array = (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32)
+    return out
 
 
 def babble(n: int, others: Sequence[Float32Array]) -> Float32Array:
@@ -146,7 +151,8 @@ def babble(n: int, others: Sequence[Float32Array]) -> Float32Array:
     for x in others:
         if x.size:
             out += np.resize(x / (np.sqrt(np.mean(x**2)) + 1e-12), n)
-    return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
+    result: Float32Array = (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
+    return result
 
 
 def mix_at_snr(speech: Float32Array, noise: Float32Array, snr_db: float) -> Float32Array:
@@ -164,7 +170,8 @@ def mix_at_snr(speech: Float32Array, noise: Float32Array, snr_db: float) -> Floa
     if p_speech == 0 or p_noise == 0:
         return speech.copy()
     gain = np.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
-    return (speech + gain * noise[: speech.size]).astype(np.float32)
+    mixed: Float32Array = (speech + gain * noise[: speech.size]).astype(np.float32)
+    return mixed
 
 
 def band_limit(audio: Float32Array, rate_hz: int = 8000) -> Float32Array:
@@ -263,9 +270,9 @@ def condition(row: dict[str, Any], band: str, noise: str,
     elif noise == "babble":
         others = [r["audio"] for r in rows
                   if r["set"] == row["set"] and r["text"] != row["text"]]
-        picks = rng.choice(len(others), size=min(4, len(others)), replace=False) \
-            if others else []
-        audio = mix_at_snr(audio, babble(audio.size, [others[int(k)] for k in picks]), SNR_DB)
+        picks: list[int] = [int(k) for k in rng.choice(len(others), size=min(4, len(others)),
+                                                      replace=False)] if others else []
+        audio = mix_at_snr(audio, babble(audio.size, [others[k] for k in picks]), SNR_DB)
     elif noise != "clean":
         raise ValueError(f"unknown noise {noise!r}; valid: {', '.join(NOISES)}")
     if band == "8k":
