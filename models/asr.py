@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from models.whisper.bias import BiasTrie
 from models.whisper.phonetic import SoundIndex
@@ -131,7 +132,15 @@ class WhisperEngine:
         if not name or not is_narrowband(audio):
             return self.model
         if self._narrowband is None:
-            self._narrowband = self._load(name, quantized, threads, min_window_s)
+            try:
+                self._narrowband = self._load(name, quantized, threads, min_window_s)
+            except AsrError as exc:
+                # An image built with one model still answers 8 kHz devices, less well.
+                structlog.get_logger("voicestream.asr").warning(
+                    "asr.narrowband_model_missing", model=name, code=exc.code,
+                    detail="decoding narrowband audio with the main model")
+                self._narrowband_args = ("", quantized, threads, min_window_s)
+                return self.model
         return self._narrowband
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
