@@ -6,7 +6,9 @@ the default without word times), base
 default (tiny.en, int8, 10 s) with a 200-phrase device context: shallow fusion
 only, with the sound-alike rescoring pass, and with the strong second search,
 for a command without a name that the model is sure of, one it is unsure of
-and one with a context name in it.
+and one with a context name in it; last, the same command from an 8 kHz device
+(band-limited), through the engine the worker runs (``asr_narrowband_model``
+base, and empty: tiny.en for all audio), the narrowband check included.
 
 Run: python benchmarks/bench_asr.py [--runs 15]
 """
@@ -20,6 +22,7 @@ import numpy as np
 
 from infra.eval_asr import context_names
 from infra.eval_endpoint import speak
+from infra.eval_natural import band_limit
 from models.asr import WhisperEngine
 from models.whisper.inference import WhisperOnnx
 
@@ -72,6 +75,18 @@ def main() -> None:
                 times.append((time.perf_counter() - start) * 1000)
             p50, p95 = np.percentile(times, [50, 95])
             print(f"{name:<38} {p50:7.0f} {p95:7.0f}  {out[0].text if out else ''}")
+    narrow = band_limit(audio)
+    for label, narrowband_model in (("8 kHz, narrowband model base", "base"),
+                                    ("8 kHz, tiny.en for all audio", "")):
+        engine = WhisperEngine(narrowband_model=narrowband_model)
+        engine.transcribe(narrow, nbest=5)  # loads the narrowband model
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            out = engine.transcribe(narrow, nbest=5)
+            times.append((time.perf_counter() - start) * 1000)
+        p50, p95 = np.percentile(times, [50, 95])
+        print(f"{label:<38} {p50:7.0f} {p95:7.0f}  {out[0].text if out else ''}")
 
 
 if __name__ == "__main__":

@@ -170,7 +170,8 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         if settings.asr_engine == "pocketsphinx":
             return create("pocketsphinx", grammar=settings.asr_grammar or None)
         return create(settings.asr_engine, model=settings.asr_whisper_model,
-                      word_times=settings.asr_word_times)
+                      word_times=settings.asr_word_times,
+                      narrowband_model=settings.asr_narrowband_model)
 
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
                              ledger=ledger, audio_log=audio_log, gate=gate)

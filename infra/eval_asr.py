@@ -140,6 +140,8 @@ def _read(path: Path) -> np.ndarray:
     return x if rate == RATE else soxr.resample(x, rate, RATE).astype(np.float32)
 
 
+#: The espeak-ng (stress) sets and the real digits, as ``--sets`` names them.
+SETS = ("digits", "massive", "names", "names-tune")
 #: What each labelled utterance must hold, and its type.
 FIELDS = {"set": str, "file": str, "text": str, "voice": str}
 

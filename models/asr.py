@@ -11,13 +11,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from models.whisper.bias import BiasTrie
 from models.whisper.phonetic import SoundIndex
+
+if TYPE_CHECKING:
+    from models.whisper.inference import WhisperOnnx
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -70,30 +74,81 @@ class Engine(Protocol):
         ...
 
 
+#: Above this frequency (Hz) telephone and 8 kHz devices carry no speech.
+NARROWBAND_EDGE_HZ = 3900.0
+#: Audio with less than this share of its power above the edge counts as narrowband.
+NARROWBAND_SHARE = 1e-4
+
+
+def is_narrowband(audio: Float32Array, rate_hz: int = 16000) -> bool:
+    """Return whether 16 kHz ``audio`` holds nothing above 3.9 kHz (an 8 kHz source).
+
+    Silent audio is not narrowband: there is nothing to tell.
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    power = np.abs(np.fft.rfft(x - x.mean())) ** 2
+    total = float(power.sum())
+    if total <= 1e-12 * max(x.size, 1):
+        return False
+    freqs = np.fft.rfftfreq(x.size, 1.0 / rate_hz)
+    return float(power[freqs > NARROWBAND_EDGE_HZ].sum()) / total < NARROWBAND_SHARE
+
+
 class WhisperEngine:
     """Whisper (``model``: tiny.en or base); ``phrases`` bias the beam search by
-    shallow fusion."""
+    shallow fusion.
+
+    ``narrowband_model`` (e.g. ``base``), when set, decodes audio that holds
+    nothing above 3.9 kHz (8 kHz devices, telephone audio): tiny.en loses
+    fricatives there ("Turn off my life in my heart" for "turn off the lights
+    in the hall"), the larger model keeps them. It is loaded on first use.
+    """
 
     name = "whisper"
 
     def __init__(self, *, model: str = "tiny.en", quantized: bool = True, trim: bool = True,
                  beam_size: int = 5, threads: int = 1, min_window_s: float = 10.0,
-                 word_times: bool = True) -> None:
-        from models.whisper.inference import AsrModelMissing, WhisperOnnx
-
-        try:
-            self.model = WhisperOnnx(model=model, quantized=quantized, threads=threads,
-                                     min_window_s=min_window_s)
-        except AsrModelMissing as exc:
-            raise AsrError(AsrModelMissing.code, str(exc)) from exc
+                 word_times: bool = True, narrowband_model: str = "") -> None:
+        self.model = self._load(model, quantized, threads, min_window_s)
+        self._narrowband_args = (narrowband_model, quantized, threads, min_window_s)
+        self._narrowband: WhisperOnnx | None = None
         self.trim = trim
         self.beam_size = beam_size
         self.word_times = word_times
 
+    @staticmethod
+    def _load(model: str, quantized: bool, threads: int, min_window_s: float) -> WhisperOnnx:
+        from models.whisper.inference import AsrModelMissing, WhisperOnnx
+
+        try:
+            return WhisperOnnx(model=model, quantized=quantized, threads=threads,
+                               min_window_s=min_window_s)
+        except AsrModelMissing as exc:
+            raise AsrError(AsrModelMissing.code, str(exc)) from exc
+
+    def model_for(self, audio: Float32Array) -> WhisperOnnx:
+        """Return the model that decodes ``audio``: the narrowband one for 8 kHz sources."""
+        name, quantized, threads, min_window_s = self._narrowband_args
+        if not name or not is_narrowband(audio):
+            return self.model
+        if self._narrowband is None:
+            try:
+                self._narrowband = self._load(name, quantized, threads, min_window_s)
+            except AsrError as exc:
+                # An image built with one model still answers 8 kHz devices, less well.
+                structlog.get_logger("voicestream.asr").warning(
+                    "asr.narrowband_model_missing", model=name, code=exc.code,
+                    detail="decoding narrowband audio with the main model")
+                self._narrowband_args = ("", quantized, threads, min_window_s)
+                return self.model
+        return self._narrowband
+
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
-    def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool) -> BiasTrie:
+    def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool,
+              model: WhisperOnnx | None = None) -> BiasTrie:
         endings = ("", ".", "!", "?") if grammar else ("",)
-        return BiasTrie.from_phrases(phrases, self.model.tokenizer, weight, endings=endings)
+        tokenizer = (model or self.model).tokenizer
+        return BiasTrie.from_phrases(phrases, tokenizer, weight, endings=endings)
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
     def _sounds(self, phrases: tuple[str, ...]) -> SoundIndex:
@@ -104,13 +159,15 @@ class WhisperEngine:
                    strong_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = ()) -> list[Hypothesis]:
         """Transcribe with beam search; n-best scores are per-token search scores."""
+        model = self.model_for(audio)
         key = tuple(sorted(set(phrases)))
-        trie = self._trie(key, bias_weight, False) if phrases and bias_weight > 0 else None
+        trie = self._trie(key, bias_weight, False, model) \
+            if phrases and bias_weight > 0 else None
         sounds = self._sounds(key) if phrases and phrase_bonus > 0 else None
-        strong = self._trie(key, strong_weight, False) \
+        strong = self._trie(key, strong_weight, False, model) \
             if sounds is not None and strong_weight > 0 else None
-        rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
-        hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
+        rules = self._trie(tuple(sorted(set(grammar))), 0.0, True, model) if grammar else None
+        hyps = model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
                                      grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
                                      strong=strong, trim=self.trim,
                                      word_times=self.word_times)

@@ -9,6 +9,15 @@ dropped (``six hundred and six`` = ``six hundred six``); ``&`` becomes
 ``and``; hyphens split words, except ``e-mail`` -> ``email``; other punctuation
 is dropped and apostrophes are removed (``let's`` = ``lets``, ``Matthew's`` =
 ``Matthews``: typed references write them either way).
+
+For scoring only (:func:`normalize`, not the NLU's :func:`words_form`), forms
+that a reference and a recogniser write differently for the same words are
+made one: spoken times (``five p. m.`` = ``5pm`` = ``5 pm`` = ``five pm``,
+``7 o'clock`` = ``seven``, ``at 730`` = ``at seven thirty``), spelled letters
+(``c. n. n.`` = ``C.N.N.`` = ``c n n`` = ``CNN``), ``vs``/``vs.``/``v.`` =
+``versus``, currency (``$5`` = ``five dollars``, ``$1.50`` = ``one dollar fifty
+cents``, ``one dollar`` = ``one dollars``; ``£``/``€`` as pounds and euros) and
+ordinals (``1st`` = ``first``, done by :func:`words_form`).
 """
 
 from __future__ import annotations
@@ -94,12 +103,61 @@ def words_form(text: str) -> str:
     return " ".join(t.split())
 
 
+_CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"),
+             "£": ("pound", "pounds", "penny", "pence"),
+             "€": ("euro", "euros", "cent", "cents")}
+#: Singular and plural name one unit: "one dollar" and "1 dollars" score alike.
+_UNIT_PLURAL = {"dollar": "dollars", "cent": "cents", "pound": "pounds", "euro": "euros",
+                "penny": "pence", "buck": "bucks"}
+
+
+def _money(m: re.Match[str]) -> str:
+    one, many, small_one, small_many = _CURRENCY[m.group(1)]
+    whole, frac = int(m.group(2).replace(",", "")), m.group(3)
+    words = f"{whole} {one if whole == 1 else many}"
+    if frac and int(frac):
+        words += f" {int(frac)} {small_one if int(frac) == 1 else small_many}"
+    return f" {words} "
+
+
+def _clock(m: re.Match[str]) -> str:
+    hours, minutes = int(m.group(2)), int(m.group(3))
+    if not (1 <= hours <= 12 and minutes < 60):
+        return m.group(0)
+    return f"{m.group(1)}{hours}:{minutes:02d}{m.group(4)}"
+
+
+def _letters(m: re.Match[str]) -> str:
+    return " " + re.sub(r"[\s.]", "", m.group(0)) + " "
+
+
+def _spoken_forms(t: str) -> str:
+    """Make one the forms of times, letters, currency and "versus" (lowercased text)."""
+    t = re.sub(r"\b([ap])\s*\.\s*m\b\.?", r"\1m", t)  # p. m. / p.m. -> pm
+    t = re.sub(r"\b(\d+)([ap]m)\b", r"\1 \2", t)  # 5pm -> 5 pm
+    # "at 730", "730 pm": a clock time written without its colon.
+    t = re.sub(r"(\bat )(\d{1,2})(\d{2})\b()", _clock, t)
+    t = re.sub(r"()\b(\d{1,2})(\d{2})( [ap]m)\b", _clock, t)
+    t = re.sub(r"\bo\s*'?\s*clock\b", " ", t)
+    t = re.sub(r"\b(vs|v)\.(?=\s|$)|\bvs\b", "versus", t)
+    t = re.sub(r"([$£€])\s?(\d[\d,]*)(?:\.(\d{2}))?\b", _money, t)
+    # Dotted letters, spaced or not ("c. n. n.", "c.n.n."), then bare single-letter runs.
+    t = re.sub(r"(?<![\w.])[a-z](?:\.\s*[a-z]\b)+\.?", _letters, t)
+    t = re.sub(r"(?<![\w'])[a-z]\.(?=\s+[a-z]{2,}|$)", lambda m: m.group(0)[0], t)
+    t = re.sub(r"(?<![\w'])(?:[b-hj-z]|[ai](?= [a-z]\b))(?: [a-z](?![\w']))+",
+               lambda m: m.group(0).replace(" ", "") if len(set(m.group(0).split()) -
+                                                            {"a", "i"}) else m.group(0), t)
+    return t
+
+
 def normalize(text: str) -> str:
     """Return the form WER is counted on: :func:`words_form`, without apostrophes,
-    ``e-mail`` as ``email`` and no ``and`` inside spelled numbers."""
+    ``e-mail`` as ``email``, no ``and`` inside spelled numbers, and one form each for
+    spoken times, spelled letters, currency and "versus" (see the module's docstring)."""
     t = re.sub(r"\be[- ]mail", "email", text.lower().replace("\u2019", "'"))
-    t = words_form(t).replace("'", "")
-    return _NUMBER_AND.sub(r"\1 ", t)
+    t = words_form(_spoken_forms(t)).replace("'", "")
+    t = _NUMBER_AND.sub(r"\1 ", t)
+    return " ".join(_UNIT_PLURAL.get(w, w) for w in t.split())
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:

@@ -254,6 +254,9 @@ class Settings:
     asr_engine: str = "whisper"
     #: Whisper weights: ``tiny.en`` or ``base`` (``voicestream models build --whisper base``).
     asr_whisper_model: str = "tiny.en"
+    #: Whisper weights for audio with nothing above 3.9 kHz (8 kHz devices, telephone
+    #: audio): ``base``, ``tiny.en``, or empty to use ``asr_whisper_model`` for all.
+    asr_narrowband_model: str = "base"
     #: Word times for the best hypothesis (Whisper; about 9 ms per utterance).
     asr_word_times: bool = True
     #: Shallow-fusion bonus per token of a context phrase, nats; 0 turns biasing off.
@@ -322,6 +325,8 @@ class Settings:
             raise ConfigError("asr_engine must be whisper or pocketsphinx")
         if self.asr_whisper_model not in {"tiny.en", "base"}:
             raise ConfigError("asr_whisper_model must be tiny.en or base")
+        if self.asr_narrowband_model not in {"", "tiny.en", "base"}:
+            raise ConfigError("asr_narrowband_model must be tiny.en, base or empty")
         if not 0.5 <= self.skill_timeout_s <= 3600:
             raise ConfigError("skill_timeout_s must be in 0.5..3600")
         if not 1 <= self.nlu_nbest <= 10 or not 1 <= self.nlu_max_words <= 500:

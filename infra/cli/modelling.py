@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -156,7 +158,20 @@ def eval() -> None:
               default=None, help="JSON with contacts/appliances to bias toward "
                                  "[default: the set's 200-name list].")
 @click.option("--sets", default="digits,massive,names,names-tune",
-              help="Comma-separated sets to run.")
+              show_default=True,
+              help="Comma-separated sets: espeak (stress) sets digits, massive, names, "
+                   "names-tune; natural sets natural, natural-names, call, fsdd.")
+@click.option("--voices", default="slt-hts,slt,awb,rms", show_default=True,
+              help="Natural sets' voices (rms is held out of all tuning).")
+@click.option("--bands", default="16k,8k", show_default=True,
+              help="Natural sets' bands: 16k, and 8k (resampled to 8 kHz and back).")
+@click.option("--noises", default="clean,pink,babble", show_default=True,
+              help="Natural sets' noise at 10 dB SNR: clean, pink, babble.")
+@click.option("--sentences", type=click.IntRange(1, 2000), default=150, show_default=True,
+              help="MASSIVE dev sentences in the natural set (a fixed seeded sample).")
+@click.option("--narrowband-model", type=click.Choice(["", "tiny.en", "base"]), default=None,
+              help="Whisper model for 8 kHz audio [default: asr_narrowband_model]; "
+                   "empty: the --model for all audio.")
 @click.option("--variant", type=click.Choice(["int8-trim", "int8-full", "fp32-trim",
                                                "fp32-full"]), default="int8-trim",
               help="Whisper weights and encoder window.")
@@ -172,44 +187,84 @@ def eval() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
-             ctx_file: str | None, sets: str, variant: str, whisper_model: str,
+             ctx_file: str | None, sets: str, voices: str, bands: str, noises: str,
+             sentences: int, narrowband_model: str | None, variant: str,
+             whisper_model: str,
              grammar: str | None,
              bias_weight: float | None, phrase_bonus: float | None,
              strong_weight: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
+    from infra import eval_natural as nat
     from models.asr import AsrError, create
 
     settings = settings_for(ctx)
-    phrases = _context_phrases(ctx_file) if ctx_file else ev.context_names()
-    path = Path(data_dir) if data_dir else Path(settings.data_dir) / "eval-asr"
-    if not (path / "labels.jsonl").exists():
-        click.echo(f"building the evaluation sets in {path} ...", err=True)
-        ev.build(path, Path(shared))
-    rows = ev.load(path, Path(shared))
+    chosen = tuple(s.strip() for s in sets.split(",") if s.strip())
+    unknown = sorted(set(chosen) - set(ev.SETS) - set(nat.SETS))
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; valid: "
+                                 f"{', '.join((*ev.SETS, *nat.SETS))}", param_hint="--sets")
+    stress = tuple(c for c in chosen if c in ev.SETS)
+    phrases = (_context_phrases(ctx_file) if ctx_file else ev.context_names()) if stress else []
     weights, window = variant.split("-")
+    narrow = settings.asr_narrowband_model if narrowband_model is None else narrowband_model
     try:
         eng = (create("whisper", model=whisper_model, quantized=weights == "int8",
-                      trim=window == "trim")
+                      trim=window == "trim", narrowband_model=narrow)
                if engine == "whisper" else create("pocketsphinx", grammar=grammar))
     except AsrError as exc:
         raise click.ClickException(str(exc)) from exc
-    chosen = tuple(s.strip() for s in sets.split(",") if s.strip())
-    with click.progressbar(length=1, label="decoding", file=sys.stderr) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.length = total
-            bar.update(done - bar.pos)
-
-        report = ev.evaluate(eng, rows, phrases=phrases, sets=chosen, progress=progress,
-                             bias_weight=settings.asr_bias_weight if bias_weight is None
-                             else bias_weight,
-                             phrase_bonus=settings.asr_phrase_bonus if phrase_bonus is None
-                             else phrase_bonus,
-                             strong_weight=settings.asr_strong_weight if strong_weight is None
-                             else strong_weight)
+    bias = settings.asr_bias_weight if bias_weight is None else bias_weight
+    bonus = settings.asr_phrase_bonus if phrase_bonus is None else phrase_bonus
+    strong = settings.asr_strong_weight if strong_weight is None else strong_weight
+    report: dict[str, Any] = {}
+    if stress:
+        path = Path(data_dir) if data_dir else Path(settings.data_dir) / "eval-asr"
+        if not (path / "labels.jsonl").exists():
+            click.echo(f"building the evaluation sets in {path} ...", err=True)
+            ev.build(path, Path(shared))
+        rows = ev.load(path, Path(shared))
+        with click.progressbar(length=1, label="decoding", file=sys.stderr) as bar:
+            report = ev.evaluate(eng, rows, phrases=phrases, sets=stress,
+                                 progress=_progress(bar), bias_weight=bias,
+                                 phrase_bonus=bonus, strong_weight=strong)
+    natural = tuple(c for c in chosen if c in nat.SETS)
+    if natural:
+        picked = {"--voices": (voices, nat.VOICES), "--bands": (bands, nat.BANDS),
+                  "--noises": (noises, nat.NOISES)}
+        lists: dict[str, list[str]] = {}
+        for flag, (text, valid) in picked.items():
+            lists[flag] = [v.strip() for v in text.split(",") if v.strip()]
+            bad = sorted(set(lists[flag]) - set(valid))
+            if bad or not lists[flag]:
+                raise click.BadParameter(f"unknown {', '.join(bad) or 'none given'}; valid: "
+                                         f"{', '.join(valid)}", param_hint=flag)
+        try:
+            with click.progressbar(length=1, label="synthesising", file=sys.stderr) as bar:
+                nrows = nat.build_rows(natural, lists["--voices"], Path(shared),
+                                       sentences=sentences, progress=_progress(bar))
+        except nat.SynthesisError as exc:
+            raise click.ClickException(str(exc)) from exc
+        with click.progressbar(length=1, label="decoding", file=sys.stderr) as bar:
+            report["natural"] = nat.evaluate(eng, nrows, bands=lists["--bands"],
+                                             noises=lists["--noises"], bias_weight=bias,
+                                             phrase_bonus=bonus, strong_weight=strong,
+                                             progress=_progress(bar))
+        report["natural"]["held_out_voices"] = list(nat.HELD_OUT)
+        report["natural"]["split"] = f"MASSIVE en-US dev, {sentences} sentences (seed 16)"
     report["variant"] = (f"{whisper_model} {variant}" if engine == "whisper"
                          else f"grammar={grammar}")
+    report["narrowband_model"] = narrow if engine == "whisper" else ""
     click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+def _progress(bar: Any) -> Callable[[int, int], None]:
+    """Return a callback that moves a click progress bar to ``done`` of ``total``."""
+    def progress(done: int, total: int) -> None:
+        bar.length = total
+        bar.update(done - bar.pos)
+
+    return progress
 
 
 def _context_phrases(ctx_file: str) -> list[str]:

@@ -44,3 +44,41 @@ def test_wer_counts_substitutions_insertions_deletions() -> None:
     assert edit_distance(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
     assert wer([("Set a timer for 10 minutes.", "set a timer for ten minutes")]) == 0.0
     assert wer([("call ada now", "call eda")]) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(("forms", "norm"), [
+    (("five p. m.", "5pm", "5 pm", "five pm", "5 P.M.", "five p.m."), "five pm"),
+    (("wake me at 7:30 a. m.", "wake me at 730am", "Wake me at 7:30 AM",
+      "wake me at seven thirty am"), "wake me at seven thirty am"),
+    (("at 730", "at 7:30", "at seven thirty"), "at seven thirty"),
+    (("seven o'clock", "7 o'clock", "7:00", "seven oclock"), "seven"),
+    (("c. n. n.", "CNN", "C.N.N.", "c n n", "c.n.n"), "cnn"),
+    (("play b b c radio", "play BBC radio", "play b. b. c. radio"), "play bbc radio"),
+    (("Arsenal versus Chelsea", "Arsenal vs Chelsea", "arsenal vs. chelsea",
+      "Arsenal v. Chelsea"), "arsenal versus chelsea"),
+    (("the first of May", "the 1st of May"), "the first of may"),
+    (("the twenty second", "the 22nd"), "the twenty second"),
+    (("five dollars", "$5", "$ 5", "$5.00"), "five dollars"),
+    (("one dollar fifty cents", "$1.50", "1 dollar 50 cents"), "one dollars fifty cents"),
+    (("twenty pounds", "£20"), "twenty pounds"),
+    (("1,200 dollars", "$1,200"), "one thousand two hundred dollars"),
+])
+def test_normalize_makes_spoken_and_written_forms_one(forms: tuple[str, ...],
+                                                      norm: str) -> None:
+    assert {normalize(f) for f in forms} == {norm}
+
+
+@pytest.mark.parametrize(("raw", "norm"), [
+    ("i am a robot", "i am a robot"),  # "a" and "i" as words are not letters
+    ("a man and a dog", "a man and a dog"),
+    ("is it 1130 steps", "is it one thousand one hundred thirty steps"),  # not a time
+    ("at 1275", "at one thousand two hundred seventy five"),  # no such clock time
+    ("vitamin c", "vitamin c"),
+])
+def test_normalize_leaves_ordinary_words(raw: str, norm: str) -> None:
+    assert normalize(raw) == norm
+
+
+def test_wer_counts_no_error_for_scoring_forms() -> None:
+    assert wer([("Play the news on CNN at 5 pm", "play the news on c. n. n. at five p. m.")]) \
+        == 0.0
