@@ -92,6 +92,14 @@ def speech_end_s(pcm: bytes, rate: int, *, frame_ms: int = 10, floor_db: float =
     return float((loud[-1] + 1) * hop / rate) if len(loud) else 0.0
 
 
+def speech_start_s(pcm: bytes, rate: int, *, frame_ms: int = 10,
+                   floor_db: float = -35.0) -> float:
+    """Start of the first frame whose energy is within ``floor_db`` of the loudest frame."""
+    reversed_pcm = np.frombuffer(pcm, dtype="<i2")[::-1].tobytes()
+    return max(0.0, len(pcm) / 2 / rate - speech_end_s(reversed_pcm, rate, frame_ms=frame_ms,
+                                                       floor_db=floor_db))
+
+
 def _flite(text: str, voice: str) -> tuple[bytes, int]:
     key = hashlib.sha256(f"flite\0{voice}\0{text}".encode()).hexdigest()[:20]
     path = CACHE / f"{key}.wav"
@@ -124,8 +132,10 @@ def massive_speech(count: int, *, seed: int = 7, pause_share: float = 0.25,
             cut = rng.randint(2, len(words) - 1)
             head, rate = _flite(" ".join(words[:cut]), voice)
             tail, _ = _flite(" ".join(words[cut:]), voice)
-            # The halves' own edges trimmed to their speech, then a real pause between.
+            # The halves' inner edges trimmed to their speech, so that the pause
+            # between them is the one chosen, not that plus flite's own silences.
             head = head[: int(speech_end_s(head, rate) * rate) * 2]
+            tail = tail[int(speech_start_s(tail, rate) * rate) * 2:]
             pcm = head + _silence(rng.randint(300, 700), rate) + tail
         else:
             pcm, rate = _flite(text, voice)

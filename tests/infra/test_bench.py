@@ -69,3 +69,9 @@ def test_a_small_bench_accounts_for_every_utterance(tmp_path: Path, broker_url: 
     for name in ("latency_cdf.png", "waterfall.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     assert "| speculative | 3 | 0 |" in (out / "report.md").read_text()
+
+
+def test_speech_start_skips_the_leading_silence() -> None:
+    quiet = (np.random.default_rng(1).normal(0, 20, 8000)).astype("<i2").tobytes()
+    pcm = quiet + tone_then_silence(1.0, 0.0)
+    assert bench.speech_start_s(pcm, 16000) == pytest.approx(0.5, abs=0.011)
