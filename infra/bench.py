@@ -384,6 +384,63 @@ def run(*, devices: int, rate: float, duration_s: float, workers: int, modes: tu
     return result
 
 
+#: The p95 an utterance rate must keep to count as sustained.
+SUSTAINED_P95_MS = 1000.0
+
+
+def sweep(*, rates: list[float], devices: int, duration_s: float, workers: int, mode: str,
+          broker: str, out: Path, speech: str, sentences: int, shared: Path,
+          settings: dict[str, str]) -> dict[str, Any]:
+    """Latency against load: one ``mode`` run per utterance rate, on fresh workers each.
+
+    Writes ``sweep.json`` and ``latency_vs_load.png``; the highest rate whose p95
+    stayed within :data:`SUSTAINED_P95_MS` with nothing lost is ``sustained_rate``.
+    """
+    spoken = demo_speech() if speech == "demo" else massive_speech(sentences, shared=shared)
+    out.mkdir(parents=True, exist_ok=True)
+    points = []
+    for rate in rates:
+        figures = asyncio.run(measure(
+            url=broker, spoken=spoken, devices=devices, rate=rate, duration_s=duration_s,
+            workers=workers, modes=(mode,), logs=out / "logs" / f"rate-{rate:g}",
+            settings=settings))
+        row = figures["modes"][mode]
+        points.append({"rate": rate, "broker": figures["broker"], "p50_ms": row["p50_ms"],
+                       "p95_ms": row["p95_ms"], "p99_ms": row["p99_ms"], "lost": row["lost"],
+                       "utterances": row["utterances"], "outcomes": row["outcomes"],
+                       "processes": row["processes"]})
+    sustained = [p["rate"] for p in points if p["lost"] == 0 and p["p95_ms"] is not None
+                 and p["p95_ms"] <= SUSTAINED_P95_MS]
+    result = {"mode": mode, "workers": workers, "devices": devices, "duration_s": duration_s,
+              "speech": speech, "points": points,
+              "sustained_rate": max(sustained) if sustained else None}
+    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+    _plot_load(result, out)
+    return result
+
+
+def _plot_load(result: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    points = [p for p in result["points"] if p["p50_ms"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        ax.plot([p["rate"] for p in points], [p[key] for p in points], marker="o",
+                label=key.removesuffix("_ms"))
+    ax.axhline(SUSTAINED_P95_MS, color="grey", linestyle=":", label="p95 budget")
+    ax.set_xlabel("utterances per second")
+    ax.set_ylabel("end of speech → outcome (ms)")
+    ax.set_title(f"{result['mode']}, {result['workers']} worker(s)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "latency_vs_load.png", dpi=100)
+    plt.close(fig)
+
+
 def plot(result: dict[str, Any], out: Path) -> None:
     """The latency CDF of each mode and the stage waterfall of a typical utterance."""
     import matplotlib

@@ -204,9 +204,13 @@ def broker(port: int) -> None:
               show_default=True, help="The shared data folder (MASSIVE).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="A worker setting for both modes, e.g. endpointer__semantic=true.")
+@click.option("--rates", default="",
+              help="Comma-separated utterance rates: a load sweep (latency against load) "
+                   "in the first mode instead of one run; writes sweep.json and "
+                   "latency_vs_load.png.")
 def bench_command(devices: int, rate: float, duration_s: float, workers: int, mode: str,
                   broker_url: str, out: str, speech: str, sentences: int, shared: str,
-                  sets: tuple[str, ...]) -> None:
+                  sets: tuple[str, ...], rates: str) -> None:
     """User-perceived latency of a simulated fleet: end of speech to outcome.
 
     Prints the summary; writes bench.json, latency_cdf.png, waterfall.png and
@@ -220,6 +224,23 @@ def bench_command(devices: int, rate: float, duration_s: float, workers: int, mo
     if bad:
         raise click.BadParameter(f"not NAME=VALUE: {bad[0]}", param_hint="--set")
     modes = bench.MODES if mode == "both" else (mode,)
+    if rates:
+        try:
+            swept = [float(r) for r in rates.split(",")]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--rates") from exc
+        if any(r <= 0 for r in swept):
+            raise click.BadParameter("rates must be positive", param_hint="--rates")
+        curve = bench.sweep(rates=swept, devices=devices, duration_s=duration_s,
+                            workers=workers, mode=modes[0], broker=broker_url, out=Path(out),
+                            speech=speech, sentences=sentences, shared=Path(shared),
+                            settings=dict(s.split("=", 1) for s in sets))
+        for point in curve["points"]:
+            click.echo(f"{point['rate']:g} utt/s: p50 {point['p50_ms']} ms, p95 "
+                       f"{point['p95_ms']} ms, p99 {point['p99_ms']} ms, lost {point['lost']}")
+        click.echo(f"sustained at p95 <= {bench.SUSTAINED_P95_MS:g} ms: "
+                   f"{curve['sustained_rate']} utt/s; figures in {Path(out) / 'sweep.json'}")
+        return
     result = bench.run(devices=devices, rate=rate, duration_s=duration_s, workers=workers,
                        modes=modes, broker=broker_url, out=Path(out), speech=speech,
                        sentences=sentences, shared=Path(shared),

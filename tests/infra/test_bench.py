@@ -75,3 +75,27 @@ def test_speech_start_skips_the_leading_silence() -> None:
     quiet = (np.random.default_rng(1).normal(0, 20, 8000)).astype("<i2").tobytes()
     pcm = quiet + tone_then_silence(1.0, 0.0)
     assert bench.speech_start_s(pcm, 16000) == pytest.approx(0.5, abs=0.011)
+
+
+def test_the_sweep_finds_the_highest_rate_within_the_p95_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p95 = {0.5: 700.0, 1.0: 950.0, 2.0: 1800.0, 4.0: 900.0}
+    lost = {0.5: 0, 1.0: 0, 2.0: 0, 4.0: 3}  # fast at 4/s only because it dropped work
+    runs = []
+
+    async def fake_measure(**kwargs: object) -> dict[str, object]:
+        rate = float(kwargs["rate"])  # type: ignore[arg-type]
+        runs.append((rate, kwargs["modes"]))
+        return {"broker": "tansu", "modes": {"speculative": {
+            "p50_ms": p95[rate] / 2, "p95_ms": p95[rate], "p99_ms": p95[rate] + 1,
+            "lost": lost[rate], "utterances": 10, "outcomes": {}, "processes": {}}}}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "demo_speech", lambda: [])
+    result = bench.sweep(rates=[0.5, 1.0, 2.0, 4.0], devices=4, duration_s=5.0, workers=1,
+                         mode="speculative", broker="", out=tmp_path, speech="demo",
+                         sentences=0, shared=tmp_path, settings={})
+    assert runs == [(r, ("speculative",)) for r in (0.5, 1.0, 2.0, 4.0)]
+    assert result["sustained_rate"] == 1.0
+    assert json.loads((tmp_path / "sweep.json").read_text())["sustained_rate"] == 1.0
+    assert (tmp_path / "latency_vs_load.png").read_bytes().startswith(b"\x89PNG")
