@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
 from infra.inputs import InputFileError
-from streams.rewrite import Interaction
+from streams.rewrite import Interaction, RewriteRule
 from streams.schema import SerializationError
 
 log = structlog.get_logger(__name__)
 
 #: How many malformed lines are logged one by one before only counting them.
 REPORT_LIMIT = 20
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,6 +65,23 @@ def read_interactions(paths: str | Path | Iterable[str | Path],
     ``stats`` (optional) collects the counts and the first bad lines; a file
     that cannot be opened raises :class:`InputFileError` naming it.
     """
+    return _read(paths, Interaction.from_log, stats)
+
+
+def read_rules(paths: str | Path | Iterable[str | Path],
+               stats: LogStats | None = None) -> Iterator[RewriteRule]:
+    """Yield the rewrite rules of mined tables (JSONL), skipping bad lines like
+    :func:`read_interactions`."""
+    def parse(data: Any) -> RewriteRule:
+        if not isinstance(data, dict):
+            raise SerializationError("wrong-type", "a rewrite rule is a JSON object")
+        return RewriteRule.from_wire(data)
+
+    return _read(paths, parse, stats)
+
+
+def _read(paths: str | Path | Iterable[str | Path], parse: Callable[[Any], T],
+          stats: LogStats | None) -> Iterator[T]:
     stats = stats if stats is not None else LogStats()
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -93,7 +113,7 @@ def read_interactions(paths: str | Path | Iterable[str | Path],
                     stats.add_bad(BadLine(str(path), number, "bad-json", "nested too deeply"))
                     continue
                 try:
-                    record = Interaction.from_log(data)
+                    record = parse(data)
                 except SerializationError as exc:
                     stats.add_bad(BadLine(str(path), number, exc.code, str(exc)))
                     continue
@@ -109,6 +129,17 @@ def write_interactions(path: str | Path, records: Iterable[Interaction]) -> int:
     with Path(path).open("w", encoding="utf-8") as out:
         for record in records:
             out.write(json.dumps(record.to_log(), ensure_ascii=False, separators=(",", ":")))
+            out.write("\n")
+            n += 1
+    return n
+
+
+def write_rules(path: str | Path, rules: Iterable[RewriteRule]) -> int:
+    """Write a mined table as JSONL at ``path``; return how many rules were written."""
+    n = 0
+    with Path(path).open("w", encoding="utf-8") as out:
+        for rule in rules:
+            out.write(json.dumps(rule.to_wire(), ensure_ascii=False, separators=(",", ":")))
             out.write("\n")
             n += 1
     return n
