@@ -110,3 +110,57 @@ async def publish_rules(bootstrap: Connection, prefix: str, rules: list[RewriteR
     return len(rules)
 
 
+
+
+@rewrites.command("simulate")
+@click.option("--users", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--days", type=click.IntRange(2), default=21, show_default=True)
+@click.option("--train-days", type=click.IntRange(1), default=None,
+              help="Days in train.jsonl; the rest is test.jsonl [default: two thirds].")
+@click.option("--requests-per-day", type=click.FloatRange(0.1), default=4.0, show_default=True,
+              help="Mean requests per user and day.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
+              default="../shared/data/massive-en-US/train.jsonl", show_default=True,
+              help="MASSIVE-format requests to draw from.")
+@click.option("--confusions", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ASR confusion table [default: models/rewrite/confusions.json].")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Directory for train.jsonl and test.jsonl.")
+def rewrites_simulate(users: int, days: int, train_days: int | None, requests_per_day: float,
+                      seed: int, data_file: str, confusions: str | None, out: str) -> None:
+    """Simulate users' interaction logs with real ASR and NLU defects, split by time."""
+    from pathlib import Path
+
+    from models.nlu.inference import NluModelMissing
+    from models.rewrite.confusions import DEFAULT_TABLE
+    from models.rewrite.logs import write_interactions
+    from models.rewrite.simulate import (
+        SimConfig,
+        load_confusions,
+        load_examples,
+        nlu_interpreter,
+        simulate,
+    )
+
+    try:
+        config = SimConfig(users=users, days=days, train_days=train_days,
+                           requests_per_day=requests_per_day, seed=seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    try:
+        interpret = nlu_interpreter()
+    except NluModelMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    started = time.perf_counter()
+    train, test = simulate(config, load_examples(Path(data_file)),
+                           load_confusions(Path(confusions) if confusions else DEFAULT_TABLE),
+                           interpret)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_interactions(Path(out) / "train.jsonl", train)
+    write_interactions(Path(out) / "test.jsonl", test)
+    for name, part in (("train", train), ("test", test)):
+        defects = sum(r.outcome.value == "defect" for r in part)
+        click.echo(f"{name}: {len(part)} interactions, {defects} defects "
+                   f"({defects / max(1, len(part)):.1%})", err=True)
+    click.echo(f"simulated in {time.perf_counter() - started:.0f} s", err=True)
