@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from infra.cli.base import connection_for, main, settings_for
+from infra.cli.modelling import eval as eval_group
 
 if TYPE_CHECKING:
     from models.rewrite.logs import LogStats
@@ -164,3 +165,34 @@ def rewrites_simulate(users: int, days: int, train_days: int | None, requests_pe
         click.echo(f"{name}: {len(part)} interactions, {defects} defects "
                    f"({defects / max(1, len(part)):.1%})", err=True)
     click.echo(f"simulated in {time.perf_counter() - started:.0f} s", err=True)
+
+
+@eval_group.command("rewrite")
+@click.option("--train", "train_file", type=click.Path(dir_okay=False), required=True,
+              help="Interaction JSONL the layers learn from.")
+@click.option("--test", "test_file", type=click.Path(dir_okay=False), required=True,
+              help="Later interaction JSONL with truth, replayed in time order.")
+@click.option("--min-support", type=click.IntRange(1), default=3, show_default=True,
+              help="Mining: chains that must start at a form before it gets a rule.")
+@click.option("--min-probability", type=click.FloatRange(0, 1, min_open=True), default=0.5,
+              show_default=True, help="Mining: least absorption probability of a rewrite.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_rewrite(train_file: str, test_file: str, min_support: int, min_probability: float,
+                 as_json: bool) -> None:
+    """Score rewriting: wins, losses, win:loss, defect rate before/after, coverage."""
+    import json
+    from pathlib import Path
+
+    from infra.eval_rewrite import evaluate
+    from models.nlu.inference import NluModelMissing
+    from models.rewrite.precomputed import MiningConfig
+    from models.rewrite.simulate import nlu_interpreter
+
+    try:
+        interpret = nlu_interpreter()
+    except NluModelMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    report = evaluate(Path(train_file), Path(test_file), interpret,
+                      mining=MiningConfig(min_support=min_support,
+                                          min_probability=min_probability))
+    click.echo(json.dumps(report, indent=None if as_json else 2))
