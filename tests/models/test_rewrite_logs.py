@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infra.inputs import InputFileError
 from models.rewrite.logs import LogStats, read_interactions, write_interactions
@@ -53,3 +55,17 @@ def test_invalid_utf8_is_reported_not_raised(tmp_path: Path) -> None:
 def test_missing_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="no such file"):
         list(read_interactions(tmp_path / "nope.jsonl"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=60).filter(lambda b: b"\n" not in b), max_size=8))
+def test_any_bytes_are_skipped_or_read_never_raised(tmp_path_factory: pytest.TempPathFactory,
+                                                     lines: list[bytes]) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "log.jsonl"
+    good = json.dumps(_record(5, "ok").to_log()).encode()
+    path.write_bytes(b"\n".join([*lines, good]) + b"\n")
+    stats = LogStats()
+    got = list(read_interactions(path, stats))
+    assert got[-1].utterance == "ok"
+    assert stats.records == len(got)
+    assert stats.records + stats.skipped <= len(lines) + 1
