@@ -181,9 +181,9 @@ def troubles(examples: list[Example], confusions: list[dict[str, str]], interpre
     return out
 
 
-def personal(user: int, examples: list[Example], rng: np.random.Generator) -> list[Trouble]:
-    """Two shorthands of one user, each standing for a place of theirs."""
-    hosts = [e for e in examples if any(s.type == "place_name" for s in e.slots)]
+def personal(hosts: list[Example], rng: np.random.Generator) -> list[Trouble]:
+    """Two shorthands of one user, each standing for a place of theirs, said in ``hosts``
+    (requests with a place name)."""
     out = []
     for word in rng.choice(SHORTHANDS, 2, replace=False):
         full = f"{word} {PLACES[int(rng.integers(len(PLACES)))]}"
@@ -210,8 +210,9 @@ def _sessions(config: SimConfig, examples: list[Example], shared: list[Trouble],
     """Draw what every user says: requests, and retries after defects seen so far."""
     weights = 1.0 / np.arange(1, len(shared) + 1)  # a few troubles are common, most rare
     weights /= weights.sum()
+    hosts = [e for e in examples if any(s.type == "place_name" for s in e.slots)]
     for user in range(config.users):
-        own = personal(user, examples, rng)
+        own = personal(hosts, rng)
         for day in range(config.days):
             for k in range(int(rng.poisson(config.requests_per_day))):
                 ts = START_MS + day * DAY_MS + int(rng.integers(7 * 3600_000, 22 * 3600_000))
