@@ -178,7 +178,8 @@ def troubles(examples: list[Example], confusions: list[dict[str, str]], interpre
     for key, e in wrong:
         if right.get(key):
             out.append(Trouble("phrasing", e.text, right[key][0].text, meaning_of(e)))
-    return out
+    # Popularity follows the order: mix names and phrasings among the common ones.
+    return [out[i] for i in rng.permutation(len(out))]
 
 
 def personal(hosts: list[Example], rng: np.random.Generator) -> list[Trouble]:
