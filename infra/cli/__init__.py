@@ -6,7 +6,7 @@ One group (:mod:`infra.cli.base`) and a module per kind of command: running
 modelling (``models``, ``train``, ``eval``).
 """
 
-from infra.cli import device, modelling, recording, running  # noqa: F401  (register commands)
+from infra.cli import device, modelling, recording, rewriting, running  # noqa: F401  (register commands)
 from infra.cli.base import main
 
 __all__ = ["main"]

@@ -1,0 +1,60 @@
+"""voicestream rewrites mine end to end: bad lines reported, the table written and reloaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from infra.cli import main
+from models.rewrite.logs import read_rules, write_interactions
+from models.rewrite.precomputed import PrecomputedLayer
+from streams.rewrite import Interaction, Outcome, RewriteRule
+
+
+def _log(path: Path) -> None:
+    records = []
+    for k in range(4):
+        records += [
+            Interaction(session_id=f"s{k}", user_id="u", device_id="d", ts=1000 * k,
+                        utterance="play are with man", outcome=Outcome.DEFECT),
+            Interaction(session_id=f"s{k}", user_id="u", device_id="d", ts=1000 * k + 4000,
+                        utterance="play a r rahman", outcome=Outcome.SUCCESS),
+        ]
+    write_interactions(path, records)
+    with path.open("a") as f:
+        f.write('{"session_id": "s9"}\n')
+
+
+def test_mine_writes_the_table_and_names_bad_lines(tmp_path: Path) -> None:
+    logs, table = tmp_path / "logs.jsonl", tmp_path / "table.jsonl"
+    _log(logs)
+    result = CliRunner().invoke(main, ["rewrites", "mine", "--logs", str(logs),
+                                       "--out", str(table)])
+    assert result.exit_code == 0, result.output
+    assert f"{logs}:9: missing-field" in result.output
+    assert "8 records, 1 rules, 0 withdrawn" in result.output
+    layer = PrecomputedLayer(read_rules(table))
+    got = layer.propose("someone", "Play are with man")
+    assert got is not None and got.text == "play a r rahman"
+
+
+def test_mine_withdraws_rules_gone_since_the_previous_table(tmp_path: Path) -> None:
+    logs, previous = tmp_path / "logs.jsonl", tmp_path / "old.jsonl"
+    _log(logs)
+    (previous).write_text(json.dumps(RewriteRule(form="old form", rewrite="new form",
+                                                 probability=0.9, support=5).to_wire()) + "\n")
+    result = CliRunner().invoke(main, ["rewrites", "mine", "--logs", str(logs),
+                                       "--previous", str(previous)])
+    assert result.exit_code == 0, result.output
+    assert "1 rules, 1 withdrawn" in result.output
+    printed = [json.loads(line) for line in result.output.splitlines()
+               if line.startswith('{"type": "rewrite-rule"')]
+    assert [r["form"] for r in printed] == ["play are with man"]
+
+
+def test_mine_a_missing_file_is_one_line_and_status_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["rewrites", "mine", "--logs", str(tmp_path / "no.jsonl")])
+    assert result.exit_code == 2
+    assert "no.jsonl: no such file" in result.output
