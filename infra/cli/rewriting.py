@@ -59,7 +59,7 @@ def rewrites_mine(ctx: click.Context, log_files: tuple[str, ...], out: str | Non
     """Mine rewrite rules from rephrase chains (absorbing Markov chain over forms)."""
     import json
 
-    from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs shipped
+    from tqdm import tqdm
 
     from models.rewrite.logs import LogStats, read_interactions, read_rules, write_rules
     from models.rewrite.precomputed import MiningConfig, mine_logs, withdrawn
