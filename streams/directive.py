@@ -107,6 +107,13 @@ class SkillResponse(Message):
     status: ResponseStatus
     text: str = ""
     at_ms: int = 0
+    #: The skill's own verdict on the request (``SkillContext.mark``): ``success``,
+    #: ``defect`` (it could not serve what the user meant), or empty for none.
+    outcome: str = ""
+
+    def __post_init__(self) -> None:
+        require(self.outcome in {"", "success", "defect"},
+                "outcome must be success, defect or empty")
 
 
 class SkillState(StrEnum):

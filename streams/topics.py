@@ -128,8 +128,10 @@ INTERPRETATIONS = TopicSpec(
     "interpretations",
     Codec.JSON,
     Role.OUTPUT,
-    frozenset({MessageType.INTERPRETATION, MessageType.RESET, MessageType.ERROR}),
-    doc="ranked interpretations per transcribed revision, forwarded resets, NLU errors",
+    frozenset({MessageType.INTERPRETATION, MessageType.REWRITE, MessageType.RESET,
+               MessageType.ERROR}),
+    doc="ranked interpretations per transcribed revision, the rewrite of a revision just "
+        "before its interpretation, forwarded resets, NLU errors",
 )
 DIRECTIVES = TopicSpec(
     "directives",
@@ -169,8 +171,8 @@ REPLIES = TopicSpec(
     Codec.JSON,
     Role.INTERNAL,  # sealed: nothing a recording could compare
     frozenset({MessageType.ENDPOINT, MessageType.RESET, MessageType.TRANSCRIPT,
-               MessageType.INTERPRETATION, MessageType.DIRECTIVE, MessageType.DECLINED,
-               MessageType.SKILL_RESPONSE, MessageType.ERROR}),
+               MessageType.INTERPRETATION, MessageType.REWRITE, MessageType.DIRECTIVE,
+               MessageType.DECLINED, MessageType.SKILL_RESPONSE, MessageType.ERROR}),
     retention_ms=DAY_MS,
     doc="each device's results, sealed for it (streams.identity), where devices sign",
 )

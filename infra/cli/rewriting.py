@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -111,6 +112,95 @@ async def publish_rules(bootstrap: Connection, prefix: str, rules: list[RewriteR
     return len(rules)
 
 
+
+
+@main.group()
+def interactions() -> None:
+    """The interaction records the pipeline writes (one per finished utterance)."""
+
+
+@interactions.command("export")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="JSONL file to write, one interaction per line (the mining input).")
+@click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.pass_context
+def interactions_export(ctx: click.Context, out: str, broker: str | None) -> None:
+    """Write every record on the interactions topic, as of now, to OUT (Interaction.to_log)."""
+    import json
+    from pathlib import Path
+
+    settings = settings_for(ctx, broker=broker)
+    started = time.perf_counter()
+    try:
+        target = Path(out).open("w", encoding="utf-8")  # noqa: SIM115  (closed below)
+    except OSError as exc:
+        raise click.ClickException(f"{out}: {exc.strerror or type(exc).__name__}") from None
+    with target:
+        written, bad = asyncio.run(export_interactions(
+            connection_for(settings), settings.topic_prefix,
+            lambda record: target.write(json.dumps(record, ensure_ascii=False) + "\n")))
+    for where in bad[:10]:
+        click.echo(f"skipped undecodable record at {where}", err=True)
+    if len(bad) > 10:
+        click.echo(f"{len(bad)} undecodable records skipped in all", err=True)
+    click.echo(f"{written} interaction(s) written to {out} in "
+               f"{time.perf_counter() - started:.1f} s", err=True)
+
+
+async def export_interactions(bootstrap: Connection, prefix: str,
+                              write: Callable[[dict[str, Any]], object]
+                              ) -> tuple[int, list[str]]:
+    """Read the interactions topic from its start to its current end; ``write`` each record's
+    log form. Returns how many were written and where the undecodable ones were."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from tqdm import tqdm
+
+    from streams import topics
+    from streams.codec import decode
+    from streams.connection import Connection
+    from streams.rewrite import Interaction
+    from streams.schema import SerializationError
+
+    name = topics.INTERACTIONS.name(prefix)
+    consumer = AIOKafkaConsumer(**Connection.of(bootstrap).client(
+        enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100))
+    await consumer.start()
+    written, bad = 0, []
+    try:
+        parts = consumer.partitions_for_topic(name)
+        for _ in range(50):
+            if parts:
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+            parts = consumer.partitions_for_topic(name)
+        if not parts:
+            raise click.ClickException(f"topic {name} does not exist; is a worker running?")
+        tps = [TopicPartition(name, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        starts = {tp: await consumer.position(tp) for tp in tps}
+        with tqdm(total=sum(ends[tp] - starts[tp] for tp in tps), unit=" records",
+                  file=sys.stderr, mininterval=1.0, disable=None) as bar:
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                batches = await consumer.getmany(timeout_ms=200)
+                for tp, records in batches.items():
+                    for r in records:
+                        if r.offset >= ends[tp]:
+                            continue  # written after the export began
+                        bar.update(1)
+                        try:
+                            message = decode(r.value or b"", topics.INTERACTIONS.codec)
+                        except SerializationError as exc:
+                            bad.append(f"{r.topic}[{r.partition}]@{r.offset} ({exc.code})")
+                            continue
+                        if isinstance(message, Interaction):
+                            write(message.to_log())
+                            written += 1
+    finally:
+        await consumer.stop()
+    return written, bad
 
 
 @rewrites.command("simulate")
