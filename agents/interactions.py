@@ -255,8 +255,8 @@ class Joiner:
         """Take a skill's answer: a failure or the skill's own mark is a signal."""
         if r.status in (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED):
             self._signal(r.utterance_id, r.device_id, f"skill-{r.status.value}")
-        if r.outcome:
-            self._signal(r.utterance_id, r.device_id, f"skill-{r.outcome}")
+        if r.outcome is not None:
+            self._signal(r.utterance_id, r.device_id, f"skill-{r.outcome.value}")
 
     # -- output ------------------------------------------------------------------------
     def _finish(self, utt: Pending) -> Finished | None:

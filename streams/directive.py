@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from streams.nlu import SlotValue
+from streams.rewrite import Outcome
 from streams.schema import Message, MessageType, require
 
 
@@ -108,12 +109,8 @@ class SkillResponse(Message):
     text: str = ""
     at_ms: int = 0
     #: The skill's own verdict on the request (``SkillContext.mark``): ``success``,
-    #: ``defect`` (it could not serve what the user meant), or empty for none.
-    outcome: str = ""
-
-    def __post_init__(self) -> None:
-        require(self.outcome in {"", "success", "defect"},
-                "outcome must be success, defect or empty")
+    #: ``defect`` (it could not serve what the user meant), or null for none.
+    outcome: Outcome | None = None
 
 
 class SkillState(StrEnum):

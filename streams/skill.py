@@ -47,6 +47,7 @@ from streams.directive import (
     SkillState,
     SkillStatus,
 )
+from streams.rewrite import Outcome
 from streams.schema import Message, SerializationError
 
 #: Directives a skill remembers the status of (its at-most-once journal), newest kept.
@@ -65,8 +66,8 @@ class SkillContext:
 
     skill: Skill
     directive: Directive
-    #: The verdict set by :meth:`mark`, sent with the answer; empty for none.
-    outcome: str = ""
+    #: The verdict set by :meth:`mark`, sent with the answer.
+    outcome: Outcome | None = None
 
     async def update_context(self, *, states: dict[str, str] | None = None,
                              playing: dict[str, str] | None = None,
@@ -81,7 +82,7 @@ class SkillContext:
         """Say something more about this directive later (a timer that ran out)."""
         await self.skill._respond(self.directive, ResponseStatus.DONE, text)
 
-    def mark(self, outcome: str) -> None:
+    def mark(self, outcome: Outcome | str) -> None:
         """Give the skill's verdict on the request: ``success`` or ``defect``.
 
         A defect is a request the skill could not serve as the user meant it
@@ -90,9 +91,7 @@ class SkillContext:
         interactions agent); the last mark before the handler returns counts.
         Raises ``ValueError`` for another value.
         """
-        if outcome not in {"success", "defect"}:
-            raise ValueError(f"outcome must be success or defect, got {outcome!r}")
-        self.outcome = outcome
+        self.outcome = Outcome(outcome)
 
 
 Handler = Callable[[Directive, SkillContext], Awaitable[str | None]]
@@ -132,7 +131,7 @@ class Skill:
                                            key=key.encode())
 
     async def _respond(self, d: Directive, status: ResponseStatus, text: str = "",
-                       outcome: str = "") -> None:
+                       outcome: Outcome | None = None) -> None:
         # Keyed by directive id: compaction keeps each directive's last status.
         await self.publish(topics.RESPONSES, d.directive_id, SkillResponse(
             directive_id=d.directive_id, device_id=d.device_id, utterance_id=d.utterance_id,
