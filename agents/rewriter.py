@@ -10,16 +10,21 @@ are in order on one partition. Revisions follow the NLU stage's revision
 protocol: a rewrite is part of the revision's result, emitted with it, never
 after its reset.
 
-The mined table comes from the compacted ``rewrite-rules`` topic, read as a
-Faust global table (:func:`register_table`): every worker holds the whole
-table and a newly published rule reaches running workers without a restart.
-:class:`TableLayer` is the lookup by :func:`streams.rewrite.form` over it. With
-the table empty and no other layer, :attr:`Rewriter.active` is false and the
-NLU stage skips rewriting altogether.
+The mined table comes from the compacted ``rewrite-rules`` topic: every
+worker reads the whole topic from its start and then follows it
+(:func:`register_table`), so each holds the whole table and a newly published
+rule (or withdrawal) reaches running workers without a restart.
+:class:`RuleTable` is that table, :class:`TableLayer` the lookup by
+:func:`streams.rewrite.form` over it. (A Faust global table with this topic as
+its changelog was tried first: on the embedded broker the worker never finished
+its table recovery, so the topic is read like the skills' heartbeats.) With the
+table empty and no other layer, :attr:`Rewriter.active` is false and the NLU
+stage skips rewriting altogether.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +34,7 @@ import structlog
 from models.rewrite import Candidate, Layer
 from streams import topics
 from streams.codec import decode
+from streams.connection import Connection
 from streams.rewrite import Interaction, RewriteRule, RewriteSource, form
 from streams.schema import SerializationError
 from streams.settings import Settings
@@ -36,38 +42,54 @@ from streams.settings import Settings
 log = structlog.get_logger("voicestream.rewriter")
 
 
-class TableLayer:
-    """The mined rules as a :class:`models.rewrite.Layer`, looked up in a live table.
+class RuleTable:
+    """The live rule table: form -> :class:`RewriteRule`, the newest record per form.
 
-    ``table`` maps a form (UTF-8 bytes) to a ``RewriteRule`` record as written on
-    the rewrite-rules topic (JSON bytes): the Faust global table, or a plain dict
-    in tests. A rule with an empty rewrite is a withdrawal; an undecodable
-    record is skipped (logged once per form).
+    Fed the records of the rewrite-rules topic in order; a rule with an empty
+    rewrite (or a record with no value) withdraws its form. An undecodable
+    record is skipped and logged (its size, never its bytes).
     """
 
-    def __init__(self, table: Mapping[bytes, bytes | None]) -> None:
-        self.table = table
-        self._bad: set[bytes] = set()
+    def __init__(self) -> None:
+        self.rules: dict[str, RewriteRule] = {}
+        self.skipped = 0
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(self.rules)
 
-    def rule(self, text: str) -> RewriteRule | None:
-        """The live rule for ``text``'s form, if there is one."""
-        key = form(text).encode()
-        raw = self.table.get(key)
+    def get(self, key: str) -> RewriteRule | None:
+        """The rule for the form ``key``, if there is one."""
+        return self.rules.get(key)
+
+    def apply(self, key: bytes | None, raw: bytes | None) -> None:
+        """Take one record of the topic (keyed by form)."""
         if not raw:
-            return None
+            if key:
+                self.rules.pop(key.decode(errors="replace"), None)
+            return
         try:
             rule = decode(raw, topics.REWRITE_RULES.codec)
         except SerializationError as exc:
-            if key not in self._bad and len(self._bad) < 1024:
-                self._bad.add(key)
-                log.warning("rewriter.bad_rule", code=exc.code, size_bytes=len(raw))
-            return None
-        if not isinstance(rule, RewriteRule) or not rule.rewrite:
-            return None
-        return rule
+            self.skipped += 1
+            log.warning("rewriter.bad_rule", code=exc.code, size_bytes=len(raw))
+            return
+        if not isinstance(rule, RewriteRule):
+            self.skipped += 1
+            log.warning("rewriter.bad_rule", code="wrong-type", size_bytes=len(raw))
+        elif rule.rewrite:
+            self.rules[rule.form] = rule
+        else:
+            self.rules.pop(rule.form, None)
+
+
+class TableLayer:
+    """The mined rules as a :class:`models.rewrite.Layer`, looked up in a live table."""
+
+    def __init__(self, table: RuleTable) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
 
     def learn(self, interaction: Interaction) -> None:
         """Nothing: the table changes when a new one is mined and published."""
@@ -75,7 +97,7 @@ class TableLayer:
     def propose(self, user_id: str, utterance: str,
                 context: Mapping[str, Any] | None = None) -> Candidate | None:
         """The mined rewrite of ``utterance``, if its form has one."""
-        rule = self.rule(utterance)
+        rule = self.table.get(form(utterance))
         if rule is None:
             return None
         return Candidate(rule.rewrite, RewriteSource.PRECOMPUTED, rule.probability)
@@ -120,11 +142,34 @@ class Rewriter:
             layer.learn(interaction)
 
 
-def register_table(app: faust.App, settings: Settings) -> TableLayer:
-    """The rule table: a Faust global table whose changelog is the rewrite-rules topic."""
-    rules = app.topic(settings.topic(topics.REWRITE_RULES.short), key_serializer="raw",
-                      value_serializer="raw", partitions=settings.partitions)
-    table = app.GlobalTable("rewrite-rules", key_serializer="raw", value_serializer="raw",
-                            partitions=settings.partitions, default=None,
-                            changelog_topic=rules)
+def register_table(app: faust.App, settings: Settings, connection: Connection) -> TableLayer:
+    """The rule table, filled and kept current by a task that follows the rewrite-rules topic."""
+    table = RuleTable()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_rewrite_rules() -> None:
+        from streams.client import EventWatcher
+
+        while True:  # from the start at every (re)connection: a compacted topic is small
+            try:
+                async with EventWatcher(connection, specs=[topics.REWRITE_RULES],
+                                        topic_prefix=settings.topic_prefix,
+                                        from_beginning=True) as watch:
+                    fresh = RuleTable()
+                    caught_up = False
+                    while True:
+                        records = await watch.records(timeout_ms=500)
+                        for record in records:
+                            (fresh if not caught_up else table).apply(record.key, record.value)
+                        if not caught_up and not records:
+                            # The topic's current end: swap the whole table in at once.
+                            table.rules, table.skipped = fresh.rules, fresh.skipped
+                            caught_up = True
+                            log.info("rewriter.table", rules=len(table))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broker hiccup: log, wait, read it again
+                log.exception("rewriter.rules_reader_failed")
+                await asyncio.sleep(1.0)
+
     return TableLayer(table)

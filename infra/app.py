@@ -180,7 +180,8 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
                              ledger=ledger, audio_log=audio_log, gate=gate)
     # Query rewriting inside the NLU stage: the mined table, live from its topic.
-    rewriter = Rewriter([register_table(app, settings)], min_score=settings.rewrite_min_score)
+    rewriter = Rewriter([register_table(app, settings, profile.connection)],
+                        min_score=settings.rewrite_min_score)
     nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts, ledger=ledger,
                              rewriter=rewriter)
     registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)

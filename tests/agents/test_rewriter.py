@@ -11,7 +11,7 @@ import pytest
 
 from agents.base import Origin
 from agents.nlu import NluService
-from agents.rewriter import Rewriter, TableLayer
+from agents.rewriter import Rewriter, RuleTable, TableLayer
 from infra.config import Settings
 from models.rewrite import Candidate
 from streams import topics
@@ -22,10 +22,18 @@ from streams.rewrite import Interaction, Rewrite, RewriteRule, RewriteSource
 from tests.agents.test_nlu import ORIGIN, FakeModel, Sent, transcript
 
 
-def rules(*pairs: tuple[str, str, float]) -> dict[bytes, bytes | None]:
-    """A rule table as the rewrite-rules topic holds it: form -> JSON record."""
-    return {f.encode(): encode(RewriteRule(form=f, rewrite=r, probability=p, support=5),
-                               topics.REWRITE_RULES.codec) for f, r, p in pairs}
+def record(f: str, rewrite: str, probability: float) -> tuple[bytes, bytes]:
+    """One record of the rewrite-rules topic: key and JSON value."""
+    return f.encode(), encode(RewriteRule(form=f, rewrite=rewrite, probability=probability,
+                                          support=5), topics.REWRITE_RULES.codec)
+
+
+def rules(*pairs: tuple[str, str, float]) -> RuleTable:
+    """A rule table fed these records in order."""
+    table = RuleTable()
+    for f, r, p in pairs:
+        table.apply(*record(f, r, p))
+    return table
 
 
 class Fixed:
@@ -51,14 +59,21 @@ def test_table_layer_looks_the_form_up_and_honours_withdrawals() -> None:
     found = layer.propose("u", "Play  the Beetles!")
     assert found == Candidate("play the beatles", RewriteSource.PRECOMPUTED, 0.8)
     assert layer.propose("u", "play the rolling stones") is None
-    table.update(rules(("play the beetles", "", 0.0)))  # a withdrawal record
+    table.apply(*record("play the beetles", "", 0.0))  # a withdrawal record
     assert layer.propose("u", "play the beetles") is None
+    table.apply(*record("play jazz", "play some jazz", 0.7))
+    table.apply(b"play jazz", None)  # a tombstone
+    assert len(layer) == 0
 
 
-def test_table_layer_skips_an_undecodable_record() -> None:
-    layer = TableLayer({b"play jazz": b"{not json", b"stop": None})
-    assert layer.propose("u", "play jazz") is None
-    assert layer.propose("u", "stop") is None
+def test_table_skips_an_undecodable_record() -> None:
+    table = rules(("stop", "stop the music", 0.9))
+    table.apply(b"play jazz", b"{not json")
+    table.apply(b"stop", encode(Reset(device_id="d", utterance_id="u", cancelled_revision=0,
+                                      reason=ResetReason.SPEECH_RESUMED, t_ms=0),
+                                topics.ENDPOINTS.codec))
+    assert table.skipped == 2 and len(table) == 1
+    assert TableLayer(table).propose("u", "stop") is not None
 
 
 def test_first_confident_layer_wins_in_order() -> None:
@@ -80,10 +95,10 @@ def test_a_rewrite_to_the_same_request_is_no_rewrite() -> None:
 
 
 def test_an_empty_table_turns_rewriting_off() -> None:
-    table: dict[bytes, bytes | None] = {}
+    table = RuleTable()
     rewriter = Rewriter([TableLayer(table)])
     assert not rewriter.active
-    table.update(rules(("a", "b", 0.9)))
+    table.apply(*record("a", "b", 0.9))
     assert rewriter.active  # a rule published later switches it on, no restart
     assert Rewriter([Fixed(None)]).active  # a layer without a size is always asked
 
@@ -162,9 +177,8 @@ async def test_nothing_of_a_cancelled_revision_follows_its_reset() -> None:
     service.close()
 
 
-@pytest.mark.parametrize("table", [{}, RULES])
-async def test_no_rule_no_rewrite_event_and_the_words_as_heard(
-        table: dict[bytes, bytes | None]) -> None:
+@pytest.mark.parametrize("table", [RuleTable(), RULES])
+async def test_no_rule_no_rewrite_event_and_the_words_as_heard(table: RuleTable) -> None:
     model, sent = FakeModel(), Sent()
     service = NluService(Settings(), sent, lambda: model,
                          rewriter=Rewriter([TableLayer(table)]))
