@@ -85,7 +85,7 @@ def tokenize(wp: WordPiece, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarra
 def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + _EPS) * g + b
+    return np.asarray((x - mu) / np.sqrt(var + _EPS) * g + b)
 
 
 def reference(weights: dict[str, np.ndarray], ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -104,7 +104,7 @@ def reference(weights: dict[str, np.ndarray], ids: np.ndarray, mask: np.ndarray)
         p = f"encoder.layer.{i}."
 
         def dense(t: np.ndarray, name: str, p: str = p) -> np.ndarray:
-            return t @ w[p + name + ".weight"].T + w[p + name + ".bias"]  # type: ignore[no-any-return]
+            return t @ w[p + name + ".weight"].T + w[p + name + ".bias"]
 
         def heads(t: np.ndarray) -> np.ndarray:
             return t.reshape(b, n, h, d // h).transpose(0, 2, 1, 3)
@@ -123,7 +123,7 @@ def reference(weights: dict[str, np.ndarray], ids: np.ndarray, mask: np.ndarray)
                         w[p + "output.LayerNorm.bias"])
     m = mask[..., None].astype(np.float64)
     pooled = (x * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-    return pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+    return np.asarray(pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12))
 
 
 def graph(weights: dict[str, np.ndarray]) -> Any:
@@ -276,7 +276,7 @@ def build(out: Path | None = None, *, force: bool = False, massive_dev: Path | N
     ref = reference(weights, ids, mask)
     fp32 = Embedder(tmp, int8=False).embed(sentences)
     int8 = Embedder(tmp, int8=True).embed(sentences)
-    checks = {"sentences": len(sentences), "fp32_vs_numpy": agreement(fp32, ref),
+    checks: dict[str, Any] = {"sentences": len(sentences), "fp32_vs_numpy": agreement(fp32, ref),
               "int8_vs_fp32": agreement(int8, fp32)}
     use_int8 = checks["int8_vs_fp32"]["mean_cosine"] >= MIN_AGREEMENT
     (tmp / "manifest.json").write_text(json.dumps({
@@ -285,7 +285,7 @@ def build(out: Path | None = None, *, force: bool = False, massive_dev: Path | N
         "source_sha256": _source_sha256(source),
         "default": "embedder.int8.onnx" if use_int8 else "embedder.onnx",
         "agreement": checks,
-        "files": sorted(p.name for p in tmp.iterdir()) + ["manifest.json"],
+        "files": [*sorted(p.name for p in tmp.iterdir()), "manifest.json"],
     }, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -297,6 +297,9 @@ class Embedder:
 
     ``int8`` None takes the build's choice (int8 when it agreed with fp32);
     ``threads`` sets onnxruntime's intra-op threads (inter-op is always 1).
+    The int8 graph quantises activations with one scale per run, so padding
+    and batch-mates would change a request's vector: it runs one request at a
+    time (the same vector for a text whether it is indexed or asked).
     """
 
     def __init__(self, directory: Path | None = None, *, int8: bool | None = None,
@@ -320,6 +323,7 @@ class Embedder:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.path = path
+        self.batched = "int8" not in name
         self.wordpiece = WordPiece(directory / "vocab.txt")
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
@@ -327,6 +331,8 @@ class Embedder:
         """Return the unit embeddings of ``texts``, ``[len(texts), 384]`` float32."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
+        if not self.batched and len(texts) > 1:
+            return np.vstack([self.embed([t]) for t in texts])
         ids, mask = tokenize(self.wordpiece, texts)
         (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
         return np.asarray(out, dtype=np.float32)
