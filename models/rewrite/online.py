@@ -19,7 +19,12 @@ intent, whether it fits the device context, and how the request itself has
 fared (a request that keeps succeeding is left alone). The best candidate is
 proposed when its probability reaches ``threshold``; its source is
 ``online-personal`` when the user has succeeded with it, else
-``online-global``.
+``online-global``. ``learn`` also follows each session: a defect followed
+within ``window_ms`` by a success (with only defects between) is a rephrase
+chain, and the success's form is remembered as a fix of the defect's form,
+globally and for the user; known fixes join the candidates and the
+``fixed_before`` features count them, so a rephrase helps the next request
+at once, without waiting for the next mining run.
 
 The model's weights start from :data:`PRIOR_WEIGHTS`, hand-set so that an
 unfitted layer behaves sensibly; :meth:`OnlineRewriter.fit` learns them from
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -44,6 +49,8 @@ from streams.rewrite import Interaction, Outcome, RewriteSource, form
 #: The ranker's inputs, in the order of its weights.
 FEATURES = (
     "similarity",  # cosine of request and candidate
+    "fixed_before",  # log1p(how often a user's rephrase chain went from the request to it)
+    "personal_fixed_before",  # log1p(how often this user's did)
     "candidate_successes",  # log1p(how often anyone succeeded with the candidate)
     "personal_successes",  # log1p(how often this user did)
     "intent_affinity",  # share of this user's successes with the candidate's intent
@@ -54,14 +61,17 @@ FEATURES = (
     "personal_request_defects",  # log1p(this user's defects with the request)
 )
 _CONTEXT = FEATURES.index("context_fit")
-_PERSONAL = [FEATURES.index(f) for f in ("personal_successes", "intent_affinity",
+_PERSONAL = [FEATURES.index(f) for f in ("personal_fixed_before", "personal_successes",
+                                         "intent_affinity",
                                          "personal_request_successes",
                                          "personal_request_defects")]
 
 #: Starting weights (intercept first), hand-set: a near, often-successful
 #: candidate for a request that keeps failing is rewritten; a request that
 #: keeps succeeding, or one with nothing near it, is left alone.
-PRIOR_WEIGHTS = np.array([-7.0, 6.0, 0.3, 1.5, 1.0, 1.0, -2.0, 1.0, -3.0, 1.0])
+PRIOR_WEIGHTS = np.array([-7.0, 6.0, 1.0, 1.5, 0.3, 1.5, 1.0, 1.0, -2.0, 1.0, -3.0, 1.0])
+#: Sessions whose unfixed defects are remembered (the oldest forgotten first).
+PENDING_SESSIONS = 100_000
 
 
 class Embeds(Protocol):
@@ -88,6 +98,8 @@ class _Personal:
         default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     stats: dict[str, _Counts] = dataclasses.field(default_factory=dict)  # form -> counts
     intents: Counter[str] = dataclasses.field(default_factory=Counter)
+    #: request form -> the forms that ended this user's rephrase chains from it
+    fixes: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,12 +136,14 @@ class OnlineRewriter:
     ``global_k`` and ``personal_k`` candidates from each index (10, 5);
     ``threshold`` the least probability that rewrites (0.5);
     ``personal_size`` forms kept per user (1000); ``threads`` for the
-    index's search (1); ``weights`` the ranker's (:data:`PRIOR_WEIGHTS`).
+    index's search (1); ``weights`` the ranker's (:data:`PRIOR_WEIGHTS`);
+    ``window_ms`` the longest gap within a rephrase chain (45 s).
     """
 
     def __init__(self, embedder: Embeds, *, personal: bool = True, global_k: int = 10,
                  personal_k: int = 5, threshold: float = 0.5, personal_size: int = 1000,
-                 threads: int = 1, dim: int = 384, weights: np.ndarray | None = None) -> None:
+                 threads: int = 1, dim: int = 384, weights: np.ndarray | None = None,
+                 window_ms: int = 45_000) -> None:
         from usearch.index import Index
 
         if not 0.0 < threshold < 1.0:
@@ -155,6 +169,10 @@ class OnlineRewriter:
         self.intents: list[str] = []  # key -> intent it was last understood as
         self.stats: dict[str, _Counts] = defaultdict(_Counts)  # any form -> counts
         self.users: dict[str, _Personal] = {}
+        self.fixes: dict[str, Counter[str]] = defaultdict(Counter)  # form -> chain ends
+        self.window_ms = window_ms
+        # (user, session) -> (ts of its last request, defect forms since its last success)
+        self._pending: OrderedDict[tuple[str, str], tuple[int, list[str]]] = OrderedDict()
         self.calibration: dict[str, Any] = {}
         self._cache: dict[str, np.ndarray] = {}  # embeddings computed in bulk by fit
 
@@ -174,11 +192,17 @@ class OnlineRewriter:
         if user is None and self.personal:
             user = self.users[interaction.user_id] = _Personal()
         mine = user.stats.setdefault(key, _Counts()) if user is not None else None
+        chain = self._follow(interaction, key)
         if interaction.outcome is not Outcome.SUCCESS:
             counts.defects += 1
             if mine is not None:
                 mine.defects += 1
             return
+        for start in chain:
+            if start != key:
+                self.fixes[start][key] += 1
+                if user is not None:
+                    user.fixes.setdefault(start, Counter())[key] += 1
         counts.successes += 1
         if mine is not None:
             mine.successes += 1
@@ -196,6 +220,20 @@ class OnlineRewriter:
         self.intents[entry] = intent or self.intents[entry]
         if user is not None:
             self._learn_personal(user, key, intent, vector)
+
+    def _follow(self, interaction: Interaction, key: str) -> list[str]:
+        """Track the session's rephrase chain; return its defects when this request ends it."""
+        session = (interaction.user_id, interaction.session_id)
+        last_ts, defects = self._pending.pop(session, (interaction.ts, []))
+        if interaction.ts - last_ts > self.window_ms:
+            defects = []
+        if interaction.outcome is Outcome.SUCCESS:
+            self._pending[session] = (interaction.ts, [])
+            return defects
+        self._pending[session] = (interaction.ts, [*defects[-7:], key])
+        while len(self._pending) > PENDING_SESSIONS:
+            self._pending.popitem(last=False)
+        return []
 
     def _learn_personal(self, user: _Personal, key: str, intent: str,
                         vector: np.ndarray | None) -> None:
@@ -260,6 +298,11 @@ class OnlineRewriter:
                 name = user.names[int(row)]
                 sims[name] = max(sims.get(name, -1.0), float(dots[row]))
                 personal_hit.add(name)
+        known = self.fixes.get(key, Counter())
+        mine_fixes = user.fixes.get(key, Counter()) if user is not None else Counter()
+        for name, _ in [*known.most_common(3), *mine_fixes.most_common(3)]:
+            if name not in sims:
+                sims[name] = self._similarity(name, vector, user)
         sims.pop(key, None)
         if not sims:
             return [], [], np.zeros((0, len(FEATURES)))
@@ -279,7 +322,7 @@ class OnlineRewriter:
             affinity = (user.intents[intent] / total_intents
                         if user is not None and total_intents and intent else 0.0)
             fits = bool(terms & (set(name.split()) | set(intent.split("_"))))
-            rows[i] = (sims[name],
+            rows[i] = (sims[name], math.log1p(known[name]), math.log1p(mine_fixes[name]),
                        math.log1p(self.successes[entry] if entry is not None else 0),
                        math.log1p(mine_n), affinity, float(fits and not request_fits),
                        math.log1p(own.successes), math.log1p(own.defects),
@@ -288,6 +331,14 @@ class OnlineRewriter:
         if not self.personal:
             rows[:, _PERSONAL] = 0.0
         return names, personal, rows
+
+    def _similarity(self, name: str, vector: np.ndarray, user: _Personal | None) -> float:
+        """Cosine of the request and an indexed form (from the user's vectors when there)."""
+        row = user.forms.get(name) if user is not None else None
+        if user is not None and row is not None:
+            return float(user.vectors[row] @ vector)
+        stored = np.asarray(self.index.get(self.entries[name], dtype=np.float32))
+        return float(stored @ vector / max(float(np.linalg.norm(stored)), 1e-9))
 
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
         """The ranker's calibrated probability that each candidate is the user's fix."""
@@ -313,8 +364,8 @@ class OnlineRewriter:
 
     # -- fitting ----------------------------------------------------------------
 
-    def fit(self, records: Iterable[Interaction], *, holdout: float = 0.25,
-            window_ms: int = 45_000, l2: float = 1.0, batch_embed: bool = True) -> dict[str, Any]:
+    def fit(self, records: Iterable[Interaction], *, holdout: float = 0.25, l2: float = 1.0,
+            batch_embed: bool = True) -> dict[str, Any]:
         """Learn ``records`` and fit the ranker on their last ``holdout`` share by time.
 
         The earlier records are learned first; each later one is then ranked
@@ -338,7 +389,7 @@ class OnlineRewriter:
         cut = int(len(ordered) * (1.0 - holdout))
         for r in ordered[:cut]:
             self.learn(r)
-        fixes = _chain_fixes(ordered, window_ms)
+        fixes = _chain_fixes(ordered, self.window_ms)
         examples: list[Example] = []
         for i in range(cut, len(ordered)):
             r = ordered[i]

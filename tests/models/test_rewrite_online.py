@@ -1,0 +1,150 @@
+"""Online rewriting: retrieval over successful requests, the ranker and its fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.rewrite.embedder import Embedder
+from models.rewrite.online import FEATURES, OnlineRewriter, calibration_report
+from streams.rewrite import Interaction, Meaning, Outcome, RewriteSource
+
+OK, BAD = Outcome.SUCCESS, Outcome.DEFECT
+
+
+def _i(user: str, session: str, ts: int, text: str, outcome: Outcome,
+       intent: str = "transport_query") -> Interaction:
+    meaning = Meaning(intent=intent if outcome is OK else "general_quirky")
+    return Interaction(session_id=session, user_id=user, device_id=f"d-{user}", ts=ts,
+                       utterance=text, interpretation=meaning, outcome=outcome)
+
+
+def _log() -> list[Interaction]:
+    """Ann's "wilkerson" is her gym, Bob's (and most people's) a street; jazz always works."""
+    log: list[Interaction] = []
+    t = 0
+    for k in range(3):
+        for user, place in (("ann", "gym"), ("bob", "street")):
+            t += 100_000
+            log += [_i(user, f"{user}{k}", t, "wilkerson", BAD),
+                    _i(user, f"{user}{k}", t + 5_000, f"directions to wilkerson {place}", OK)]
+    for user in ("carl", "dan", "eve"):
+        for k in range(3):
+            t += 100_000
+            log += [_i(user, f"{user}w{k}", t, "directions to wilkerson street", OK),
+                    _i(user, f"{user}j{k}", t + 20_000, "play some jazz music", OK, "play_music"),
+                    _i(user, f"{user}p{k}", t + 40_000, "play jazz", OK, "play_music")]
+    return log
+
+
+@pytest.fixture(scope="module")
+def rewriter(embedder: Embedder) -> OnlineRewriter:
+    r = OnlineRewriter(embedder)
+    for record in _log():
+        r.learn(record)
+    return r
+
+
+def test_personal_rewrite_beats_global_for_its_owner(rewriter: OnlineRewriter) -> None:
+    ann = rewriter.propose("ann", "wilkerson")
+    assert ann is not None
+    assert (ann.text, ann.source) == ("directions to wilkerson gym", RewriteSource.ONLINE_PERSONAL)
+    bob = rewriter.propose("bob", "Wilkerson!")
+    assert bob is not None
+    assert bob.text == "directions to wilkerson street"
+    assert 0.5 <= bob.score <= 1.0
+
+
+def test_global_layer_alone_serves_the_crowd(embedder: Embedder) -> None:
+    r = OnlineRewriter(embedder, personal=False)
+    for record in _log():
+        r.learn(record)
+    got = r.propose("ann", "wilkerson")
+    assert got is not None
+    assert (got.text, got.source) == ("directions to wilkerson street",
+                                      RewriteSource.ONLINE_GLOBAL)
+
+
+def test_unseen_unrelated_request_is_left_alone(rewriter: OnlineRewriter) -> None:
+    assert rewriter.propose("ann", "what is the capital of peru") is None
+    assert rewriter.propose("zoe", "how tall is mount everest") is None
+    assert rewriter.propose("ann", "  ?! ") is None
+
+
+def test_successful_request_is_left_alone(rewriter: OnlineRewriter) -> None:
+    names, _, _ = rewriter.features("carl", "play jazz",
+                                       rewriter.embedder.embed(["play jazz"])[0])
+    assert "play some jazz music" in names  # a near neighbour exists...
+    assert "play jazz" not in names  # ...never the request itself
+    assert rewriter.propose("carl", "play jazz") is None  # ...but it already works
+    assert rewriter.propose("zoe", "directions to wilkerson street") is None
+
+
+def test_context_fit_breaks_a_tie(embedder: Embedder) -> None:
+    r = OnlineRewriter(embedder)
+    t = 0
+    for k in range(3):
+        for text, intent in (("turn off the oven", "iot_appliance_off"),
+                             ("turn off the radio", "play_radio")):
+            t += 100_000
+            r.learn(_i("amy", f"s{k}{intent}", t, "turn it off", BAD))
+            r.learn(_i("amy", f"s{k}{intent}", t + 3_000, text, OK, intent))
+    oven = r.propose("amy", "turn it off", {"states": {"oven": "on"}})
+    radio = r.propose("amy", "turn it off", {"playing": {"kind": "radio"}})
+    assert oven is not None and radio is not None
+    assert (oven.text, radio.text) == ("turn off the oven", "turn off the radio")
+
+
+def test_personal_index_is_bounded(embedder: Embedder) -> None:
+    r = OnlineRewriter(embedder, personal_size=3)
+    for k, text in enumerate(["play jazz", "play jazz", "play rock", "play pop", "play folk"]):
+        r.learn(_i("amy", f"s{k}", k * 100_000, text, OK, "play_music"))
+    user = r.users["amy"]
+    assert len(user.names) == 3 and user.vectors.shape == (3, 384)
+    assert "play jazz" in user.forms  # used twice: kept
+    assert len(r.forms) == 4  # the global index keeps every form
+
+
+def test_fit_learns_from_rephrase_chains_and_reports_calibration(embedder: Embedder) -> None:
+    rng = np.random.default_rng(0)
+    troubles = [("play wrong with man", "play a r rahman", "play_music"),
+                ("call mum mobile", "call mom on her mobile", "calling"),
+                ("lights of", "turn the lights off", "iot_hue_lightoff"),
+                ("whether tomorrow", "what's the weather tomorrow", "weather_query")]
+    plain = [("set an alarm for six", "alarm_set"), ("tell me a joke", "general_joke"),
+             ("what time is it", "datetime_query"), ("play the news", "news_query")]
+    log: list[Interaction] = []
+    t = 0
+    for n in range(300):
+        user = f"u{rng.integers(20)}"
+        t += 120_000
+        if rng.random() < 0.5:
+            bad, good, intent = troubles[rng.integers(len(troubles))]
+            log += [_i(user, f"s{n}", t, bad, BAD), _i(user, f"s{n}", t + 4_000, good, OK, intent)]
+        else:
+            text, intent = plain[rng.integers(len(plain))]
+            log.append(_i(user, f"s{n}", t, text, OK, intent))
+    r = OnlineRewriter(embedder)
+    report = r.fit(log, holdout=0.5)
+    assert report["fitted"] and report["positives"] > 10
+    assert report["brier"] < 0.1 and 0.0 <= report["ece"] < 0.2
+    assert sum(row["n"] for row in report["reliability"]) == report["held_out"]
+    assert set(report["weights"]) == {"intercept", *FEATURES}
+    assert report["weights"]["context_fit"] == 1.0  # logs carry no context: the prior stays
+    got = r.propose("u0", "play wrong with man")
+    assert got is not None and got.text == "play a r rahman"
+    assert r.propose("u0", "tell me a joke") is None
+
+
+def test_calibration_report_of_perfect_and_constant_scores() -> None:
+    y = np.array([0, 0, 1, 1], dtype=float)
+    assert calibration_report(y, y)["brier"] == 0.0
+    half = calibration_report(np.full(4, 0.5), y)
+    assert half["brier"] == 0.25 and half["ece"] == 0.0
+
+
+def test_bad_settings_are_refused(embedder: Embedder) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        OnlineRewriter(embedder, threshold=1.5)
+    with pytest.raises(ValueError, match="weights"):
+        OnlineRewriter(embedder, weights=np.zeros(3))
