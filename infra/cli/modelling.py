@@ -78,7 +78,11 @@ def _build_embedder(force: bool, massive_dev: Path) -> None:
     steps = ["read weights", "write ONNX", "quantize int8", "check agreement"]
     with click.progressbar(steps, label="embedder", file=sys.stderr) as bar:
         it = iter(bar)
-        build(out, force=True, massive_dev=massive_dev, step=lambda _: next(it, None))
+
+        def step(_: str) -> None:
+            next(it, None)
+
+        build(out, force=True, massive_dev=massive_dev, step=step)
         for _ in it:
             pass
     manifest = json.loads((out / "manifest.json").read_text())
@@ -118,9 +122,9 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
     for split in ("train.jsonl", "dev.jsonl"):  # before torch loads and an epoch runs
         load(Path(data_dir) / split)
 
+    from models.minilm import encoder_dir
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR
-    from models.nlu.train import encoder_dir
     from models.nlu.train import train as do_train
 
     total = [0]
