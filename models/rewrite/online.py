@@ -337,7 +337,7 @@ class OnlineRewriter:
         row = user.forms.get(name) if user is not None else None
         if user is not None and row is not None:
             return float(user.vectors[row] @ vector)
-        stored = np.asarray(self.index.get(self.entries[name], dtype=np.float32))
+        stored = np.asarray(self.index.get(self.entries[name], dtype="f32"))
         return float(stored @ vector / max(float(np.linalg.norm(stored)), 1e-9))
 
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
