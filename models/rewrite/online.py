@@ -242,8 +242,9 @@ class OnlineRewriter:
         if row is not None:
             user.successes[row] += 1
             return
-        if vector is None:
-            vector = self._vector(key)
+        if vector is None:  # indexed globally already: reuse its stored (int8) vector
+            stored = np.asarray(self.index.get(self.entries[key], dtype="f32"))
+            vector = stored / max(float(np.linalg.norm(stored)), 1e-9)
         if user.vectors.size == 0:
             user.vectors = np.zeros((0, self.dim), dtype=np.float32)
         if len(user.names) >= self.personal_size:  # evict the least used form
