@@ -7,7 +7,7 @@ The index: ``--seeds`` distinct requests, MASSIVE en-US train utterances and
 variants with their slot values swapped for other values of the same slot
 type, really embedded (cached in ``$VOICESTREAM_MODEL_DIR/bench``), then
 grown to ``--entries`` vectors by adding Gaussian noise to those embeddings
-(cosine about 0.8-0.97 to their seed, renormalised), each a form of its own
+(cosine about 0.85-0.98 to their seed, renormalised), each a form of its own
 with a Zipf-like success count. Embedding 1 M texts on this 2-core host would
 take about half an hour, so most of the entries are clustered synthetic
 vectors around real ones; the queries are real: MASSIVE dev utterances,
