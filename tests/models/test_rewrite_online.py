@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,17 @@ def test_bad_settings_are_refused(embedder: Embedder) -> None:
         OnlineRewriter(embedder, threshold=1.5)
     with pytest.raises(ValueError, match="weights"):
         OnlineRewriter(embedder, weights=np.zeros(3))
+
+
+def test_eval_asks_the_online_layer_after_the_table(
+        embedder_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.eval_rewrite import build_layers
+    from models.rewrite.precomputed import PrecomputedLayer
+
+    monkeypatch.setenv("VOICESTREAM_MODEL_DIR", str(embedder_dir.parent))
+    layers = build_layers(_log(), personal=False, online=True)
+    assert [type(layer) for layer in layers] == [PrecomputedLayer, OnlineRewriter]
+    online = layers[1]
+    assert isinstance(online, OnlineRewriter) and not online.personal
+    assert len(online.forms) == 4  # every successful form of the log is indexed
+    assert len(build_layers(_log(), personal=True)) == 1  # online is opt-in below the CLI
