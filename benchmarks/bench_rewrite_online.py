@@ -15,7 +15,8 @@ embedded at query time. Users: 2,000 with 50 successful forms each, and a
 known rephrase fix for a tenth of the queries, so the personal and fix
 paths are exercised.
 
-Prints the index build time and memory, then per-query latency on ONE
+Prints the index build time and memory, the time to save the layer and
+load it back (the queries run on the loaded copy), then per-query latency on ONE
 thread (onnxruntime and usearch): embedding, retrieval and features, the
 ranker, and the whole of ``propose``, as p50/p95/p99 in ms. With
 ``--quality`` (default) it first prints the embedder's int8/fp32 agreement
@@ -29,6 +30,7 @@ import argparse
 import itertools
 import os
 import resource
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -181,6 +183,15 @@ def main() -> None:
                                        interpretation=Meaning(intent=q.intent)))
     print(f"personal indexes: {len(users):,} users x 50 forms; "
           f"{len(queries) // 10} queries with a known fix")
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        saved = rewriter.save(Path(tmp) / "online")
+        save_s = time.perf_counter() - started
+        size = sum(f.stat().st_size for f in saved.iterdir())
+        started = time.perf_counter()
+        rewriter = OnlineRewriter.load(saved, embedder, threads=1)
+        print(f"save {save_s:.1f} s, load {time.perf_counter() - started:.1f} s, "
+              f"{size / 2**20:.0f} MiB on disk (the queries below run on the loaded copy)")
 
     embed_ms, search_ms, rank_ms, total_ms = [], [], [], []
     proposed = 0

@@ -31,14 +31,22 @@ unfitted layer behaves sensibly; :meth:`OnlineRewriter.fit` learns them from
 logs (rephrase chains give the labels) and measures their calibration on
 records it did not fit on. Interaction logs carry no device context, so the
 context weight cannot be fitted and keeps its prior.
+
+:meth:`OnlineRewriter.save` and :meth:`OnlineRewriter.load` keep all of it
+on disk (the usearch index, the personal vectors, counts, fixes, open
+rephrase chains and weights), so a worker restarts without embedding its
+history again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import shutil
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,6 +80,17 @@ _PERSONAL = [FEATURES.index(f) for f in ("personal_fixed_before", "personal_succ
 PRIOR_WEIGHTS = np.array([-7.0, 6.0, 1.0, 1.5, 0.3, 1.5, 1.0, 1.0, -2.0, 1.0, -3.0, 1.0])
 #: Sessions whose unfixed defects are remembered (the oldest forgotten first).
 PENDING_SESSIONS = 100_000
+#: Bumped when what :meth:`OnlineRewriter.save` writes changes; older saves are refused.
+STATE_FORMAT = 1
+
+
+class OnlineStateError(Exception):
+    """A saved layer cannot be loaded; ``code`` says why (``online-state-missing``,
+    ``online-state-format``, ``online-state-corrupt``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 class Embeds(Protocol):
@@ -362,6 +381,119 @@ class OnlineRewriter:
             return None
         source = RewriteSource.ONLINE_PERSONAL if personal[best] else RewriteSource.ONLINE_GLOBAL
         return Candidate(names[best], source, round(float(p[best]), 4))
+
+    # -- persistence ------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path:
+        """Write the indexes, counts, open rephrase chains and ranker weights to ``directory``.
+
+        Three files: ``global.usearch`` (the HNSW index), ``personal.npz`` (each
+        user's vectors) and ``state.json`` (everything else). The directory is
+        replaced whole, through a ``.partial`` sibling, so a crash mid-save
+        leaves the previous save readable.
+        """
+        tmp = directory.with_name(directory.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.index.save(str(tmp / "global.usearch"))
+        users = sorted(self.users)
+        # one array per user, in the order of state.json's users (arr_0, arr_1, ...)
+        np.savez(tmp / "personal.npz", *(self.users[u].vectors for u in users))
+        state = {
+            "format": STATE_FORMAT,
+            "settings": {"personal": self.personal, "global_k": self.global_k,
+                         "personal_k": self.personal_k, "threshold": self.threshold,
+                         "personal_size": self.personal_size, "dim": self.dim,
+                         "window_ms": self.window_ms},
+            "weights": [float(w) for w in self.weights],
+            "calibration": self.calibration,
+            "forms": self.forms, "successes": self.successes, "intents": self.intents,
+            "stats": {f: [c.successes, c.defects] for f, c in self.stats.items()},
+            "fixes": {f: dict(c) for f, c in self.fixes.items()},
+            "pending": [[u, s, ts, defects] for (u, s), (ts, defects) in self._pending.items()],
+            "users": [{"id": u, "names": p.names, "successes": p.successes,
+                       "stats": {f: [c.successes, c.defects] for f, c in p.stats.items()},
+                       "intents": dict(p.intents),
+                       "fixes": {f: dict(c) for f, c in p.fixes.items()}}
+                      for u, p in ((u, self.users[u]) for u in users)],
+        }
+        (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path, embedder: Embeds, *, threads: int = 1) -> OnlineRewriter:
+        """Read a layer written by :meth:`save`; :class:`OnlineStateError` if it is not one.
+
+        ``embedder`` must be the one the save was made with (its vectors are
+        in the indexes); ``threads`` is the search's, as in the constructor.
+        """
+        path = directory / "state.json"
+        if not path.is_file():
+            raise OnlineStateError("online-state-missing",
+                                   f"{path}: no such file (write one with OnlineRewriter.save)")
+        try:
+            state = json.loads(path.read_bytes())
+        except json.JSONDecodeError as exc:
+            raise OnlineStateError("online-state-corrupt",
+                                   f"{path}:{exc.lineno}: {exc.msg}") from exc
+        except UnicodeDecodeError as exc:
+            raise OnlineStateError("online-state-corrupt", f"{path}: not UTF-8") from exc
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else None
+            raise OnlineStateError("online-state-format",
+                                   f"{path}: format {found!r}, this version reads "
+                                   f"{STATE_FORMAT}")
+        try:
+            rewriter = cls(embedder, threads=threads, weights=np.array(state["weights"]),
+                           **state["settings"])
+            rewriter._restore(directory, state)
+        except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+            # usearch raises RuntimeError for an unreadable index; numpy ValueError/OSError
+            # for a bad npz; the rest are fields of the wrong shape or type.
+            raise OnlineStateError("online-state-corrupt",
+                                   f"{directory}: {type(exc).__name__}: {exc}") from exc
+        return rewriter
+
+    def _restore(self, directory: Path, state: dict[str, Any]) -> None:
+        """Fill a fresh layer from a save's files (raises on anything inconsistent)."""
+        self.index.load(str(directory / "global.usearch"))
+        self.forms = [str(f) for f in state["forms"]]
+        self.successes = [int(n) for n in state["successes"]]
+        self.intents = [str(i) for i in state["intents"]]
+        if self.index.ndim != self.dim:
+            raise ValueError(f"global index has {self.index.ndim} dimensions, not {self.dim}")
+        if not len(self.index) == len(self.forms) == len(self.successes) == len(self.intents):
+            raise ValueError(f"global index holds {len(self.index)} vectors for "
+                             f"{len(self.forms)} forms")
+        self.entries = {f: k for k, f in enumerate(self.forms)}
+        for f, (ok, bad) in state["stats"].items():
+            self.stats[f] = _Counts(int(ok), int(bad))
+        for f, ends in state["fixes"].items():
+            self.fixes[f] = Counter({str(g): int(n) for g, n in ends.items()})
+        for user, session, ts, defects in state["pending"]:
+            self._pending[(str(user), str(session))] = (int(ts), [str(d) for d in defects])
+        with np.load(directory / "personal.npz") as vectors:
+            for i, data in enumerate(state["users"]):
+                names = [str(n) for n in data["names"]]
+                user = _Personal(
+                    forms={n: row for row, n in enumerate(names)}, names=names,
+                    successes=[int(n) for n in data["successes"]],
+                    vectors=np.asarray(vectors[f"arr_{i}"], dtype=np.float32),
+                    stats={f: _Counts(int(ok), int(bad))
+                           for f, (ok, bad) in data["stats"].items()},
+                    intents=Counter({str(k): int(n) for k, n in data["intents"].items()}),
+                    fixes={f: Counter({str(g): int(n) for g, n in ends.items()})
+                           for f, ends in data["fixes"].items()})
+                if names and user.vectors.shape != (len(names), self.dim):
+                    raise ValueError(f"user {i}: {user.vectors.shape} vectors for "
+                                     f"{len(names)} forms")
+                if len(user.successes) != len(names):
+                    raise ValueError(f"user {i}: {len(user.successes)} counts for "
+                                     f"{len(names)} forms")
+                self.users[str(data["id"])] = user
+        self.calibration = dict(state["calibration"])
 
     # -- fitting ----------------------------------------------------------------
 

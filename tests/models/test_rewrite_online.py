@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.rewrite.embedder import Embedder
-from models.rewrite.online import FEATURES, OnlineRewriter, calibration_report
+from models.rewrite.online import (
+    FEATURES,
+    OnlineRewriter,
+    OnlineStateError,
+    calibration_report,
+)
 from streams.rewrite import Interaction, Meaning, Outcome, RewriteSource
 
 OK, BAD = Outcome.SUCCESS, Outcome.DEFECT
@@ -164,3 +171,54 @@ def test_eval_asks_the_online_layer_after_the_table(
     assert isinstance(online, OnlineRewriter) and not online.personal
     assert len(online.forms) == 4  # every successful form of the log is indexed
     assert len(build_layers(_log(), personal=True)) == 1  # online is opt-in below the CLI
+
+
+def test_saved_layer_proposes_and_learns_as_before(rewriter: OnlineRewriter,
+                                                   tmp_path: Path) -> None:
+    saved = rewriter.save(tmp_path / "online")
+    assert sorted(p.name for p in saved.iterdir()) == ["global.usearch", "personal.npz",
+                                                       "state.json"]
+    back = OnlineRewriter.load(saved, rewriter.embedder)
+    for user, text in (("ann", "wilkerson"), ("bob", "wilkerson"), ("carl", "play jazz"),
+                       ("zoe", "how tall is mount everest")):
+        assert back.propose(user, text) == rewriter.propose(user, text)
+    assert (back.forms, back.successes) == (rewriter.forms, rewriter.successes)
+    assert back.users["ann"].fixes == rewriter.users["ann"].fixes
+    # an open rephrase chain survives: zoe's defect before the save, her fix after it
+    t = 10**9
+    back.learn(_i("zoe", "z1", t, "metro home", BAD))  # the copy: the fixture stays as it was
+    back = OnlineRewriter.load(back.save(tmp_path / "again"), rewriter.embedder)
+    back.learn(_i("zoe", "z1", t + 4_000, "directions home by metro", OK))
+    assert back.fixes["metro home"]["directions home by metro"] == 1
+    assert back.forms[-1] == "directions home by metro" and len(back.index) == len(back.forms)
+
+
+@pytest.mark.parametrize(("damage", "code", "says"), [
+    (lambda d: (d / "state.json").unlink(), "online-state-missing", "state.json: no such file"),
+    (lambda d: (d / "state.json").write_text('{"format": 1,\n "forms": [,]}'),
+     "online-state-corrupt", "state.json:2: "),  # the file and line of the fault
+    (lambda d: (d / "state.json").write_text('{"format": 0}'), "online-state-format",
+     "format 0"),
+    (lambda d: (d / "global.usearch").write_bytes(b"not an index"), "online-state-corrupt",
+     "RuntimeError"),
+    (lambda d: (d / "personal.npz").unlink(), "online-state-corrupt", "personal.npz"),
+], ids=["no-state", "bad-json", "old-format", "bad-index", "no-personal"])
+def test_damaged_save_is_a_coded_error(rewriter: OnlineRewriter, tmp_path: Path,
+                                       damage: Callable[[Path], object], code: str,
+                                       says: str) -> None:
+    saved = rewriter.save(tmp_path / "online")
+    damage(saved)
+    with pytest.raises(OnlineStateError) as err:
+        OnlineRewriter.load(saved, rewriter.embedder)
+    assert err.value.code == code
+    assert says in str(err.value)
+
+
+def test_save_with_an_index_of_other_forms_is_refused(rewriter: OnlineRewriter,
+                                                      tmp_path: Path) -> None:
+    saved = rewriter.save(tmp_path / "online")
+    state = json.loads((saved / "state.json").read_text())
+    state["forms"].append("a form with no vector")
+    (saved / "state.json").write_text(json.dumps(state))
+    with pytest.raises(OnlineStateError, match=r"online-state-corrupt: .*vectors for"):
+        OnlineRewriter.load(saved, rewriter.embedder)
