@@ -389,8 +389,9 @@ class OnlineRewriter:
 
         Three files: ``global.usearch`` (the HNSW index), ``personal.npz`` (each
         user's vectors) and ``state.json`` (everything else). The directory is
-        replaced whole, through a ``.partial`` sibling, so a crash mid-save
-        leaves the previous save readable.
+        replaced whole: written to a ``.partial`` sibling first, so a crash while
+        writing leaves the previous save readable (the swap at the end, a
+        delete then a rename, is the one step that is not atomic).
         """
         tmp = directory.with_name(directory.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
