@@ -28,14 +28,25 @@ CONFIGURATIONS = {"global": False, "global+personal": True}
 
 
 def build_layers(train: Iterable[Interaction], *, personal: bool,
-                 mining: MiningConfig | None = None) -> list[Layer]:
+                 mining: MiningConfig | None = None, online: bool = False) -> list[Layer]:
     """The layers in the order they are asked, learned from ``train``.
 
-    ``personal`` selects the configuration: the online layers take it (the
+    ``personal`` selects the configuration: the online layer takes it (the
     personal index only with it); the precomputed table is global either way.
+    ``online`` (the CLI's default) adds the online layer (:class:`OnlineRewriter`, fitted on
+    ``train``) after the table; it needs the embedder build
+    (``EmbedderError`` with code ``embedder-model-missing`` when absent).
     """
-    del personal  # used by the online layers once they are added here
-    return [PrecomputedLayer(mine_logs(train, mining))]
+    records = list(train)
+    layers: list[Layer] = [PrecomputedLayer(mine_logs(records, mining))]
+    if online:
+        from models.rewrite.embedder import Embedder
+        from models.rewrite.online import OnlineRewriter
+
+        rewriter = OnlineRewriter(Embedder(), personal=personal)
+        rewriter.fit(records)
+        layers.append(rewriter)
+    return layers
 
 
 @dataclasses.dataclass(slots=True)
@@ -111,6 +122,9 @@ def evaluate(train_path: Path, test_path: Path, interpret: Interpret, *,
         layers = make_layers(read_interactions(train_path, train_stats if not report else None),
                              personal=personal, mining=mining)
         report[name] = replay(test, layers, cached).report()
+        for layer in layers:
+            if calibration := getattr(layer, "calibration", None):
+                report[name]["online_calibration"] = calibration
     report["train_records"] = train_stats.records
     report["test_records"] = len(test)
     report["test_without_truth"] = sum(r.truth is None for r in test)

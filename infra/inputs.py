@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 #: A JSON value's expected type: one type or a tuple of them.
 Shape = type | tuple[type, ...]
@@ -28,10 +28,10 @@ class InputFileError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-def read_text(path: str | Path) -> str:
-    """Return the UTF-8 text of ``path``."""
+def open_bytes(path: str | Path) -> BinaryIO:
+    """Open ``path`` for reading bytes; a file that cannot be opened is one named error."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).open("rb")
     except FileNotFoundError:
         raise InputFileError(path, "no such file") from None
     except IsADirectoryError:
@@ -40,6 +40,14 @@ def read_text(path: str | Path) -> str:
         raise InputFileError(path, "permission denied") from None
     except OSError as exc:
         raise InputFileError(path, exc.strerror or type(exc).__name__) from None
+
+
+def read_text(path: str | Path) -> str:
+    """Return the UTF-8 text of ``path``."""
+    with open_bytes(path) as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputFileError(path, f"not UTF-8 text (byte {exc.start})") from None
 

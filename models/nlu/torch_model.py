@@ -15,31 +15,14 @@ rank 128 this shrinks the int8 file from 22.8 MB to about 15 MB.
 
 from __future__ import annotations
 
-import json
-import struct
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+from models.minilm import read_safetensors
 
-
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Read a safetensors file: an 8-byte header length, a JSON header, raw tensors."""
-    data = path.read_bytes()
-    (n,) = struct.unpack_from("<Q", data, 0)
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = meta["data_offsets"]
-        arr = np.frombuffer(data[8 + n + start:8 + n + end], dtype=_DTYPES[meta["dtype"]])
-        out[name] = arr.reshape(meta["shape"])
-    return out
+__all__ = ["JointModel", "Layer", "read_safetensors"]
 
 
 class Layer(nn.Module):

