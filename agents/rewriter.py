@@ -20,13 +20,24 @@ its changelog was tried first: on the embedded broker the worker never finished
 its table recovery, so the topic is read like the skills' heartbeats.) With the
 table empty and no other layer, :attr:`Rewriter.active` is false and the NLU
 stage skips rewriting altogether.
+
+The online layers (:class:`models.rewrite.online.OnlineRewriter`) come second,
+from the directory named by the ``rewrite_online_dir`` setting, loaded at start
+(:func:`load_online`): the global index as saved, and a personal layer that
+learns from every interaction record this worker writes, so a user's successful
+rephrase after a defect becomes their own fix for the next request.
+:class:`OnlineLayer` shares the layer between the interactions agent (on the
+event loop) and the NLU stage (on its model thread) without blocking the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import faust
 import structlog
@@ -39,7 +50,14 @@ from streams.rewrite import Interaction, RewriteRule, RewriteSource, form
 from streams.schema import SerializationError
 from streams.settings import Settings
 
+if TYPE_CHECKING:
+    from models.rewrite.online import OnlineRewriter
+
 log = structlog.get_logger("voicestream.rewriter")
+
+#: Interaction records an :class:`OnlineLayer` holds before it learns them; past it the
+#: oldest are dropped (counted in ``dropped``).
+LESSON_LIMIT = 10_000
 
 
 class RuleTable:
@@ -101,6 +119,76 @@ class TableLayer:
         if rule is None:
             return None
         return Candidate(rule.rewrite, RewriteSource.PRECOMPUTED, rule.probability)
+
+
+class OnlineLayer:
+    """An online rewrite layer shared by two threads, a :class:`models.rewrite.Layer`.
+
+    ``learn`` is called on the event loop (the interactions agent) and only
+    queues the record (at most :data:`LESSON_LIMIT`); ``propose`` runs on the
+    NLU stage's model thread, where the queued records are learned first (an
+    embedding each) and then the request is looked up, under one lock. So the
+    loop never waits for an embedding, and a lesson is in place before the next
+    request is looked up.
+    """
+
+    def __init__(self, rewriter: OnlineRewriter, *, limit: int = LESSON_LIMIT) -> None:
+        self.rewriter = rewriter
+        self._lessons: deque[Interaction] = deque(maxlen=limit)
+        self._lock = threading.Lock()
+        self.learned = 0
+        self.dropped = 0
+
+    def learn(self, interaction: Interaction) -> None:
+        """Queue ``interaction`` for the next :meth:`propose` (or :meth:`catch_up`)."""
+        if len(self._lessons) == self._lessons.maxlen:
+            self.dropped += 1
+        self._lessons.append(interaction)
+
+    def catch_up(self) -> int:
+        """Learn the queued records now; return how many."""
+        with self._lock:
+            return self._catch_up()
+
+    def _catch_up(self) -> int:
+        done = 0
+        while self._lessons:
+            self.rewriter.learn(self._lessons.popleft())
+            done += 1
+        self.learned += done
+        return done
+
+    def propose(self, user_id: str, utterance: str,
+                context: Mapping[str, Any] | None = None) -> Candidate | None:
+        """Learn what is queued, then the online rewrite of ``utterance`` for ``user_id``."""
+        with self._lock:
+            self._catch_up()
+            return self.rewriter.propose(user_id, utterance, context)
+
+
+def load_online(directory: str, *, threads: int = 1) -> OnlineLayer | None:
+    """The online layer saved in ``directory``; None when it is empty or there is no embedder.
+
+    Without the embedder build the worker runs on the mined table alone (a
+    warning says how to build it). A directory that is not a saved layer raises
+    :class:`models.rewrite.online.OnlineStateError` (its code says what is wrong),
+    so the worker stops at start rather than mid-stream.
+    """
+    if not directory:
+        return None
+    from models.rewrite.embedder import Embedder, EmbedderError
+    from models.rewrite.online import OnlineRewriter
+
+    try:
+        embedder = Embedder(threads=threads)
+    except EmbedderError as exc:
+        log.warning("rewriter.online_off", code=exc.code,
+                    detail="the mined table only; run `voicestream models build`")
+        return None
+    layer = OnlineLayer(OnlineRewriter.load(Path(directory), embedder, threads=threads))
+    log.info("rewriter.online", global_forms=len(layer.rewriter.forms),
+             users=len(layer.rewriter.users))
+    return layer
 
 
 class Rewriter:

@@ -21,12 +21,13 @@ from agents.base import DeviceGate
 from agents.ledger import Ledger
 from agents.recovery import AudioLog
 from agents.registry import DEFAULT_REGISTRY, Registry
-from agents.rewriter import Rewriter, register_table
+from agents.rewriter import Rewriter, load_online, register_table
 from infra import logs
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR, IDEMPOTENT_ATTR
 from models.asr import Engine, create
 from models.nlu.inference import NluOnnx
+from models.rewrite import Layer
 from streams import topics
 
 log = logs.get("voicestream.worker")
@@ -179,9 +180,13 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
 
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
                              ledger=ledger, audio_log=audio_log, gate=gate)
-    # Query rewriting inside the NLU stage: the mined table, live from its topic.
-    rewriter = Rewriter([register_table(app, settings, profile.connection)],
-                        min_score=settings.rewrite_min_score)
+    # Query rewriting inside the NLU stage: the mined table, live from its topic, then
+    # the online layers when a saved one is configured (a damaged one stops us here).
+    layers: list[Layer] = [register_table(app, settings, profile.connection)]
+    online = load_online(settings.rewrite_online_dir)
+    if online is not None:
+        layers.append(online)
+    rewriter = Rewriter(layers, min_score=settings.rewrite_min_score)
     nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts, ledger=ledger,
                              rewriter=rewriter)
     registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)

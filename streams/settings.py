@@ -281,6 +281,10 @@ class Settings:
     #: Query rewriting: the least score (a mined rule's probability) a rewrite needs
     #: to replace what was heard.
     rewrite_min_score: float = 0.5
+    #: A saved online rewrite layer (``voicestream rewrites mine --online-out DIR``):
+    #: loaded at start after the mined table; its personal layer then learns from the
+    #: worker's interactions. Empty: the mined table only. Needs the embedder build.
+    rewrite_online_dir: str = ""
     #: Interactions: how long after an utterance's outcome its feedback is awaited
     #: before the record is written (success, unless a defect signal came).
     interaction_window_s: float = 8.0

@@ -6,6 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,9 +15,12 @@ from infra.cli.base import connection_for, main, settings_for
 from infra.cli.modelling import eval as eval_group
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from models.rewrite.logs import LogStats
+    from models.rewrite.online import Embeds
     from streams.connection import Connection
-    from streams.rewrite import RewriteRule
+    from streams.rewrite import Interaction, RewriteRule
 
 
 @main.group()
@@ -51,13 +55,20 @@ def report_skipped(stats: LogStats) -> None:
               show_default=True, help="Least absorption probability of a rewrite.")
 @click.option("--publish", is_flag=True,
               help="Also publish the rules (and withdrawals) to the rewrite-rules topic.")
+@click.option("--online-out", type=click.Path(file_okay=False), default=None,
+              help="Also fit the online layer on the logs and save it in this directory "
+                   "(the workers' rewrite_online_dir); needs the embedder build.")
 @click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
 @click.pass_context
 def rewrites_mine(ctx: click.Context, log_files: tuple[str, ...], out: str | None,
                   previous: str | None, window_ms: int, min_similarity: float,
                   min_support: int, min_probability: float, publish: bool,
-                  broker: str | None) -> None:
-    """Mine rewrite rules from rephrase chains (absorbing Markov chain over forms)."""
+                  online_out: str | None, broker: str | None) -> None:
+    """Mine rewrite rules from rephrase chains (absorbing Markov chain over forms).
+
+    With --online-out, also fit the online layer (global and personal indexes,
+    ranker) on the same logs and save it for the workers to load at start.
+    """
     import json
 
     from tqdm import tqdm
@@ -70,8 +81,18 @@ def rewrites_mine(ctx: click.Context, log_files: tuple[str, ...], out: str | Non
     stats = LogStats()
     started = time.perf_counter()
     now_ms = int(time.time() * 1000)
-    records = tqdm(read_interactions(log_files, stats), desc="reading", unit=" records",
+    embedder = None
+    if online_out:  # before the mining: no embedder build, no work done
+        from models.rewrite.embedder import Embedder, EmbedderError
+
+        try:
+            embedder = Embedder()
+        except EmbedderError as exc:
+            raise click.ClickException(str(exc)) from exc
+    reading = tqdm(read_interactions(log_files, stats), desc="reading", unit=" records",
                    file=sys.stderr, mininterval=1.0)
+    # The online layer needs the records twice; the mining alone streams them.
+    records = list(reading) if embedder is not None else reading
     rules = mine_logs(records, config, mined_at_ms=now_ms)
     report_skipped(stats)
     gone = withdrawn(read_rules(previous), rules, mined_at_ms=now_ms) if previous else []
@@ -83,12 +104,32 @@ def rewrites_mine(ctx: click.Context, log_files: tuple[str, ...], out: str | Non
     else:
         for rule in rules:
             click.echo(json.dumps(rule.to_wire(), ensure_ascii=False))
+    if embedder is not None and online_out:
+        save_online(records, embedder, Path(online_out), window_ms)
     if publish:
         settings = settings_for(ctx, broker=broker)
         sent = asyncio.run(publish_rules(connection_for(settings), settings.topic_prefix,
                                          [*rules, *gone]))
         click.echo(f"published {sent} record(s) to {settings.topic_prefix}rewrite-rules",
                    err=True)
+
+
+def save_online(records: Iterable[Interaction], embedder: Embeds, out: Path,
+                window_ms: int) -> None:
+    """Fit an online layer on ``records`` and save it in ``out``; report what it holds."""
+    from models.rewrite.online import OnlineRewriter
+
+    started = time.perf_counter()
+    layer = OnlineRewriter(embedder, window_ms=window_ms)
+    report = layer.fit(records)
+    try:
+        layer.save(out)
+    except OSError as exc:
+        raise click.ClickException(f"{out}: {exc.strerror or type(exc).__name__}") from exc
+    ranker = (f"ranker fitted on {report['examples']} examples" if report.get("fitted")
+              else f"ranker at its prior weights ({report.get('reason', 'not fitted')})")
+    click.echo(f"online layer: {len(layer.forms)} global forms, {len(layer.users)} users, "
+               f"{ranker}; saved to {out} in {time.perf_counter() - started:.1f} s", err=True)
 
 
 async def publish_rules(bootstrap: Connection, prefix: str, rules: list[RewriteRule]) -> int:

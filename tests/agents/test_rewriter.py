@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from agents.base import Origin
 from agents.nlu import NluService
-from agents.rewriter import Rewriter, RuleTable, TableLayer
+from agents.rewriter import OnlineLayer, Rewriter, RuleTable, TableLayer, load_online
 from infra.config import Settings
 from models.rewrite import Candidate
+from models.rewrite.online import OnlineRewriter, OnlineStateError
 from streams import topics
 from streams.codec import encode
 from streams.endpoint import EndpointKind, Reset, ResetReason
 from streams.nlu import Interpretations
-from streams.rewrite import Interaction, Rewrite, RewriteRule, RewriteSource
+from streams.rewrite import (
+    Interaction,
+    Meaning,
+    Outcome,
+    Rewrite,
+    RewriteRule,
+    RewriteSource,
+    form,
+)
 from tests.agents.test_nlu import ORIGIN, FakeModel, Sent, transcript
 
 
@@ -200,3 +212,113 @@ async def test_the_personal_layer_is_asked_for_the_context_user() -> None:
     await _settle(service)
     assert layer.asked == ["alice"]
     service.close()
+
+
+# -- the online layers inside the live stage ------------------------------------------
+
+class HashEmbedder:
+    """Unit vectors from hashed words and character trigrams: similar texts, near vectors."""
+
+    dim = 384
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            words = form(text).split()
+            grams = [w[i:i + 3] for w in words for i in range(max(1, len(w) - 2))]
+            for token in [*words, *grams]:
+                digest = hashlib.blake2b(token.encode(), digest_size=4).digest()
+                out[row, int.from_bytes(digest, "little") % self.dim] += 1.0
+            out[row] /= max(float(np.linalg.norm(out[row])), 1e-9)
+        return out
+
+
+def said(user: str, session: str, ts: int, text: str, outcome: Outcome,
+         intent: str = "play_music") -> Interaction:
+    return Interaction(session_id=session, user_id=user, device_id=f"d-{user}", ts=ts,
+                       utterance=text, interpretation=Meaning(intent=intent), outcome=outcome)
+
+
+#: What the crowd succeeds with (the global layer's entries).
+CROWD = [said(u, f"{u}{k}", 1_000 * k, text, Outcome.SUCCESS, intent)
+         for k, u in enumerate(["ann", "bob", "cat"] * 3)
+         for text, intent in (("play some jazz", "play_music"),
+                              ("set an alarm for seven", "alarm_set"))]
+
+
+def online(personal: bool = True) -> OnlineLayer:
+    layer = OnlineRewriter(HashEmbedder(), personal=personal)
+    for r in CROWD:
+        layer.learn(r)
+    return OnlineLayer(layer)
+
+
+def test_online_layer_learns_a_users_rephrase_live_and_only_when_asked() -> None:
+    layer = online()
+    assert layer.propose("zoe", "play heritage sing") is None
+    # Zoe is misheard, then rephrases and is served: her fix, learned on the next lookup.
+    layer.learn(said("zoe", "z1", 50_000, "play heritage sing", Outcome.DEFECT))
+    layer.learn(said("zoe", "z1", 58_000, "play songs by arijit singh", Outcome.SUCCESS))
+    assert layer.learned == 0  # queued: nothing ran on the caller's (event-loop) thread
+    found = layer.propose("zoe", "Play Heritage Sing.")
+    assert layer.learned == 2
+    assert found is not None
+    assert (found.text, found.source) == ("play songs by arijit singh",
+                                          RewriteSource.ONLINE_PERSONAL)
+    # The same words from someone else: not their fix (at most the crowd's, never Zoe's).
+    other = layer.propose("yan", "play heritage sing")
+    assert other is None or other.source is RewriteSource.ONLINE_GLOBAL
+
+
+def test_online_layer_queue_is_bounded() -> None:
+    layer = OnlineLayer(OnlineRewriter(HashEmbedder()), limit=3)
+    for k in range(5):
+        layer.learn(said("u", "s", k, f"play track {k}", Outcome.SUCCESS))
+    assert layer.dropped == 2
+    assert layer.catch_up() == 3
+    assert layer.rewriter.forms == ["play track 2", "play track 3", "play track 4"]
+
+
+def test_the_table_comes_before_the_online_layer() -> None:
+    table = rules(("play heritage sing", "play arijit singh", 0.9))
+    layer = online()
+    layer.learn(said("zoe", "z1", 50_000, "play heritage sing", Outcome.DEFECT))
+    layer.learn(said("zoe", "z1", 58_000, "play songs by arijit singh", Outcome.SUCCESS))
+    rewriter = Rewriter([TableLayer(table), layer])
+    assert rewriter.active
+    first = rewriter.rewrite("zoe", "play heritage sing")
+    assert first == Candidate("play arijit singh", RewriteSource.PRECOMPUTED, 0.9)
+    table.apply(*record("play heritage sing", "", 0.0))  # withdrawn: the online layer answers
+    second = rewriter.rewrite("zoe", "play heritage sing")
+    assert second is not None and second.source is RewriteSource.ONLINE_PERSONAL
+
+
+def test_load_online_without_a_directory_or_an_embedder_is_the_table_only(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert load_online("") is None
+    import models.rewrite.embedder as embedder
+
+    monkeypatch.setattr(embedder, "model_dir", lambda: tmp_path / "no-build")
+    saved = online().rewriter.save(tmp_path / "online")
+    assert load_online(str(saved)) is None  # warned, not raised: the worker still runs
+
+
+@pytest.mark.parametrize(("damage", "code"), [
+    (lambda d: (d / "state.json").unlink(), "online-state-missing"),
+    (lambda d: (d / "state.json").write_text('{"format": 1,\n "forms": ['),
+     "online-state-corrupt"),
+    (lambda d: (d / "global.usearch").write_bytes(b"not an index"), "online-state-corrupt"),
+])
+def test_load_online_of_a_damaged_directory_is_a_coded_error(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        damage: Callable[[Path], object], code: str) -> None:
+    import models.rewrite.embedder as embedder
+
+    monkeypatch.setattr(embedder, "Embedder", lambda threads=1: HashEmbedder())
+    saved = online().rewriter.save(tmp_path / "online")
+    good = load_online(str(saved))
+    assert good is not None and good.propose("bob", "play jazz") is not None
+    damage(saved)
+    with pytest.raises(OnlineStateError) as caught:
+        load_online(str(saved))
+    assert caught.value.code == code
