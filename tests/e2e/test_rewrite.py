@@ -12,13 +12,15 @@ import asyncio
 import json
 import subprocess
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from infra.demo import audio_path
-from infra.eval_endpoint import speak
+from infra.eval_endpoint import RATE, speak
 from infra.process import VOICESTREAM, Process, env_with
 from models.rewrite.embedder import build, is_current, model_dir
 from streams import topics
@@ -53,6 +55,13 @@ def decision(events: Events) -> dict[str, object]:
 
 def slots(best: dict[str, object]) -> dict[str, str]:
     return {str(s["type"]): str(s["value"]) for s in best["slots"]}  # type: ignore[attr-defined]
+
+
+def read_samples(path: Path) -> np.ndarray:
+    """A 16 kHz mono WAV's samples as float32."""
+    with wave.open(str(path), "rb") as w:
+        assert w.getframerate() == RATE
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
 
 
 def check_revisions(events: Events) -> None:
@@ -150,6 +159,18 @@ def test_a_rephrased_request_is_mined_and_rewritten_live(stack: str, tmp_path: P
     directive = decision(events)
     assert (directive["type"], directive["skill"], directive["intent"]) == \
         ("directive", "media", "play_music")
+
+    # A pause after the request: its speculative revision (rewritten) is cancelled when
+    # speech resumes; nothing of it follows the reset, and only the last revision decides.
+    pause = np.zeros(RATE * 4 // 10, np.float32)
+    paused = write_wav(tmp_path / "paused.wav", _pad(np.concatenate(
+        [_trim(read_samples(audio_path("arijit.wav"))), pause,
+         _trim(speak("please", "en-us", 165))])))
+    _, resumed = send(stack, paused, device, "--fast")
+    assert [e["cancelled_revision"] for e in resumed if e["type"] == "reset"] == [0], \
+        [(e["type"], e.get("revision")) for e in resumed]
+    check_revisions(resumed)
+    assert decision(resumed)["revision"] == 1
 
     # The user says it was not what they meant: the record is a defect, with the rewrite.
     voicestream("feedback", "--device", device, "--utterance", utt, "--kind", "misheard",
