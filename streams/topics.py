@@ -103,13 +103,6 @@ REWRITE_RULES = TopicSpec(
     retention_ms=None,
     doc="mined rewrites keyed by the request's normalised form; the latest table wins",
 )
-REWRITES = TopicSpec(
-    "rewrites",
-    Codec.JSON,
-    Role.OUTPUT,
-    frozenset({MessageType.REWRITE, MessageType.RESET, MessageType.ERROR}),
-    doc="rewritten transcripts per revision (rewrite events, resets and errors in band)",
-)
 ENDPOINTS = TopicSpec(
     "endpoints",
     Codec.JSON,
@@ -178,7 +171,7 @@ REPLIES = TopicSpec(
 )
 
 ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, CONTEXT_UPDATES, FEEDBACK, INTERACTIONS,
-                              REWRITE_RULES, REWRITES, ENDPOINTS, TRANSCRIPTS, INTERPRETATIONS,
+                              REWRITE_RULES, ENDPOINTS, TRANSCRIPTS, INTERPRETATIONS,
                               DIRECTIVES, RESPONSES, SKILLS, DEAD_LETTERS, REPLIES)
 #: Per-skill directive topics are named ``<prefix>skill.<name>``; they carry directives only.
 SKILL_TOPIC_PREFIX = "skill."
