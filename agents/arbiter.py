@@ -37,6 +37,7 @@ from streams.directive import (
 )
 from streams.endpoint import EndpointKind, Reset
 from streams.nlu import Interpretations
+from streams.rewrite import Rewrite
 from streams.settings import Settings
 
 STAGE = "arbiter"
@@ -123,8 +124,8 @@ class ArbiterService:
     async def on_event(self, origin: Origin, raw: bytes | None) -> None:
         """Follow one event of the interpretations topic."""
         message = await self.pub.decode(topics.INTERPRETATIONS, origin, raw)
-        if message is None:
-            return
+        if message is None or isinstance(message, Rewrite):
+            return  # a rewrite is for observers: its interpretation follows
         now = time.monotonic()
         if isinstance(message, Reset):
             gate = self._gate(message.utterance_id)

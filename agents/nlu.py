@@ -6,7 +6,10 @@ batch, combines ASR and NLU probabilities, merges hypotheses that mean the same
 (:mod:`models.nlu.context`). It follows the revision protocol of
 :mod:`agents.revisions` on the transcripts topic: interpret on the speculative
 transcript, reuse on the final, drop a revision at its reset and forward the
-reset in order. :class:`Understander` is the pure core. An utterance's
+reset in order. :class:`Understander` is the pure core. Before interpreting, a
+revision's top hypothesis may be rewritten (:mod:`agents.rewriter`): the
+rewrite is then what is interpreted, and its ``Rewrite`` event precedes the
+interpretation on the same topic. An utterance's
 transcript records are acknowledged once its final interpretation (or error)
 is published; one the utterance ledger (:mod:`agents.ledger`) shows finished
 by another worker is not interpreted again.
@@ -35,16 +38,19 @@ from agents.base import (
 )
 from agents.ledger import Ledger
 from agents.revisions import Decode, Emit, RevisionTracker
+from agents.rewriter import Rewriter
 from agents.stage import UtteranceStage
 from infra import metrics
 from models.nlu.context import facts_consulted, resolve
 from models.nlu.values import normalise
+from models.rewrite import Candidate
 from models.textnorm import words_form
 from streams import topics
 from streams.asr import NBest, Transcript
 from streams.control import ErrorEvent
 from streams.endpoint import EndpointKind, Reset
 from streams.nlu import Hypothesis, Interpretations, SlotValue
+from streams.rewrite import Rewrite
 from streams.settings import Settings
 
 STAGE = "nlu"
@@ -163,6 +169,9 @@ class Result:
     context_used: tuple[str, ...]
     compute_ms: float
     error: NluError | None = None
+    #: The rewrite interpreted instead of what was heard, and what was heard.
+    rewrite: Candidate | None = None
+    original: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -186,10 +195,12 @@ class NluService(UtteranceStage[Utterance]):
     """State and logic of the NLU agent, independent of how it is wired."""
 
     def __init__(self, settings: Settings, send: SendFn, model_factory: Any, *,
-                 contexts: Any = None, ledger: Ledger | None = None) -> None:
+                 contexts: Any = None, ledger: Ledger | None = None,
+                 rewriter: Rewriter | None = None) -> None:
         super().__init__(STAGE, topics.INTERPRETATIONS, settings, send, ledger,
                          settings.nlu_queue_limit)
         self._contexts = contexts
+        self.rewriter = rewriter
         self._core = Once(lambda: Understander(model_factory(), nbest=settings.nlu_nbest,
                                                max_words=settings.nlu_max_words))
 
@@ -260,13 +271,23 @@ class NluService(UtteranceStage[Utterance]):
         """Interpret one revision's transcript."""
         transcript = utt.transcripts[action.revision]
         ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
+        rewriter = self.rewriter if self.rewriter is not None and self.rewriter.active else None
 
         def interpret() -> Result:
             # On the model's thread: a model not yet loaded loads there, once.
             core = self.core()
             started = time.perf_counter()
-            hyps = core.interpret(transcript.nbest, ctx)
-            return Result(hyps, facts_consulted(ctx), (time.perf_counter() - started) * 1000)
+            nbest, rewrite, original = transcript.nbest, None, ""
+            if rewriter is not None and nbest:
+                # On this thread too: an online layer's embedding is inference.
+                user = str((ctx or {}).get("user_id") or utt.device_id)
+                original = nbest[0].text
+                rewrite = rewriter.rewrite(user, original, ctx)
+                if rewrite is not None:  # the rewrite alone is what was meant
+                    nbest = (dataclasses.replace(nbest[0], text=rewrite.text, words=()),)
+            hyps = core.interpret(nbest, ctx)
+            return Result(hyps, facts_consulted(ctx), (time.perf_counter() - started) * 1000,
+                          rewrite=rewrite, original=original if rewrite is not None else "")
 
         try:
             result = await self.queue.run(
@@ -289,9 +310,12 @@ class NluService(UtteranceStage[Utterance]):
             result = Result([], (), 0.0, NluError(code, f"interpretation failed "
                                                         f"({type(exc).__name__})"))
         metrics.STAGE_LATENCY.labels(STAGE).observe(result.compute_ms / 1000)
+        if result.rewrite is not None:
+            metrics.REWRITES.labels(result.rewrite.source.value).inc()
         utt.tasks.pop(action.revision, None)
         utt.log.info("nlu.interpreted", revision=action.revision,
                      compute_ms=round(result.compute_ms, 2),
+                     rewritten=result.rewrite.source.value if result.rewrite else None,
                      intent=result.hypotheses[0].intent if result.hypotheses else None,
                      error=result.error.code if result.error else None)
         await self._apply(utt, utt.tracker.on_result(action.revision, result, action.t_ms))
@@ -311,6 +335,14 @@ class NluService(UtteranceStage[Utterance]):
                 self._drop(utt)
             return
         ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
+        if result.rewrite is not None:
+            # Before the interpretation, on the same partition: readers see it first.
+            await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, Rewrite(
+                device_id=utt.device_id, utterance_id=utt.utterance_id, kind=action.kind,
+                revision=action.revision, original=result.original,
+                rewrite=result.rewrite.text, source=result.rewrite.source,
+                score=round(result.rewrite.score, 4), t_ms=action.t_ms),
+                partition=utt.partition)
         await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, Interpretations(
             device_id=utt.device_id, utterance_id=utt.utterance_id, kind=action.kind,
             revision=action.revision, t_ms=action.t_ms,
@@ -325,9 +357,11 @@ class NluService(UtteranceStage[Utterance]):
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, model_factory: Any,
-             contexts: Any = None, ledger: Ledger | None = None) -> NluService:
+             contexts: Any = None, ledger: Ledger | None = None,
+             rewriter: Rewriter | None = None) -> NluService:
     """Create the NLU agent on the transcripts topic, its expiry timer and warm-up."""
-    service = NluService(settings, send, model_factory, contexts=contexts, ledger=ledger)
+    service = NluService(settings, send, model_factory, contexts=contexts, ledger=ledger,
+                         rewriter=rewriter)
     transcripts = app.topic(settings.topic(topics.TRANSCRIPTS.short), key_serializer="raw",
                             value_serializer="raw", partitions=settings.partitions)
 

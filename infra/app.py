@@ -14,17 +14,20 @@ from agents import arbiter as arbiter_agent
 from agents import asr as asr_agent
 from agents import context as context_agent
 from agents import endpointer as endpointer_agent
+from agents import interactions as interactions_agent
 from agents import nlu as nlu_agent
 from agents import replies as replies_agent
 from agents.base import DeviceGate
 from agents.ledger import Ledger
 from agents.recovery import AudioLog
 from agents.registry import DEFAULT_REGISTRY, Registry
+from agents.rewriter import Rewriter, load_online, register_table
 from infra import logs
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR, IDEMPOTENT_ATTR
 from models.asr import Engine, create
 from models.nlu.inference import NluOnnx
+from models.rewrite import Layer
 from streams import topics
 
 log = logs.get("voicestream.worker")
@@ -47,6 +50,8 @@ class Worker:
     ledger: Ledger
     gate: DeviceGate
     replier: replies_agent.Replier | None = None
+    rewriter: Rewriter | None = None
+    interactions: interactions_agent.InteractionsService | None = None
     #: The audio partitions this worker owns now.
     owned: list[int] = dataclasses.field(default_factory=list)
 
@@ -175,10 +180,21 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
 
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
                              ledger=ledger, audio_log=audio_log, gate=gate)
-    nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts, ledger=ledger)
+    # Query rewriting inside the NLU stage: the mined table, live from its topic, then
+    # the online layers when a saved one is configured (a damaged one stops us here).
+    layers: list[Layer] = [register_table(app, settings, profile.connection)]
+    online = load_online(settings.rewrite_online_dir)
+    if online is not None:
+        layers.append(online)
+    rewriter = Rewriter(layers, min_score=settings.rewrite_min_score)
+    nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts, ledger=ledger,
+                             rewriter=rewriter)
     registry = Registry.load(settings.skills_registry or DEFAULT_REGISTRY)
     arbiter = arbiter_agent.register(app, settings, send, registry, contexts=contexts,
                                      connection=profile.connection, ledger=ledger)
     replier = replies_agent.register(app, settings, send, gate) if gate.signing else None
+    interactions = interactions_agent.register(app, settings, send, contexts=contexts,
+                                               gate=gate, connection=profile.connection,
+                                               learn=rewriter.learn)
     return Worker(app, service, asr, contexts, nlu, arbiter, audio_log, ledger, gate, replier,
-                  owned)
+                  rewriter, interactions, owned)

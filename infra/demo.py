@@ -112,6 +112,8 @@ def build_audio(out: Path) -> None:
     write("alarm_paused.wav",
           pad(np.concatenate([trimmed("wake me up"), pause, trimmed("at seven thirty")])))
     write("neato_off.wav", pad(trimmed("switch off the Neato vacuum")))
+    # A rare artist our ASR mishears ("Play Heritage Sing."): the live rewriting example.
+    write("arijit.wav", pad(trimmed("play arijit singh")))
     lights = pad(trimmed("turn off the lights in the hall"))
     write("lights_8k.wav", soxr.resample(lights, RATE, 8000).astype(np.float32), 8000)
     write("silence.wav", np.zeros(RATE * 6, np.float32))

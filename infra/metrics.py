@@ -69,6 +69,15 @@ MODEL_QUEUE = Gauge(
     registry=REGISTRY,
 )
 
+INTERACTIONS = Counter(
+    "voicestream_interactions_total", "Interaction records written, by outcome.", ["outcome"],
+    registry=REGISTRY,
+)
+REWRITES = Counter(
+    "voicestream_rewrites_total", "Revisions interpreted as rewritten, by source layer.",
+    ["source"], registry=REGISTRY,
+)
+
 
 def serve(port: int, addr: str = "127.0.0.1") -> WSGIServer:
     """Serve ``/metrics`` on ``addr:port`` in a background thread; return the server.

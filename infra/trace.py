@@ -34,6 +34,9 @@ def describe(e: dict[str, Any]) -> str:
         alt = f"; next {hyps[1]['intent']} {hyps[1]['score']:.2f}" if len(hyps) > 1 else ""
         return (f"{e['kind']} interpretation, revision {e['revision']}: {h['intent']} "
                 f"({_slots(h.get('slots') or [])}) score {h['score']:.2f}{ctx}{alt}")
+    if kind == "rewrite":
+        return (f"{e['kind']} rewrite, revision {e['revision']}: \"{e['original']}\" -> "
+                f"\"{e['rewrite']}\" ({e['source']}, score {e['score']:.2f})")
     if kind == "directive":
         return (f"directive {e['directive_id']} -> {e['skill']}: {e['intent']} "
                 f"({_slots(e.get('slots') or [])}), held {e.get('held_ms', 0):.0f} ms "

@@ -31,6 +31,7 @@ from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.codec import decode, encode
 from streams.connection import BrokerTarget, Connection
 from streams.context import DeviceContext
+from streams.rewrite import Feedback, FeedbackKind
 from streams.schema import Message, MessageType, SerializationError
 
 FRAME_MS = 20
@@ -137,6 +138,22 @@ class DeviceClient:
         """Publish a context snapshot for this device and wait until it is written."""
         await self._send(topics.CONTEXT, context)
         await self._producer.flush()
+
+    async def feedback(self, utterance_id: str, kind: FeedbackKind | str, *,
+                       t_ms: int | None = None) -> Feedback:
+        """Tell the pipeline what the user made of ``utterance_id`` and wait until it is written.
+
+        ``kind``: a :class:`FeedbackKind` (``misheard``, ``reject``, ``barge-in``,
+        ``confirm``...); ``t_ms``: when, device wall clock in ms [default: now].
+        Signed like audio and context where the device has a key. Raises
+        ``ValueError`` for an unknown kind.
+        """
+        message = Feedback(device_id=self.device_id, utterance_id=utterance_id,
+                           kind=FeedbackKind(kind),
+                           t_ms=int(time.time() * 1000) if t_ms is None else t_ms)
+        await self._send(topics.FEEDBACK, message)
+        await self._producer.flush()
+        return message
 
     async def stream(self, pcm: bytes | Any, sample_rate_hz: int, *,
                      utterance_id: str | None = None, realtime: bool = True,

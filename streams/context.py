@@ -39,6 +39,9 @@ class DeviceContext(Message):
     local_time: str = ""
     #: Wall-clock time of the snapshot at the device, ms since epoch.
     updated_at_ms: int = 0
+    #: Who is using the device, where it knows (a voice profile); empty: the device's
+    #: requests are one user's (interaction records then use the device id).
+    user_id: str = ""
 
     def __post_init__(self) -> None:
         require(valid_id(self.device_id), f"bad device_id: {ID_RULE}")

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from streams.nlu import SlotValue
+from streams.rewrite import Outcome
 from streams.schema import Message, MessageType, require
 
 
@@ -107,6 +108,9 @@ class SkillResponse(Message):
     status: ResponseStatus
     text: str = ""
     at_ms: int = 0
+    #: The skill's own verdict on the request (``SkillContext.mark``): ``success``,
+    #: ``defect`` (it could not serve what the user meant), or null for none.
+    outcome: Outcome | None = None
 
 
 class SkillState(StrEnum):

@@ -151,6 +151,8 @@ class Rewrite(Message):
     rewrite: str
     source: RewriteSource
     score: float
+    #: Audio-clock ms of the decision: the revision's transcript's ``t_ms``.
+    t_ms: int = 0
 
     def __post_init__(self) -> None:
         require(self.revision >= 0, "revision must be >= 0")

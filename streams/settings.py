@@ -278,6 +278,26 @@ class Settings:
     skills_registry: str = ""
     #: A skill with no heartbeat for this long is down: its directives are declined.
     skill_timeout_s: float = 10.0
+    #: Query rewriting: the least score (a mined rule's probability) a rewrite needs
+    #: to replace what was heard.
+    rewrite_min_score: float = 0.5
+    #: A saved online rewrite layer (``voicestream rewrites mine --online-out DIR``):
+    #: loaded at start after the mined table; its personal layer then learns from the
+    #: worker's interactions. Empty: the mined table only. Needs the embedder build.
+    rewrite_online_dir: str = ""
+    #: Interactions: how long after an utterance's outcome its feedback is awaited
+    #: before the record is written (success, unless a defect signal came).
+    interaction_window_s: float = 8.0
+    #: A similar request from the same device this soon after an outcome marks that
+    #: outcome a defect (the user said it again); at most ``interaction_window_s``.
+    interaction_repeat_s: float = 8.0
+    #: Least rapidfuzz token-set ratio (0-100) for a request to count as a repeat.
+    interaction_repeat_similarity: float = 70.0
+    #: A device's requests with gaps below this are one session.
+    interaction_session_gap_s: float = 300.0
+    #: Utterances the interactions agent holds at once; beyond it the oldest are
+    #: written out at once (their window cut short).
+    interaction_limit: int = 10_000
     endpointer: EndpointerConfig = dataclasses.field(default_factory=EndpointerConfig)
 
     def device_master_key(self) -> bytes | None:
@@ -327,6 +347,14 @@ class Settings:
             raise ConfigError("asr_whisper_model must be tiny.en or base")
         if self.asr_narrowband_model not in {"", "tiny.en", "base"}:
             raise ConfigError("asr_narrowband_model must be tiny.en, base or empty")
+        if not 0.0 <= self.rewrite_min_score <= 1.0:
+            raise ConfigError("rewrite_min_score must be in [0, 1]")
+        if not 0 < self.interaction_repeat_s <= self.interaction_window_s <= 3600:
+            raise ConfigError("need 0 < interaction_repeat_s <= interaction_window_s <= 3600")
+        if not 0 <= self.interaction_repeat_similarity <= 100:
+            raise ConfigError("interaction_repeat_similarity must be in 0..100")
+        if self.interaction_session_gap_s <= 0 or self.interaction_limit < 1:
+            raise ConfigError("interaction_session_gap_s and interaction_limit must be positive")
         if not 0.5 <= self.skill_timeout_s <= 3600:
             raise ConfigError("skill_timeout_s must be in 0.5..3600")
         if not 1 <= self.nlu_nbest <= 10 or not 1 <= self.nlu_max_words <= 500:

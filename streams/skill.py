@@ -47,6 +47,7 @@ from streams.directive import (
     SkillState,
     SkillStatus,
 )
+from streams.rewrite import Outcome
 from streams.schema import Message, SerializationError
 
 #: Directives a skill remembers the status of (its at-most-once journal), newest kept.
@@ -65,6 +66,8 @@ class SkillContext:
 
     skill: Skill
     directive: Directive
+    #: The verdict set by :meth:`mark`, sent with the answer.
+    outcome: Outcome | None = None
 
     async def update_context(self, *, states: dict[str, str] | None = None,
                              playing: dict[str, str] | None = None,
@@ -78,6 +81,17 @@ class SkillContext:
     async def announce(self, text: str) -> None:
         """Say something more about this directive later (a timer that ran out)."""
         await self.skill._respond(self.directive, ResponseStatus.DONE, text)
+
+    def mark(self, outcome: Outcome | str) -> None:
+        """Give the skill's verdict on the request: ``success`` or ``defect``.
+
+        A defect is a request the skill could not serve as the user meant it
+        (no such song, a contact it cannot find). The verdict travels with the
+        skill's answer and decides the utterance's interaction record (see the
+        interactions agent); the last mark before the handler returns counts.
+        Raises ``ValueError`` for another value.
+        """
+        self.outcome = Outcome(outcome)
 
 
 Handler = Callable[[Directive, SkillContext], Awaitable[str | None]]
@@ -116,11 +130,12 @@ class Skill:
         await self._producer.send_and_wait(spec.name(self.prefix), encode(message, spec.codec),
                                            key=key.encode())
 
-    async def _respond(self, d: Directive, status: ResponseStatus, text: str = "") -> None:
+    async def _respond(self, d: Directive, status: ResponseStatus, text: str = "",
+                       outcome: Outcome | None = None) -> None:
         # Keyed by directive id: compaction keeps each directive's last status.
         await self.publish(topics.RESPONSES, d.directive_id, SkillResponse(
             directive_id=d.directive_id, device_id=d.device_id, utterance_id=d.utterance_id,
-            skill=self.name, status=status, text=text, at_ms=_now_ms()))
+            skill=self.name, status=status, text=text, at_ms=_now_ms(), outcome=outcome))
         self._note(d.directive_id, status)
 
     def _note(self, directive_id: str, status: ResponseStatus) -> None:
@@ -184,17 +199,18 @@ class Skill:
         await self._respond(d, ResponseStatus.ACCEPTED)
         self.handled.append(d.directive_id)
         assert self._handler is not None
+        ctx = SkillContext(self, d)
         try:
-            text = await self._handler(d, SkillContext(self, d))
+            text = await self._handler(d, ctx)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("skill %s failed on %s", self.name, d.directive_id)
             # Its type, not its text: that can quote the request's slots.
             await self._respond(d, ResponseStatus.FAILED,
-                                f"the skill failed ({type(exc).__name__})")
+                                f"the skill failed ({type(exc).__name__})", ctx.outcome)
             return
-        await self._respond(d, ResponseStatus.DONE, text or "")
+        await self._respond(d, ResponseStatus.DONE, text or "", ctx.outcome)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Serve directives until ``stop`` is set or the task is cancelled."""

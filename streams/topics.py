@@ -103,13 +103,6 @@ REWRITE_RULES = TopicSpec(
     retention_ms=None,
     doc="mined rewrites keyed by the request's normalised form; the latest table wins",
 )
-REWRITES = TopicSpec(
-    "rewrites",
-    Codec.JSON,
-    Role.OUTPUT,
-    frozenset({MessageType.REWRITE, MessageType.RESET, MessageType.ERROR}),
-    doc="rewritten transcripts per revision (rewrite events, resets and errors in band)",
-)
 ENDPOINTS = TopicSpec(
     "endpoints",
     Codec.JSON,
@@ -128,8 +121,10 @@ INTERPRETATIONS = TopicSpec(
     "interpretations",
     Codec.JSON,
     Role.OUTPUT,
-    frozenset({MessageType.INTERPRETATION, MessageType.RESET, MessageType.ERROR}),
-    doc="ranked interpretations per transcribed revision, forwarded resets, NLU errors",
+    frozenset({MessageType.INTERPRETATION, MessageType.REWRITE, MessageType.RESET,
+               MessageType.ERROR}),
+    doc="ranked interpretations per transcribed revision, the rewrite of a revision just "
+        "before its interpretation, forwarded resets, NLU errors",
 )
 DIRECTIVES = TopicSpec(
     "directives",
@@ -169,14 +164,14 @@ REPLIES = TopicSpec(
     Codec.JSON,
     Role.INTERNAL,  # sealed: nothing a recording could compare
     frozenset({MessageType.ENDPOINT, MessageType.RESET, MessageType.TRANSCRIPT,
-               MessageType.INTERPRETATION, MessageType.DIRECTIVE, MessageType.DECLINED,
-               MessageType.SKILL_RESPONSE, MessageType.ERROR}),
+               MessageType.INTERPRETATION, MessageType.REWRITE, MessageType.DIRECTIVE,
+               MessageType.DECLINED, MessageType.SKILL_RESPONSE, MessageType.ERROR}),
     retention_ms=DAY_MS,
     doc="each device's results, sealed for it (streams.identity), where devices sign",
 )
 
 ALL: tuple[TopicSpec, ...] = (AUDIO, CONTEXT, CONTEXT_UPDATES, FEEDBACK, INTERACTIONS,
-                              REWRITE_RULES, REWRITES, ENDPOINTS, TRANSCRIPTS, INTERPRETATIONS,
+                              REWRITE_RULES, ENDPOINTS, TRANSCRIPTS, INTERPRETATIONS,
                               DIRECTIVES, RESPONSES, SKILLS, DEAD_LETTERS, REPLIES)
 #: Per-skill directive topics are named ``<prefix>skill.<name>``; they carry directives only.
 SKILL_TOPIC_PREFIX = "skill."

@@ -26,10 +26,11 @@ class _Main(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from agents.registry import RegistryError
+        from models.rewrite.online import OnlineStateError
 
         try:
             return super().invoke(ctx)
-        except (InputFileError, RegistryError) as exc:
+        except (InputFileError, RegistryError, OnlineStateError) as exc:
             raise BadInput(str(exc)) from exc
 
 

@@ -105,6 +105,43 @@ def _human(data: dict[str, Any]) -> str:
 
 
 @main.command()
+@click.option("--device", required=True, help="Device id to send as.")
+@click.option("--utterance", required=True, help="The utterance the feedback is about.")
+@click.option("--kind", required=True,
+              type=click.Choice(["barge-in", "confirm", "reject", "misheard", "repeat",
+                                 "abandon"]),
+              help="What the user did: barge-in, confirm, reject, misheard, repeat, abandon.")
+@click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The device's key to sign with [default: derived from device_keys_file].")
+@click.pass_context
+def feedback(ctx: click.Context, device: str, utterance: str, kind: str, broker: str | None,
+             key_file: str | None) -> None:
+    """Tell the pipeline what the user made of an utterance (it decides its interaction record).
+
+    Feedback counts when it arrives within interaction_window_s of the
+    utterance's outcome; reject, misheard, barge-in, repeat and abandon make
+    the interaction a defect.
+    """
+    from streams.audio import valid_id
+    from streams.client import DeviceClient
+
+    if not valid_id(utterance):
+        raise click.BadParameter(f"{utterance!r} is not an utterance id", param_hint="--utterance")
+    settings = settings_for(ctx, broker=broker)
+    signing = _device_key(settings, device, key_file)
+    bootstrap = connection_for(settings)
+
+    async def run() -> None:
+        async with DeviceClient(bootstrap, device, topic_prefix=settings.topic_prefix,
+                                key=signing) as dev:
+            await dev.feedback(utterance, kind)
+
+    asyncio.run(run())
+    click.echo(f"{kind} feedback published for {device}/{utterance}")
+
+
+@main.command()
 @click.option("--device", required=True, help="Device id.")
 @click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
               help="A context field: device_type, has_screen, location, locale, local_time "

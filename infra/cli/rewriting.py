@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,9 +15,12 @@ from infra.cli.base import connection_for, main, settings_for
 from infra.cli.modelling import eval as eval_group
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from models.rewrite.logs import LogStats
+    from models.rewrite.online import Embeds
     from streams.connection import Connection
-    from streams.rewrite import RewriteRule
+    from streams.rewrite import Interaction, RewriteRule
 
 
 @main.group()
@@ -50,13 +55,20 @@ def report_skipped(stats: LogStats) -> None:
               show_default=True, help="Least absorption probability of a rewrite.")
 @click.option("--publish", is_flag=True,
               help="Also publish the rules (and withdrawals) to the rewrite-rules topic.")
+@click.option("--online-out", type=click.Path(file_okay=False), default=None,
+              help="Also fit the online layer on the logs and save it in this directory "
+                   "(the workers' rewrite_online_dir); needs the embedder build.")
 @click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
 @click.pass_context
 def rewrites_mine(ctx: click.Context, log_files: tuple[str, ...], out: str | None,
                   previous: str | None, window_ms: int, min_similarity: float,
                   min_support: int, min_probability: float, publish: bool,
-                  broker: str | None) -> None:
-    """Mine rewrite rules from rephrase chains (absorbing Markov chain over forms)."""
+                  online_out: str | None, broker: str | None) -> None:
+    """Mine rewrite rules from rephrase chains (absorbing Markov chain over forms).
+
+    With --online-out, also fit the online layer (global and personal indexes,
+    ranker) on the same logs and save it for the workers to load at start.
+    """
     import json
 
     from tqdm import tqdm
@@ -69,8 +81,18 @@ def rewrites_mine(ctx: click.Context, log_files: tuple[str, ...], out: str | Non
     stats = LogStats()
     started = time.perf_counter()
     now_ms = int(time.time() * 1000)
-    records = tqdm(read_interactions(log_files, stats), desc="reading", unit=" records",
+    embedder = None
+    if online_out:  # before the mining: no embedder build, no work done
+        from models.rewrite.embedder import Embedder, EmbedderError
+
+        try:
+            embedder = Embedder()
+        except EmbedderError as exc:
+            raise click.ClickException(str(exc)) from exc
+    reading = tqdm(read_interactions(log_files, stats), desc="reading", unit=" records",
                    file=sys.stderr, mininterval=1.0)
+    # The online layer needs the records twice; the mining alone streams them.
+    records = list(reading) if embedder is not None else reading
     rules = mine_logs(records, config, mined_at_ms=now_ms)
     report_skipped(stats)
     gone = withdrawn(read_rules(previous), rules, mined_at_ms=now_ms) if previous else []
@@ -82,12 +104,32 @@ def rewrites_mine(ctx: click.Context, log_files: tuple[str, ...], out: str | Non
     else:
         for rule in rules:
             click.echo(json.dumps(rule.to_wire(), ensure_ascii=False))
+    if embedder is not None and online_out:
+        save_online(records, embedder, Path(online_out), window_ms)
     if publish:
         settings = settings_for(ctx, broker=broker)
         sent = asyncio.run(publish_rules(connection_for(settings), settings.topic_prefix,
                                          [*rules, *gone]))
         click.echo(f"published {sent} record(s) to {settings.topic_prefix}rewrite-rules",
                    err=True)
+
+
+def save_online(records: Iterable[Interaction], embedder: Embeds, out: Path,
+                window_ms: int) -> None:
+    """Fit an online layer on ``records`` and save it in ``out``; report what it holds."""
+    from models.rewrite.online import OnlineRewriter
+
+    started = time.perf_counter()
+    layer = OnlineRewriter(embedder, window_ms=window_ms)
+    report = layer.fit(records)
+    try:
+        layer.save(out)
+    except OSError as exc:
+        raise click.ClickException(f"{out}: {exc.strerror or type(exc).__name__}") from exc
+    ranker = (f"ranker fitted on {report['examples']} examples" if report.get("fitted")
+              else f"ranker at its prior weights ({report.get('reason', 'not fitted')})")
+    click.echo(f"online layer: {len(layer.forms)} global forms, {len(layer.users)} users, "
+               f"{ranker}; saved to {out} in {time.perf_counter() - started:.1f} s", err=True)
 
 
 async def publish_rules(bootstrap: Connection, prefix: str, rules: list[RewriteRule]) -> int:
@@ -111,6 +153,95 @@ async def publish_rules(bootstrap: Connection, prefix: str, rules: list[RewriteR
     return len(rules)
 
 
+
+
+@main.group()
+def interactions() -> None:
+    """The interaction records the pipeline writes (one per finished utterance)."""
+
+
+@interactions.command("export")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="JSONL file to write, one interaction per line (the mining input).")
+@click.option("--broker", default=None, help="kafka://HOST:PORT [default: $VOICESTREAM_BROKER].")
+@click.pass_context
+def interactions_export(ctx: click.Context, out: str, broker: str | None) -> None:
+    """Write every record on the interactions topic, as of now, to OUT (Interaction.to_log)."""
+    import json
+    from pathlib import Path
+
+    settings = settings_for(ctx, broker=broker)
+    started = time.perf_counter()
+    try:
+        target = Path(out).open("w", encoding="utf-8")  # noqa: SIM115  (closed below)
+    except OSError as exc:
+        raise click.ClickException(f"{out}: {exc.strerror or type(exc).__name__}") from None
+    with target:
+        written, bad = asyncio.run(export_interactions(
+            connection_for(settings), settings.topic_prefix,
+            lambda record: target.write(json.dumps(record, ensure_ascii=False) + "\n")))
+    for where in bad[:10]:
+        click.echo(f"skipped undecodable record at {where}", err=True)
+    if len(bad) > 10:
+        click.echo(f"{len(bad)} undecodable records skipped in all", err=True)
+    click.echo(f"{written} interaction(s) written to {out} in "
+               f"{time.perf_counter() - started:.1f} s", err=True)
+
+
+async def export_interactions(bootstrap: Connection, prefix: str,
+                              write: Callable[[dict[str, Any]], object]
+                              ) -> tuple[int, list[str]]:
+    """Read the interactions topic from its start to its current end; ``write`` each record's
+    log form. Returns how many were written and where the undecodable ones were."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from tqdm import tqdm
+
+    from streams import topics
+    from streams.codec import decode
+    from streams.connection import Connection
+    from streams.rewrite import Interaction
+    from streams.schema import SerializationError
+
+    name = topics.INTERACTIONS.name(prefix)
+    consumer = AIOKafkaConsumer(**Connection.of(bootstrap).client(
+        enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100))
+    await consumer.start()
+    written, bad = 0, []
+    try:
+        parts = consumer.partitions_for_topic(name)
+        for _ in range(50):
+            if parts:
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+            parts = consumer.partitions_for_topic(name)
+        if not parts:
+            raise click.ClickException(f"topic {name} does not exist; is a worker running?")
+        tps = [TopicPartition(name, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        starts = {tp: await consumer.position(tp) for tp in tps}
+        with tqdm(total=sum(ends[tp] - starts[tp] for tp in tps), unit=" records",
+                  file=sys.stderr, mininterval=1.0, disable=None) as bar:
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                batches = await consumer.getmany(timeout_ms=200)
+                for tp, records in batches.items():
+                    for r in records:
+                        if r.offset >= ends[tp]:
+                            continue  # written after the export began
+                        bar.update(1)
+                        try:
+                            message = decode(r.value or b"", topics.INTERACTIONS.codec)
+                        except SerializationError as exc:
+                            bad.append(f"{r.topic}[{r.partition}]@{r.offset} ({exc.code})")
+                            continue
+                        if isinstance(message, Interaction):
+                            write(message.to_log())
+                            written += 1
+    finally:
+        await consumer.stop()
+    return written, bad
 
 
 @rewrites.command("simulate")
