@@ -50,20 +50,23 @@ _SUFFIXES = ("\u0647\u0645\u0627", "\u0643\u0645\u0627", "\u0647\u0627", "\u0647
              "\u0647\u0646", "\u0643\u0645", "\u0643\u0646", "\u0646\u0627", "\u0646\u064a",
              "\u0643", "\u0647", "\u064a")
 #: Common words whose first or last letters look like a clitic but belong to the word
-#: (in the normalised spelling: taa marbuta written as haa, alef forms as bare alef).
-PROTECTED = frozenset("""
+#: (kept in the normalised spelling: taa marbuta as haa, alef forms as bare alef).
+_PROTECTED_WORDS = """
 في فيه فيها فيلم فيديو فوق فقط فرن فتح فصل فندق وقت ولد وين وزن وضع وصل واحد وراء
 بيت بين بعد بعض بدون بحث برد بارد بطيء بلد بنك باب بكره بكرا ليس لون ليل ليله لعبه لماذا
 لكن لحم لغه لمبه كل كم كيف كان كانت كتاب كلمه كبير كهرباء كمان كاس كوب مكيف مطبخ مطعم
 الان الذي التي الى الي على علي هذا هذه هذي ذلك تلك هنا هناك انا انت انتم نحن هو هي هم
 اغنيه اغاني موسيقي موسيقى اخبار طقس ساعه صباح مساء يوم اليوم غدا امس منبه ضوء نور
 شغل اطفئ اطفي افتح اغلق ارفع اخفض ضبط اضبط ذكرني ايقظني ابحث اتصل ارسل
-""".split())
+"""
 
 
 def normalise(text: str) -> str:
     """Return ``text`` with one spelling per Arabic word (see the module doc)."""
     return _SPACE.sub(" ", _MARKS.sub("", text).translate(_TABLE)).strip()
+
+
+PROTECTED = frozenset(normalise(_PROTECTED_WORDS).split())
 
 
 def _light(word: str) -> str:
