@@ -19,7 +19,7 @@ def test_errors_are_counted_after_the_locale_s_normaliser() -> None:
     # "spiel et was jazz bitte": "etwas" -> "et was" is a substitution and an insertion.
     assert table["de-DE"]["wer_en_token"] == 0.5 and table["de-DE"]["cer_en_token"] == 0.0
     assert table["zh-CN"]["cer"] == round(1 / 6, 3)
-    assert table["ar-SA"]["wer"] == 0.0 and table["ar-SA"]["cer"] == 0.0  # ة = ه
+    assert table["ar-SA"]["wer"] == 0.0 and table["ar-SA"]["cer"] == 0.0  # taa marbuta = haa
     assert set(table) == set(COMMANDS)
 
 
