@@ -58,6 +58,7 @@ _PROTECTED_WORDS = """
 الان الذي التي الى الي على علي هذا هذه هذي ذلك تلك هنا هناك انا انت انتم نحن هو هي هم
 اغنيه اغاني موسيقي موسيقى اخبار طقس ساعه صباح مساء يوم اليوم غدا امس منبه ضوء نور
 شغل اطفئ اطفي افتح اغلق ارفع اخفض ضبط اضبط ذكرني ايقظني ابحث اتصل ارسل
+فضل برنامج برامج بارد باردا برودة حوالي تلفزيون ساخن ساخنا لالتقاط ثماني ولايه متنزه ساعطي
 """
 
 
@@ -120,11 +121,12 @@ def split_word(word: str) -> list[str]:
     back: list[str] = []
     # A word with the article takes no pronoun; a stem that is itself a word keeps its end.
     if (not front or front[-1] != _ARTICLE + "+") and normalise(stem) not in PROTECTED:
-        for suffix in _SUFFIXES:
-            if stem.endswith(suffix) and len(stem) - len(suffix) >= MIN_STEM:
-                back.append("+" + suffix)
-                stem = stem[: -len(suffix)]
-                break
+        # The longest suffix the word ends with decides: "ارني" (show me) is too short
+        # to lose "ني", and must not lose a bare "ي" instead.
+        suffix = next((x for x in _SUFFIXES if stem.endswith(x)), "")
+        if suffix and len(stem) - len(suffix) >= MIN_STEM:
+            back.append("+" + suffix)
+            stem = stem[: -len(suffix)]
     return [*front, stem, *back]
 
 

@@ -46,6 +46,8 @@ def test_normalise_examples(text: str, expected: str) -> None:
     ("فيلم", ["فيلم"]),  # protected: f is a root letter
     ("كيف", ["كيف"]),
     ("اليوم", ["اليوم"]),  # protected: "today" as one word
+    ("فضلك", ["فضل", "+ك"]),  # "من فضلك": please
+    ("ارني", ["ارني"]),  # show me: too short to lose "ني", and never a bare "ي" instead
     ("hello", ["hello"]),
 ])
 def test_split_word_examples(word: str, parts: list[str]) -> None:
