@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -162,6 +163,16 @@ class AsrService(UtteranceStage[Utterance]):
                                                           detail=str(exc))
             return
         structlog.get_logger("voicestream.asr").info("asr.ready", engine=engine.name)
+        # The model of each other language served (Whisper base) loads now too: a
+        # few milliseconds of silence load it and decode nothing.
+        for language in sorted(set(self.router.nlu_dirs) - {"en"}):
+            try:
+                await loop.run_in_executor(self.queue.executor, functools.partial(
+                    engine.transcribe, np.zeros(RATE // 100, np.float32), language=language))
+            except AsrError as exc:
+                structlog.get_logger("voicestream.asr").error(
+                    "asr.language_unavailable", language=language, code=exc.code,
+                    detail=str(exc))
 
     # -- audio ------------------------------------------------------------------------------
 

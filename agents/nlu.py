@@ -231,6 +231,13 @@ class NluService(UtteranceStage[Utterance]):
                       detail=str(exc))
             return
         log.info("nlu.ready")
+        for language, nlu_dir in sorted(self.router.nlu_dirs.items()):
+            try:  # each other language's model too (one load per directory)
+                await asyncio.get_running_loop().run_in_executor(
+                    self.queue.executor, self._model_once(nlu_dir).get)
+            except (RuntimeError, OSError, ValueError) as exc:
+                log.error("nlu.language_unavailable", language=language,
+                          code=getattr(exc, "code", "nlu-model-missing"), detail=str(exc))
 
     async def on_event(self, origin: Origin, raw: bytes | None,
                        ack: Callable[[], object] = lambda: None) -> None:

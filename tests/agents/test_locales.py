@@ -224,3 +224,19 @@ async def test_directives_carry_the_locale() -> None:
     declined = sent.on("directives")[-1]
     assert isinstance(declined, Declined) and declined.reason is DeclineReason.NO_CAPABLE_SKILL
 
+
+
+async def test_a_missing_language_model_is_a_coded_error_not_a_crash(tmp_path: Path) -> None:
+    from models.nlu.inference import NluOnnx
+
+    sent = nlu.Sent()
+    settings = Settings(nlu_models=f"de={tmp_path / 'nothing'}")
+    svc = NluService(settings, sent, NluOnnx, contexts={"d1": {"locale": "de-DE"}})
+    await svc.warm_up()  # logs the German model as unavailable; English still loads
+    assert svc.loaded
+    for kind in (EndpointKind.SPECULATIVE, EndpointKind.FINAL):
+        await svc.on_event(nlu.ORIGIN, said(kind, "Schalte das Licht ein."))
+        await nlu._settle(svc)
+    (error,) = sent.messages
+    assert isinstance(error, ErrorEvent) and error.code == "nlu-model-missing"
+    svc.close()
