@@ -23,6 +23,7 @@ from agents.ledger import Ledger
 from agents.registry import Registry
 from agents.routing import Arbiter, Gate
 from infra import metrics
+from models.textnorm import language_of
 from streams import topics
 from streams.codec import encode
 from streams.connection import Connection
@@ -104,7 +105,7 @@ class ArbiterService:
     def decide(self, msg: Interpretations) -> Directive | Declined:
         """Make the decision for ``msg`` (before gating)."""
         ctx = self._contexts.get(msg.device_id) if self._contexts is not None else None
-        choice = self.arbiter.choose(msg.interpretations, ctx)
+        choice = self.arbiter.choose(msg.interpretations, ctx, language_of(msg.locale))
         hyp = choice.hypothesis
         if choice.skill is None or hyp is None:
             return Declined(device_id=msg.device_id, utterance_id=msg.utterance_id,
@@ -119,7 +120,7 @@ class ArbiterService:
                          explanation=choice.explanation, context=hyp.context,
                          states={str(k): str(v)
                                  for k, v in ((ctx or {}).get("states") or {}).items()},
-                         t_ms=msg.t_ms)
+                         t_ms=msg.t_ms, locale=msg.locale)
 
     async def on_event(self, origin: Origin, raw: bytes | None) -> None:
         """Follow one event of the interpretations topic."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,6 +42,7 @@ from agents.base import (
 )
 from agents.endpointing import FrameAssembler
 from agents.ledger import Ledger
+from agents.locales import LocaleRouter, LocaleUnsupported
 from agents.recovery import AudioLog, Progress, ReplayError
 from agents.revisions import Decode, Emit, RevisionTracker
 from agents.stage import CLOSED_MEMORY, UtteranceStage
@@ -72,6 +74,8 @@ class Result:
     at_ms: int
     compute_ms: float = 0.0
     phrases: int = 0
+    locale: str = "en-US"
+    language: str = "en"
 
 
 @dataclasses.dataclass(slots=True)
@@ -136,6 +140,7 @@ class AsrService(UtteranceStage[Utterance]):
         self._unrecoverable = RecentIds(CLOSED_MEMORY)
         self.recovered = 0
         self._contexts = contexts
+        self.router = LocaleRouter(settings)
         self._engine = Once(engine_factory, AsrError)
         self._max_samples = (settings.endpointer.max_utterance_ms + 2000) * RATE // 1000
 
@@ -158,6 +163,16 @@ class AsrService(UtteranceStage[Utterance]):
                                                           detail=str(exc))
             return
         structlog.get_logger("voicestream.asr").info("asr.ready", engine=engine.name)
+        # The model of each other language served (Whisper base) loads now too: a
+        # few milliseconds of silence load it and decode nothing.
+        for language in sorted(set(self.router.nlu_dirs) - {"en"}):
+            try:
+                await loop.run_in_executor(self.queue.executor, functools.partial(
+                    engine.transcribe, np.zeros(RATE // 100, np.float32), language=language))
+            except AsrError as exc:
+                structlog.get_logger("voicestream.asr").error(
+                    "asr.language_unavailable", language=language, code=exc.code,
+                    detail=str(exc))
 
     # -- audio ------------------------------------------------------------------------------
 
@@ -367,7 +382,20 @@ class AsrService(UtteranceStage[Utterance]):
         return self._get(device_id, getattr(message, "utterance_id", ""))
 
     async def _work(self, utt: Utterance, action: Decode) -> None:
-        """Decode one revision's audio (to the end of speech, and a little after)."""
+        """Decode one revision's audio (to the end of speech, and a little after), in the
+        language of the device's locale."""
+        ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
+        try:
+            route = self.router.route_context(ctx)
+        except LocaleUnsupported as exc:
+            # Never an English guess at another language: the utterance ends here.
+            utt.log.warning("asr.locale_unsupported", locale=exc.locale, reason=exc.reason,
+                            supported=self.router.supported())
+            if action.revision not in utt.tracker.cancelled:
+                await self._error(utt.device_id, utt.utterance_id, exc.code, str(exc),
+                                  action.revision, action.t_ms, utt.partition)
+                self._drop(utt)
+            return
         end_ms = action.at_ms + TAIL_MS
         deadline = time.monotonic() + AUDIO_WAIT_S
         while utt.samples < end_ms * RATE // 1000 and not utt.stopped:
@@ -387,6 +415,8 @@ class AsrService(UtteranceStage[Utterance]):
         audio = utt.audio(end_ms)
         phrases = self._phrases(utt.device_id)
         grammar = self._grammar(utt.device_id)
+        # The sound-alike pass spells names by English rules: English locales only.
+        phonetic = 1.0 if route.phonetic else 0.0
 
         def transcribe() -> tuple[list[Hypothesis], float]:
             # On the model's thread: a model not yet loaded loads there, once.
@@ -394,9 +424,9 @@ class AsrService(UtteranceStage[Utterance]):
             started = time.perf_counter()
             hyps = engine.transcribe(
                 audio, phrases=phrases, bias_weight=self.settings.asr_bias_weight,
-                phrase_bonus=self.settings.asr_phrase_bonus,
-                strong_weight=self.settings.asr_strong_weight, nbest=self.settings.asr_nbest,
-                grammar=grammar)
+                phrase_bonus=self.settings.asr_phrase_bonus * phonetic,
+                strong_weight=self.settings.asr_strong_weight * phonetic,
+                nbest=self.settings.asr_nbest, grammar=grammar, language=route.language)
             return hyps, (time.perf_counter() - started) * 1000
 
         try:
@@ -431,9 +461,10 @@ class AsrService(UtteranceStage[Utterance]):
         metrics.STAGE_LATENCY.labels(STAGE).observe(compute_ms / 1000)
         utt.log.info("asr.decoded", revision=action.revision, audio_ms=audio.size * 1000 // RATE,
                      compute_ms=round(compute_ms, 1), hypotheses=len(hyps),
-                     biased_phrases=len(phrases))
+                     biased_phrases=len(phrases), locale=route.locale, language=route.language)
         utt.tasks.pop(action.revision, None)
-        result = Result(hyps, action.at_ms, compute_ms, len(phrases))
+        result = Result(hyps, action.at_ms, compute_ms, len(phrases), route.locale,
+                        route.language)
         await self._apply(utt, utt.tracker.on_result(action.revision, result, action.t_ms))
 
     def _grammar(self, device_id: str) -> list[str]:
@@ -467,6 +498,8 @@ class AsrService(UtteranceStage[Utterance]):
                     for h in hyps),
             biased_phrases=result.phrases if result else 0,
             compute_ms=round(result.compute_ms, 1) if result else 0.0,
+            locale=result.locale if result else "en-US",
+            language=result.language if result else "en",
         )
         await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message,
                             partition=utt.partition)

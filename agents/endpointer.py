@@ -313,6 +313,11 @@ class EndpointerService:
             session.log.info("turn.stale", revision=message.revision,
                              current=session.endpointer.revision)
             return
+        if message.language != "en":
+            # The end-of-turn model reads English: other languages wait the full silence.
+            session.log.info("turn.other_language", revision=message.revision,
+                             language=message.language)
+            return
         text = message.nbest[0].text if message.nbest else ""
         decision = self.turn.decide(text, device_type=self._device_type(session.device_id))
         metrics.TURN_SILENCE.observe(decision.silence_ms)

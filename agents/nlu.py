@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import faust
@@ -37,6 +37,7 @@ from agents.base import (
     isolated,
 )
 from agents.ledger import Ledger
+from agents.locales import DEFAULT_LOCALE, LocaleRouter, LocaleUnsupported, Route
 from agents.revisions import Decode, Emit, RevisionTracker
 from agents.rewriter import Rewriter
 from agents.stage import UtteranceStage
@@ -44,7 +45,7 @@ from infra import metrics
 from models.nlu.context import facts_consulted, resolve
 from models.nlu.values import normalise
 from models.rewrite import Candidate
-from models.textnorm import words_form
+from models.textnorm import english_nlu_form, normalizer_for
 from streams import topics
 from streams.asr import NBest, Transcript
 from streams.control import ErrorEvent
@@ -73,13 +74,10 @@ class Model(Protocol):
     def known_word(self, word: str) -> bool: ...
 
 
-_CLOCK_RUN = re.compile(r"\b(at|for|until|by|to)\s+(\d{1,2})([0-5]\d)\b")
-
-
 def nlu_text(text: str) -> str:
-    """What the model reads: ASR text written the way MASSIVE is (lower case, numbers as
-    words, no punctuation); Whisper's ``730`` after "at"/"for" is a clock time."""
-    return words_form(_CLOCK_RUN.sub(r"\1 \2:\3", text))
+    """What the English model reads: ASR text written the way MASSIVE is (lower case,
+    numbers as words, no punctuation); Whisper's ``730`` after "at"/"for" is a clock time."""
+    return english_nlu_form(text)
 
 
 def _asr_probs(scores: Sequence[float], sharpness: float) -> list[float]:
@@ -101,8 +99,11 @@ class Understander:
     """
 
     def __init__(self, model: Model, *, nbest: int = 3, intents_per_text: int = 3,
-                 sharpness: float = 5.0, max_words: int = 60, keep: int = 5) -> None:
+                 sharpness: float = 5.0, max_words: int = 60, keep: int = 5,
+                 normalise: Callable[[str], str] = nlu_text) -> None:
         self.model = model
+        #: What the model reads of a recognised text: the locale's normaliser.
+        self.normalise = normalise
         self.nbest = nbest
         self.intents_per_text = intents_per_text
         self.sharpness = sharpness
@@ -120,7 +121,7 @@ class Understander:
             raise NluError("nlu-too-long",
                            f"{longest} words; requests over {self.max_words} are not interpreted")
         asr_p = _asr_probs([h.score for h in hyps], self.sharpness)
-        texts = [nlu_text(h.text) or h.text.strip() for h in hyps]
+        texts = [self.normalise(h.text) or h.text.strip() for h in hyps]
         local_time = str((ctx or {}).get("local_time") or "")
         merged: dict[tuple[str, tuple[tuple[str, str], ...]], Hypothesis] = {}
         for rank, (text, p_asr, results) in enumerate(zip(
@@ -172,6 +173,7 @@ class Result:
     #: The rewrite interpreted instead of what was heard, and what was heard.
     rewrite: Candidate | None = None
     original: str = ""
+    locale: str = DEFAULT_LOCALE
 
 
 @dataclasses.dataclass(slots=True)
@@ -201,17 +203,34 @@ class NluService(UtteranceStage[Utterance]):
                          settings.nlu_queue_limit)
         self._contexts = contexts
         self.rewriter = rewriter
-        self._core = Once(lambda: Understander(model_factory(), nbest=settings.nlu_nbest,
-                                               max_words=settings.nlu_max_words))
+        self._factory = model_factory
+        self.router = LocaleRouter(settings)
+        #: Models by directory ("" is the bundled English one), each loaded on first use.
+        self._models: dict[str, Once[Model]] = {}
+
+    def _model_once(self, nlu_dir: str) -> Once[Model]:
+        once = self._models.get(nlu_dir)
+        if once is None:
+            factory: Callable[[], Model] = (
+                (lambda: self._factory(Path(nlu_dir))) if nlu_dir else self._factory)
+            once = self._models.setdefault(nlu_dir, Once(factory))
+        return once
 
     @property
     def loaded(self) -> bool:
-        """Whether the model is loaded (or failed to load, which will not change)."""
-        return self._core.loaded
+        """Whether the English model is loaded (or failed to load, which will not change);
+        other languages' models load with their first request."""
+        return self._model_once(self.router.route(DEFAULT_LOCALE).nlu_dir).loaded
 
-    def core(self) -> Understander:
-        """Return the pure core, loading the model on first use."""
-        return self._core.get()
+    def core(self, route: Route | None = None) -> Understander:
+        """Return the pure core for ``route`` (default ``en-US``): its locale's model and
+        normaliser, loading the model on first use."""
+        route = route or self.router.route(DEFAULT_LOCALE)
+        normalise = normalizer_for(route.locale,
+                                   arabic_clitics=self.settings.nlu_arabic_clitics)
+        return Understander(self._model_once(route.nlu_dir).get(),
+                            nbest=self.settings.nlu_nbest,
+                            max_words=self.settings.nlu_max_words, normalise=normalise)
 
     async def warm_up(self) -> None:
         """Load the model off the loop now rather than on the first request."""
@@ -223,6 +242,13 @@ class NluService(UtteranceStage[Utterance]):
                       detail=str(exc))
             return
         log.info("nlu.ready")
+        for language, nlu_dir in sorted(self.router.nlu_dirs.items()):
+            try:  # each other language's model too (one load per directory)
+                await asyncio.get_running_loop().run_in_executor(
+                    self.queue.executor, self._model_once(nlu_dir).get)
+            except (RuntimeError, OSError, ValueError) as exc:
+                log.error("nlu.language_unavailable", language=language,
+                          code=getattr(exc, "code", "nlu-model-missing"), detail=str(exc))
 
     async def on_event(self, origin: Origin, raw: bytes | None,
                        ack: Callable[[], object] = lambda: None) -> None:
@@ -274,11 +300,19 @@ class NluService(UtteranceStage[Utterance]):
         rewriter = self.rewriter if self.rewriter is not None and self.rewriter.active else None
 
         def interpret() -> Result:
+            try:
+                route = self.router.route_context(ctx)
+            except LocaleUnsupported as exc:
+                # The context changed since recognition: still no English guess.
+                utt.log.warning("nlu.locale_unsupported", locale=exc.locale, reason=exc.reason,
+                                supported=self.router.supported())
+                raise NluError(exc.code, str(exc)) from exc
             # On the model's thread: a model not yet loaded loads there, once.
-            core = self.core()
+            core = self.core(route)
             started = time.perf_counter()
             nbest, rewrite, original = transcript.nbest, None, ""
-            if rewriter is not None and nbest:
+            # The layers are English (mined English logs, an English embedder).
+            if rewriter is not None and nbest and route.language == "en":
                 # On this thread too: an online layer's embedding is inference.
                 user = str((ctx or {}).get("user_id") or utt.device_id)
                 original = nbest[0].text
@@ -287,7 +321,8 @@ class NluService(UtteranceStage[Utterance]):
                     nbest = (dataclasses.replace(nbest[0], text=rewrite.text, words=()),)
             hyps = core.interpret(nbest, ctx)
             return Result(hyps, facts_consulted(ctx), (time.perf_counter() - started) * 1000,
-                          rewrite=rewrite, original=original if rewrite is not None else "")
+                          rewrite=rewrite, original=original if rewrite is not None else "",
+                          locale=route.locale)
 
         try:
             result = await self.queue.run(
@@ -334,7 +369,6 @@ class NluService(UtteranceStage[Utterance]):
                 self.ledger.finish(utt.utterance_id, utt.device_id, STAGE, utt.partition)
                 self._drop(utt)
             return
-        ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
         if result.rewrite is not None:
             # Before the interpretation, on the same partition: readers see it first.
             await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, Rewrite(
@@ -345,8 +379,7 @@ class NluService(UtteranceStage[Utterance]):
                 partition=utt.partition)
         await self.pub.emit(topics.INTERPRETATIONS, utt.device_id, Interpretations(
             device_id=utt.device_id, utterance_id=utt.utterance_id, kind=action.kind,
-            revision=action.revision, t_ms=action.t_ms,
-            locale=str((ctx or {}).get("locale") or "en-US"),
+            revision=action.revision, t_ms=action.t_ms, locale=result.locale,
             interpretations=tuple(result.hypotheses), context_used=result.context_used,
             compute_ms=round(result.compute_ms, 2)), partition=utt.partition)
         if action.kind is EndpointKind.FINAL:

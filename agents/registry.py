@@ -37,13 +37,20 @@ class SkillSpec:
     priority: int = 0
     min_confidence: float = 0.3
     description: str = ""
+    #: Languages the skill serves (ISO 639-1, from the request's locale); ``*``: any.
+    languages: tuple[str, ...] = ("*",)
 
     def handles(self, intent: str) -> bool:
         """Whether one of the skill's intent patterns (``iot_*``) matches ``intent``."""
         return any(fnmatch.fnmatchcase(intent, p) for p in self.intents)
 
+    def serves(self, language: str) -> bool:
+        """Whether the skill takes requests made in ``language`` (``de``)."""
+        return "*" in self.languages or language in self.languages
 
-_FIELDS = {"name", "intents", "topic", "requires", "priority", "min_confidence", "description"}
+
+_FIELDS = {"name", "intents", "topic", "requires", "priority", "min_confidence", "description",
+           "languages"}
 
 
 class Registry:
@@ -114,8 +121,14 @@ class Registry:
             topic = entry.get("topic", f"{topics.SKILL_TOPIC_PREFIX}{name}")
             if not isinstance(topic, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", topic):
                 raise RegistryError(f"{where}: topic must be a Kafka topic name")
+            languages = entry.get("languages", ["*"])
+            if not isinstance(languages, list) or not languages or not all(
+                    isinstance(x, str) and re.fullmatch(r"\*|[a-z]{2,3}", x) for x in languages):
+                raise RegistryError(f"{where}: languages must be a non-empty list of language "
+                                    "codes (de, ar, zh; '*' for any)")
             skills.append(SkillSpec(name, tuple(intents), topic, frozenset(requires), priority,
-                                    float(conf), str(entry.get("description", ""))))
+                                    float(conf), str(entry.get("description", "")),
+                                    tuple(languages)))
         return cls(skills)
 
     def get(self, name: str) -> SkillSpec | None:

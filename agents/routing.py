@@ -67,11 +67,17 @@ class Arbiter:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    def _route(self, hyp: Hypothesis, caps: frozenset[str]
+    def _route(self, hyp: Hypothesis, caps: frozenset[str], language: str = "en"
                ) -> tuple[SkillSpec | None, DeclineReason | None, str]:
         handlers = self.registry.handling(hyp.intent)
         if not handlers:
             return None, DeclineReason.OUT_OF_DOMAIN, f"no skill handles {hyp.intent}"
+        speaking = [s for s in handlers if s.serves(language)]
+        if not speaking:
+            serve = ", ".join(f"{s.name} serves {'+'.join(s.languages)}" for s in handlers)
+            return None, DeclineReason.NO_CAPABLE_SKILL, \
+                f"{hyp.intent} in {language!r}: {serve}"
+        handlers = speaking
         capable = [s for s in handlers if s.requires <= caps]
         if not capable:
             needs = ", ".join(f"{s.name} needs {'+'.join(sorted(s.requires - caps))}"
@@ -89,17 +95,19 @@ class Arbiter:
             why += f" over {', '.join(others)}"
         return skill, None, why
 
-    def choose(self, hyps: Sequence[Hypothesis], ctx: Mapping[str, Any] | None) -> Choice:
-        """Pick the skill for the ranked ``hyps`` in context ``ctx``."""
+    def choose(self, hyps: Sequence[Hypothesis], ctx: Mapping[str, Any] | None,
+               language: str = "en") -> Choice:
+        """Pick the skill for the ranked ``hyps`` in context ``ctx``, among the skills that
+        serve ``language`` (the request's, from its locale)."""
         if not hyps:
             return Choice(None, None, DeclineReason.NOT_UNDERSTOOD, "no interpretation")
         caps = capabilities(ctx)
         best = hyps[0]
-        skill, reason, why = self._route(best, caps)
+        skill, reason, why = self._route(best, caps, language)
         if len(hyps) > 1 and best.score - hyps[1].score < NEAR_TIE and \
                 hyps[1].intent != best.intent:
             second = hyps[1]
-            skill2, _, why2 = self._route(second, caps)
+            skill2, _, why2 = self._route(second, caps, language)
             if skill2 is not None and (skill is None or skill2.name != skill.name):
                 order = sorted([(skill, best), (skill2, second)], key=_tie_order)
                 if skill is None or order[0][0] is skill2:

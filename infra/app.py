@@ -176,7 +176,8 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
             return create("pocketsphinx", grammar=settings.asr_grammar or None)
         return create(settings.asr_engine, model=settings.asr_whisper_model,
                       word_times=settings.asr_word_times,
-                      narrowband_model=settings.asr_narrowband_model)
+                      narrowband_model=settings.asr_narrowband_model,
+                      multilingual_model=settings.asr_multilingual_model)
 
     asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
                              ledger=ledger, audio_log=audio_log, gate=gate)

@@ -23,8 +23,10 @@ def describe(e: dict[str, Any]) -> str:
     if kind == "transcript":
         nbest = e.get("nbest") or []
         best = nbest[0]["text"] if nbest else ""
+        # The language the recogniser was told, where it is not English.
+        language = f", {e['language']}" if e.get("language", "en") != "en" else ""
         return (f"{e['kind']} transcript, revision {e['revision']}: \"{best}\" "
-                f"({len(nbest)}-best, {e.get('compute_ms', 0):.0f} ms)")
+                f"({len(nbest)}-best{language}, {e.get('compute_ms', 0):.0f} ms)")
     if kind == "interpretation":
         hyps = e.get("interpretations") or []
         if not hyps:

@@ -61,8 +61,11 @@ class Engine(Protocol):
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
                    bias_weight: float = 0.0, phrase_bonus: float = 0.0,
                    strong_weight: float = 0.0, nbest: int = 5,
-                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
+                   grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first; empty when nothing was said.
+
+        ``language`` (ISO 639-1, from the device's locale) is what is spoken; an
+        engine that cannot recognise it raises ``AsrError`` ``locale-unsupported``.
 
         ``phrases`` are boosted by ``bias_weight`` (nats per token) during the search;
         with ``phrase_bonus`` > 0 an engine may also put a phrase where the words it
@@ -102,14 +105,21 @@ class WhisperEngine:
     nothing above 3.9 kHz (8 kHz devices, telephone audio): tiny.en loses
     fricatives there ("Turn off my life in my heart" for "turn off the lights
     in the hall"), the larger model keeps them. It is loaded on first use.
+
+    ``multilingual_model`` (``base``) decodes every ``language`` but English,
+    with that language's token in the prompt; it is loaded on first use too
+    (``model`` itself serves every language when it is multilingual).
     """
 
     name = "whisper"
 
     def __init__(self, *, model: str = "tiny.en", quantized: bool = True, trim: bool = True,
                  beam_size: int = 5, threads: int = 1, min_window_s: float = 10.0,
-                 word_times: bool = True, narrowband_model: str = "") -> None:
+                 word_times: bool = True, narrowband_model: str = "",
+                 multilingual_model: str = "base") -> None:
         self.model = self._load(model, quantized, threads, min_window_s)
+        self._multilingual_args = (multilingual_model, quantized, threads, min_window_s)
+        self._multilingual: WhisperOnnx | None = None
         self._narrowband_args = (narrowband_model, quantized, threads, min_window_s)
         self._narrowband: WhisperOnnx | None = None
         self.trim = trim
@@ -126,8 +136,11 @@ class WhisperEngine:
         except AsrModelMissing as exc:
             raise AsrError(AsrModelMissing.code, str(exc)) from exc
 
-    def model_for(self, audio: Float32Array) -> WhisperOnnx:
-        """Return the model that decodes ``audio``: the narrowband one for 8 kHz sources."""
+    def model_for(self, audio: Float32Array, language: str = "en") -> WhisperOnnx:
+        """Return the model that decodes ``audio`` in ``language``: the multilingual one
+        for languages but English, the narrowband one for 8 kHz sources."""
+        if language != "en":
+            return self.multilingual()
         name, quantized, threads, min_window_s = self._narrowband_args
         if not name or not is_narrowband(audio):
             return self.model
@@ -143,6 +156,15 @@ class WhisperEngine:
                 return self.model
         return self._narrowband
 
+    def multilingual(self) -> WhisperOnnx:
+        """The model for languages but English (loaded on first use; ``AsrError``
+        ``asr-model-missing`` when it is not built)."""
+        if self.model.tokenizer.multilingual:
+            return self.model
+        if self._multilingual is None:
+            self._multilingual = self._load(*self._multilingual_args)
+        return self._multilingual
+
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
     def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool,
               model: WhisperOnnx | None = None) -> BiasTrie:
@@ -157,9 +179,11 @@ class WhisperEngine:
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
                    bias_weight: float = 0.0, phrase_bonus: float = 0.0,
                    strong_weight: float = 0.0, nbest: int = 5,
-                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
+                   grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
         """Transcribe with beam search; n-best scores are per-token search scores."""
-        model = self.model_for(audio)
+        model = self.model_for(audio, language)
+        if language not in model.tokenizer.languages:
+            raise AsrError("locale-unsupported", f"Whisper has no language {language!r}")
         key = tuple(sorted(set(phrases)))
         trie = self._trie(key, bias_weight, False, model) \
             if phrases and bias_weight > 0 else None
@@ -170,7 +194,7 @@ class WhisperEngine:
         hyps = model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
                                      grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
                                      strong=strong, trim=self.trim,
-                                     word_times=self.word_times)
+                                     word_times=self.word_times, language=language)
         return [Hypothesis(h.text, round(h.score, 4), h.words) for h in hyps if h.text]
 
 
@@ -206,11 +230,14 @@ class PocketsphinxEngine:
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
                    bias_weight: float = 0.0, phrase_bonus: float = 0.0,
                    strong_weight: float = 0.0, nbest: int = 5,
-                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
+                   grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
         """Decode in one pass; the n-best comes from the lattice.
 
-        A per-request ``grammar`` is not supported here (set one at construction).
+        A per-request ``grammar`` is not supported here (set one at construction);
+        its model is English, so any other ``language`` is ``locale-unsupported``.
         """
+        if language != "en":
+            raise AsrError("locale-unsupported", "PocketSphinx recognises English only")
         pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
         d = self._decoder
         d.start_utt()

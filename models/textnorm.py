@@ -22,7 +22,10 @@ ordinals (``1st`` = ``first``, done by :func:`words_form`).
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any
 
 _ONES = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -179,3 +182,67 @@ def wer(pairs: list[tuple[str, str]]) -> float:
         errors += edit_distance(r, h)
         words += len(r)
     return errors / max(words, 1)
+
+
+# -- what the understanding model reads, per language ---------------------------------------
+
+_CLOCK_RUN = re.compile(r"\b(at|for|until|by|to)\s+(\d{1,2})([0-5]\d)\b")
+#: Punctuation of any script (Unicode category P*), written as a class of what to keep:
+#: word characters, white space, and the ``+`` that marks an Arabic clitic.
+_NOT_WORD = re.compile(r"[^\w\s+]")
+_SPACES = re.compile(r"\s+")
+
+
+def english_nlu_form(text: str) -> str:
+    """ASR text the way MASSIVE writes English (lower case, numbers as words, no
+    punctuation); Whisper's ``730`` after "at"/"for" is a clock time."""
+    return words_form(_CLOCK_RUN.sub(r"\1 \2:\3", text))
+
+
+def plain_form(text: str) -> str:
+    """Lower case, punctuation of any script dropped, one space between words (digits
+    stay digits: spelling numbers out is language-specific)."""
+    return _SPACES.sub(" ", _NOT_WORD.sub(" ", text.casefold())).strip()
+
+
+@functools.cache
+def _t2s() -> Any:
+    """OpenCC's traditional-to-simplified converter (loaded by the first zh request)."""
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def chinese_form(text: str) -> str:
+    """Chinese in simplified characters (Whisper writes traditional ones for some
+    speakers), punctuation dropped."""
+    return plain_form(str(_t2s().convert(text)))
+
+
+def arabic_form(text: str, *, clitics: bool = False) -> str:
+    """Arabic normalised (:func:`models.arabic.normalise`), punctuation dropped; with
+    ``clitics``, clitics split off as ``+``-marked words (:func:`models.arabic.segment`)."""
+    from models import arabic
+
+    return plain_form(arabic.segment(text) if clitics else arabic.normalise(text))
+
+
+def language_of(locale: str) -> str:
+    """The language subtag of a BCP 47 locale, lower case: ``de-DE`` -> ``de``."""
+    return locale.replace("_", "-").split("-", 1)[0].casefold()
+
+
+def normalizer_for(locale: str, *, arabic_clitics: bool = False) -> Callable[[str], str]:
+    """Return the function that turns a recognised text in ``locale`` into what the
+    understanding model reads: English as MASSIVE writes it, Arabic normalised (with
+    ``arabic_clitics``, clitics split), Chinese in simplified characters, other
+    languages lower case without punctuation. The NLU eval calls it to score a set
+    with and without a language's normaliser."""
+    language = language_of(locale)
+    if language == "en":
+        return english_nlu_form
+    if language == "ar":
+        return functools.partial(arabic_form, clitics=arabic_clitics)
+    if language == "zh":
+        return chinese_form
+    return plain_form

@@ -54,6 +54,10 @@ class Transcript(Message):
     biased_phrases: int = 0
     #: Wall time spent decoding, ms.
     compute_ms: float = 0.0
+    #: The device's locale and the language the recogniser was told (Whisper's
+    #: language token: ``de`` for ``de-DE``).
+    locale: str = "en-US"
+    language: str = "en"
 
     def __post_init__(self) -> None:
         require(self.revision >= 0, "revision must be >= 0")

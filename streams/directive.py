@@ -59,6 +59,8 @@ class Directive(Message):
     t_ms: int = 0
     #: How long the decision waited for the final end-point, ms (0 if decided on the final).
     held_ms: float = 0.0
+    #: The device's locale: the language the request was made in (and to answer in).
+    locale: str = "en-US"
 
     def __post_init__(self) -> None:
         require(self.directive_id == directive_id(self.utterance_id, self.revision),

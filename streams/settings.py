@@ -274,6 +274,20 @@ class Settings:
     #: How many ASR hypotheses NLU interprets, and the longest request it reads (words).
     nlu_nbest: int = 3
     nlu_max_words: int = 60
+    #: Locales a device may have (``ll-CC``, or ``ll-*`` for every region of a
+    #: language), comma-separated. Another locale, or one whose language has no NLU
+    #: model (``nlu_models``; English has the bundled one), ends each utterance
+    #: with ``locale-unsupported``.
+    locales: str = "en-*,de-DE,ar-SA,zh-CN"
+    #: NLU model directory per language: ``de=DIR,ar=DIR,zh=DIR`` (``en=DIR``
+    #: replaces the bundled English model). A language without one is unsupported.
+    nlu_models: str = ""
+    #: Whisper weights for locales other than English: the model must be
+    #: multilingual (``base``); its language token comes from the locale.
+    asr_multilingual_model: str = "base"
+    #: For ``ar-*`` locales, split clitics (w+, al+, +ha, ...) off words before the
+    #: NLU as well as normalising the spelling (``models/arabic.py``).
+    nlu_arabic_clitics: bool = False
     #: Skill registry (TOML); empty for the bundled example skills.
     skills_registry: str = ""
     #: A skill with no heartbeat for this long is down: its directives are declined.
@@ -355,6 +369,13 @@ class Settings:
             raise ConfigError("interaction_repeat_similarity must be in 0..100")
         if self.interaction_session_gap_s <= 0 or self.interaction_limit < 1:
             raise ConfigError("interaction_session_gap_s and interaction_limit must be positive")
+        if self.asr_multilingual_model != "base":
+            raise ConfigError("asr_multilingual_model must be base (the multilingual one)")
+        try:
+            self.locale_patterns()
+            self.nlu_model_dirs()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if not 0.5 <= self.skill_timeout_s <= 3600:
             raise ConfigError("skill_timeout_s must be in 0.5..3600")
         if not 1 <= self.nlu_nbest <= 10 or not 1 <= self.nlu_max_words <= 500:
@@ -367,6 +388,27 @@ class Settings:
             raise ConfigError("asr_strong_weight must be in 0..20")
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
             raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
+
+    def locale_patterns(self) -> tuple[str, ...]:
+        """``locales`` parsed (``de-DE``, ``en-*``); raise ``ValueError`` naming a bad item."""
+        out = []
+        for item in filter(None, (p.strip() for p in self.locales.split(","))):
+            if not _LOCALE_PATTERN.fullmatch(item):
+                raise ValueError(f"locales: {item!r} is not a locale (ll-CC) or ll-*")
+            language, _, region = item.partition("-")
+            out.append(f"{language.lower()}-{region if region == '*' else region.upper()}")
+        return tuple(out)
+
+    def nlu_model_dirs(self) -> dict[str, str]:
+        """``nlu_models`` parsed: language -> directory; raise ``ValueError`` on a bad item."""
+        out: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.nlu_models.split(","))):
+            language, sep, path = item.partition("=")
+            language = language.strip().lower()
+            if not sep or not re.fullmatch(r"[a-z]{2,3}", language) or not path.strip():
+                raise ValueError(f"nlu_models: {item!r} is not language=DIR (e.g. de=models/x)")
+            out[language] = path.strip()
+        return out
 
     def security(self) -> Security:
         """The TLS/SASL settings every client of this configuration uses."""
@@ -462,6 +504,9 @@ class Settings:
         """
         return cls.from_layers(env_layer(environ),
                                {k: v for k, v in overrides.items() if v is not None})
+
+
+_LOCALE_PATTERN = re.compile(r"[A-Za-z]{2,3}-([A-Za-z]{2}|[0-9]{3}|\*)")
 
 
 def env_layer(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -130,7 +130,8 @@ class WhisperOnnx:
                    bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
                    sounds: SoundIndex | None = None, phrase_bonus: float = 0.0,
                    strong: BiasTrie | None = None, trim: bool = True,
-                   max_tokens: int = 96, word_times: bool = True) -> list[Hypothesis]:
+                   max_tokens: int = 96, word_times: bool = True,
+                   language: str = "en") -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``.
 
         With ``sounds``, the phrases that sound like part of a hypothesis are
@@ -139,7 +140,10 @@ class WhisperOnnx:
         result holding none of the phrases is searched again under it, and the
         new best hypothesis goes first when it holds one of them in full.
         With ``word_times``, the best hypothesis carries its words' times.
+        ``language`` (a multilingual model only; ``ValueError`` for one it has no
+        token for) is the language token of the prompt: ``de`` transcribes German.
         """
+        prompt = self.tokenizer.prompt_for(language)
         if audio.size < SAMPLE_RATE_HZ // 10:
             return []
         cross_k, cross_v = self.encode(self.features(audio, trim=trim))
@@ -148,20 +152,22 @@ class WhisperOnnx:
         rescoring = sounds is not None and len(sounds) > 0 and grammar is None
         hyps = self.search(cross_k, cross_v, beam_size=beam_size,
                            nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,
-                           grammar=grammar, max_tokens=limit)
+                           grammar=grammar, max_tokens=limit, prompt=prompt)
         if rescoring and hyps and sounds is not None:
-            hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus)
+            hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus, prompt=prompt)
             if strong is not None:
                 hyps = self.second_pass(cross_k, cross_v, hyps, sounds, strong,
-                                        beam_size=beam_size, max_tokens=limit)
+                                        beam_size=beam_size, max_tokens=limit, prompt=prompt)
         if hyps and word_times:
-            words = self.word_times(cross_k, cross_v, hyps[0].tokens, audio.size // HOP)
+            words = self.word_times(cross_k, cross_v, hyps[0].tokens, audio.size // HOP,
+                                    prompt=prompt)
             hyps[0] = dataclasses.replace(hyps[0], words=tuple(words))
         return hyps[:nbest]
 
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
-                    beam_size: int, max_tokens: int) -> list[Hypothesis]:
+                    beam_size: int, max_tokens: int,
+                    prompt: tuple[int, ...] | None = None) -> list[Hypothesis]:
         """Search again with the ``strong`` bias when ``hyps[0]`` holds no context phrase
         and the model is unsure of it (mean log-probability per token below
         :data:`STRONG_BELOW`; ``hyps`` is not empty); the result goes first only when
@@ -178,14 +184,15 @@ class WhisperOnnx:
         if top.logprob / max(len(top.tokens), 1) > STRONG_BELOW:
             return hyps  # words the model is sure of are not a name it misheard
         again = self.search(cross_k, cross_v, beam_size=beam_size, nbest=1, bias=strong,
-                            max_tokens=max_tokens)
+                            max_tokens=max_tokens, prompt=prompt)
         if not again or not sounds.contained(again[0].text):
             return hyps
         return [again[0], *(h for h in hyps if h.text != again[0].text)][: len(hyps)]
 
     def rescore(self, cross_k: Float32Array, cross_v: Float32Array, hyps: list[Hypothesis],
                 sounds: SoundIndex, bonus: float, *, consider: int = RESCORE_FROM,
-                candidates: int = 8) -> list[Hypothesis]:
+                candidates: int = 8,
+                prompt: tuple[int, ...] | None = None) -> list[Hypothesis]:
         """Put a context phrase where a hypothesis has words that sound like it, if audio agrees.
 
         For each of the top ``consider`` hypotheses, up to ``candidates`` phrases whose
@@ -211,7 +218,7 @@ class WhisperOnnx:
             return hyps
         variants = [text for _, text in sorted(found.values())][:candidates]
         seqs = [self.tokenizer.encode(" " + t) for t in variants]
-        best = self.best_above(cross_k, cross_v, seqs, hyps[0].logprob - bonus)
+        best = self.best_above(cross_k, cross_v, seqs, hyps[0].logprob - bonus, prompt=prompt)
         if best is None:
             return hyps
         # The winner's search score is the top's, plus what it gained per token.
@@ -222,7 +229,8 @@ class WhisperOnnx:
         return [won, *(h for h in hyps if h.text != won.text)][: len(hyps)]
 
     def best_above(self, cross_k: Float32Array, cross_v: Float32Array,
-                   seqs: list[list[int]], floor: float) -> tuple[int, float] | None:
+                   seqs: list[list[int]], floor: float,
+                   prompt: tuple[int, ...] | None = None) -> tuple[int, float] | None:
         """Return the index and log-probability of the likeliest of ``seqs`` given the audio,
         if it beats ``floor``; None when none does.
 
@@ -235,7 +243,7 @@ class WhisperOnnx:
             return None
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
         logits, sk, sv = self.decoder.run(None, {
-            "tokens": np.array([self.tokenizer.prompt], np.int64), "self_k": empty,
+            "tokens": np.array([prompt or self.tokenizer.prompt], np.int64), "self_k": empty,
             "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
         rows = [[*s, self.tokenizer.eot] for s in seqs]
         total = np.zeros(len(rows))
@@ -273,7 +281,8 @@ class WhisperOnnx:
 
     def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
                nbest: int, bias: BiasTrie | None, max_tokens: int,
-               grammar: BiasTrie | None = None) -> list[Hypothesis]:
+               grammar: BiasTrie | None = None,
+               prompt: tuple[int, ...] | None = None) -> list[Hypothesis]:
         """Beam search over the decoder.
 
         ``bias`` adds its bonus to the search score only; ``grammar`` restricts the
@@ -281,7 +290,7 @@ class WhisperOnnx:
         """
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
         logits, sk, sv = self.decoder.run(None, {
-            "tokens": np.array([self.tokenizer.prompt], np.int64), "self_k": empty,
+            "tokens": np.array([prompt or self.tokenizer.prompt], np.int64), "self_k": empty,
             "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
         eot = self.tokenizer.eot
         trie = bias or BiasTrie.empty()
@@ -345,7 +354,8 @@ class WhisperOnnx:
         return list(out.values())[:nbest]
 
     def word_times(self, cross_k: Float32Array, cross_v: Float32Array,
-                   tokens: tuple[int, ...], audio_frames: int) -> list[WordTime]:
+                   tokens: tuple[int, ...], audio_frames: int,
+                   prompt: tuple[int, ...] | None = None) -> list[WordTime]:
         """Return when each word of ``tokens`` was said, from the cross-attention of
         Whisper's alignment heads (the config's ``alignment_heads``); empty when the
         model has no aligner.
@@ -359,7 +369,7 @@ class WhisperOnnx:
         """
         if self.aligner is None or not tokens:
             return []
-        prompt = self.tokenizer.prompt
+        prompt = prompt or self.tokenizer.prompt
         seq = np.array([[*prompt, *tokens, self.tokenizer.eot]], np.int64)
         (weights,) = self.aligner.run(None, {"tokens": seq, "cross_k": cross_k,
                                              "cross_v": cross_v})

@@ -55,9 +55,29 @@ class Tokenizer:
                      if self.multilingual else ())
         #: What the decoder is fed before the text: English transcription, no timestamps.
         self.prompt: tuple[int, ...] = (self.sot, *lang_task, self.no_timestamps)
+        #: The languages a multilingual vocabulary has a token for (``de`` for ``<|de|>``).
+        self.languages = frozenset(
+            t[2:-2] for t, i in self.vocab.items()
+            if i > self.eot and re.fullmatch(r"<\|[a-z]{2,3}\|>", t) and
+            t not in ("<|nocaptions|>", "<|nospeech|>")) if self.multilingual else \
+            frozenset({"en"})
         self.ranks = {tuple(m.split(" ", 1)): r for r, m in enumerate(model["merges"])}
         self.b2u = _byte_to_unicode()
         self.u2b = {c: b for b, c in self.b2u.items()}
+
+    def prompt_for(self, language: str = "en") -> tuple[int, ...]:
+        """The decoder prompt that makes the model transcribe ``language`` (``de``:
+        ``<|startoftranscript|><|de|><|transcribe|><|notimestamps|>``).
+
+        An English-only vocabulary has no language token: it takes ``en`` only.
+        Raise ``ValueError`` for a language the vocabulary has no token for.
+        """
+        if language not in self.languages:
+            raise ValueError(f"the model does not know the language {language!r}")
+        if not self.multilingual:
+            return self.prompt
+        return (self.sot, self.vocab[f"<|{language}|>"], self.vocab["<|transcribe|>"],
+                self.no_timestamps)
 
     def decode_bytes(self, ids: list[int]) -> bytes:
         """Return the bytes of the text tokens in ``ids`` (special tokens are skipped)."""

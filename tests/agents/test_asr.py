@@ -89,7 +89,7 @@ class ScriptedEngine:
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
                    bias_weight: float = 0.0, phrase_bonus: float = 0.0,
                    strong_weight: float = 0.0, nbest: int = 5,
-                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
+                   grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
         self.calls.append((audio.size, tuple(phrases)))
         ms = audio.size // 16
         return [Hypothesis(f"heard {audio.size} samples", -0.1,
@@ -281,7 +281,7 @@ async def test_device_grammar_reaches_the_engine() -> None:
         def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
                        bias_weight: float = 0.0, phrase_bonus: float = 0.0,
                        strong_weight: float = 0.0, nbest: int = 5,
-                       grammar: Sequence[str] = ()) -> list[Hypothesis]:
+                       grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
             seen.append(tuple(grammar))
             return [Hypothesis("seven", -0.1)]
 

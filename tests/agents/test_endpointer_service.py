@@ -389,13 +389,14 @@ TRANSCRIPTS = "voicestream.transcripts"
 
 
 def transcript_record(spec: Endpoint, text: str, *, revision: int | None = None,
-                      partition: int = 0) -> list[tuple[Origin, bytes | None]]:
+                      partition: int = 0, language: str = "en"
+                      ) -> list[tuple[Origin, bytes | None]]:
     """The ASR's speculative transcript of ``spec`` as a transcripts-topic record."""
     t = Transcript(device_id=spec.device_id, utterance_id=spec.utterance_id,
                    kind=EndpointKind.SPECULATIVE,
                    revision=spec.revision if revision is None else revision,
                    at_ms=spec.at_ms, t_ms=spec.t_ms, engine="test",
-                   nbest=(NBest(text=text, score=0.0),))
+                   nbest=(NBest(text=text, score=0.0),), language=language)
     return [(Origin(TRANSCRIPTS, partition, next(_offsets), spec.device_id.encode()),
              encode(t, topics.TRANSCRIPTS.codec))]
 
@@ -442,6 +443,21 @@ async def test_incomplete_transcript_waits_the_full_silence(
     svc = semantic(rec, vad)
     spec, rest = await until_speculative(svc, rec, pcm, rate)
     await svc.on_transcript(*transcript_record(spec, "set a timer for")[0])
+    assert rec.kinds() == [("endpoint", "speculative")]
+    await svc.handle_batch(batch(*rest))
+    final = rec.sent[-1][1]
+    assert isinstance(final, Endpoint) and final.kind is EndpointKind.FINAL
+    assert final.t_ms - final.at_ms >= svc.settings.endpointer.final_silence_ms
+
+
+async def test_another_language_s_transcript_waits_the_full_silence(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    # The end-of-turn model reads English; a complete German request is not judged by it.
+    pcm, rate = read_wav(speech["whole"])
+    svc = semantic(rec, vad)
+    spec, rest = await until_speculative(svc, rec, pcm, rate)
+    await svc.on_transcript(*transcript_record(spec, "wie wird das wetter heute",
+                                               language="de")[0])
     assert rec.kinds() == [("endpoint", "speculative")]
     await svc.handle_batch(batch(*rest))
     final = rec.sent[-1][1]

@@ -129,7 +129,7 @@ class LeakyEngine:
     def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
                    bias_weight: float = 0.0, phrase_bonus: float = 0.0,
                    strong_weight: float = 0.0, nbest: int = 5,
-                   grammar: Sequence[str] = ()) -> list[Hypothesis]:
+                   grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
         if self.fail:
             raise RuntimeError(f"cannot bias towards {list(phrases)}")
         return [Hypothesis(SPOKEN, -0.1), Hypothesis(SPOKEN.upper(), -0.9)]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from models.textnorm import edit_distance, normalize, number_words, ordinal_words, wer
+from models.textnorm import (
+    edit_distance,
+    normalize,
+    normalizer_for,
+    number_words,
+    ordinal_words,
+    wer,
+)
 
 
 @pytest.mark.parametrize(("raw", "norm"), [
@@ -82,3 +89,15 @@ def test_normalize_leaves_ordinary_words(raw: str, norm: str) -> None:
 def test_wer_counts_no_error_for_scoring_forms() -> None:
     assert wer([("Play the news on CNN at 5 pm", "play the news on c. n. n. at five p. m.")]) \
         == 0.0
+
+
+@pytest.mark.parametrize(("locale", "text", "expected"), [
+    ("en-US", "Set a timer for 10 minutes!", "set a timer for ten minutes"),
+    ("de-DE", "Schalte das Licht in der Küche ein!", "schalte das licht in der küche ein"),
+    ("de-DE", "Weck mich um 7 Uhr.", "weck mich um 7 uhr"),  # no English number words
+    ("zh-CN", "打開廚房的燈。", "打开厨房的灯"),  # traditional -> simplified
+    ("ar-SA", "شغّل الضوءَ في المطبخِ، الساعة ٧؟", "شغل الضوء في المطبخ الساعه 7"),  # noqa: RUF001
+    ("fr-FR", "Allume la lumière !", "allume la lumière"),
+])
+def test_each_locale_has_its_normaliser(locale: str, text: str, expected: str) -> None:
+    assert normalizer_for(locale)(text) == expected

@@ -1,0 +1,171 @@
+"""Other languages through the CLI: a device's locale routes recognition and understanding.
+
+Until the multilingual NLU model lands, the worker below names the bundled
+English model directory for de, ar and zh (``nlu_models``), so that these
+locales are *routed* (Whisper base with the locale's language token, the
+locale's normaliser, directives carrying the locale) while the interpretation
+itself is still the English model's guess. Marked ``MODEL LANDS`` below: what
+becomes assertable when the multilingual model directory replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from infra.eval_endpoint import speak
+from infra.eval_languages import COMMANDS
+from infra.process import Process
+from models.nlu.inference import DEFAULT_DIR
+from models.textnorm import normalizer_for
+from tests.conftest import (
+    VOICESTREAM,
+    _pad,
+    _trim,
+    env_with,
+    event_schema,
+    isolated,
+    write_wav,
+)
+
+pytestmark = pytest.mark.broker
+
+#: The English model standing in for the multilingual one.
+STAND_IN = f"de={DEFAULT_DIR},ar={DEFAULT_DIR},zh={DEFAULT_DIR}"
+
+
+Stack = tuple[str, dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def multi_stack(broker_kind: str, request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """``voicestream up --skills`` with NLU models named for de, ar and zh, on topics of
+    its own; yields the broker URL and the environment its clients need."""
+    data = tmp_path_factory.mktemp(f"locales-{broker_kind}")
+    url = request.getfixturevalue("kafka_cluster").url if broker_kind == "kafka" else ""
+    env = isolated(data, url)
+    proc = Process(["up", "--skills"], env_with(**env, VOICESTREAM_NLU_MODELS=STAND_IN))
+    try:
+        yield proc.wait_ready(), env
+    finally:
+        code = proc.stop()
+        proc.kill()
+        assert code == 0, "\n".join(proc.stderr[-20:])
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The first command of each language, by espeak-ng (as ``infra.eval_languages``)."""
+    d = tmp_path_factory.mktemp("spoken")
+    out = {}
+    for locale, (voice, commands) in COMMANDS.items():
+        x: np.ndarray = _pad(_trim(speak(commands[0], voice, 150)))
+        out[locale] = write_wav(d / f"{locale}.wav", x)
+    return out
+
+
+def set_locale(stack: Stack, device: str, locale: str) -> None:
+    broker, env = stack
+    run = subprocess.run([*VOICESTREAM, "context", "--device", device, "--broker", broker,
+                          "--set", f"locale={locale}"], capture_output=True, text=True,
+                         timeout=60, env=env_with(**env))
+    assert run.returncode == 0, run.stderr
+
+
+def send(stack: Stack, wav: Path, device: str) -> tuple[int, list[dict[str, object]]]:
+    """``voicestream send --json --fast`` on the stack's topics; exit status and events."""
+    broker, env = stack
+    run = subprocess.run([*VOICESTREAM, "send", str(wav), "--device", device, "--broker",
+                          broker, "--json", "--fast"], capture_output=True, text=True,
+                         timeout=90, env=env_with(**env))
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    for event in events:  # the contract's schemas hold for the new fields too
+        jsonschema.validate(event, event_schema(event["type"]))
+    return run.returncode, events
+
+
+def of_type(events: list[dict[str, object]], kind: str) -> list[dict[str, object]]:
+    return [e for e in events if e["type"] == kind]
+
+
+def best_text(event: dict[str, object]) -> str:
+    nbest = event["nbest"]
+    assert isinstance(nbest, list) and nbest
+    return str(nbest[0]["text"])
+
+
+def lower_case(text: str) -> bool:
+    return text == text.lower() and "." not in text
+
+
+def simplified(text: str) -> bool:
+    return "厨房" in text and "廚" not in text  # Whisper writes 廚房; the NLU reads 厨房
+
+
+def arabic(text: str) -> bool:
+    return any("\u0621" <= c <= "\u064a" for c in text) and "\u0629" not in text
+
+
+@pytest.mark.parametrize(("locale", "language", "heard", "nlu_check"), [
+    # Transcripts measured with these voices (see README, Other languages).
+    ("de-DE", "de", "Licht", lower_case),
+    ("zh-CN", "zh", "廚房", simplified),
+    ("ar-SA", "ar", "ال", arabic),
+])
+def test_the_locale_routes_recognition_and_understanding(
+        multi_stack: Stack, spoken: dict[str, Path], locale: str, language: str, heard: str,
+        nlu_check: Callable[[str], bool]) -> None:
+    device = f"loc-{language}"
+    set_locale(multi_stack, device, locale)
+    code, events = send(multi_stack, spoken[locale], device)
+    assert code == 0
+    final = [t for t in of_type(events, "transcript") if t["kind"] == "final"][-1]
+    # Whisper base with the locale's language token wrote it in that language.
+    assert (final["locale"], final["language"], final["engine"]) == (locale, language,
+                                                                    "whisper")
+    assert heard in best_text(final)
+    interpretation = [i for i in of_type(events, "interpretation") if i["kind"] == "final"][-1]
+    assert interpretation["locale"] == locale
+    readings = interpretation["interpretations"]
+    assert isinstance(readings, list) and readings
+    # The locale's normaliser ran before the model: lower case, no punctuation,
+    # Chinese in simplified characters, Arabic spellings unified.
+    nbest = final["nbest"]
+    assert isinstance(nbest, list)
+    for reading in readings:
+        said = str(nbest[int(reading["asr_rank"])]["text"])
+        assert reading["text"] == normalizer_for(locale)(said)
+        assert nlu_check(reading["text"])
+    # One outcome; with the English stand-in, whatever it guessed.
+    (outcome,) = [e for e in events if e["type"] in ("directive", "declined", "error")]
+    assert outcome["type"] != "error"
+    if outcome["type"] == "directive":
+        assert outcome["locale"] == locale
+    # MODEL LANDS: with the multilingual model for de/ar/zh (and transcripts good
+    # enough: the Arabic one above is not), assert the right directive:
+    #   outcome["type"] == "directive" and outcome["intent"] == "iot_hue_lighton"
+    #   and outcome["skill"] == "smart-home"
+
+
+@pytest.mark.parametrize("locale", ["xx-XX", "fr-FR"])
+def test_an_unsupported_locale_gets_the_coded_outcome_and_no_skill_acts(
+        multi_stack: Stack, spoken: dict[str, Path], locale: str) -> None:
+    device = f"loc-{locale.lower()}"
+    set_locale(multi_stack, device, locale)
+    code, events = send(multi_stack, spoken["de-DE"], device)
+    assert code == 1  # an error outcome
+    (outcome,) = [e for e in events if e["type"] in ("directive", "declined", "error")]
+    assert (outcome["type"], outcome["code"], outcome["stage"]) == \
+        ("error", "locale-unsupported", "asr")
+    assert locale in str(outcome["message"])
+    # Nothing was recognised as English, interpreted, or sent to a skill.
+    assert of_type(events, "transcript") == [] and of_type(events, "interpretation") == []
+    assert of_type(events, "skill-response") == []
+
