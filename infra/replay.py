@@ -49,9 +49,12 @@ VOLATILE = frozenset({"offset", "partition", "topic", "started_at_ms", "updated_
                       "directive_id", "excerpt_hex", "size_bytes", "digest", "key",
                       "compute_ms", "held_ms"})
 #: Outputs a replay compares: the pipeline's. What skills publish (answers, context
-#: updates) is recorded but not compared; during a replay the skills run live.
+#: updates) is recorded but not compared; during a replay the skills run live. Nor
+#: are interaction records: they are the rewriter's learning log, whose sessions,
+#: times and feedback windows follow the replay's wall clock, and what they say of
+#: an utterance (words, interpretation) is compared on its own topics already.
 COMPARED = tuple(s for s in topics.ALL if s.role is topics.Role.OUTPUT
-                 and s not in (topics.RESPONSES, topics.CONTEXT_UPDATES))
+                 and s not in (topics.RESPONSES, topics.CONTEXT_UPDATES, topics.INTERACTIONS))
 TAG_SEP = "@r"  # "@" is valid in ids and unlikely in a device's own
 REPLAY_PREFIX = topics.REPLAY_PREFIX
 #: Short names of the pipeline's topics (a registry adds its skills' topics).

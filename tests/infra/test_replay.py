@@ -129,3 +129,14 @@ def test_cli_refuses_the_live_prefix_before_starting_anything(
 def test_cli_refuses_a_prefix_that_is_no_topic_name() -> None:
     run = CliRunner().invoke(main, ["replay", str(SESSION), "--topic-prefix", "re play."])
     assert run.exit_code == 2 and "topic_prefix" in run.output
+
+
+def test_interaction_records_are_recorded_but_not_compared() -> None:
+    # Their session ids and times follow the replay's clock; their content is
+    # compared on the transcripts and interpretations topics.
+    from infra.replay import COMPARED
+    from streams import topics
+
+    assert topics.INTERACTIONS not in COMPARED
+    assert topics.INTERPRETATIONS in COMPARED and topics.DIRECTIVES in COMPARED
+    assert topics.INTERACTIONS.role is topics.Role.OUTPUT  # still recorded
