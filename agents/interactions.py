@@ -7,7 +7,7 @@ declined or error), the device's feedback (``feedback``, signed like audio)
 and the skill's answer and verdict (``responses``, read by every worker since
 that topic is keyed by directive id). :class:`Joiner` is the pure core: it
 decides success or defect and says when a record is due; the agent publishes
-it on ``interactions`` and hands it to the rewrite layers to learn from.
+it on ``interactions``, where the rewrite layers learn from it.
 
 Defect: a decline, an error, ``reject``/``misheard``/``barge-in``/``repeat``/
 ``abandon`` feedback, a similar request from the same device within
@@ -26,7 +26,6 @@ import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -297,18 +296,16 @@ def _now_ms() -> int:
 class InteractionsService:
     """State and logic of the interactions agent, independent of how it is wired.
 
-    ``learn``: called with each record written (the rewrite layers' ``learn``).
+    The rewrite layers learn the records from the topic (``agents.rewriter.register_history``).
     """
 
     def __init__(self, settings: Settings, send: SendFn, *, contexts: Any = None,
-                 gate: DeviceGate | None = None,
-                 learn: Callable[[Interaction], None] | None = None) -> None:
+                 gate: DeviceGate | None = None) -> None:
         self.settings = settings
         self.pub = Publisher(STAGE, send)
         self.joiner = Joiner(JoinConfig.of(settings))
         self._contexts = contexts
         self._gate = gate if gate is not None else DeviceGate(None)
-        self._learn = learn
         self._by_name = {settings.topic(s.short): s for s in
                          (topics.TRANSCRIPTS, topics.INTERPRETATIONS, topics.DIRECTIVES,
                           topics.FEEDBACK)}
@@ -361,17 +358,14 @@ class InteractionsService:
             self.pub.log.info("interactions.written", device_id=record.device_id,
                               utterance_id=record.utterance_id, outcome=record.outcome.value,
                               signals=list(record.signals), rewritten=bool(record.original))
-            if self._learn is not None:
-                self._learn(record)
         return len(done)
 
 
 def register(app: faust.App, settings: Settings, send: SendFn, *, contexts: Any = None,
-             gate: DeviceGate | None = None, connection: Any = None,
-             learn: Callable[[Interaction], None] | None = None) -> InteractionsService:
+             gate: DeviceGate | None = None, connection: Any = None) -> InteractionsService:
     """Create the interactions agent, its flush timer and (given ``connection``) the
     reader of the skills' answers."""
-    service = InteractionsService(settings, send, contexts=contexts, gate=gate, learn=learn)
+    service = InteractionsService(settings, send, contexts=contexts, gate=gate)
     source = app.topic(*service._by_name, key_serializer="raw", value_serializer="raw",
                        partitions=settings.partitions)
 

@@ -191,6 +191,9 @@ class Utterance:
     log: Any = None
     #: Acknowledgements of this utterance's transcripts, given once it is finished here.
     acks: list[Callable[[], object]] = dataclasses.field(default_factory=list)
+    #: Held while one revision's records go out: a rewrite and its interpretation
+    #: stay adjacent when the final's emit starts during the speculative's.
+    emitting: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
 
 class NluService(UtteranceStage[Utterance]):
@@ -356,6 +359,10 @@ class NluService(UtteranceStage[Utterance]):
         await self._apply(utt, utt.tracker.on_result(action.revision, result, action.t_ms))
 
     async def _emit(self, utt: Utterance, action: Emit) -> None:
+        async with utt.emitting:
+            await self._emit_records(utt, action)
+
+    async def _emit_records(self, utt: Utterance, action: Emit) -> None:
         result = utt.tracker.results.get(action.revision)
         transcript = utt.transcripts.get(action.revision)
         if result is None or transcript is None:

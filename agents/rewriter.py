@@ -24,10 +24,13 @@ stage skips rewriting altogether.
 The online layers (:class:`models.rewrite.online.OnlineRewriter`) come second,
 from the directory named by the ``rewrite_online_dir`` setting, loaded at start
 (:func:`load_online`): the global index as saved, and a personal layer that
-learns from every interaction record this worker writes, so a user's successful
-rephrase after a defect becomes their own fix for the next request.
-:class:`OnlineLayer` shares the layer between the interactions agent (on the
-event loop) and the NLU stage (on its model thread) without blocking the loop.
+learns from the interaction records, so a user's successful rephrase after a
+defect becomes their own fix for the next request. Every worker reads the whole
+``interactions`` topic from its start (its retention, 30 days) and then follows
+it (:func:`register_history`): what a user taught survives a restart, and serves
+on whichever worker owns their device after a rebalance. :class:`OnlineLayer`
+shares the layer between that reader (on the event loop) and the NLU stage (on
+its model thread) without blocking the loop.
 """
 
 from __future__ import annotations
@@ -145,6 +148,10 @@ class OnlineLayer:
             self.dropped += 1
         self._lessons.append(interaction)
 
+    def pending(self) -> int:
+        """Records queued and not learned yet."""
+        return len(self._lessons)
+
     def catch_up(self) -> int:
         """Learn the queued records now; return how many."""
         with self._lock:
@@ -261,3 +268,60 @@ def register_table(app: faust.App, settings: Settings, connection: Connection) -
                 await asyncio.sleep(1.0)
 
     return TableLayer(table)
+
+
+def register_history(app: faust.App, settings: Settings, connection: Connection,
+                     layer: OnlineLayer) -> None:
+    """Teach ``layer`` the interactions topic: its history at start, then each new record.
+
+    Every partition, so every user: a worker that takes a device over after a
+    rebalance or a restart knows its user's fixes. Records already learned are
+    skipped after a reconnection. While the history is read, the queue is
+    learned off the loop whenever it is half full, so nothing is dropped.
+    """
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_interactions() -> None:
+        from streams.client import EventWatcher
+
+        loop = asyncio.get_running_loop()
+        learned_to: dict[int, int] = {}  # partition -> the next offset to learn
+        while True:
+            try:
+                async with EventWatcher(connection, specs=[topics.INTERACTIONS],
+                                        topic_prefix=settings.topic_prefix,
+                                        from_beginning=True) as watch:
+                    caught_up = False
+                    while True:
+                        records = await watch.records(timeout_ms=500)
+                        if not records and not caught_up:
+                            caught_up = True  # the topic's end as of now
+                            log.info("rewriter.history", read=sum(learned_to.values()),
+                                     queued=layer.pending())
+                        for record in records:
+                            if record.offset < learned_to.get(record.partition, 0):
+                                continue  # learned before the reconnection
+                            learned_to[record.partition] = record.offset + 1
+                            interaction = _interaction(record.value)
+                            if interaction is not None:
+                                layer.learn(interaction)
+                        if layer.pending() > LESSON_LIMIT // 2:
+                            await loop.run_in_executor(None, layer.catch_up)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broker hiccup: log, wait, read on
+                log.exception("rewriter.interactions_reader_failed")
+                await asyncio.sleep(1.0)
+
+
+def _interaction(raw: bytes | None) -> Interaction | None:
+    """One record of the interactions topic, or None (logged by size) if it is not one."""
+    try:
+        message = decode(raw or b"", topics.INTERACTIONS.codec)
+    except SerializationError as exc:
+        log.warning("rewriter.bad_interaction", code=exc.code, size_bytes=len(raw or b""))
+        return None
+    if not isinstance(message, Interaction):
+        log.warning("rewriter.bad_interaction", code="wrong-type", size_bytes=len(raw or b""))
+        return None
+    return message

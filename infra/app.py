@@ -21,7 +21,7 @@ from agents.base import DeviceGate
 from agents.ledger import Ledger
 from agents.recovery import AudioLog
 from agents.registry import DEFAULT_REGISTRY, Registry
-from agents.rewriter import Rewriter, load_online, register_table
+from agents.rewriter import Rewriter, load_online, register_history, register_table
 from infra import logs
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR, IDEMPOTENT_ATTR
@@ -187,6 +187,7 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     online = load_online(settings.rewrite_online_dir)
     if online is not None:
         layers.append(online)
+        register_history(app, settings, profile.connection, online)
     rewriter = Rewriter(layers, min_score=settings.rewrite_min_score)
     nlu = nlu_agent.register(app, settings, send, NluOnnx, contexts=contexts, ledger=ledger,
                              rewriter=rewriter)
@@ -195,7 +196,6 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
                                      connection=profile.connection, ledger=ledger)
     replier = replies_agent.register(app, settings, send, gate) if gate.signing else None
     interactions = interactions_agent.register(app, settings, send, contexts=contexts,
-                                               gate=gate, connection=profile.connection,
-                                               learn=rewriter.learn)
+                                               gate=gate, connection=profile.connection)
     return Worker(app, service, asr, contexts, nlu, arbiter, audio_log, ledger, gate, replier,
                   rewriter, interactions, owned)

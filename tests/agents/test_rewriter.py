@@ -14,7 +14,14 @@ import pytest
 
 from agents.base import Origin
 from agents.nlu import NluService
-from agents.rewriter import OnlineLayer, Rewriter, RuleTable, TableLayer, load_online
+from agents.rewriter import (
+    OnlineLayer,
+    Rewriter,
+    RuleTable,
+    TableLayer,
+    _interaction,
+    load_online,
+)
 from infra.config import Settings
 from models.rewrite import Candidate
 from models.rewrite.online import OnlineRewriter, OnlineStateError
@@ -167,6 +174,37 @@ async def test_nlu_interprets_the_rewrite_and_emits_it_first_per_revision() -> N
     service.close()
 
 
+async def test_a_rewrite_and_its_interpretation_stay_adjacent_when_sends_are_slow() -> None:
+    # The final arrives while the speculative's records are still being sent (a
+    # broker's acknowledgement takes a while): its pair waits for the first pair.
+    sent = Sent()
+    first_send_started, first_send_may_finish = asyncio.Event(), asyncio.Event()
+
+    async def slow(short: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+        if not first_send_started.is_set():
+            first_send_started.set()
+            await first_send_may_finish.wait()
+        await sent(short, key, value, partition)
+
+    model = FakeModel()
+    service = NluService(Settings(), slow, lambda: model,
+                         rewriter=Rewriter([TableLayer(RULES)]))
+    await service.on_event(ORIGIN, transcript(EndpointKind.SPECULATIVE, 0, "turn of the lie"))
+    speculative = asyncio.gather(*service.utterances["u1"].tasks.values())
+    await first_send_started.wait()  # the speculative's rewrite is on its way
+    final = asyncio.create_task(
+        service.on_event(ORIGIN, transcript(EndpointKind.FINAL, 0, "turn of the lie")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    first_send_may_finish.set()
+    await asyncio.gather(speculative, final)
+    assert summary(sent) == [("Rewrite", EndpointKind.SPECULATIVE, 0),
+                             ("Interpretations", EndpointKind.SPECULATIVE, 0),
+                             ("Rewrite", EndpointKind.FINAL, 0),
+                             ("Interpretations", EndpointKind.FINAL, 0)]
+    service.close()
+
+
 async def test_nothing_of_a_cancelled_revision_follows_its_reset() -> None:
     model, sent = FakeModel(), Sent()
     model.gate = threading.Event()
@@ -277,6 +315,19 @@ def test_online_layer_queue_is_bounded() -> None:
     assert layer.dropped == 2
     assert layer.catch_up() == 3
     assert layer.rewriter.forms == ["play track 2", "play track 3", "play track 4"]
+
+
+def test_history_records_decode_and_anything_else_is_skipped() -> None:
+    record = said("zoe", "z1", 58_000, "play songs by arijit singh", Outcome.SUCCESS)
+    assert _interaction(encode(record, topics.INTERACTIONS.codec)) == record
+    assert _interaction(b"{not json") is None
+    assert _interaction(None) is None
+    reset = Reset(device_id="d", utterance_id="u", cancelled_revision=0,
+                  reason=ResetReason.SPEECH_RESUMED, t_ms=0)
+    assert _interaction(encode(reset, topics.ENDPOINTS.codec)) is None
+    layer = OnlineLayer(OnlineRewriter(HashEmbedder()))
+    layer.learn(record)
+    assert layer.pending() == 1 and layer.catch_up() == 1 and layer.pending() == 0
 
 
 def test_the_table_comes_before_the_online_layer() -> None:

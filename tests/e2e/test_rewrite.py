@@ -201,31 +201,58 @@ def models_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"VOICESTREAM_MODEL_DIR": str(root)}
 
 
+class OnlineWorker:
+    """A worker of its own with an online layer mined from the crowd's logs; restartable."""
+
+    def __init__(self, broker: str, env: dict[str, str]) -> None:
+        self.broker, self.env = broker, env
+        self.prefix = env["VOICESTREAM_TOPIC_PREFIX"]
+        self.proc: Process | None = None
+
+    def start(self) -> None:
+        self.proc = Process(["up", "--skills"], env_with(**self.env))
+        self.proc.wait_ready(180)
+
+    def wait_for(self, event: str, timeout_s: float = 60.0) -> None:
+        """Wait until the running worker has logged ``event``."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while not any(event in line for line in self.proc.stderr):
+            assert time.monotonic() < deadline, f"no {event} in {timeout_s} s"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """SIGTERM; the worker must leave cleanly, having loaded its online layer."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        code = proc.stop()
+        proc.kill()
+        assert code == 0, "\n".join(proc.stderr[-20:])
+        assert any('"rewriter.online"' in line for line in proc.stderr), proc.stderr[-20:]
+
+
 @pytest.fixture
 def online_worker(broker_url: str, tmp_path: Path,
-                  models_env: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """A worker of its own with an online layer mined from the crowd's logs: (URL, prefix)."""
+                  models_env: dict[str, str]) -> Iterator[OnlineWorker]:
     logs = write_log(tmp_path / "crowd.jsonl", crowd_log("play it see"))
     online = tmp_path / "online"
     voicestream("rewrites", "mine", "--logs", str(logs), "--out", str(tmp_path / "t.jsonl"),
                 "--online-out", str(online), env=models_env)
-    env = {**isolated(tmp_path, broker_url), **models_env,
-           "VOICESTREAM_REWRITE_ONLINE_DIR": str(online),
-           "VOICESTREAM_INTERACTION_WINDOW_S": "2", "VOICESTREAM_INTERACTION_REPEAT_S": "2"}
-    proc = Process(["up", "--skills"], env_with(**env))
+    worker = OnlineWorker(broker_url, {
+        **isolated(tmp_path, broker_url), **models_env,
+        "VOICESTREAM_REWRITE_ONLINE_DIR": str(online),
+        "VOICESTREAM_INTERACTION_WINDOW_S": "2", "VOICESTREAM_INTERACTION_REPEAT_S": "2"})
+    worker.start()
     try:
-        proc.wait_ready(180)
-        yield broker_url, env["VOICESTREAM_TOPIC_PREFIX"]
+        yield worker
     finally:
-        code = proc.stop()
-        proc.kill()
-        assert code == 0, "\n".join(proc.stderr[-20:])
-    assert any('"rewriter.online"' in line for line in proc.stderr), proc.stderr[-20:]
+        worker.stop()
 
 
-def test_a_users_own_rephrase_is_learned_live(online_worker: tuple[str, str],
+def test_a_users_own_rephrase_is_learned_live(online_worker: OnlineWorker,
                                               tmp_path: Path) -> None:
-    broker, prefix = online_worker
+    broker, prefix = online_worker.broker, online_worker.prefix
     personal = write_wav(tmp_path / "bollywood.wav", _pad(_trim(speak(PERSONAL, "en-us", 165))))
     env = {"VOICESTREAM_TOPIC_PREFIX": prefix}
 
@@ -257,3 +284,13 @@ def test_a_users_own_rephrase_is_learned_live(online_worker: tuple[str, str],
     # Someone else saying the same is not given Priya's fix.
     other = say(audio_path("arijit.wav"), "omar", "o1")
     assert not any(e.get("source") == "online-personal" for e in other)
+
+    # Restarted (the saved directory knows nothing of her), the worker learns her fix
+    # again from the interactions topic's history and serves it the same way.
+    online_worker.stop()
+    online_worker.start()
+    online_worker.wait_for('"rewriter.history"')
+    again = say(audio_path("arijit.wav"), "priya", "p4")
+    [rewrite] = [e for e in again if e["type"] == "rewrite" and e["kind"] == "final"]
+    assert (rewrite["rewrite"], rewrite["source"]) == (PERSONAL, "online-personal")
+    assert (decision(again)["skill"], decision(again)["intent"]) == ("media", "play_music")
