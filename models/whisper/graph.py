@@ -51,6 +51,10 @@ class _Writer:
         self.one = self.g.const("one", np.array(1.0, np.float32))
         self.sqrt2 = self.g.const("sqrt2", np.array(np.sqrt(2.0), np.float32))
 
+    def axis0(self) -> str:
+        """The ``[0]`` axes/starts constant."""
+        return self.weight("axis0", np.array([0], np.int64))
+
     def weight(self, name: str, value: np.ndarray) -> str:
         if name not in self._cache:
             self._cache[name] = self.g.const(name, value)
@@ -128,8 +132,8 @@ class _Writer:
         """Token embeddings plus the positions ``past`` .. ``past + n``."""
         g = self.g
         n = g.op("Shape", [tokens], start=1, end=2)
-        pos = g.op("Slice", [self.weight("dec_pos", self.v["decoder/position_encodings/encodings"]),
-                             past, g.op("Add", [past, n]), self.weight("axis0", np.array([0], np.int64))])
+        table = self.weight("dec_pos", self.v["decoder/position_encodings/encodings"])
+        pos = g.op("Slice", [table, past, g.op("Add", [past, n]), self.axis0()])
         emb = g.op("Gather", [self.weight("tok", self.v["decoder/embeddings/weight"]), tokens])
         return g.op("Add", [emb, pos])
 
@@ -143,8 +147,7 @@ class _Writer:
         total = g.op("Add", [p0, n0])
         rows = g.op("Unsqueeze", [g.op("Range", [p0, total, one]),
                                   self.weight("axis1", np.array([1], np.int64))])
-        cols = g.op("Unsqueeze", [g.op("Range", [zero, total, one]), self.weight("axis0",
-                                                                                np.array([0], np.int64))])
+        cols = g.op("Unsqueeze", [g.op("Range", [zero, total, one]), self.axis0()])
         return g.op("Where", [g.op("Greater", [cols, rows]),
                               self.weight("neg_inf", np.array(-np.inf, np.float32)),
                               self.weight("zero_f", np.array(0.0, np.float32))])
@@ -162,11 +165,12 @@ def encoder(model: Ct2Model) -> Any:
 
     w = _Writer(model)
     g, d, v = w.g, w.dims, w.v
-    pad1 = {"pads": [1, 1], "kernel_shape": [3]}
     x = w.gelu(g.op("Conv", ["mel", w.weight("conv1/w", v["encoder/conv1/weight"]),
-                             w.weight("conv1/b", v["encoder/conv1/bias"])], **pad1))
+                             w.weight("conv1/b", v["encoder/conv1/bias"])], pads=[1, 1],
+                             kernel_shape=[3]))
     x = w.gelu(g.op("Conv", [x, w.weight("conv2/w", v["encoder/conv2/weight"]),
-                             w.weight("conv2/b", v["encoder/conv2/bias"])], strides=[2], **pad1))
+                             w.weight("conv2/b", v["encoder/conv2/bias"])], strides=[2],
+                             pads=[1, 1], kernel_shape=[3]))
     x = g.op("Transpose", [x], perm=[0, 2, 1])
     frames = g.op("Shape", [x], start=1, end=2)
     zero = w.weight("zero_1", np.array([0], np.int64))
@@ -199,14 +203,13 @@ def decoder(model: Ct2Model) -> Any:
     n = g.op("Shape", ["tokens"], start=1, end=2)
     x = w.tokens_in("tokens", past)
     mask = w.causal_mask(past, n)
-    axis1 = {"axis": 1}
     new_k, new_v = [], []
     for i in range(d.layers):
         s = f"decoder/layer_{i}"
         a = w.layer_norm(x, f"{s}/self_attention/layer_norm")
         q, k_new, v_new = w.qkv(a, f"{s}/self_attention")
-        new_k.append(g.op("Concat", [w.layer_of("self_k", i), k_new], **axis1))
-        new_v.append(g.op("Concat", [w.layer_of("self_v", i), v_new], **axis1))
+        new_k.append(g.op("Concat", [w.layer_of("self_k", i), k_new], axis=1))
+        new_v.append(g.op("Concat", [w.layer_of("self_v", i), v_new], axis=1))
         x = _decoder_rest(w, x, q, i, new_k[-1], new_v[-1], mask)
     w.stack(new_k, "new_self_k")
     w.stack(new_v, "new_self_v")
@@ -267,7 +270,8 @@ def aligner(model: Ct2Model) -> Any:
         x = g.op("Add", [x, w.attend(w.weights(q, k, mask), v, f"{s}/self_attention/linear_1")])
         x, weights = _cross(w, x, i)
         out.append(g.op("Squeeze", [weights, w.weight("axis0", np.array([0], np.int64))]))
-        x = w.mlp(x, f"{s}/ffn")
+        if i < d.layers - 1:  # the last block's MLP feeds no output
+            x = w.mlp(x, f"{s}/ffn")
     w.stack(out, "weights")
     audio = [d.layers, 1, "audio_len", d.width]
     return g.model("whisper-aligner",
