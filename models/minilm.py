@@ -12,6 +12,7 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,3 +48,50 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         arr = np.frombuffer(data[8 + n + start:8 + n + end], dtype=_DTYPES[meta["dtype"]])
         out[name] = arr.reshape(meta["shape"])
     return out
+
+
+class GraphBuilder:
+    """Collects ONNX nodes and initialisers for a graph written with ``onnx.helper``.
+
+    Shared by the graphs written straight from packaged weights (the MiniLM
+    embedder, the Whisper encoder/decoder/aligner): :meth:`const` adds an
+    initialiser under a unique name, :meth:`op` a node with one fresh output.
+    """
+
+    def __init__(self) -> None:
+        self.inits: list[Any] = []
+        self.nodes: list[Any] = []
+        self._names: set[str] = set()
+        self._count = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        """Add ``value`` as an initialiser called ``name`` (made unique) and return the name."""
+        from onnx import numpy_helper
+
+        unique, i = name, 1
+        while unique in self._names:
+            i += 1
+            unique = f"{name}_{i}"
+        self._names.add(unique)
+        self.inits.append(numpy_helper.from_array(np.asarray(value, order="C"), unique))
+        return unique
+
+    def op(self, kind: str, inputs: list[str], *, out: str | None = None, **attrs: Any) -> str:
+        """Add a ``kind`` node on ``inputs``; return its output (``out``, else a fresh name)."""
+        from onnx import helper
+
+        self._count += 1
+        name = out or f"{kind.lower()}_{self._count}"
+        self.nodes.append(helper.make_node(kind, inputs, [name], **attrs))
+        return name
+
+    def model(self, name: str, inputs: list[Any], outputs: list[Any], opset: int = 17) -> Any:
+        """Return the checked ``ModelProto`` with these graph inputs and outputs."""
+        import onnx
+        from onnx import helper
+
+        g = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],
+                                  producer_name="voicestream", ir_version=8)
+        onnx.checker.check_model(model)
+        return model

@@ -58,7 +58,7 @@ def models_build(force: bool, names: str, embedder: bool, massive_dev: str) -> N
                 continue
         except FileNotFoundError as exc:
             raise click.ClickException(f"whisper {name}: {exc}") from exc
-        steps = ["convert CTranslate2 weights", "export ONNX", "quantize int8"]
+        steps = ["read CTranslate2 weights", "write ONNX graphs", "quantize int8"]
         with click.progressbar(length=1, label=f"whisper {name}: " + ", ".join(steps)) as bar:
             build(out, name, force=True)
             bar.update(1)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from models.minilm import encoder_dir, read_safetensors
+from models.minilm import GraphBuilder, encoder_dir, read_safetensors
 from models.nlu.wordpiece import WordPiece
 
 #: Width of an embedding.
@@ -128,23 +128,10 @@ def reference(weights: dict[str, np.ndarray], ids: np.ndarray, mask: np.ndarray)
 
 def graph(weights: dict[str, np.ndarray]) -> Any:
     """Return the encoder, mean pooling and normalisation as an ONNX model (fp32)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    inits: list[Any] = []
-    nodes: list[Any] = []
-
-    def const(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
-
-    counter = [0]
-
-    def op(kind: str, inputs: list[str], **attrs: Any) -> str:
-        counter[0] += 1
-        out = f"{kind.lower()}_{counter[0]}"
-        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
-        return out
+    builder = GraphBuilder()
+    const, op = builder.const, builder.op
 
     f32 = {k: v.astype(np.float32) for k, v in weights.items() if v.dtype != np.int64}
     d, h = DIM, _HEADS
@@ -201,17 +188,13 @@ def graph(weights: dict[str, np.ndarray]) -> Any:
     pooled = op("Div", [total, count])
     norm = op("Max", [op("ReduceL2", [pooled], axes=[1], keepdims=1),
                       const("eps", np.array(1e-12, np.float32))])
-    nodes.append(helper.make_node("Div", [pooled, norm], ["embeddings"]))
-    g = helper.make_graph(
-        nodes, "minilm-embedder",
+    op("Div", [pooled, norm], out="embeddings")
+    return builder.model(
+        "minilm-embedder",
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "pieces"]),
          helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "pieces"])],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", DIM])],
-        inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", _OPSET)],
-                              producer_name="voicestream", ir_version=8)
-    onnx.checker.check_model(model)
-    return model
+        _OPSET)
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:

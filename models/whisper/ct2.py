@@ -10,6 +10,7 @@ id, ``uint32`` byte count and the data; then ``uint32`` alias count and
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from pathlib import Path
 
@@ -84,3 +85,23 @@ def parse(data: bytes) -> Ct2Model:
         alias, target = r.string(), r.string()
         variables[alias] = variables[target]
     return Ct2Model(spec, revision, variables)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dims:
+    """A Whisper model's sizes (encoder and decoder have the same layer count)."""
+
+    n_mels: int
+    width: int
+    heads: int
+    layers: int
+    vocab: int
+
+    @classmethod
+    def of(cls, model: Ct2Model) -> Dims:
+        """Read the sizes from the CTranslate2 variables."""
+        v = model.variables
+        vocab, width = v["decoder/embeddings/weight"].shape
+        layers = {int(m.group(1)) for k in v if (m := re.match(r"encoder/layer_(\d+)/", k))}
+        return cls(n_mels=int(v["encoder/conv1/weight"].shape[1]), width=int(width),
+                   heads=int(v["encoder/num_heads"]), layers=len(layers), vocab=int(vocab))

@@ -15,8 +15,6 @@ graphs, with L layers and width D:
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from pathlib import Path
 from typing import cast
 
@@ -25,27 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.whisper.ct2 import Ct2Model
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Dims:
-    """A Whisper model's sizes (encoder and decoder have the same layer count)."""
-
-    n_mels: int
-    width: int
-    heads: int
-    layers: int
-    vocab: int
-
-    @classmethod
-    def of(cls, model: Ct2Model) -> Dims:
-        """Read the sizes from the CTranslate2 variables."""
-        v = model.variables
-        vocab, width = v["decoder/embeddings/weight"].shape
-        layers = {int(m.group(1)) for k in v if (m := re.match(r"encoder/layer_(\d+)/", k))}
-        return cls(n_mels=int(v["encoder/conv1/weight"].shape[1]), width=int(width),
-                   heads=int(v["encoder/num_heads"]), layers=len(layers), vocab=int(vocab))
+from models.whisper.ct2 import Ct2Model, Dims
 
 
 class Attention(nn.Module):
