@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 from models.rewrite.embedder import Embedder, build, is_current, model_dir
+
+#: The NLU training/export tests need the ``train`` extra (torch), which setup.sh
+#: leaves out (CI installs it after setup); without it they are not collected.
+collect_ignore = [] if importlib.util.find_spec("torch") else ["test_nlu_model.py"]
 
 
 @pytest.fixture(scope="session")
