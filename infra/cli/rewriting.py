@@ -252,6 +252,8 @@ async def export_interactions(bootstrap: Connection, prefix: str,
 @click.option("--requests-per-day", type=click.FloatRange(0.1), default=4.0, show_default=True,
               help="Mean requests per user and day.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--place-requests", type=click.IntRange(1), default=6, show_default=True,
+              help="Requests with a place that every user puts their shorthands in.")
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
               default="../shared/data/massive-en-US/train.jsonl", show_default=True,
               help="MASSIVE-format requests to draw from.")
@@ -260,7 +262,8 @@ async def export_interactions(bootstrap: Connection, prefix: str,
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Directory for train.jsonl and test.jsonl.")
 def rewrites_simulate(users: int, days: int, train_days: int | None, requests_per_day: float,
-                      seed: int, data_file: str, confusions: str | None, out: str) -> None:
+                      seed: int, place_requests: int, data_file: str, confusions: str | None,
+                      out: str) -> None:
     """Simulate users' interaction logs with real ASR and NLU defects, split by time."""
     from pathlib import Path
 
@@ -277,7 +280,8 @@ def rewrites_simulate(users: int, days: int, train_days: int | None, requests_pe
 
     try:
         config = SimConfig(users=users, days=days, train_days=train_days,
-                           requests_per_day=requests_per_day, seed=seed)
+                           requests_per_day=requests_per_day, seed=seed,
+                           place_requests=place_requests)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     try:

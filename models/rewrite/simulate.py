@@ -12,6 +12,10 @@ ones of our own models:
 * **personal vocabulary**: a user's shorthand ("wilkerson") stands for a
   place of their own ("wilkerson gym" for one user, "wilkerson street" for
   another); the NLU reads the shorthand literally and the user spells it out.
+  Users ask for their places with the same few requests (``place_requests``
+  MASSIVE requests with a place, drawn once per simulation), so the same
+  words ("directions to wilkerson") mean different places to different users:
+  what one user's rephrase fixes is wrong for most others.
 
 Every utterance is interpreted by our NLU (onnxruntime, cached per distinct
 text); an interaction is a defect when that interpretation is not what the
@@ -52,7 +56,9 @@ class SimConfig:
     requests per user and day; p_trouble: share of requests drawn from the
     defect-prone pool; p_barge_in, p_give_up: after a defect; p_heard_right:
     a retried name is heard right; pool: MASSIVE train examples scanned for
-    misread phrasings; seed: every draw follows from it.
+    misread phrasings; place_requests: the requests with a place that users
+    put their shorthands in (shared by all users); seed: every draw follows
+    from it.
     """
 
     users: int = 200
@@ -64,11 +70,14 @@ class SimConfig:
     p_give_up: float = 0.15
     p_heard_right: float = 0.6
     pool: int = 3000
+    place_requests: int = 6
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.days < 2:
             raise ValueError("users must be >= 1 and days >= 2")
+        if self.place_requests < 1:
+            raise ValueError("place_requests must be >= 1")
         if self.train_days is not None and not 1 <= self.train_days < self.days:
             raise ValueError(f"train_days must be in [1, {self.days - 1}]")
         for name in ("p_trouble", "p_barge_in", "p_give_up", "p_heard_right"):
@@ -211,7 +220,9 @@ def _sessions(config: SimConfig, examples: list[Example], shared: list[Trouble],
     """Draw what every user says: requests, and retries after defects seen so far."""
     weights = 1.0 / np.arange(1, len(shared) + 1)  # a few troubles are common, most rare
     weights /= weights.sum()
-    hosts = [e for e in examples if any(s.type == "place_name" for s in e.slots)]
+    places = [e for e in examples if any(s.type == "place_name" for s in e.slots)]
+    hosts = [places[i] for i in rng.choice(len(places), min(config.place_requests, len(places)),
+                                           replace=False)] if places else []
     for user in range(config.users):
         own = personal(hosts, rng)
         for day in range(config.days):

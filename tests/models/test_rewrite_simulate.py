@@ -71,3 +71,24 @@ def test_defects_are_what_the_interpreter_got_wrong() -> None:
     # The name Whisper mishears is never understood.
     misheard = [r for r in test if "molly" in r.utterance]
     assert misheard and all(r.outcome is Outcome.DEFECT for r in misheard)
+
+
+def test_the_same_shorthand_request_means_different_places_to_different_users() -> None:
+    config = SimConfig(users=40, days=4, train_days=2, seed=3, p_trouble=1.0, pool=5,
+                       place_requests=1)
+    _, test = simulate(config, EXAMPLES, CONFUSIONS, interpret)
+    # What each shorthand request (a place word with no place kind) meant, and to whom.
+    meant: dict[str, set[str]] = {}
+    users: dict[str, set[str]] = {}
+    for r in test:
+        if r.truth is None or "place_name" not in r.truth.slots:
+            continue
+        if r.utterance.split()[-1] in {"park", "gym", "street", "school", "library", "cafe",
+                                       "office", "station"}:
+            continue  # spelled out
+        meant.setdefault(r.utterance, set()).add(r.truth.slots["place_name"])
+        users.setdefault(r.utterance, set()).add(r.user_id)
+    assert meant
+    # One wording for everyone (place_requests=1): the same words, several users' places.
+    ambiguous = [u for u in meant if len(meant[u]) >= 2 and len(users[u]) >= 2]
+    assert ambiguous, meant
