@@ -125,10 +125,13 @@ def test_a_rephrased_request_is_mined_and_rewritten_live(stack: str, tmp_path: P
     device = "rw-lounge"
     _, before = send(stack, audio_path("arijit.wav"), device, "--fast")
     heard = final_text(before)
-    # No rule: no rewrite event, and the words as heard are what NLU read (wrongly).
+    # No rule: no rewrite event, and words as heard (one of the n-best, not
+    # necessarily the first) are what NLU read (wrongly).
     assert not any(e["type"] == "rewrite" for e in before)
     misread = final_best(before)
-    assert form(str(misread["text"])) == form(heard)
+    [final] = [e for e in before if e["type"] == "transcript" and e["kind"] == "final"]
+    heard_nbest = {form(str(h["text"])) for h in final["nbest"]}  # type: ignore[attr-defined]
+    assert form(str(misread["text"])) in heard_nbest
     assert slots(misread).get("artist_name") != "arijit singh", \
         f"ASR now hears {heard!r} right: pick another request for this test"
 
