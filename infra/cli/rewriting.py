@@ -314,9 +314,12 @@ def rewrites_simulate(users: int, days: int, train_days: int | None, requests_pe
 @click.option("--online/--no-online", default=True, show_default=True,
               help="Ask the online layer (embedding retrieval, fitted on --train) after the "
                    "mined table; needs `voicestream models build`.")
+@click.option("--placement", is_flag=True,
+              help="Also score rewriting only requests the NLU is unsure of (confidence "
+                   "gates), against rewriting every request.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_rewrite(train_file: str, test_file: str, min_support: int, min_probability: float,
-                 online: bool, as_json: bool) -> None:
+                 online: bool, placement: bool, as_json: bool) -> None:
     """Score rewriting: wins, losses, win:loss, defect rate before/after, coverage."""
     import functools
     import json
@@ -325,10 +328,11 @@ def eval_rewrite(train_file: str, test_file: str, min_support: int, min_probabil
     from infra.eval_rewrite import build_layers, evaluate
     from models.nlu.inference import NluModelMissing
     from models.rewrite.precomputed import MiningConfig
-    from models.rewrite.simulate import nlu_interpreter
+    from models.rewrite.simulate import nlu_confidence, nlu_interpreter
 
     try:
         interpret = nlu_interpreter()
+        confidence = nlu_confidence() if placement else None
     except NluModelMissing as exc:
         raise click.ClickException(str(exc)) from exc
     if online:
@@ -341,5 +345,6 @@ def eval_rewrite(train_file: str, test_file: str, min_support: int, min_probabil
     report = evaluate(Path(train_file), Path(test_file), interpret,
                       mining=MiningConfig(min_support=min_support,
                                           min_probability=min_probability),
-                      make_layers=functools.partial(build_layers, online=online))
+                      make_layers=functools.partial(build_layers, online=online),
+                      confidence=confidence)
     click.echo(json.dumps(report, indent=None if as_json else 2))

@@ -119,6 +119,22 @@ def nlu_interpreter(batch: int = 64) -> Interpret:
     return interpret
 
 
+def nlu_confidence(batch: int = 64) -> Callable[[list[str]], list[float]]:
+    """Our NLU's best intent probability per text (what a confidence gate would read)."""
+    from models.nlu.inference import NluOnnx
+
+    model = NluOnnx()
+
+    def confidence(texts: list[str]) -> list[float]:
+        out: list[float] = []
+        for i in range(0, len(texts), batch):
+            out += [ranked[0].score for ranked in
+                    model.interpret_batch(texts[i:i + batch], top_k=1)]
+        return out
+
+    return confidence
+
+
 class Cached:
     """An :data:`Interpret` remembered per distinct text."""
 

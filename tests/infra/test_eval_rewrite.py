@@ -70,3 +70,23 @@ def test_a_rewrite_that_breaks_a_request_is_a_loss(tmp_path: Path) -> None:
                    mining=MiningConfig(min_support=3, min_similarity=0))["global"]
     assert (got["wins"], got["losses"], got["rewritten"]) == (0, 1, 1)
     assert (got["defect_rate_before"], got["defect_rate_after"]) == (0.0, 1.0)
+
+
+def test_placement_rewrites_only_below_the_confidence_gate() -> None:
+    from infra.eval_rewrite import Score
+
+    score = Score()
+    score.samples = [
+        (0.99, False, True, True),   # confident but wrong: only "every request" fixes it
+        (0.50, False, True, True),   # unsure and wrong: fixed below any gate above 0.5
+        (0.97, True, False, True),   # confident and right: a loss unless gated
+        (0.30, True, True, False),   # unsure, right, left alone
+    ]
+    rows = {row["gate"]: row for row in score.placement((1.0, 0.95, 0.4))}
+    assert (rows[1.0]["asked"], rows[1.0]["wins"], rows[1.0]["losses"]) == (4, 2, 1)
+    assert rows[1.0]["defect_rate_after"] == 0.25  # the loss
+    assert (rows[0.95]["asked"], rows[0.95]["wins"], rows[0.95]["losses"]) == (2, 1, 0)
+    assert rows[0.95]["rewritten"] == 1
+    assert rows[0.95]["defect_rate_after"] == 0.25  # the confident wrong one stays
+    assert (rows[0.4]["asked"], rows[0.4]["wins"], rows[0.4]["defect_rate_after"]) == (1, 0, 0.5)
+    assert rows[0.4]["defect_reduction"] == 0.0
