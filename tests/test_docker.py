@@ -192,6 +192,7 @@ def test_the_runtime_stage_sets_every_model_variable_inference_reads(
 def _runtime_tree(stages: dict[str, Stage], root: Path) -> dict[str, str]:
     """Lay out under ``root`` the model files the runtime stage copies, linked to this
     machine's builds of the same files; return the runtime ENV with paths under ``root``."""
+    from models.rewrite.embedder import model_dir as embedder_dir
     from models.vad import find_model
     from models.whisper.inference import model_dir
 
@@ -203,6 +204,9 @@ def _runtime_tree(stages: dict[str, Stage], root: Path) -> dict[str, str]:
     def local(source: str) -> Path:
         if source == vad_built[1]:
             return find_model()
+        embedder = re.fullmatch(rf"{build_dir}/minilm-embedder/([^/]+)", source)
+        if embedder is not None:
+            return embedder_dir() / embedder[1]
         whisper = re.fullmatch(rf"{build_dir}/whisper-([^/]+)/([^/]+)", source)
         assert whisper is not None, f"{source} is not made by the build stage"
         return model_dir(whisper[1]) / whisper[2]
@@ -258,6 +262,12 @@ def test_the_image_file_list_loads_every_model_a_worker_loads(
     # The end-of-turn model (semantic end-pointing) is package data too.
     assert "eot.npz" in pyproject_package_data("models")
     EotModel.load()
+    # The online rewriter's embedder (a worker with rewrite_online_dir loads it), as copied.
+    from models.rewrite.embedder import Embedder
+    from models.rewrite.embedder import model_dir as embedder_dir
+
+    assert embedder_dir() == Path(env["VOICESTREAM_MODEL_DIR"]) / "minilm-embedder"
+    assert Embedder().embed(["turn on the light"]).shape == (1, 384)
     # The NLU model is package data: what pip installs from a checkout is what git tracks
     # and pyproject's package-data names.
     patterns = pyproject_package_data("models.nlu")
