@@ -259,7 +259,10 @@ def _group(events: list[dict[str, Any]]) -> dict[str, list[str]]:
     A cancelled revision's transcript or interpretation exists only if its
     work beat the reset, which depends on timing, so those of reset revisions
     are not compared. Each stage's topic is ordered, but how the topics
-    interleave is timing too: a group is compared as a sorted list.
+    interleave is timing too: a group is compared as a sorted list. An error is
+    forwarded in band by every later stage on its own topic, and the arbiter
+    decides on the first copy: whether a later stage's copy is written before
+    the worker stops is timing, so identical error copies compare as one.
     """
     cancelled = {(e["utterance_id"], e["cancelled_revision"]) for e in events
                  if e["type"] == MessageType.RESET.value}
@@ -271,7 +274,10 @@ def _group(events: list[dict[str, Any]]) -> dict[str, list[str]]:
         name = (f"dead letters of {e.get('device_id') or '?'}"
                 if e["type"] == MessageType.DEAD_LETTER.value
                 else f"utterance {e.get('utterance_id')}")
-        groups[name].append(json.dumps(e, sort_keys=True))
+        line = json.dumps(e, sort_keys=True)
+        if e["type"] == MessageType.ERROR.value and line in groups[name]:
+            continue  # another stage's in-band copy
+        groups[name].append(line)
     for lines in groups.values():
         lines.sort()
     return groups

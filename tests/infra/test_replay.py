@@ -140,3 +140,16 @@ def test_interaction_records_are_recorded_but_not_compared() -> None:
     assert topics.INTERACTIONS not in COMPARED
     assert topics.INTERPRETATIONS in COMPARED and topics.DIRECTIVES in COMPARED
     assert topics.INTERACTIONS.role is topics.Role.OUTPUT  # still recorded
+
+
+def test_in_band_error_copies_compare_as_one_but_a_second_directive_does_not() -> None:
+    from infra.replay import _group
+
+    error = {"type": "error", "utterance_id": "u1", "device_id": "d", "code": "no-speech",
+             "stage": "endpointer", "revision": 0}
+    directive = {"type": "directive", "utterance_id": "u2", "device_id": "d", "revision": 0,
+                 "intent": "x"}
+    recorded = _group([error, dict(error), dict(error), dict(error), directive])
+    replayed = _group([error, dict(error), directive])
+    assert recorded == replayed and len(recorded["utterance u1"]) == 1
+    assert _group([directive, dict(directive)]) != _group([directive])  # a real duplicate
