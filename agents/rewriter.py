@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -237,36 +237,55 @@ class Rewriter:
             layer.learn(interaction)
 
 
-def register_table(app: faust.App, settings: Settings, connection: Connection) -> TableLayer:
-    """The rule table, filled and kept current by a task that follows the rewrite-rules topic."""
-    table = RuleTable()
+def _follow(app: faust.App, settings: Settings, connection: Connection,
+            spec: topics.TopicSpec, take: Callable[[list[Any], bool], Awaitable[None]]) -> None:
+    """Have every worker read ``spec``'s topic from its start, then follow it.
+
+    ``take(records, caught_up)`` gets each batch; ``caught_up`` turns true at the
+    first empty batch (the topic's end as of then) and stays true. After a broker
+    hiccup the topic is read again from its start.
+    """
 
     @app.task  # type: ignore[untyped-decorator]
-    async def follow_rewrite_rules() -> None:
+    async def follow() -> None:
         from streams.client import EventWatcher
 
-        while True:  # from the start at every (re)connection: a compacted topic is small
+        while True:
             try:
-                async with EventWatcher(connection, specs=[topics.REWRITE_RULES],
+                async with EventWatcher(connection, specs=[spec],
                                         topic_prefix=settings.topic_prefix,
                                         from_beginning=True) as watch:
-                    fresh = RuleTable()
                     caught_up = False
                     while True:
                         records = await watch.records(timeout_ms=500)
-                        for record in records:
-                            (fresh if not caught_up else table).apply(record.key, record.value)
-                        if not caught_up and not records:
-                            # The topic's current end: swap the whole table in at once.
-                            table.rules, table.skipped = fresh.rules, fresh.skipped
-                            caught_up = True
-                            log.info("rewriter.table", rules=len(table))
+                        caught_up = caught_up or not records
+                        await take(records, caught_up)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a broker hiccup: log, wait, read it again
-                log.exception("rewriter.rules_reader_failed")
+                log.exception("rewriter.reader_failed", topic=spec.short)
                 await asyncio.sleep(1.0)
 
+
+def register_table(app: faust.App, settings: Settings, connection: Connection) -> TableLayer:
+    """The rule table, filled and kept current by a task that follows the rewrite-rules topic."""
+    table = RuleTable()
+    fresh: RuleTable | None = RuleTable()  # filled until the topic's end, then swapped in whole
+
+    async def take(records: list[Any], caught_up: bool) -> None:
+        nonlocal fresh
+        if fresh is None:
+            for record in records:
+                table.apply(record.key, record.value)
+            return
+        for record in records:
+            fresh.apply(record.key, record.value)
+        if caught_up:
+            table.rules, table.skipped = fresh.rules, fresh.skipped
+            fresh = None
+            log.info("rewriter.table", rules=len(table))
+
+    _follow(app, settings, connection, topics.REWRITE_RULES, take)
     return TableLayer(table)
 
 
@@ -276,42 +295,29 @@ def register_history(app: faust.App, settings: Settings, connection: Connection,
 
     Every partition, so every user: a worker that takes a device over after a
     rebalance or a restart knows its user's fixes. Records already learned are
-    skipped after a reconnection. While the history is read, the queue is
-    learned off the loop whenever it is half full, so nothing is dropped.
+    skipped when the topic is read again after a reconnection. The reader only
+    queues records; while it is far ahead (history at start), it learns the
+    queue off the loop before reading on, so nothing is dropped.
     """
+    learned_to: dict[int, int] = {}  # partition -> the next offset to learn
+    told = False
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def follow_interactions() -> None:
-        from streams.client import EventWatcher
+    async def take(records: list[Any], caught_up: bool) -> None:
+        nonlocal told
+        if caught_up and not told:
+            told = True
+            log.info("rewriter.history", read=sum(learned_to.values()), queued=layer.pending())
+        for record in records:
+            if record.offset < learned_to.get(record.partition, 0):
+                continue  # learned before the reconnection
+            learned_to[record.partition] = record.offset + 1
+            interaction = _interaction(record.value)
+            if interaction is not None:
+                layer.learn(interaction)
+                if layer.pending() > LESSON_LIMIT // 2:
+                    await asyncio.get_running_loop().run_in_executor(None, layer.catch_up)
 
-        loop = asyncio.get_running_loop()
-        learned_to: dict[int, int] = {}  # partition -> the next offset to learn
-        while True:
-            try:
-                async with EventWatcher(connection, specs=[topics.INTERACTIONS],
-                                        topic_prefix=settings.topic_prefix,
-                                        from_beginning=True) as watch:
-                    caught_up = False
-                    while True:
-                        records = await watch.records(timeout_ms=500)
-                        if not records and not caught_up:
-                            caught_up = True  # the topic's end as of now
-                            log.info("rewriter.history", read=sum(learned_to.values()),
-                                     queued=layer.pending())
-                        for record in records:
-                            if record.offset < learned_to.get(record.partition, 0):
-                                continue  # learned before the reconnection
-                            learned_to[record.partition] = record.offset + 1
-                            interaction = _interaction(record.value)
-                            if interaction is not None:
-                                layer.learn(interaction)
-                        if layer.pending() > LESSON_LIMIT // 2:
-                            await loop.run_in_executor(None, layer.catch_up)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a broker hiccup: log, wait, read on
-                log.exception("rewriter.interactions_reader_failed")
-                await asyncio.sleep(1.0)
+    _follow(app, settings, connection, topics.INTERACTIONS, take)
 
 
 def _interaction(raw: bytes | None) -> Interaction | None:

@@ -216,14 +216,6 @@ class OnlineWorker:
         self.proc = Process(["up", "--skills"], env_with(**self.env))
         self.proc.wait_ready(180)
 
-    def wait_for(self, event: str, timeout_s: float = 60.0) -> None:
-        """Wait until the running worker has logged ``event``."""
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        while not any(event in line for line in self.proc.stderr):
-            assert time.monotonic() < deadline, f"no {event} in {timeout_s} s"
-            time.sleep(0.2)
-
     def stop(self) -> None:
         """SIGTERM; the worker must leave cleanly, having loaded its online layer."""
         proc, self.proc = self.proc, None
@@ -292,7 +284,8 @@ def test_a_users_own_rephrase_is_learned_live(online_worker: OnlineWorker,
     # again from the interactions topic's history and serves it the same way.
     online_worker.stop()
     online_worker.start()
-    online_worker.wait_for('"rewriter.history"')
+    assert online_worker.proc is not None
+    assert online_worker.proc.log_events("rewriter.history", timeout_s=60), "history not read"
     again = say(audio_path("arijit.wav"), "priya", "p4")
     [rewrite] = [e for e in again if e["type"] == "rewrite" and e["kind"] == "final"]
     assert (rewrite["rewrite"], rewrite["source"]) == (PERSONAL, "online-personal")
