@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from infra.inputs import InputFileError, read_jsonl
-from infra.xsid import INTENTS, MASSIVE_CLASS, XSID_CLASS, XsidExample, load_xsid, to_classes
+from infra.xsid import (
+    INTENTS,
+    MASSIVE_CLASS,
+    XSID_CLASS,
+    XsidExample,
+    load_xsid,
+    normalised,
+    to_classes,
+)
 from models.nlu.inference import NluOnnx
 from models.nlu.labels import slot_f1
 from models.nlu.massive import Example, Slot, parse_annotation
@@ -119,9 +127,16 @@ def score_xsid(examples: Sequence[XsidExample],
 def evaluate_xsid(model: NluOnnx, data: Path, *,
                   progress: Callable[[int, int], None] | None = None,
                   examples: list[XsidExample] | None = None,
-                  batch: int = 16) -> dict[str, Any]:
-    """Interpret every utterance of an xSID CoNLL file; return :func:`score_xsid`'s figures."""
+                  batch: int = 16, normalise: Callable[[str], str] | None = None
+                  ) -> dict[str, Any]:
+    """Interpret every utterance of an xSID CoNLL file; return :func:`score_xsid`'s figures.
+
+    ``normalise`` (a locale's normaliser) rewrites each utterance first, as the live
+    stage does, keeping the gold slots on their words (:func:`infra.xsid.normalised`).
+    """
     examples = load_xsid(data) if examples is None else examples
+    if normalise is not None:
+        examples = [normalised(ex, normalise) for ex in examples]
     predicted: list[tuple[str, Sequence[Slot]]] = []
     for i in range(0, len(examples), batch):
         texts = [ex.text for ex in examples[i:i + batch]]

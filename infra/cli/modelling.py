@@ -319,8 +319,13 @@ def _context_phrases(ctx_file: str) -> list[str]:
               help="MASSIVE-format JSONL, or an xSID CoNLL file (name ending .conll).")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
               default=None, help="An NLU model directory [default: the bundled English one].")
+@click.option("--normaliser", type=click.Choice(["locale", "none", "arabic-clitics"]),
+              default="locale", show_default=True,
+              help="xSID only: what rewrites each utterance before the model reads it: the "
+                   "live stage's normaliser for the file's language (xSID's de.valid.conll: "
+                   "de), none, or for Arabic the normaliser with clitics split.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_nlu(data_file: str, model_dir: str | None, as_json: bool) -> None:
+def eval_nlu(data_file: str, model_dir: str | None, normaliser: str, as_json: bool) -> None:
     """Score intents and slots: intent_accuracy, slot_f1, exact_match (fractions).
 
     An xSID file is scored on the part whose labels map onto MASSIVE's
@@ -330,6 +335,7 @@ def eval_nlu(data_file: str, model_dir: str | None, as_json: bool) -> None:
     from infra.eval_nlu import evaluate, evaluate_xsid, load
     from infra.xsid import load_xsid
     from models.nlu.inference import NluModelMissing, NluOnnx
+    from models.textnorm import normalizer_for
 
     xsid = load_xsid(data_file) if data_file.endswith(".conll") else None
     massive = None if xsid is not None else load(Path(data_file))
@@ -342,9 +348,15 @@ def eval_nlu(data_file: str, model_dir: str | None, as_json: bool) -> None:
             bar.length = total
             bar.update(done - bar.pos)
 
-        report = evaluate_xsid(model, Path(data_file), progress=progress, examples=xsid) \
+        language = Path(data_file).name.split(".", 1)[0]
+        normalise = None if normaliser == "none" else normalizer_for(
+            language, arabic_clitics=normaliser == "arabic-clitics")
+        report = evaluate_xsid(model, Path(data_file), progress=progress, examples=xsid,
+                               normalise=normalise) \
             if xsid is not None else \
             evaluate(model, Path(data_file), progress=progress, examples=massive)
+    if xsid is not None:
+        report["normaliser"] = normaliser
     click.echo(json.dumps(report, indent=None if as_json else 2, ensure_ascii=False))
 
 

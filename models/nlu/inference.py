@@ -10,7 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from models.nlu.labels import Encoded, encode, spans, type_mask, viterbi_bio
+from models.nlu.e5 import ENCODER_NAME, E5File, Unigram
+from models.nlu.labels import Encoded, Tokenizer, encode, spans, type_mask, viterbi_bio
 from models.nlu.massive import Slot
 from models.nlu.wordpiece import WordPiece
 
@@ -61,7 +62,16 @@ class NluOnnx:
         self.masks: dict[str, np.ndarray] = {
             intent: type_mask(self.tags, types)
             for intent, types in labels.get("intent_slots", {}).items()}
-        self.wp = WordPiece(path / "vocab.txt")
+        #: The multilingual model's encoder file (its word table); None for English.
+        self.e5: E5File | None = None
+        self.wp: Tokenizer
+        if labels.get("encoder") == ENCODER_NAME:
+            self.e5 = E5File()
+            self.wp = Unigram(self.e5)
+        else:
+            self.wp = WordPiece(path / "vocab.txt")
+        #: The language (``de``) the model was trained for, or ``multilingual``.
+        self.language = "multilingual" if self.e5 else "en"
         words = path / "words.txt"
         #: Words of the training requests outside slots; None: judge by the vocabulary.
         self.words: frozenset[str] | None = frozenset(words.read_text().split()) \
@@ -69,8 +79,12 @@ class NluOnnx:
 
     def known_word(self, word: str) -> bool:
         """Whether ``word`` is one the training requests used (or, without that list,
-        whether every part of it is a whole word of the vocabulary)."""
+        whether every part of it is a whole word of the vocabulary; for the
+        multilingual model, whether no part of it is unknown to its 250,002 pieces)."""
         parts = self.wp.words(word)
+        if self.e5 is not None:
+            return bool(parts) and all(self.wp.unk not in self.wp.split_word(w)
+                                       for w, _, _ in parts)
         if self.words is not None:
             return bool(parts) and all(w in self.words or not w.isalpha() for w, _, _ in parts)
         return bool(parts) and all(
@@ -89,7 +103,10 @@ class NluOnnx:
         for i, e in enumerate(enc):
             ids[i, : len(e.ids)] = e.ids
             att[i, : len(e.ids)] = 1
-        intent_logits, slot_logits = self.session.run(None, {"ids": ids, "attention": att})
+        feed: dict[str, np.ndarray] = {"ids": ids, "attention": att}
+        if self.e5 is not None:
+            feed = {"words": self.e5.word_rows(ids), "attention": att}
+        intent_logits, slot_logits = self.session.run(None, feed)
         probs = _softmax(intent_logits)
         out = []
         for i, e in enumerate(enc):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from models.nlu.massive import Example, Slot
-from models.nlu.wordpiece import WordPiece
 
 IGNORE = -100
 MAX_PIECES = 62
@@ -31,6 +31,20 @@ class Labels:
         return cls(intents, tags)
 
 
+class Tokenizer(Protocol):
+    """What :func:`encode` needs: :class:`~models.nlu.wordpiece.WordPiece` (English)
+    or :class:`~models.nlu.e5.Unigram` (multilingual)."""
+
+    cls: int
+    sep: int
+    pad: int
+    unk: int
+
+    def words(self, text: str) -> list[tuple[str, int, int]]: ...
+
+    def split_word(self, word: str) -> list[int]: ...
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Encoded:
     """Model input for one utterance and, for training, its targets."""
@@ -42,7 +56,7 @@ class Encoded:
     tags: list[int] = dataclasses.field(default_factory=list)
 
 
-def encode(text: str, wp: WordPiece, labels: Labels | None = None,
+def encode(text: str, wp: Tokenizer, labels: Labels | None = None,
            example: Example | None = None) -> Encoded:
     """Tokenize ``text``; with ``example``, also build the intent and BIO targets."""
     ids = [wp.cls]

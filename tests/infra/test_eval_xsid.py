@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 -- Arabic and Chinese test texts, not look-alikes
 """xSID CoNLL reading, its mapping onto MASSIVE labels, and the evaluation's arithmetic."""
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ from click.testing import CliRunner
 from infra.cli import main
 from infra.eval_nlu import score_xsid
 from infra.inputs import InputFileError
-from infra.xsid import INTENTS, MASSIVE_CLASS, SLOTS, XSID_CLASS, load_xsid, to_classes
+from infra.xsid import (
+    INTENTS,
+    MASSIVE_CLASS,
+    SLOTS,
+    XSID_CLASS,
+    load_xsid,
+    normalised,
+    to_classes,
+)
 from models.nlu.massive import Slot
+from models.textnorm import normalizer_for
 
 XSID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "xsid"
 
@@ -199,3 +209,48 @@ def test_the_shared_valid_sets_read_whole(lang: str) -> None:
     assert len(examples) == 300
     assert sum(ex.intent in INTENTS for ex in examples) == 195
     assert all(ex.text[s.start:s.end] == s.value for ex in examples for s in ex.slots)
+
+
+AR_WEATHER = """# id = 4
+# text = هل ستُمطر غداً في الرياض ؟
+# intent = weather/find
+1\tهل\tweather/find\tO
+2\tستُمطر\tweather/find\tB-weather/attribute
+3\tغداً\tweather/find\tB-datetime
+4\tفي\tweather/find\tO
+5\tالرياض\tweather/find\tB-location
+6\t؟\tweather/find\tO
+"""
+
+
+@pytest.mark.parametrize("clitics", [False, True])
+def test_normalising_keeps_every_gold_slot_on_its_words(tmp_path: Path, clitics: bool) -> None:
+    weather, alarm, ar = load_xsid(write(tmp_path, WEATHER, ZH_ALARM, AR_WEATHER))
+    de = normalised(weather, normalizer_for("de"))
+    assert de.text == "regnet es morgen um 7 uhr in köln"
+    assert [(s.type, de.text[s.start:s.end]) for s in de.slots] == [
+        ("weather/attribute", "regnet"), ("datetime", "morgen um 7 uhr"), ("location", "köln")]
+    assert all(s.value == de.text[s.start:s.end] for s in de.slots)
+    # Chinese: no spaces appear where the text had none.
+    zh = normalised(alarm, normalizer_for("zh"))
+    assert zh.text == "取消明天的闹钟" and zh.slots == (Slot("datetime", "明天", 2, 4),)
+    # Arabic: diacritics and the Arabic question mark go; with clitics, "الرياض" splits.
+    arn = normalised(ar, normalizer_for("ar", arabic_clitics=clitics))
+    assert "\u064f" not in arn.text and "؟" not in arn.text and "?" not in arn.text
+    place = next(s for s in arn.slots if s.type == "location")
+    assert arn.text[place.start:place.end] == ("ال+ رياض" if clitics else "الرياض")
+    assert [s.type for s in arn.slots] == ["weather/attribute", "datetime", "location"]
+
+
+def test_eval_nlu_applies_the_files_language_normaliser(tmp_path: Path) -> None:
+    path = tmp_path / "de.valid.conll"
+    path.write_text(WEATHER, encoding="utf-8")
+    reports = {}
+    for normaliser in ("locale", "none"):
+        result = CliRunner().invoke(main, ["eval", "nlu", "--data", str(path), "--json",
+                                           "--normaliser", normaliser])
+        assert result.exit_code == 0, result.output
+        reports[normaliser] = json.loads(result.output.strip().splitlines()[-1])
+    assert reports["locale"]["normaliser"] == "locale"
+    assert reports["none"]["normaliser"] == "none"
+    assert reports["locale"]["gold_slots_mapped"] == reports["none"]["gold_slots_mapped"] == 3
