@@ -116,13 +116,15 @@ CEDICT = """\
 王 王 [Wang2] /surname Wang/
 播放 播放 [bo1 fang4] /to broadcast/to play (a video, audio recording etc)/
 明天 明天 [ming2 tian1] /tomorrow/see also 明日[ming2 ri4]/
+聽 听 [ting1] /to listen to; to hear/
 """.splitlines()
 
 
 def test_cedict_reader() -> None:
     pairs = [(p.english, p.target, p.rank) for p in read_cedict(CEDICT, "cedict.txt")]
     assert pairs == [("weather", "天气", 0), ("play", "玩", 0), ("broadcast", "播放", 0),
-                     ("play", "播放", 1), ("tomorrow", "明天", 0)]
+                     ("play", "播放", 1), ("tomorrow", "明天", 0), ("listen", "听", 0),
+                     ("hear", "听", 1)]
 
 
 def test_cedict_bad_line() -> None:
