@@ -143,6 +143,9 @@ def load(lang: str, *, dictd: Path = DICTD, cache: Path | None = None,
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(built, ensure_ascii=False, sort_keys=True), encoding="utf-8")
     tmp.replace(path)
+    for stale in path.parent.glob(f"{lang}-*.json"):
+        if stale != path:
+            stale.unlink()
     return built
 
 

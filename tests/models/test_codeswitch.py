@@ -94,10 +94,10 @@ def test_load_builds_ranks_and_caches(tmp_path: Path) -> None:
     assert "off" not in table
     assert len(list(cache.iterdir())) == 1
     assert dictionaries.load("de", dictd=tmp_path, cache=cache, prior=False) == table
-    # A changed source is a new cache file.
+    # A changed source is rebuilt; the stale file goes.
     write_dictd(tmp_path / "freedict-eng-deu", FREEDICT_ENG_DEU[:1])
     assert "set" not in dictionaries.load("de", dictd=tmp_path, cache=cache, prior=False)
-    assert len(list(cache.iterdir())) == 2
+    assert len(list(cache.iterdir())) == 1
 
 
 def test_bad_index_line_names_file_and_line(tmp_path: Path) -> None:
