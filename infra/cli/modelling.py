@@ -327,11 +327,14 @@ def _context_phrases(ctx_file: str) -> list[str]:
               help="MASSIVE-format JSONL, or an xSID CoNLL file (name ending .conll).")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
               default=None, help="An NLU model directory [default: the bundled English one].")
-@click.option("--normaliser", type=click.Choice(["locale", "none", "arabic-clitics"]),
+@click.option("--normaliser",
+              type=click.Choice(["locale", "none", "arabic-letters", "arabic-clitics"]),
               default="locale", show_default=True,
               help="xSID only: what rewrites each utterance before the model reads it: the "
                    "live stage's normaliser for the file's language (xSID's de.valid.conll: "
-                   "de), none, or for Arabic the normaliser with clitics split.")
+                   "de) with the default settings, none, or for Arabic the normaliser that "
+                   "also unifies letter forms (nlu_arabic_letters), or that and clitics "
+                   "split (nlu_arabic_clitics).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_nlu(data_file: str, model_dir: str | None, normaliser: str, as_json: bool) -> None:
     """Score intents and slots: intent_accuracy, slot_f1, exact_match (fractions).
@@ -358,7 +361,8 @@ def eval_nlu(data_file: str, model_dir: str | None, normaliser: str, as_json: bo
 
         language = Path(data_file).name.split(".", 1)[0]
         normalise = None if normaliser == "none" else normalizer_for(
-            language, arabic_clitics=normaliser == "arabic-clitics")
+            language, arabic_clitics=normaliser == "arabic-clitics",
+            arabic_letters=normaliser in ("arabic-letters", "arabic-clitics"))
         report = evaluate_xsid(model, Path(data_file), progress=progress, examples=xsid,
                                normalise=normalise) \
             if xsid is not None else \

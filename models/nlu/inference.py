@@ -18,6 +18,8 @@ from models.nlu.wordpiece import WordPiece
 #: Where the committed models live: English, and multilingual (de, ar, zh).
 DEFAULT_DIR = Path(__file__).resolve().parent / "model"
 MULTILINGUAL_DIR = Path(__file__).resolve().parent / "model-multilingual"
+#: Names the ``nlu_models`` setting may give instead of a directory.
+BUNDLED = {"english": DEFAULT_DIR, "multilingual": MULTILINGUAL_DIR}
 
 
 class NluModelMissing(RuntimeError):
@@ -45,7 +47,9 @@ class NluOnnx:
     """The exported joint model."""
 
     def __init__(self, path: Path | None = None, *, threads: int = 1) -> None:
-        path = path or DEFAULT_DIR
+        """Load the model in ``path``: a directory, or a name of :data:`BUNDLED`
+        (``multilingual``); the bundled English model without one."""
+        path = BUNDLED.get(str(path), path) if path is not None else DEFAULT_DIR
         model = path / "nlu.int8.onnx"
         if not model.is_file():
             raise NluModelMissing(f"no NLU model in {path}; build it with voicestream train nlu")

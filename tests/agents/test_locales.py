@@ -27,7 +27,7 @@ from tests.agents import test_arbiter as arb
 from tests.agents import test_nlu as nlu
 from tests.agents.test_asr import SPEC, Sent, endpoint_event, ep, feed_audio, settle
 
-#: The English model standing in for the multilingual one until it lands.
+#: Another model directory for every language.
 WITH_MODELS = Settings(nlu_models="de=/models/multi,ar=/models/multi,zh=/models/multi")
 
 
@@ -52,7 +52,8 @@ def test_a_supported_locale_chooses_language_models_and_phonetics(
     (WITH_MODELS, "de-AT", "not in locales"),  # German, but not a listed locale
     (WITH_MODELS, "fr-FR", "not in locales"),
     (WITH_MODELS, "klingon!", "not a BCP 47 locale"),
-    (Settings(), "de-DE", "no NLU model for 'de'"),  # listed, but nothing understands it
+    # Listed, but nothing understands it.
+    (Settings(nlu_models="ar=multilingual"), "de-DE", "no NLU model for 'de'"),
     (Settings(asr_engine="pocketsphinx", nlu_models="de=/m"), "de-DE", "English only"),
 ])
 def test_an_unsupported_locale_is_refused_with_its_reason(settings: Settings, locale: str,
@@ -121,9 +122,13 @@ async def test_asr_keeps_english_phonetics_for_english_devices() -> None:
     assert call["language"] == "en" and call["phrase_bonus"] > 0 and call["strong_weight"] > 0
 
 
+#: German listed in locales, but no NLU model for it.
+NO_GERMAN = Settings(nlu_models="ar=multilingual,zh=multilingual")
+
+
 @pytest.mark.parametrize("locale", ["xx-XX", "de-DE"])  # de-DE: no German NLU model set
 async def test_asr_ends_an_unsupported_locale_with_the_coded_outcome(locale: str) -> None:
-    sent, engine = await asr_run(Settings(), {"locale": locale})
+    sent, engine = await asr_run(NO_GERMAN, {"locale": locale})
     assert engine.calls == []  # nothing was recognised as if it were English
     (error,) = sent.messages
     assert isinstance(error, ErrorEvent)
@@ -165,7 +170,8 @@ async def test_nlu_reads_with_the_locale_s_model_and_normaliser() -> None:
 
 async def test_nlu_refuses_a_locale_that_became_unsupported() -> None:
     sent = nlu.Sent()
-    svc = NluService(Settings(), sent, Paths(), contexts={"d1": {"locale": "ar-SA"}})
+    svc = NluService(Settings(nlu_models="de=multilingual"), sent, Paths(),
+                     contexts={"d1": {"locale": "ar-SA"}})
     for kind in (EndpointKind.SPECULATIVE, EndpointKind.FINAL):
         await svc.on_event(nlu.ORIGIN, nlu.transcript(kind, 0))
         await nlu._settle(svc)

@@ -96,8 +96,16 @@ def test_wer_counts_no_error_for_scoring_forms() -> None:
     ("de-DE", "Schalte das Licht in der Küche ein!", "schalte das licht in der küche ein"),
     ("de-DE", "Weck mich um 7 Uhr.", "weck mich um 7 uhr"),  # no English number words
     ("zh-CN", "打開廚房的燈。", "打开厨房的灯"),  # traditional -> simplified
-    ("ar-SA", "شغّل الضوءَ في المطبخِ، الساعة ٧؟", "شغل الضوء في المطبخ الساعه 7"),  # noqa: RUF001
+    # Marks, digits and punctuation; the letter forms stay (nlu_arabic_letters is off).
+    ("ar-SA", "شغّل الضوءَ في المطبخِ، الساعة ٧؟", "شغل الضوء في المطبخ الساعة 7"),  # noqa: RUF001
     ("fr-FR", "Allume la lumière !", "allume la lumière"),
+    ("de-DE", "Wie heiß wird es?", "wie heiß wird es"),  # lower case, not case folding
 ])
 def test_each_locale_has_its_normaliser(locale: str, text: str, expected: str) -> None:
     assert normalizer_for(locale)(text) == expected
+
+
+def test_arabic_letter_forms_are_unified_on_request() -> None:
+    text = "أين مدينةُ الإسكندرية؟"
+    assert normalizer_for("ar-SA", arabic_letters=True)(text) == "اين مدينه الاسكندريه"
+    assert normalizer_for("ar-SA")(text) == "أين مدينة الإسكندرية"
