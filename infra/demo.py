@@ -48,6 +48,9 @@ COMMANDS = (
     ("neato_off.wav", "kitchen-1", "an appliance name from the device's context"),
     ("neato_off.wav", "hall-2", "same audio, no such name in context: \"needle vacuum\""),
     ("lights_8k.wav", "hall-2", "an 8 kHz device (resampled)"),
+    ("licht_an_de.wav", "kueche-de", "locale de-DE: Whisper base in German, the multilingual NLU"),
+    ("deng_zh.wav", "chufang-zh", "locale zh-CN: \"打开厨房的灯\", simplified before the NLU"),
+    ("daw_ar.wav", "matbakh-ar", "locale ar-SA: espeak-ng's Arabic, which Whisper mishears"),
     ("silence.wav", "hall-2", "nobody speaks"),
 )
 #: Device context published before the commands.
@@ -57,7 +60,16 @@ CONTEXTS: dict[str, dict[str, Any]] = {
                   "appliances": ["Neato vacuum", "Dyson fan"], "local_time": "21:40"},
     "hall-2": {"device_type": "speaker", "location": "hall", "local_time": "21:40"},
     "lounge-tv": {"device_type": "tv", "has_screen": True, "location": "living room"},
+    "kueche-de": {"device_type": "speaker", "location": "Küche", "locale": "de-DE"},
+    "chufang-zh": {"device_type": "speaker", "location": "厨房", "locale": "zh-CN"},
+    "matbakh-ar": {"device_type": "speaker", "location": "المطبخ", "locale": "ar-SA"},
 }
+#: The other languages' commands: (file, espeak-ng voice, text), "turn on the kitchen light".
+LANGUAGE_COMMANDS = (
+    ("licht_an_de.wav", "de", "schalte das Licht in der Küche ein"),
+    ("deng_zh.wav", "cmn-latn-pinyin", "打开厨房的灯"),
+    ("daw_ar.wav", "ar", "شغل الضوء في المطبخ"),
+)
 AUDIO_DIR = "demo_audio"
 
 
@@ -117,6 +129,26 @@ def build_audio(out: Path) -> None:
     lights = pad(trimmed("turn off the lights in the hall"))
     write("lights_8k.wav", soxr.resample(lights, RATE, 8000).astype(np.float32), 8000)
     write("silence.wav", np.zeros(RATE * 6, np.float32))
+    build_language_audio(out)
+
+
+def build_language_audio(out: Path) -> None:
+    """Synthesise :data:`LANGUAGE_COMMANDS` (espeak-ng: no natural German or Arabic voice
+    ships in a package; see README, Other languages)."""
+    import numpy as np
+
+    from infra.eval_endpoint import RATE, speak, voiced_bounds
+
+    for name, voice, text in LANGUAGE_COMMANDS:
+        x = speak(text, voice, 150)
+        a, b = voiced_bounds(x)
+        z = np.zeros(RATE * 3 // 10, np.float32)
+        with wave.open(str(out / name), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes((np.clip(np.concatenate([z, x[a:b], z]), -1, 1) * 32767)
+                          .astype("<i2").tobytes())
 
 
 #: Summary columns: the stage events whose latency the table shows.
