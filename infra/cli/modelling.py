@@ -116,7 +116,8 @@ def train() -> None:
 @click.option("--codeswitch", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Train each epoch on a fresh code-switched copy of the requests, this "
                    "share of their words put into German, Arabic or Chinese by dictionary "
-                   "(models/nlu/codeswitch.py; needs the dictionaries it names); 0: off.")
+                   "and the domain glossary (models/nlu/codeswitch.py, glossary.py; needs "
+                   "the dictionaries they name); 0: off.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -140,9 +141,10 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
     if codeswitch:
         from models.nlu import dictionaries
         from models.nlu.codeswitch import augment as switched
+        from models.nlu.glossary import merged
 
         try:
-            tables = {lang: dictionaries.load(lang) for lang in dictionaries.LANGUAGES}
+            tables = merged({lang: dictionaries.load(lang) for lang in dictionaries.LANGUAGES})
         except dictionaries.DictionaryMissing as exc:
             raise click.ClickException(str(exc)) from exc
 
