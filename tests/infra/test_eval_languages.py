@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.eval_languages import COMMANDS, Row, summary
+from infra.eval_languages import COMMANDS, EXPECTED, Row, summary
 
 
 def test_errors_are_counted_after_the_locale_s_normaliser() -> None:
@@ -27,3 +27,20 @@ def test_each_language_has_commands_and_a_voice() -> None:
     assert {locale.split("-")[0] for locale in COMMANDS} == {"de", "ar", "zh"}
     assert all(voice and len(commands) >= 3 for voice, commands in COMMANDS.values())
 
+
+
+def test_intents_are_scored_on_the_commands_that_have_one() -> None:
+    rows = [
+        Row("de-DE", "de", "a", "a", "a", "iot_hue_lighton", "iot_hue_lighton",
+            "iot_hue_lighton"),
+        Row("de-DE", "de", "b", "b", "b", "weather_query", "general_quirky", "weather_query"),
+        Row("de-DE", "de", "c", "c", "c", "alarm_set", "alarm_set", None),  # not scored
+    ]
+    table = summary(rows)
+    assert table["de-DE"]["intent_written"] == 1.0
+    assert table["de-DE"]["intent_heard"] == 0.5
+    assert "ar-SA" not in table  # no rows, nothing to score
+
+
+def test_every_command_has_its_expected_intent() -> None:
+    assert all(len(commands) == len(EXPECTED) for _, commands in COMMANDS.values())
