@@ -68,6 +68,9 @@ XSID_CLASS: dict[str, str] = {t: c.name for c in SLOTS for t in c.xsid}
 MASSIVE_CLASS: dict[str, str] = {t: c.name for c in SLOTS for t in c.massive}
 
 _TAG = re.compile(r"O|[BI]-\S+")
+#: The non-word characters (punctuation, white space) at the start and end of a stretch.
+_EDGE = re.compile(r"[\W_]*")
+_TAIL = re.compile(r"[\W_]*$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -184,13 +187,18 @@ def normalised(ex: XsidExample, normalise: Callable[[str], str]) -> XsidExample:
     starts = {s.start: s for s in ex.slots}
     out = ""
     slots: list[Slot] = []
+    gap = ""  # what the normaliser dropped since the last kept text ("Uhr, um": ", ")
     for a, b in itertools.pairwise(cuts):
         part = ex.text[a:b]
         new = normalise(part).strip()
         if not new:
+            gap += part
             continue
-        if out and (part[:1].isspace() or ex.text[a - 1:a].isspace()):
+        lead = _EDGE.match(part)
+        if out and any(c.isspace() for c in gap + (lead.group() if lead else "")):
             out += " "
+        trail = _TAIL.search(part)
+        gap = trail.group() if trail else ""
         slot = starts.get(a)
         if slot is not None and slot.end == b:
             slots.append(Slot(slot.type, new, len(out), len(out) + len(new)))

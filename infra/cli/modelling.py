@@ -347,8 +347,9 @@ def _context_phrases(ctx_file: str) -> list[str]:
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False),
               default="../shared/data/massive-en-US/dev.jsonl", show_default=True,
               help="MASSIVE-format JSONL, or an xSID CoNLL file (name ending .conll).")
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
-              default=None, help="An NLU model directory [default: the bundled English one].")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="An NLU model directory, or a bundled model's name: english (the "
+                   "default) or multilingual.")
 @click.option("--normaliser",
               type=click.Choice(["locale", "none", "arabic-letters", "arabic-clitics"]),
               default="locale", show_default=True,
@@ -367,11 +368,14 @@ def eval_nlu(data_file: str, model_dir: str | None, normaliser: str, as_json: bo
     """
     from infra.eval_nlu import evaluate, evaluate_xsid, load
     from infra.xsid import load_xsid
-    from models.nlu.inference import NluModelMissing, NluOnnx
+    from models.nlu.inference import BUNDLED, NluModelMissing, NluOnnx
     from models.textnorm import normalizer_for
 
     xsid = load_xsid(data_file) if data_file.endswith(".conll") else None
     massive = None if xsid is not None else load(Path(data_file))
+    if model_dir and model_dir not in BUNDLED and not Path(model_dir).is_dir():
+        raise click.ClickException(f"--model {model_dir}: no such directory, and not one "
+                                   f"of the bundled models ({', '.join(BUNDLED)})")
     try:
         model = NluOnnx(Path(model_dir) if model_dir else None)
     except NluModelMissing as exc:

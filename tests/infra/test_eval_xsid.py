@@ -254,3 +254,24 @@ def test_eval_nlu_applies_the_files_language_normaliser(tmp_path: Path) -> None:
     assert reports["locale"]["normaliser"] == "locale"
     assert reports["none"]["normaliser"] == "none"
     assert reports["locale"]["gold_slots_mapped"] == reports["none"]["gold_slots_mapped"] == 3
+
+
+def test_a_boundary_that_punctuation_and_a_space_mark_keeps_its_space(tmp_path: Path) -> None:
+    block = """# id = 5
+# text = Wecker für 17 Uhr, um mich zu erinnern
+# intent = alarm/set_alarm
+1\tWecker\talarm/set_alarm\tO
+2\tfür\talarm/set_alarm\tO
+3\t17\talarm/set_alarm\tB-datetime
+4\tUhr\talarm/set_alarm\tI-datetime
+5\t,\talarm/set_alarm\tO
+6\tum\talarm/set_alarm\tO
+7\tmich\talarm/set_alarm\tO
+8\tzu\talarm/set_alarm\tO
+9\terinnern\talarm/set_alarm\tO
+"""
+    (ex,) = load_xsid(write(tmp_path, block))
+    de = normalised(ex, normalizer_for("de"))
+    assert de.text == "wecker für 17 uhr um mich zu erinnern"
+    (slot,) = de.slots
+    assert de.text[slot.start:slot.end] == "17 uhr"
