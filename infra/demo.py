@@ -48,8 +48,8 @@ COMMANDS = (
     ("neato_off.wav", "kitchen-1", "an appliance name from the device's context"),
     ("neato_off.wav", "hall-2", "same audio, no such name in context: \"needle vacuum\""),
     ("lights_8k.wav", "hall-2", "an 8 kHz device (resampled)"),
-    ("licht_an_de.wav", "kueche-de", "locale de-DE: Whisper base in German, the multilingual NLU"),
-    ("deng_zh.wav", "chufang-zh", "locale zh-CN: \"打开厨房的灯\", simplified before the NLU"),
+    ("licht_aus_de.wav", "kueche-de", "locale de-DE: Whisper base in German, the multilingual NLU"),
+    ("ge_zh.wav", "chufang-zh", "locale zh-CN: \"播放一首歌\", play a song"),
     ("daw_ar.wav", "matbakh-ar", "locale ar-SA: espeak-ng's Arabic, which Whisper mishears"),
     ("silence.wav", "hall-2", "nobody speaks"),
 )
@@ -64,10 +64,11 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "chufang-zh": {"device_type": "speaker", "location": "厨房", "locale": "zh-CN"},
     "matbakh-ar": {"device_type": "speaker", "location": "المطبخ", "locale": "ar-SA"},
 }
-#: The other languages' commands: (file, espeak-ng voice, text), "turn on the kitchen light".
+#: The other languages' commands: (file, espeak-ng voice, text): "turn off the light",
+#: "play a song", "turn on the light in the kitchen".
 LANGUAGE_COMMANDS = (
-    ("licht_an_de.wav", "de", "schalte das Licht in der Küche ein"),
-    ("deng_zh.wav", "cmn-latn-pinyin", "打开厨房的灯"),
+    ("licht_aus_de.wav", "de", "schalte das Licht aus"),
+    ("ge_zh.wav", "cmn-latn-pinyin", "播放一首歌"),
     ("daw_ar.wav", "ar", "شغل الضوء في المطبخ"),
 )
 AUDIO_DIR = "demo_audio"

