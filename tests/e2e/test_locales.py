@@ -44,7 +44,7 @@ def multi_stack(broker_kind: str, request: pytest.FixtureRequest,
     env = isolated(data, url)
     proc = Process(["up", "--skills"], env_with(**env))
     try:
-        yield proc.wait_ready(), env
+        yield proc.wait_ready(180), env  # on Kafka, under a full suite, joining can be slow
     finally:
         code = proc.stop()
         proc.kill()
