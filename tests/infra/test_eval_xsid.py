@@ -275,3 +275,16 @@ def test_a_boundary_that_punctuation_and_a_space_mark_keeps_its_space(tmp_path: 
     assert de.text == "wecker für 17 uhr um mich zu erinnern"
     (slot,) = de.slots
     assert de.text[slot.start:slot.end] == "17 uhr"
+
+
+def test_eval_nlu_takes_a_bundled_model_by_name_and_refuses_an_unknown_one(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, EN_WEATHER)
+    result = CliRunner().invoke(main, ["eval", "nlu", "--data", str(path), "--json",
+                                       "--model", "multilingual"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["mapped_utterances"] == 1 and report["intent_accuracy"] == 1.0
+    bad = CliRunner().invoke(main, ["eval", "nlu", "--data", str(path),
+                                    "--model", str(tmp_path / "nowhere")])
+    assert bad.exit_code != 0 and "not one of the bundled models" in bad.output
