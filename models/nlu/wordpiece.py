@@ -24,7 +24,8 @@ class Piece:
     end: int
 
 
-def _is_punct(ch: str) -> bool:
+def is_punct(ch: str) -> bool:
+    """BERT's punctuation: ASCII symbols and every Unicode P* character."""
     cp = ord(ch)
     if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
         return True
@@ -57,7 +58,7 @@ class WordPiece:
             if ch.isspace() or unicodedata.category(ch) == "Cc":
                 flush(i)
                 continue
-            if _is_punct(ch):
+            if is_punct(ch):
                 flush(i)
                 out.append((ch, i, i + 1))
                 continue
