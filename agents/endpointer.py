@@ -24,6 +24,9 @@ an utterance's *current* revision goes to :class:`agents.turn.TurnDecider`,
 whose final silence :meth:`Endpointer.require_silence` applies: at once when
 the silence has already passed, otherwise when it is reached. A transcript of
 a revision a reset cancelled is ignored, so it cannot confirm the next one.
+It follows the interpretations topic the same way: the speculative
+interpretation of the judged revision, a few milliseconds later, re-judges the
+same words blended with its confidence (``nlu_weight``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from streams.codec import from_dict, loads
 from streams.control import ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
 from streams.identity import signature_of
+from streams.nlu import Interpretations
 from streams.schema import SerializationError
 from streams.settings import Settings
 
@@ -85,6 +89,9 @@ class Session:
     vad: VadState = dataclasses.field(default_factory=VadState)
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
     log: Any = None
+    #: The speculative words the turn decider last judged, and their revision: the
+    #: interpretation of that revision re-judges them with its confidence.
+    turn_words: tuple[int, str] | None = None
 
 
 class EndpointerService:
@@ -305,9 +312,8 @@ class EndpointerService:
             return
         if not isinstance(message, Transcript) or message.kind is not EndpointKind.SPECULATIVE:
             return
-        session = self.sessions.get(message.device_id)
-        if (session is None or session.utterance_id != message.utterance_id
-                or session.partition != origin.partition or session.endpointer.done):
+        session = self._turn_session(origin, message.device_id, message.utterance_id)
+        if session is None:
             return
         if message.revision != session.endpointer.revision:
             session.log.info("turn.stale", revision=message.revision,
@@ -319,11 +325,53 @@ class EndpointerService:
                              language=message.language)
             return
         text = message.nbest[0].text if message.nbest else ""
-        decision = self.turn.decide(text, device_type=self._device_type(session.device_id))
+        session.turn_words = (message.revision, text)
+        await self._judge(session, message.revision, text, None)
+
+    async def on_interpretation(self, origin: Origin, raw: bytes | None) -> None:
+        """Follow one interpretations-topic record: the speculative interpretation of the
+        revision whose words were judged re-judges them with its confidence.
+
+        It comes a few milliseconds after the transcript (NLU follows ASR), so it can
+        only lengthen or shorten a final silence that has not passed yet.
+        """
+        if self.turn is None or raw is None:
+            return
+        try:
+            message = from_dict(loads(raw, topics.INTERPRETATIONS.codec))
+        except SerializationError:
+            return
+        if (not isinstance(message, Interpretations)
+                or message.kind is not EndpointKind.SPECULATIVE):
+            return
+        session = self._turn_session(origin, message.device_id, message.utterance_id)
+        if session is None or session.turn_words is None:
+            return
+        revision, text = session.turn_words
+        if message.revision != revision or revision != session.endpointer.revision:
+            return
+        best = message.best
+        await self._judge(session, revision, text, best.score if best is not None else 0.0)
+
+    def _turn_session(self, origin: Origin, device_id: str, utterance_id: str) -> Session | None:
+        """The open session a transcript or interpretation record speaks of, if this worker
+        holds it on the record's partition."""
+        session = self.sessions.get(device_id)
+        if (session is None or session.utterance_id != utterance_id
+                or session.partition != origin.partition or session.endpointer.done):
+            return None
+        return session
+
+    async def _judge(self, session: Session, revision: int, text: str,
+                     nlu_confidence: float | None) -> None:
+        assert self.turn is not None
+        decision = self.turn.decide(text, nlu_confidence=nlu_confidence,
+                                    device_type=self._device_type(session.device_id))
         metrics.TURN_SILENCE.observe(decision.silence_ms)
-        session.log.info("turn", revision=message.revision, silence_ms=decision.silence_ms,
-                         p_complete=decision.p_complete)  # never the words
-        for d in session.endpointer.require_silence(message.revision, decision.silence_ms):
+        session.log.info("turn", revision=revision, silence_ms=decision.silence_ms,
+                         p_complete=decision.p_complete,
+                         nlu_confidence=nlu_confidence)  # never the words
+        for d in session.endpointer.require_silence(revision, decision.silence_ms):
             await self._publish(session, d)
 
     def _device_type(self, device_id: str) -> str:
@@ -541,6 +589,18 @@ def register(app: faust.App, settings: Settings, send: SendFn, *, ledger: Ledger
                 m = event.message
                 origin = Origin(m.topic, m.partition, m.offset, m.key)
                 await isolated(service.pub, origin, service.on_transcript(origin, m.value))
+
+    if service.turn is not None and settings.endpointer.nlu_weight > 0:
+        interpretations = app.topic(settings.topic(topics.INTERPRETATIONS.short),
+                                    key_serializer="raw", value_serializer="raw",
+                                    partitions=settings.partitions)
+
+        @app.agent(interpretations, name="endpointer-turn-nlu", concurrency=1)
+        async def endpointer_turn_nlu(stream: Any) -> None:
+            async for event in stream.events():
+                m = event.message
+                origin = Origin(m.topic, m.partition, m.offset, m.key)
+                await isolated(service.pub, origin, service.on_interpretation(origin, m.value))
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_idle() -> None:

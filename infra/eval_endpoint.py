@@ -185,16 +185,21 @@ def spoken_words(row: dict[str, Any], at_ms: int) -> list[str]:
 
 #: The speculative transcript's words, from (end of speech, decision time) in audio ms.
 WordsAt = Callable[[int, int], list[str]]
+#: The interpretation's confidence in a speculative transcript's words.
+ConfidenceOf = Callable[[list[str]], float]
 
 
 def replay(probs: list[float], config: EndpointerConfig, *,
            turn: TurnDecider | None = None, words_at: WordsAt | None = None,
-           audio: np.ndarray | None = None, asr_latency_ms: int = 0) -> list[Decision]:
+           audio: np.ndarray | None = None, asr_latency_ms: int = 0,
+           confidence: ConfidenceOf | None = None) -> list[Decision]:
     """Feed per-chunk probabilities to an :class:`Endpointer`, as the agent would.
 
     With ``turn``, each speculative end-point's transcript (``words_at``)
     reaches the end-pointer ``asr_latency_ms`` of audio later, and its
-    decision sets the final silence of that revision.
+    decision sets the final silence of that revision; with ``confidence``, the
+    decision blends in the interpretation's confidence in those words (the
+    agent gets it a few ms after the words; here at the same moment).
     """
     ep = Endpointer(config, "eval", "eval")
     out: list[Decision] = []
@@ -211,7 +216,9 @@ def replay(probs: list[float], config: EndpointerConfig, *,
             fall = None
             if audio is not None:
                 fall = energy_fall(audio[: at_ms * RATE // 1000])
-            decision = turn.decide(words_at(at_ms, t_ms), energy_fall=fall)
+            words = words_at(at_ms, t_ms)
+            nlu = confidence(words) if confidence is not None and words else None
+            decision = turn.decide(words, energy_fall=fall, nlu_confidence=nlu)
             out.extend(ep.require_silence(revision, decision.silence_ms))
         if ep.done:
             return out
@@ -276,9 +283,29 @@ def whisper_words() -> Callable[[np.ndarray], list[str]]:
     return words
 
 
+def nlu_confidence() -> ConfidenceOf:
+    """The bundled English NLU model: the best interpretation's score for some words,
+    as the NLU stage scores a one-hypothesis n-best with no device context."""
+    from agents.nlu import NluError, Understander
+    from models.nlu.inference import NluOnnx
+    from streams.asr import NBest
+
+    understander = Understander(NluOnnx())
+
+    def confidence(words: list[str]) -> float:
+        try:
+            hyps = understander.interpret([NBest(text=" ".join(words), score=0.0)], None)
+        except NluError:
+            return 0.0
+        return hyps[0].score if hyps else 0.0
+
+    return confidence
+
+
 def evaluate(data: Path, config: EndpointerConfig, *, asr_latency_ms: int = 150,
              model: EotModel | None = None,
              recognise: Callable[[np.ndarray], list[str]] | None = None,
+             confidence: ConfidenceOf | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the fixed and the semantic end-pointers over the set in ``data``; return both.
 
@@ -286,7 +313,9 @@ def evaluate(data: Path, config: EndpointerConfig, *, asr_latency_ms: int = 150,
     always); ``semantic`` holds the same figures with the turn decider, fed
     each speculative end-point's words ``asr_latency_ms`` later: the words
     spoken so far from the labels (an oracle), or with ``recognise`` what it
-    makes of the audio up to the decision (e.g. :func:`whisper_words`).
+    makes of the audio up to the decision (e.g. :func:`whisper_words`); with
+    ``confidence`` (e.g. :func:`nlu_confidence`), blended with the NLU's
+    confidence in those words (``nlu_weight``).
     """
     rows = load(data)
     vad = SileroVad()
@@ -306,12 +335,13 @@ def evaluate(data: Path, config: EndpointerConfig, *, asr_latency_ms: int = 150,
             return recognise(audio[: t_ms * RATE // 1000])
 
         semantic_runs.append(replay(probs, fixed, turn=turn, words_at=words_at, audio=audio,
-                                    asr_latency_ms=asr_latency_ms))
+                                    asr_latency_ms=asr_latency_ms, confidence=confidence))
         if progress is not None:
             progress(i + 1, len(rows))
     semantic = _score(rows, semantic_runs)
     source = "oracle words (labels)" if recognise is None else "Whisper tiny.en int8"
     semantic["transcript"] = f"{source} at the speculative end-point, {asr_latency_ms} ms later"
+    semantic["nlu_confidence"] = confidence is not None
     return {
         "split": "MASSIVE en-US dev (espeak-ng)",
         "utterances": len(rows),

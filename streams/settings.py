@@ -62,8 +62,10 @@ class EndpointerConfig:
     complete_threshold: float = 0.95
     #: P(complete) at or below which the full ``final_silence_ms`` is required.
     incomplete_threshold: float = 0.7
-    #: Share of the NLU confidence in the completeness score (when one is known).
-    nlu_weight: float = 0.2
+    #: Share of the NLU confidence in the completeness score; 0 (default) leaves the
+    #: interpretations topic unread. ``eval endpoint --nlu``: it only added cut-offs
+    #: on the dev pause set (the model is as sure of "set an alarm" as of the whole).
+    nlu_weight: float = 0.0
     #: Score added for a full energy fall at the end of speech (half for none: 0).
     acoustic_weight: float = 0.0
     #: Per device type, a different ``semantic_min_silence_ms``: "type=ms,type=ms".

@@ -435,9 +435,13 @@ def eval_context(data_file: str | None, failures: bool, as_json: bool) -> None:
               show_default=True,
               help="Words the semantic end-pointer gets: those spoken so far (from the labels) "
                    "or Whisper tiny.en's on the audio so far (slower; needs models build).")
+@click.option("--nlu", "with_nlu", is_flag=True,
+              help="Blend the English NLU model's confidence in those words into the semantic "
+                   "decision (nlu_weight), as the live end-pointer does.")
 @click.pass_context
 def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json: bool,
-                  pairs: tuple[str, ...], asr_latency_ms: int, transcripts: str) -> None:
+                  pairs: tuple[str, ...], asr_latency_ms: int, transcripts: str,
+                  with_nlu: bool) -> None:
     """Score the end-pointers, fixed and semantic: premature cut-offs, resets, delays, lead."""
     from infra import eval_endpoint as ev
 
@@ -449,6 +453,7 @@ def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json
         ev.build(path, Path(shared))
     # Reads the labels before the VAD.
     recognise = ev.whisper_words() if transcripts == "whisper" else None
+    confidence = ev.nlu_confidence() if with_nlu else None
     with click.progressbar(length=1, label="end-pointing", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -456,5 +461,5 @@ def eval_endpoint(ctx: click.Context, data_dir: str | None, shared: str, as_json
             bar.update(1)
 
         report = ev.evaluate(path, settings.endpointer, asr_latency_ms=asr_latency_ms,
-                             recognise=recognise, progress=progress)
+                             recognise=recognise, confidence=confidence, progress=progress)
     click.echo(json.dumps(report, indent=None if as_json else 2))

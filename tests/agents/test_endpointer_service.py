@@ -20,6 +20,7 @@ from streams.client import read_wav
 from streams.codec import Codec, decode, encode
 from streams.control import DeadLetter, ErrorEvent
 from streams.endpoint import Endpoint, EndpointKind, Reset
+from streams.nlu import Hypothesis, Interpretations
 from streams.schema import Message
 
 AUDIO = "voicestream.audio"
@@ -496,3 +497,71 @@ async def test_reset_then_stale_transcript_cannot_confirm_the_new_revision(
     await svc.handle_batch(batch(*rest))
     finals = [m for _, m in rec.sent if isinstance(m, Endpoint) and m.kind is EndpointKind.FINAL]
     assert [f.revision for f in finals] == [1]
+
+
+# --- semantic final end-pointing: the interpretation's confidence ------------------
+
+INTERPRETATIONS = "voicestream.interpretations"
+
+
+def interpretation_record(spec: Endpoint, score: float, *, revision: int | None = None,
+                          partition: int = 0) -> tuple[Origin, bytes | None]:
+    """The NLU's speculative interpretation of ``spec``, its best hypothesis scored ``score``."""
+    i = Interpretations(device_id=spec.device_id, utterance_id=spec.utterance_id,
+                        kind=EndpointKind.SPECULATIVE,
+                        revision=spec.revision if revision is None else revision,
+                        t_ms=spec.t_ms, interpretations=(
+                            Hypothesis(intent="alarm_set", score=score, text="x"),))
+    return (Origin(INTERPRETATIONS, partition, next(_offsets), spec.device_id.encode()),
+            encode(i, topics.INTERPRETATIONS.codec))
+
+
+def nlu_led(rec: Recorder, vad: SileroVad) -> EndpointerService:
+    """Semantic end-pointing that takes its score from the interpretation alone."""
+    return service(rec, vad, endpointer=EndpointerConfig(semantic=True, nlu_weight=1.0))
+
+
+async def test_confident_interpretation_confirms_words_that_looked_unfinished(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    svc = nlu_led(rec, vad)
+    spec, rest = await until_speculative(svc, rec, pcm, rate)
+    for _ in range(5):
+        await svc.handle_batch(batch(rest.pop(0)))
+    await svc.on_transcript(*transcript_record(spec, "set a timer for")[0])
+    assert rec.kinds() == [("endpoint", "speculative")]  # the words alone: wait
+    # Another partition's or another revision's interpretation changes nothing ...
+    await svc.on_interpretation(*interpretation_record(spec, 0.99, partition=1))
+    await svc.on_interpretation(*interpretation_record(spec, 0.99, revision=spec.revision + 1))
+    assert rec.kinds() == [("endpoint", "speculative")]
+    # ... the judged revision's, confident, confirms the final at once.
+    await svc.on_interpretation(*interpretation_record(spec, 0.99))
+    assert rec.kinds() == [("endpoint", "speculative"), ("endpoint", "final")]
+    final = rec.sent[-1][1]
+    assert isinstance(final, Endpoint)
+    assert final.t_ms - final.at_ms < svc.settings.endpointer.final_silence_ms
+
+
+async def test_unsure_interpretation_makes_complete_words_wait_longer(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    svc = nlu_led(rec, vad)
+    spec, rest = await until_speculative(svc, rec, pcm, rate)
+    await svc.on_transcript(*transcript_record(spec, "what is the weather like today")[0])
+    await svc.on_interpretation(*interpretation_record(spec, 0.1))
+    await svc.handle_batch(batch(*rest))
+    finals = [m for _, m in rec.sent if isinstance(m, Endpoint) and m.kind is EndpointKind.FINAL]
+    assert len(finals) == 1
+    assert finals[0].t_ms - finals[0].at_ms >= svc.settings.endpointer.final_silence_ms
+
+
+async def test_interpretation_without_judged_words_is_ignored(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    pcm, rate = read_wav(speech["whole"])
+    svc = nlu_led(rec, vad)
+    spec, rest = await until_speculative(svc, rec, pcm, rate)
+    for _ in range(5):
+        await svc.handle_batch(batch(rest.pop(0)))
+    await svc.on_interpretation(*interpretation_record(spec, 0.99))
+    await svc.on_interpretation(Origin(INTERPRETATIONS, 0, next(_offsets), b"d"), b"\x00junk")
+    assert rec.kinds() == [("endpoint", "speculative")]

@@ -54,3 +54,28 @@ def test_semantic_final_is_sooner_without_more_cut_offs(report: dict[str, object
     fixed = report["final_delay_ms"]
     assert isinstance(fixed, dict)
     assert sem["final_delay_ms"]["p50"] < fixed["p50"] - 150
+
+
+def test_replay_blends_in_the_interpretation_s_confidence() -> None:
+    import dataclasses
+
+    from agents.turn import TurnDecider
+    from infra.eval_endpoint import replay
+    from models.eot import EotModel
+    from models.vad import CHUNK_MS
+    from streams.endpoint import Endpoint, EndpointKind
+    from streams.settings import EndpointerConfig
+
+    config = EndpointerConfig()
+    turn = TurnDecider(dataclasses.replace(config, semantic=True, nlu_weight=1.0),
+                       EotModel.load())
+    probs = [0.9] * (1000 // CHUNK_MS) + [0.05] * (2000 // CHUNK_MS)
+
+    def final_delay(sure: float) -> int:
+        decisions = replay(probs, config, turn=turn, words_at=lambda _a, _t: ["set", "a", "timer"],
+                           asr_latency_ms=100, confidence=lambda _w: sure)
+        [final] = [d for d in decisions if isinstance(d, Endpoint)
+                   and d.kind is EndpointKind.FINAL]
+        return final.t_ms - final.at_ms
+
+    assert final_delay(1.0) < config.final_silence_ms <= final_delay(0.0)
