@@ -187,7 +187,7 @@ class EndpointerService:
             if self.draining and not self._decided(message):
                 self._defer(origin, message)
                 return
-            await self._start(origin, message)
+            await self._start(origin, message, ops)
         elif isinstance(message, AudioFrame):
             session = await self._session_for(origin, message.device_id,
                                               message.utterance_id)
@@ -379,7 +379,8 @@ class EndpointerService:
         kind = ctx.get("device_type", "") if isinstance(ctx, dict) else ""
         return kind if isinstance(kind, str) else ""
 
-    async def _start(self, origin: Origin, start: UtteranceStart) -> None:
+    async def _start(self, origin: Origin, start: UtteranceStart,
+                     ops: dict[int, tuple[Session, list[Any]]]) -> None:
         dev, utt = start.device_id, start.utterance_id
         log = structlog.get_logger("voicestream.endpointer").bind(
             stage=STAGE, device_id=dev, utterance_id=utt)
@@ -411,6 +412,12 @@ class EndpointerService:
             await self.pub.dead_letter(origin, "duplicate-start", "utterance already started",
                                        device_id=dev, utterance_id=utt)
             return
+        queued = self.sessions.get(dev)
+        if queued is not None and id(queued) in ops:
+            # The device's open utterance has audio (perhaps its stop) earlier in this
+            # batch: decide that first, or a backlog read in one batch would have each
+            # next start supersede an utterance its own stop had already ended.
+            await self._run([ops.pop(id(queued))])
         old = self.sessions.get(dev)
         if old is not None:
             if old.utterance_id == utt:

@@ -120,6 +120,22 @@ async def test_new_start_supersedes_an_open_utterance(rec: Recorder, vad: Silero
     assert svc.sessions["d"].utterance_id == "u2"
 
 
+async def test_a_stopped_utterance_and_the_next_start_in_one_batch_are_both_kept(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    # A backlog (a worker catching up) hands a device's stop and its next start over
+    # in one batch: the first utterance is decided from its own audio, not superseded.
+    pcm, rate = read_wav(speech["whole"])
+    svc = service(rec, vad)
+    body = list(frames("d", "u1", pcm + bytes(rate * 2), rate))
+    await svc.handle_batch(batch(
+        UtteranceStart(device_id="d", utterance_id="u1", sample_rate_hz=rate), *body,
+        UtteranceStop(device_id="d", utterance_id="u1", last_seq=body[-1].seq),
+        UtteranceStart(device_id="d", utterance_id="u2", sample_rate_hz=rate),
+    ))
+    assert rec.kinds() == [("endpoint", "speculative"), ("endpoint", "final")]
+    assert svc.sessions["d"].utterance_id == "u2"
+
+
 async def test_open_utterances_are_bounded(rec: Recorder, vad: SileroVad) -> None:
     svc = service(rec, vad, max_open_utterances=2)
     await svc.handle_batch(batch(*[
