@@ -328,9 +328,15 @@ async def _broker(url: str) -> AsyncIterator[str]:
 
 async def measure(*, url: str, spoken: list[Spoken], devices: int, rate: float,
                   duration_s: float, workers: int, modes: tuple[str, ...], logs: Path,
-                  settings: dict[str, str]) -> dict[str, Any]:
-    """Run each mode on fresh workers against ``url`` (or an embedded broker)."""
+                  settings: dict[str, str], profile: bool = False) -> dict[str, Any]:
+    """Run each mode on fresh workers against ``url`` (or an embedded broker).
+
+    ``profile``: sample each worker with py-spy while the load runs
+    (:mod:`infra.profiling`); the summary goes under the mode's ``profile``.
+    """
     from tqdm import tqdm
+
+    from infra.profiling import Sampler
 
     result: dict[str, Any] = {"modes": {}}
     async with _broker(url) as url:
@@ -345,23 +351,29 @@ async def measure(*, url: str, spoken: list[Spoken], devices: int, rate: float,
                     if fleet.skills is not None:
                         procs["skills"] = fleet.skills
                     before = {n: _proc_usage(p.proc.pid) for n, p in procs.items()}
+                    samplers = {n: Sampler(p.proc.pid, duration_s + SETTLE_S,
+                                           logs / mode / f"profile-{n}.raw")
+                                for n, p in procs.items() if profile and n != "skills"}
                     started = time.monotonic()
                     with tqdm(total=max(1, round(rate * duration_s)), desc=mode,
                               unit="utt", leave=False) as bar:
                         records = await run_load(url, fleet.prefix, spoken, devices=devices,
                                                  rate=rate, duration_s=duration_s, progress=bar)
                     wall = time.monotonic() - started
+                    profiles = {n: smp.finish() for n, smp in samplers.items()}
                     after = {n: _proc_usage(p.proc.pid) for n, p in procs.items()}
                     usage = {n: (after[n][0] - before[n][0], after[n][1]) for n in procs}
                 finally:
                     await asyncio.to_thread(fleet.stop, logs / mode)
                 result["modes"][mode] = summarise(records, usage, wall)
+                if profiles:
+                    result["modes"][mode]["profile"] = profiles
     return result
 
 
 def run(*, devices: int, rate: float, duration_s: float, workers: int, modes: tuple[str, ...],
         broker: str, out: Path, speech: str, sentences: int, shared: Path,
-        settings: dict[str, str]) -> dict[str, Any]:
+        settings: dict[str, str], profile: bool = False) -> dict[str, Any]:
     """Run the bench; write ``bench.json``, the plots and ``report.md`` into ``out``."""
     spoken = demo_speech() if speech == "demo" else massive_speech(sentences, shared=shared)
     out.mkdir(parents=True, exist_ok=True)
@@ -369,7 +381,7 @@ def run(*, devices: int, rate: float, duration_s: float, workers: int, modes: tu
                               "workers": workers, "speech": speech}
     result.update(asyncio.run(measure(
         url=broker, spoken=spoken, devices=devices, rate=rate, duration_s=duration_s,
-        workers=workers, modes=modes, logs=out / "logs", settings=settings)))
+        workers=workers, modes=modes, logs=out / "logs", settings=settings, profile=profile)))
     if len(modes) == 2:
         spec, final = (result["modes"][m] for m in MODES)
         if spec["p50_ms"] is not None and final["p50_ms"] is not None:
@@ -390,7 +402,7 @@ SUSTAINED_P95_MS = 1000.0
 
 def sweep(*, rates: list[float], devices: int, duration_s: float, workers: int, mode: str,
           broker: str, out: Path, speech: str, sentences: int, shared: Path,
-          settings: dict[str, str]) -> dict[str, Any]:
+          settings: dict[str, str], profile: bool = False) -> dict[str, Any]:
     """Latency against load: one ``mode`` run per utterance rate, on fresh workers each.
 
     Writes ``sweep.json`` and ``latency_vs_load.png``; the highest rate whose p95
@@ -403,20 +415,33 @@ def sweep(*, rates: list[float], devices: int, duration_s: float, workers: int, 
         figures = asyncio.run(measure(
             url=broker, spoken=spoken, devices=devices, rate=rate, duration_s=duration_s,
             workers=workers, modes=(mode,), logs=out / "logs" / f"rate-{rate:g}",
-            settings=settings))
+            settings=settings, profile=profile))
         row = figures["modes"][mode]
         points.append({"rate": rate, "broker": figures["broker"], "p50_ms": row["p50_ms"],
                        "p95_ms": row["p95_ms"], "p99_ms": row["p99_ms"], "lost": row["lost"],
                        "utterances": row["utterances"], "outcomes": row["outcomes"],
-                       "processes": row["processes"]})
+                       "utterances_per_s": row.get("utterances_per_s"),
+                       "processes": row["processes"], **_profiled(row)})
     sustained = [p["rate"] for p in points if p["lost"] == 0 and p["p95_ms"] is not None
                  and p["p95_ms"] <= SUSTAINED_P95_MS]
     result = {"mode": mode, "workers": workers, "devices": devices, "duration_s": duration_s,
               "speech": speech, "points": points,
-              "sustained_rate": max(sustained) if sustained else None}
+              "sustained_rate": max(sustained) if sustained else None,
+              "saturation": saturation(points)}
     (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot_load(result, out)
+    (out / "report.md").write_text(sweep_report(result))
     return result
+
+
+def _profiled(row: dict[str, Any]) -> dict[str, Any]:
+    """A run's profile and each worker's bottleneck, when it was profiled."""
+    from infra.profiling import bottleneck
+
+    if "profile" not in row:
+        return {}
+    return {"profile": row["profile"],
+            "bottleneck": {n: bottleneck(p) for n, p in row["profile"].items()}}
 
 
 def _plot_load(result: dict[str, Any], out: Path) -> None:
@@ -500,5 +525,79 @@ def report(result: dict[str, Any]) -> str:
     buf.write("\nStage columns: median ms from the previous boundary (true end of speech, "
               "final end-point, final transcript, final interpretation, outcome).\n\n"
               "![latency CDF](latency_cdf.png)\n\n![stages](waterfall.png)\n")
+    for mode, m in result["modes"].items():
+        for worker, prof in m.get("profile", {}).items():
+            buf.write(_profile_md(f"{mode}, {worker}", prof))
+    return buf.getvalue()
+
+
+def _profile_md(title: str, prof: dict[str, Any]) -> str:
+    """A worker's py-spy profile as a markdown paragraph."""
+    from infra.profiling import bottleneck
+
+    if "error" in prof or not prof.get("samples"):
+        return f"\nProfile ({title}): none ({prof.get('error', 'no samples')}).\n"
+    areas = ", ".join(f"{a} {v:.0%}" for a, v in prof["areas"].items())
+    threads = ", ".join(f"{a} {v:.0%}" for a, v in prof["threads"].items())
+    top = ", ".join(f"`{f}` {v:.0%}" for f, v in list(prof["top_self"].items())[:5])
+    return (f"\nProfile ({title}; py-spy, {prof['seconds_sampled']} thread-seconds busy): "
+            f"busiest: **{bottleneck(prof)}**. Areas: {areas}. Threads: {threads}. "
+            f"Most samples in: {top}.\n")
+
+
+#: A rate counts as past saturation when its p95 is this many times the lightest
+#: rate's, or it lost or shed (``overloaded``) utterances.
+SATURATED_P95_RATIO = 2.0
+
+
+def saturation(points: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first swept rate past saturation, and why; None when none is."""
+    base = next((p["p95_ms"] for p in points if p["p95_ms"] is not None), None)
+    for p in points:
+        shed = p["outcomes"].get("error", 0)
+        why = []
+        if p["lost"]:
+            why.append(f"{p['lost']} lost")
+        if shed:
+            why.append(f"{shed} ended with an error (overloaded or timed out)")
+        if base and p["p95_ms"] is not None and p["p95_ms"] > SATURATED_P95_RATIO * base:
+            why.append(f"p95 {p['p95_ms']:.0f} ms > {SATURATED_P95_RATIO:g} x {base:.0f} ms")
+        if why:
+            return {"rate": p["rate"], "why": "; ".join(why),
+                    "bottleneck": p.get("bottleneck")}
+    return None
+
+
+def sweep_report(result: dict[str, Any]) -> str:
+    """A short markdown report of a load sweep."""
+    buf = io.StringIO()
+    buf.write(f"# voicestream bench: load sweep\n\n{result['devices']} devices, "
+              f"{result['duration_s']} s per rate, {result['workers']} worker(s), mode "
+              f"{result['mode']}, speech `{result['speech']}`.\n\n")
+    buf.write("| rate offered (utt/s) | broker | utterances | achieved utt/s | lost | "
+              "errors | p50 ms | p95 ms | p99 ms | worker CPU s | busiest (profile) |\n")
+    buf.write("| --- " * 11 + "|\n")
+    for p in result["points"]:
+        cpu = sum(v["cpu_s"] for n, v in p["processes"].items() if n.startswith("worker"))
+        busiest = "; ".join(f"{n}: {b}" for n, b in (p.get("bottleneck") or {}).items())
+        buf.write(f"| {p['rate']:g} | {p['broker']} | {p['utterances']} | "
+                  f"{p.get('utterances_per_s')} | {p['lost']} | {p['outcomes'].get('error', 0)} "
+                  f"| {p['p50_ms']} | {p['p95_ms']} | {p['p99_ms']} | {cpu:.1f} | "
+                  f"{busiest or '-'} |\n")
+    buf.write(f"\nSustained at p95 <= {SUSTAINED_P95_MS:g} ms with nothing lost: "
+              f"{result['sustained_rate']} utt/s.\n")
+    sat = result.get("saturation")
+    if sat is None:
+        buf.write("\nNo swept rate saturated the workers.\n")
+    else:
+        buf.write(f"\nSaturated at {sat['rate']:g} utt/s: {sat['why']}.")
+        if sat.get("bottleneck"):
+            buf.write(" Busiest there: " + "; ".join(
+                f"{n}: {b}" for n, b in sat["bottleneck"].items()) + ".")
+        buf.write("\n")
+    for p in result["points"]:
+        for worker, prof in (p.get("profile") or {}).items():
+            buf.write(_profile_md(f"{p['rate']:g} utt/s, {worker}", prof))
+    buf.write("\n![latency against load](latency_vs_load.png)\n")
     return buf.getvalue()
 

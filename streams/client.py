@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from streams import identity, topics
-from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
+from streams.audio import MAX_FRAME_MS, AudioFrame, UtteranceStart, UtteranceStop
 from streams.codec import decode, encode
 from streams.connection import BrokerTarget, Connection
 from streams.context import DeviceContext
@@ -157,38 +157,44 @@ class DeviceClient:
 
     async def stream(self, pcm: bytes | Any, sample_rate_hz: int, *,
                      utterance_id: str | None = None, realtime: bool = True,
-                     tail_ms: int = 2000, done: asyncio.Event | None = None) -> str:
+                     tail_ms: int = 2000, done: asyncio.Event | None = None,
+                     frame_ms: int = FRAME_MS) -> str:
         """Stream one utterance of 16-bit mono PCM (bytes or an int16 numpy array).
 
-        ``realtime`` paces frames at 20 ms; otherwise they go as fast as the
-        producer takes them. After the audio, up to ``tail_ms`` of silence follows,
-        cut short when ``done`` is set (e.g. by a watcher seeing the final end-point).
+        Frames hold ``frame_ms`` of audio (20 by default; the wire takes up to
+        ``MAX_FRAME_MS``: fewer, larger records cost a worker less per second of
+        audio, and add up to that much latency). ``realtime`` paces them at
+        ``frame_ms``; otherwise they go as fast as the producer takes them. After
+        the audio, up to ``tail_ms`` of silence follows, cut short when ``done`` is
+        set (e.g. by a watcher seeing the final end-point).
         Returns the utterance id.
         """
         if not isinstance(pcm, bytes | bytearray):
             pcm = pcm.astype("<i2").tobytes()
         utt = utterance_id or uuid.uuid4().hex[:16]
-        step = sample_rate_hz * FRAME_MS // 1000 * 2
+        if not 0 < frame_ms <= MAX_FRAME_MS:
+            raise ValueError(f"frame_ms must be in 1..{MAX_FRAME_MS}")
+        step = sample_rate_hz * frame_ms // 1000 * 2
         await self._send(topics.AUDIO, UtteranceStart(
             device_id=self.device_id, utterance_id=utt, sample_rate_hz=sample_rate_hz,
             started_at_ms=int(time.time() * 1000)))
         frames = [bytes(pcm[i:i + step]) for i in range(0, len(pcm), step)]
         silence = bytes(step)
-        frames += [silence] * (tail_ms // FRAME_MS)
+        frames += [silence] * (tail_ms // frame_ms)
         start = time.monotonic()
         seq = 0
         for seq, chunk in enumerate(frames):
             if done is not None and done.is_set():
                 break
             if realtime:
-                delay = start + seq * FRAME_MS / 1000 - time.monotonic()
+                delay = start + seq * frame_ms / 1000 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             elif seq % 50 == 0:
                 await asyncio.sleep(0)  # let a watcher see results between bursts
             await self._send(topics.AUDIO, AudioFrame(
                 device_id=self.device_id, utterance_id=utt, seq=seq, pcm=chunk,
-                sample_rate_hz=sample_rate_hz, audio_ms=seq * FRAME_MS))
+                sample_rate_hz=sample_rate_hz, audio_ms=seq * frame_ms))
         await self._send(topics.AUDIO, UtteranceStop(
             device_id=self.device_id, utterance_id=utt, last_seq=seq))
         await self._producer.flush()

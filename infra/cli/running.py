@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -208,9 +209,20 @@ def broker(port: int) -> None:
               help="Comma-separated utterance rates: a load sweep (latency against load) "
                    "in the first mode instead of one run; writes sweep.json and "
                    "latency_vs_load.png.")
+@click.option("--ingest", "ingest_per_device", type=click.IntRange(1, 1000), default=None,
+              metavar="UTTERANCES",
+              help="Instead: audio frames/s one worker ingests (end-pointing only), from a "
+                   "backlog of UTTERANCES 4 s utterances per device written before it "
+                   "starts; writes ingest.json.")
+@click.option("--frame-ms", type=click.IntRange(10, 250), default=20, show_default=True,
+              help="Audio per frame the --ingest devices send.")
+@click.option("--profile", is_flag=True,
+              help="Sample each worker with py-spy while the load runs; the busiest area "
+                   "(inference, Kafka client, Faust, decoding, stages) goes into the report.")
 def bench_command(devices: int, rate: float, duration_s: float, workers: int, mode: str,
                   broker_url: str, out: str, speech: str, sentences: int, shared: str,
-                  sets: tuple[str, ...], rates: str) -> None:
+                  sets: tuple[str, ...], rates: str, ingest_per_device: int | None,
+                  frame_ms: int, profile: bool) -> None:
     """User-perceived latency of a simulated fleet: end of speech to outcome.
 
     Prints the summary; writes bench.json, latency_cdf.png, waterfall.png and
@@ -224,6 +236,24 @@ def bench_command(devices: int, rate: float, duration_s: float, workers: int, mo
     if bad:
         raise click.BadParameter(f"not NAME=VALUE: {bad[0]}", param_hint="--set")
     modes = bench.MODES if mode == "both" else (mode,)
+    if ingest_per_device is not None:
+        from infra import ingest
+
+        figures = asyncio.run(ingest.measure(url=broker_url, devices=devices,
+                                             utterances=ingest_per_device, frame_ms=frame_ms,
+                                             logs=Path(out) / "logs" / "ingest",
+                                             profile=profile))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "ingest.json").write_text(json.dumps(figures, indent=2) + "\n")
+        click.echo(f"{figures['broker']}: {figures['frames']} frames of {frame_ms} ms from "
+                   f"{devices} devices; one worker finished {figures['finished']} of "
+                   f"{figures['utterances']} utterances in {figures['drain_s']} s: "
+                   f"{figures['frames_per_s']} frames/s ({figures['audio_s_per_s']} s of audio "
+                   f"per second: that many real-time streams); figures in "
+                   f"{Path(out) / 'ingest.json'}")
+        if profile:
+            click.echo(f"busiest in the worker (py-spy): {figures['bottleneck']}")
+        return
     if rates:
         try:
             swept = [float(r) for r in rates.split(",")]
@@ -234,16 +264,19 @@ def bench_command(devices: int, rate: float, duration_s: float, workers: int, mo
         curve = bench.sweep(rates=swept, devices=devices, duration_s=duration_s,
                             workers=workers, mode=modes[0], broker=broker_url, out=Path(out),
                             speech=speech, sentences=sentences, shared=Path(shared),
-                            settings=dict(s.split("=", 1) for s in sets))
+                            settings=dict(s.split("=", 1) for s in sets), profile=profile)
         for point in curve["points"]:
             click.echo(f"{point['rate']:g} utt/s: p50 {point['p50_ms']} ms, p95 "
                        f"{point['p95_ms']} ms, p99 {point['p99_ms']} ms, lost {point['lost']}")
+        sat = curve["saturation"]
         click.echo(f"sustained at p95 <= {bench.SUSTAINED_P95_MS:g} ms: "
-                   f"{curve['sustained_rate']} utt/s; figures in {Path(out) / 'sweep.json'}")
+                   f"{curve['sustained_rate']} utt/s; saturated: "
+                   + (f"at {sat['rate']:g} utt/s ({sat['why']})" if sat else "no")
+                   + f"; figures in {Path(out) / 'sweep.json'}, report {Path(out) / 'report.md'}")
         return
     result = bench.run(devices=devices, rate=rate, duration_s=duration_s, workers=workers,
                        modes=modes, broker=broker_url, out=Path(out), speech=speech,
                        sentences=sentences, shared=Path(shared),
-                       settings=dict(s.split("=", 1) for s in sets))
+                       settings=dict(s.split("=", 1) for s in sets), profile=profile)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"lost {result['lost']}; figures in {Path(out) / 'bench.json'}")

@@ -99,3 +99,19 @@ def test_the_sweep_finds_the_highest_rate_within_the_p95_budget(
     assert result["sustained_rate"] == 1.0
     assert json.loads((tmp_path / "sweep.json").read_text())["sustained_rate"] == 1.0
     assert (tmp_path / "latency_vs_load.png").read_bytes().startswith(b"\x89PNG")
+    # 2/s is the first past saturation: its p95 is over twice the lightest rate's.
+    assert result["saturation"]["rate"] == 2.0
+    assert "p95 1800 ms > 2 x 700 ms" in result["saturation"]["why"]
+    assert "Saturated at 2 utt/s" in (tmp_path / "report.md").read_text()
+
+
+def test_saturation_counts_losses_and_shed_utterances() -> None:
+    def point(rate: float, p95: float, lost: int = 0, errors: int = 0) -> dict[str, object]:
+        return {"rate": rate, "p95_ms": p95, "lost": lost,
+                "outcomes": {"directive": 5, **({"error": errors} if errors else {})}}
+
+    assert bench.saturation([point(1, 900), point(2, 1000)]) is None
+    sat = bench.saturation([point(1, 900), point(2, 950, errors=3), point(4, 990, lost=1)])
+    assert sat is not None and sat["rate"] == 2 and "3 ended with an error" in sat["why"]
+    sat = bench.saturation([point(1, 900), point(2, 950, lost=2)])
+    assert sat is not None and sat["why"] == "2 lost"
