@@ -175,7 +175,7 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         if settings.asr_engine == "pocketsphinx":
             return create("pocketsphinx", grammar=settings.asr_grammar or None)
         return create(settings.asr_engine, model=settings.asr_whisper_model,
-                      word_times=settings.asr_word_times,
+                      word_times=settings.asr_word_times, threads=settings.asr_threads,
                       narrowband_model=settings.asr_narrowband_model,
                       multilingual_model=settings.asr_multilingual_model)
 

@@ -390,6 +390,7 @@ def run(*, devices: int, rate: float, duration_s: float, workers: int, modes: tu
     first = result["modes"][modes[0]]
     result["p50_ms"], result["p95_ms"] = first["p50_ms"], first["p95_ms"]
     result["lost"] = sum(m["lost"] for m in result["modes"].values())
+    result["goals"] = goals(result)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, out)
     (out / "report.md").write_text(report(result))
@@ -525,9 +526,49 @@ def report(result: dict[str, Any]) -> str:
     buf.write("\nStage columns: median ms from the previous boundary (true end of speech, "
               "final end-point, final transcript, final interpretation, outcome).\n\n"
               "![latency CDF](latency_cdf.png)\n\n![stages](waterfall.png)\n")
+    buf.write(_goals_md(result))
     for mode, m in result["modes"].items():
         for worker, prof in m.get("profile", {}).items():
             buf.write(_profile_md(f"{mode}, {worker}", prof))
+    return buf.getvalue()
+
+
+#: Issue 15's latency goals for the deployed (first) mode, end of speech to outcome.
+GOALS_MS = {"p50_ms": 400.0, "p95_ms": 700.0}
+#: The median saving speculation should bring over final-only.
+GOAL_SAVING_MS = 150.0
+
+
+def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each latency goal with the run's figure and whether it was met; where a latency
+    goal is missed, the stage with the largest median share is named as the cause."""
+    mode, first = next(iter(result["modes"].items()))
+    shares = {k: v for k, v in first["stage_p50_ms"].items() if v is not None}
+    worst = max(shares, key=shares.__getitem__) if shares else None
+    rows = []
+    for key, limit in GOALS_MS.items():
+        value = first[key]
+        met = value is not None and value <= limit
+        rows.append({"goal": f"{mode} {key.removesuffix('_ms')} <= {limit:g} ms",
+                     "value": value, "met": met,
+                     "bottleneck": None if met or worst is None
+                     else f"{worst} ({shares[worst]:g} ms at the median)"})
+    rows.append({"goal": "nothing lost", "value": result["lost"], "met": result["lost"] == 0,
+                 "bottleneck": None})
+    if "median_saving_ms" in result:
+        rows.append({"goal": f"speculation saves >= {GOAL_SAVING_MS:g} ms at the median",
+                     "value": result["median_saving_ms"],
+                     "met": result["median_saving_ms"] >= GOAL_SAVING_MS, "bottleneck": None})
+    return rows
+
+
+def _goals_md(result: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    buf.write("\n## Goals\n\n| goal | figure | met | where the time goes |\n"
+              "| --- | --- | --- | --- |\n")
+    for g in goals(result):
+        buf.write(f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'no'} | "
+                  f"{g['bottleneck'] or '-'} |\n")
     return buf.getvalue()
 
 

@@ -269,6 +269,10 @@ class Settings:
     #: With the rescoring on, a second search with this bias per token; its result is
     #: taken only when it holds a whole context phrase the first lacks; 0 turns it off.
     asr_strong_weight: float = 4.0
+    #: Threads one Whisper inference uses (onnxruntime intra-op). 1 suits one worker
+    #: per core; 2 lets a lone worker's decodes use both cores of a 2-core box
+    #: (``voicestream bench --rates``: see the README's load sweep).
+    asr_threads: int = 1
     #: Hypotheses per transcript.
     asr_nbest: int = 5
     #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
@@ -391,6 +395,8 @@ class Settings:
             raise ConfigError("nlu_nbest must be in 1..10 and nlu_max_words in 1..500")
         if not 0 <= self.asr_bias_weight <= 20 or not 1 <= self.asr_nbest <= 20:
             raise ConfigError("asr_bias_weight must be in 0..20 and asr_nbest in 1..20")
+        if not 1 <= self.asr_threads <= 64:
+            raise ConfigError("asr_threads must be in 1..64")
         if not 0 <= self.asr_phrase_bonus <= 100:
             raise ConfigError("asr_phrase_bonus must be in 0..100")
         if not 0 <= self.asr_strong_weight <= 20:

@@ -44,6 +44,14 @@ def test_summary_counts_losses_latency_and_stage_shares() -> None:
     assert summary["premature_final"] == 1  # d1's final end-point at 0.5 s of 1.0 s speech
     assert summary["stage_p50_ms"]["end-point"] == pytest.approx(800.0)
     assert summary["stage_p50_ms"]["arbitration"] == pytest.approx(50.0)
+    # The goals: p50 500 ms misses 400 ms, and the end-point's share is named as the cause.
+    result = {"modes": {"speculative": summary}, "lost": 1, "median_saving_ms": 300.0}
+    rows = {g["goal"]: g for g in bench.goals(result)}
+    p50 = rows["speculative p50 <= 400 ms"]
+    assert p50["value"] == 500.0 and not p50["met"]
+    assert p50["bottleneck"] == "end-point (800 ms at the median)"
+    assert not rows["nothing lost"]["met"]
+    assert rows["speculation saves >= 150 ms at the median"]["met"]
 
 
 @pytest.mark.broker
