@@ -116,7 +116,9 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         broker_request_timeout=max(30.0, profile.session_timeout_s + 5.0),
         broker_commit_interval=1.0,
         broker_credentials=credentials,
-        consumer_group_instance_id=settings.instance_id or None,
+        # Static membership where the broker handles it (see BrokerProfile).
+        consumer_group_instance_id=(settings.instance_id or None)
+        if profile.static_membership else None,
         producer_acks=-1,
         producer_max_batch_size=profile.max_batch_bytes,
         producer_linger_ms=0,

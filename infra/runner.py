@@ -113,6 +113,7 @@ def describe(worker: Worker) -> dict[str, object]:
         "tables": {name: len(table) for name, table in app.tables.items()},
         "fetch_max_wait_ms": getattr(fetcher, "_fetch_max_wait_ms", None),
         "session_timeout_ms": getattr(coordinator, "_session_timeout_ms", None),
+        "group_instance_id": getattr(coordinator, "_group_instance_id", None),
         "partitions": len(app.consumer.assignment()),
     }
 

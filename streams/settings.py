@@ -116,9 +116,14 @@ class BrokerProfile:
     data is there, makes a group join wait half the session timeout, reports
     the end offset of a partition written in batches as the last batch's
     first offset + 1, and refuses idempotent producers. Short waits,
-    single-record batches and plain ``acks=all`` producers avoid all four. On
-    Kafka the fetch wait and batch size keep the client defaults; producers
-    are idempotent. Both use a 3 s session timeout with 0.5 s heartbeats, so
+    single-record batches and plain ``acks=all`` producers avoid all four. It
+    also mishandles static membership: with two members that send
+    ``group.instance.id``, one member's heartbeats fail every ~6.5 s with
+    "member id not recognized" and the group rebalances for ever (found by
+    ``voicestream bench --workers 2``), so on Tansu workers join as dynamic
+    members. On Kafka the fetch wait and batch size keep the client defaults;
+    producers are idempotent; ``instance_id`` gives static membership. Both use
+    a 3 s session timeout with 0.5 s heartbeats, so
     that a killed worker's partitions move within 5 s (Kafka's brokers must
     allow it: ``group.min.session.timeout.ms`` <= 3000, as ``voicestream
     cluster`` sets).
@@ -136,6 +141,8 @@ class BrokerProfile:
     max_batch_bytes: int
     #: Replication factor of topics created by voicestream.
     replication_factor: int
+    #: Whether workers send ``group.instance.id`` (``instance_id``): not on Tansu.
+    static_membership: bool = True
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -180,7 +187,8 @@ class BrokerProfile:
             raise ConfigError(str(exc)) from exc
         if embedded or conn.tansu:
             conn = dataclasses.replace(conn, kind="tansu")
-            return cls(conn, True, fetch_max_wait_ms or 20, 3.0, 0.5, 1, 1)
+            return cls(conn, True, fetch_max_wait_ms or 20, 3.0, 0.5, 1, 1,
+                       static_membership=False)
         return cls(conn, False, fetch_max_wait_ms or 500, 3.0, 0.5, 16384, replication_factor)
 
     @property

@@ -50,7 +50,8 @@ async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path],
     outside a stream's event (Faust's own store refuses), and the restarted
     worker reopens them and finds every context written before the kill."""
     workers: list[Process] = []
-    own = {**isolated(tmp_path, broker_url), "VOICESTREAM_TABLE_STORE": table_store}
+    own = {**isolated(tmp_path, broker_url), "VOICESTREAM_TABLE_STORE": table_store,
+           "VOICESTREAM_INSTANCE_ID": "w-restart"}
     prefix = own["VOICESTREAM_TOPIC_PREFIX"]
     bootstrap = connection(broker_url)
     try:
@@ -61,6 +62,8 @@ async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path],
         # Not Faust's hard-coded 1500 ms on Tansu; the client default on Kafka.
         assert ready["fetch_max_wait_ms"] == (20 if broker_kind == "tansu" else 500)
         assert ready["session_timeout_ms"] == 3000
+        # Static membership on Kafka; Tansu gets dynamic members (see BrokerProfile).
+        assert ready["group_instance_id"] == (None if broker_kind == "tansu" else "w-restart")
         await publish_contexts(bootstrap, prefix)
 
         pcm, rate = read_wav(speech["long"])

@@ -55,6 +55,8 @@ def test_broker_profiles_differ_by_kind() -> None:
     assert tansu.embedded and tansu.fetch_max_wait_ms == 20 and tansu.max_batch_bytes == 1
     assert tansu.session_timeout_s <= 3.0
     assert tansu.url == "kafka://127.0.0.1:9092"
+    # Tansu 0.6.0 keeps rebalancing two static members: workers join it as dynamic ones.
+    assert kafka.static_membership and not tansu.static_membership
 
 
 def test_logs_are_json_with_ids_bound_and_names_redacted(
