@@ -83,10 +83,17 @@ def _frame_area(frame: str) -> str | None:
     return None
 
 
+#: Executor threads by the model their stack runs, first match wins.
+_EXECUTORS = (("ASR thread (Whisper)", ("models/whisper/", "models/asr.py")),
+              ("VAD thread (end-pointer)", ("models/vad.py",)),
+              ("NLU thread", ("models/nlu/", "agents/nlu.py")))
+
+
 def _thread_role(frames: list[str]) -> str:
     joined = ";".join(frames)
     if "concurrent/futures/thread.py" in joined:
-        return "inference threads (model executors)"
+        return next((role for role, marks in _EXECUTORS if any(m in joined for m in marks)),
+                    "other executor threads")
     if "run_forever" in joined or "run_until_complete" in joined:
         return "event loop (main thread)"
     return "other threads"

@@ -27,15 +27,16 @@ def test_samples_go_to_the_innermost_frame_s_area_and_thread_role() -> None:
     assert p["areas"]["Faust streams and agents"] == round(40 / 130, 3)
     assert p["areas"]["stages (agents/, models/)"] == round(5 / 130, 3)
     assert p["threads"] == {"event loop (main thread)": round(100 / 130, 3),
-                            "inference threads (model executors)": round(30 / 130, 3)}
+                            "VAD thread (end-pointer)": round(25 / 130, 3),
+                            "other executor threads": round(5 / 130, 3)}
     assert "busy" not in p
 
 
 def test_the_bottleneck_is_the_busiest_thread_and_its_busiest_non_waiting_area() -> None:
     wall = 100 / RATE_HZ  # the loop ran in every sample of the run
     p = summarise(RAW, wall)
-    assert p["busy"] == {"event loop (main thread)": 1.0,
-                         "inference threads (model executors)": 0.3}
+    assert p["busy"] == {"event loop (main thread)": 1.0, "VAD thread (end-pointer)": 0.25,
+                         "other executor threads": 0.05}
     assert bottleneck(p) == "event loop (main thread) busy 100%, most in Faust streams " \
                             "and agents (40%)"
     assert bottleneck(summarise([])) is None
