@@ -35,8 +35,9 @@ import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import numpy as np
@@ -68,6 +69,8 @@ from streams.identity import signature_of
 from streams.nlu import Interpretations
 from streams.schema import SerializationError
 from streams.settings import Settings
+
+M = TypeVar("M", Transcript, Interpretations)
 
 #: Closed utterance ids remembered so that trailing frames are dropped quietly.
 _CLOSED_MEMORY = 4096
@@ -304,13 +307,8 @@ class EndpointerService:
 
         Records that do not decode are left to the NLU agent, which dead-letters them.
         """
-        if self.turn is None or raw is None:
-            return
-        try:
-            message = from_dict(loads(raw, topics.TRANSCRIPTS.codec))
-        except SerializationError:
-            return
-        if not isinstance(message, Transcript) or message.kind is not EndpointKind.SPECULATIVE:
+        message = self._speculative(raw, topics.TRANSCRIPTS, Transcript)
+        if message is None:
             return
         session = self._turn_session(origin, message.device_id, message.utterance_id)
         if session is None:
@@ -335,14 +333,8 @@ class EndpointerService:
         It comes a few milliseconds after the transcript (NLU follows ASR), so it can
         only lengthen or shorten a final silence that has not passed yet.
         """
-        if self.turn is None or raw is None:
-            return
-        try:
-            message = from_dict(loads(raw, topics.INTERPRETATIONS.codec))
-        except SerializationError:
-            return
-        if (not isinstance(message, Interpretations)
-                or message.kind is not EndpointKind.SPECULATIVE):
+        message = self._speculative(raw, topics.INTERPRETATIONS, Interpretations)
+        if message is None:
             return
         session = self._turn_session(origin, message.device_id, message.utterance_id)
         if session is None or session.turn_words is None:
@@ -352,6 +344,19 @@ class EndpointerService:
             return
         best = message.best
         await self._judge(session, revision, text, best.score if best is not None else 0.0)
+
+    def _speculative(self, raw: bytes | None, spec: topics.TopicSpec, kind: type[M]) -> M | None:
+        """A speculative ``kind`` record of ``spec``'s topic, when the turn decider is on;
+        records that do not decode are the consuming stage's to dead-letter."""
+        if self.turn is None or raw is None:
+            return None
+        try:
+            message = from_dict(loads(raw, spec.codec))
+        except SerializationError:
+            return None
+        if not isinstance(message, kind) or message.kind is not EndpointKind.SPECULATIVE:
+            return None
+        return message
 
     def _turn_session(self, origin: Origin, device_id: str, utterance_id: str) -> Session | None:
         """The open session a transcript or interpretation record speaks of, if this worker
@@ -586,28 +591,23 @@ def register(app: faust.App, settings: Settings, send: SendFn, *, ledger: Ledger
                         e.message.incref()
                         service.kept.append(e)
 
+    def follow(spec: topics.TopicSpec, name: str,
+               handle: Callable[[Origin, bytes | None], Awaitable[None]]) -> None:
+        """An agent that hands each record of ``spec``'s topic to ``handle``."""
+        topic = app.topic(settings.topic(spec.short), key_serializer="raw",
+                          value_serializer="raw", partitions=settings.partitions)
+
+        @app.agent(topic, name=name, concurrency=1)
+        async def follower(stream: Any) -> None:
+            async for event in stream.events():
+                m = event.message
+                origin = Origin(m.topic, m.partition, m.offset, m.key)
+                await isolated(service.pub, origin, handle(origin, m.value))
+
     if service.turn is not None:
-        transcripts = app.topic(settings.topic(topics.TRANSCRIPTS.short), key_serializer="raw",
-                                value_serializer="raw", partitions=settings.partitions)
-
-        @app.agent(transcripts, name="endpointer-turn", concurrency=1)
-        async def endpointer_turn(stream: Any) -> None:
-            async for event in stream.events():
-                m = event.message
-                origin = Origin(m.topic, m.partition, m.offset, m.key)
-                await isolated(service.pub, origin, service.on_transcript(origin, m.value))
-
-    if service.turn is not None and settings.endpointer.nlu_weight > 0:
-        interpretations = app.topic(settings.topic(topics.INTERPRETATIONS.short),
-                                    key_serializer="raw", value_serializer="raw",
-                                    partitions=settings.partitions)
-
-        @app.agent(interpretations, name="endpointer-turn-nlu", concurrency=1)
-        async def endpointer_turn_nlu(stream: Any) -> None:
-            async for event in stream.events():
-                m = event.message
-                origin = Origin(m.topic, m.partition, m.offset, m.key)
-                await isolated(service.pub, origin, service.on_interpretation(origin, m.value))
+        follow(topics.TRANSCRIPTS, "endpointer-turn", service.on_transcript)
+        if settings.endpointer.nlu_weight > 0:
+            follow(topics.INTERPRETATIONS, "endpointer-turn-nlu", service.on_interpretation)
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def expire_idle() -> None:
