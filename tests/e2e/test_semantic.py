@@ -4,9 +4,10 @@
 bundled command streamed in real time. The end-pointer judges the speculative
 transcript's words, then, when the speculative interpretation of the same
 revision arrives before the final silence has passed, judges them again with
-the interpretation's confidence. Both silences are raised to 1.5 s here so
-that the final waits for both however slow the first decode is (the logic of
-each judgement: tests/agents/test_endpointer_service.py).
+the interpretation's confidence. Both silences are raised to 3 s here (the
+device's stop, 2 s of trailing silence later, ends the wait) so that on a
+loaded machine, where a decode can take a second, the final still comes after
+both (the logic of each judgement: tests/agents/test_endpointer_service.py).
 """
 
 from __future__ import annotations
@@ -29,21 +30,26 @@ def test_the_end_pointer_reads_the_interpretation_s_confidence(
     url = request.getfixturevalue("kafka_cluster").url if broker_kind == "kafka" else ""
     env = {**isolated(tmp_path, url), "VOICESTREAM_ENDPOINTER__SEMANTIC": "true",
            "VOICESTREAM_ENDPOINTER__NLU_WEIGHT": "0.2",
-           "VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS": "1500",
-           "VOICESTREAM_ENDPOINTER__SEMANTIC_MIN_SILENCE_MS": "1500"}
+           "VOICESTREAM_ENDPOINTER__FINAL_SILENCE_MS": "3000",
+           "VOICESTREAM_ENDPOINTER__SEMANTIC_MIN_SILENCE_MS": "3000"}
     worker = Process(["up", "--skills"], env_with(**env))
     try:
         broker = worker.wait_ready(180)
-        run = subprocess.run([*VOICESTREAM, "send", str(audio_path("light_on.wav")),
-                              "--device", "kitchen-1", "--broker", broker, "--json"],
-                             capture_output=True, text=True, timeout=90, env=env_with(**env))
-        assert run.returncode == 0, run.stderr[-2000:]
+        # The first decode after a start can take seconds on a loaded machine: the
+        # second command is the one looked at.
+        for _ in range(2):
+            run = subprocess.run([*VOICESTREAM, "send", str(audio_path("light_on.wav")),
+                                  "--device", "kitchen-1", "--broker", broker, "--json"],
+                                 capture_output=True, text=True, timeout=90,
+                                 env=env_with(**env))
+            assert run.returncode == 0, run.stderr[-2000:]
         events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         [directive] = [e for e in events if e["type"] == "directive"]
         utt = directive["utterance_id"]
         turns = [e for e in worker.events("turn") if e.get("utterance_id") == utt]
+        trail = [line for line in worker.stderr if utt in line]
         # First the words alone, then the same revision with the NLU's confidence.
-        assert turns and turns[0]["nlu_confidence"] is None, turns
+        assert turns and turns[0]["nlu_confidence"] is None, trail
         judged = [t for t in turns if t["nlu_confidence"] is not None]
         assert judged and 0.0 < float(judged[0]["nlu_confidence"]) <= 1.0, turns
         assert judged[0]["revision"] == turns[0]["revision"]
