@@ -123,3 +123,31 @@ def test_saturation_counts_losses_and_shed_utterances() -> None:
     assert sat is not None and sat["rate"] == 2 and "3 ended with an error" in sat["why"]
     sat = bench.saturation([point(1, 900), point(2, 950, lost=2)])
     assert sat is not None and sat["why"] == "2 lost"
+
+
+def test_all_modes_compare_speculation_and_the_semantic_end_pointer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p50 = {"speculative": 900.0, "final-only": 1800.0, "semantic": 600.0}
+    seen: list[tuple[str, ...]] = []
+
+    async def fake_measure(**kwargs: object) -> dict[str, object]:
+        modes = kwargs["modes"]
+        assert isinstance(modes, tuple)
+        seen.append(modes)
+        records = [bench.Record(bench.Spoken("s", b"", 16000, 1.0), "d0", started_s=0.0,
+                                events=[(0.9 + p50[m] / 1000, "endpoint:final")],
+                                outcomes=[(1.0 + p50[m] / 1000, "directive")]) for m in modes]
+        return {"broker": "tansu", "modes": {
+            m: bench.summarise([r], {}, wall_s=10.0) for m, r in zip(modes, records, strict=True)}}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "demo_speech", lambda: [])
+    result = bench.run(devices=1, rate=0.5, duration_s=2.0, workers=1, modes=bench.ALL_MODES,
+                       broker="", out=tmp_path, speech="demo", sentences=0, shared=tmp_path,
+                       settings={})
+    assert seen == [("speculative", "final-only", "semantic")]
+    assert bench.MODE_SETTINGS["semantic"] == {"endpointer__semantic": "true"}
+    assert result["median_saving_ms"] == 900.0 and result["semantic_saving_ms"] == 300.0
+    report = (tmp_path / "report.md").read_text()
+    assert "semantic final end-pointer saves 300.0 ms" in report
+    assert "| semantic | 1 | 0 |" in report
