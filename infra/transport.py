@@ -26,6 +26,9 @@ to their beginning (the configured ``earliest``), as it seeks the others to
 their committed offsets: Faust drops what it fetched before the rebalance and
 counts on that seek to read it again, and aiokafka skips partitions without a
 committed offset above 0, so records there were never processed by anyone.
+It moves them straight to the first offset the broker reports: a reset
+(``seek_to_beginning``) leaves a partition's position unknown until the broker
+answers, and Faust's livelock check, reading it then, crashed the consumer.
 
 Its consumer hands out no record while it seeks. Faust's recovery resumes the
 partitions, seeks them, then resumes flow control, which empties every
@@ -82,7 +85,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         committed = await consumer.seek_to_committed()
         never = [tp for tp, offset in committed.items() if not offset]
         if never:
-            await consumer.seek_to_beginning(*never)
+            # Straight to the first offsets, not seek_to_beginning: that reset leaves
+            # the positions unknown until the broker answers, and Faust's livelock
+            # check reading one meanwhile crashed the consumer (aiokafka asserts it).
+            first = await consumer.beginning_offsets(never)
+            for tp in never:
+                consumer.seek(tp, first[tp])
         return committed
 
 

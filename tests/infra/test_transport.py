@@ -166,3 +166,31 @@ async def test_nothing_is_handed_out_while_seeking_to_the_committed_offsets() ->
     # Left stopped: recovery resumes the flow once it has emptied the queues.
     assert not c.flow_active and c.suspend_flow.is_set()
     assert c._read_offset[TP] is None  # the next fetch starts where the seek put it
+
+
+async def test_never_committed_partitions_are_positioned_at_their_first_offset() -> None:
+    from infra.transport import ConsumerThread
+
+    seeks: dict[Any, int] = {}
+
+    class Kafka:
+        """An aiokafka consumer: committed offsets, first offsets, seeks."""
+
+        async def seek_to_committed(self) -> dict[Any, int | None]:
+            return {("a", 0): None, ("a", 1): 0, ("a", 2): 7}
+
+        async def beginning_offsets(self, tps: list[Any]) -> dict[Any, int]:
+            return {tp: 3 for tp in tps}  # the log's start, after retention
+
+        def seek(self, tp: Any, offset: int) -> None:
+            seeks[tp] = offset
+
+        async def seek_to_beginning(self, *tps: Any) -> None:
+            raise AssertionError("a reset leaves the position unknown until the broker answers")
+
+    thread: Any = object.__new__(ConsumerThread)
+    thread._ensure_consumer = Kafka
+    committed = await thread._seek_to_committed()
+    assert committed == {("a", 0): None, ("a", 1): 0, ("a", 2): 7}  # what Faust records
+    # Nothing committed (or 0, which aiokafka does not seek to): from the log's start.
+    assert seeks == {("a", 0): 3, ("a", 1): 3}
