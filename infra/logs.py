@@ -129,7 +129,10 @@ def configure(fmt: str = "json", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line: print() writes the newline apart, and a line that
+        # Faust's consumer thread logged through stdlib meanwhile landed inside ours
+        # (two events on one line, which no JSON reader takes).
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     # Faust, mode and aiokafka log through stdlib; keep them quiet unless asked.

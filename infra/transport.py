@@ -26,6 +26,17 @@ to their beginning (the configured ``earliest``), as it seeks the others to
 their committed offsets: Faust drops what it fetched before the rebalance and
 counts on that seek to read it again, and aiokafka skips partitions without a
 committed offset above 0, so records there were never processed by anyone.
+It moves them straight to the first offset the broker reports: a reset
+(``seek_to_beginning``) leaves a partition's position unknown until the broker
+answers, and Faust's livelock check, reading it then, crashed the consumer.
+
+Its consumer hands out no record while it seeks. Faust's recovery resumes the
+partitions, seeks them, then resumes flow control, which empties every
+stream's queue: what the fetcher delivered during the seek was dropped there
+unread, and the fetch after the seek skipped it too (its read offset had moved
+past). A worker starting up or taking partitions over lost the first records
+it was handed that way: the drain test's next worker began a partition at
+offset 1, past the deferred start.
 
 Its producer partitions a table's changelog write even before it has the
 changelog topic's metadata. Tables that use the partitioner (the context
@@ -74,7 +85,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         committed = await consumer.seek_to_committed()
         never = [tp for tp, offset in committed.items() if not offset]
         if never:
-            await consumer.seek_to_beginning(*never)
+            # Straight to the first offsets, not seek_to_beginning: that reset leaves
+            # the positions unknown until the broker answers, and Faust's livelock
+            # check reading one meanwhile crashed the consumer (aiokafka asserts it).
+            first = await consumer.beginning_offsets(never)
+            for tp in never:
+                consumer.seek(tp, first[tp])
         return committed
 
 
@@ -83,6 +99,19 @@ class Consumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets with the flow stopped; the caller resumes it.
+
+        Faust's recovery resumes the partitions, seeks, then resumes flow control,
+        which empties every stream's queue. Records fetched during the seek went
+        into those queues and were dropped there unread, and the read offsets they
+        left behind made the fetch after the seek skip them too. Stopped, the
+        consumer hands nothing out until recovery has emptied the queues and
+        resumed it; a fetch that returns meanwhile makes Faust seek again.
+        """
+        self.stop_flow()
+        await super().perform_seek()
 
     def ack(self, message: Any) -> bool:
         # A record handed out before the last rebalance is delivered again from the

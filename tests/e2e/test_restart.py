@@ -152,13 +152,13 @@ async def test_sigterm_finishes_the_open_utterance_and_leaves_new_ones_whole(
         [left] = workers[0].events("worker.left")
         # Nothing committed past it (the start is the partition's first record).
         assert left["committed"].get(str(deferred["partition"])) in (None, 0)  # type: ignore[union-attr]
-        if not late and "u-late" not in {e["utterance_id"]
-                                         for e in workers[1].events("utterance.start")}:
-            # Seen about once in four CI runs on Kafka: the next worker began that
-            # never-committed partition at offset 1, past the deferred start at 0.
-            pytest.xfail("the next worker skipped the deferred start (issue 12 is open)")
+        # The next worker read that partition from the deferred start: it decided the
+        # utterance and met none of its records as audio of an unknown utterance
+        # (what a start dropped at the seek left: infra/transport.py, perform_seek).
         assert len(late) == 1 and not isinstance(late[0], ErrorEvent), late
         assert "u-late" in {e["utterance_id"] for e in workers[1].events("utterance.start")}
+        assert not [e for e in workers[1].events("dead_letter")
+                    if e.get("utterance_id") == "u-late"]
     finally:
         for i, w in enumerate(workers):
             w.kill()

@@ -33,8 +33,6 @@ def check(result: Outcome, utterances: int) -> None:
         result.outcomes
 
 
-@pytest.mark.xfail(strict=False, reason="on the suite's shared cluster 4 of 8 were lost once "
-                   "in CI (the benchmark's fresh cluster gives 20/20); issue 12 is open")
 async def test_two_workers_lose_nothing_when_one_is_killed(tmp_path: Path,
                                                           broker_url: str) -> None:
     scenario = "kill"

@@ -77,3 +77,31 @@ def test_stdlib_tracebacks_leave_messages_out() -> None:
     out = formatter.format(record)
     assert "agent crashed" in out and "builtins.ValueError: [redacted]" in out
     assert SECRET not in out
+
+
+class Writes:
+    """A stream that keeps each write call apart."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_each_line_is_written_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another thread (Faust's consumer logs through stdlib) writes to the same
+    # stream: a line written in two parts had its line land in between.
+    stream = Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.configure("json", "info")
+    try:
+        logs.get("t").info("event", n=1)
+    finally:
+        structlog.reset_defaults()
+    [line] = stream.calls
+    assert line.endswith("\n") and json.loads(line)["n"] == 1
