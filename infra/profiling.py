@@ -106,13 +106,15 @@ def summarise(lines: list[str], wall_s: float | None = None, top: int = 8) -> di
     onnxruntime called by a stage counts as inference); ``top_self`` is the
     innermost frames themselves. With ``wall_s`` (how long py-spy sampled),
     ``busy`` gives each thread role's busy share of that time (1.0: one thread
-    always running) and ``role_areas`` where each role spent its samples.
+    always running; the event loop waiting in ``select`` does not count) and
+    ``role_areas`` where each role spent its samples.
     """
     total = 0
     areas: collections.Counter[str] = collections.Counter()
     roles: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     by_role: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    working: collections.Counter[str] = collections.Counter()
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
         if not stack or not count.isdigit():
@@ -125,6 +127,8 @@ def summarise(lines: list[str], wall_s: float | None = None, top: int = 8) -> di
         areas[area] += n
         roles[role] += n
         by_role[role][area] += n
+        if not area.startswith("waiting"):
+            working[role] += n
         own[frames[-1]] += n
     if not total:
         return {"samples": 0}
@@ -139,7 +143,8 @@ def summarise(lines: list[str], wall_s: float | None = None, top: int = 8) -> di
         "role_areas": {role: shares(c) for role, c in by_role.items()}}
     if wall_s:
         out["wall_s"] = round(wall_s, 1)
-        out["busy"] = {role: round(n / RATE_HZ / wall_s, 2) for role, n in roles.most_common()}
+        out["busy"] = {role: round(n / RATE_HZ / wall_s, 2)
+                       for role, n in working.most_common()}
     return out
 
 
