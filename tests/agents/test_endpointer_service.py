@@ -537,13 +537,21 @@ def nlu_led(rec: Recorder, vad: SileroVad) -> EndpointerService:
     return service(rec, vad, endpointer=EndpointerConfig(semantic=True, nlu_weight=1.0))
 
 
-async def test_confident_interpretation_confirms_words_that_looked_unfinished(
-        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
-    pcm, rate = read_wav(speech["whole"])
-    svc = nlu_led(rec, vad)
+async def past_speculative(svc: EndpointerService, rec: Recorder, wav: Path
+                           ) -> tuple[Endpoint, list[AudioFrame]]:
+    """The speculative end-point of ``wav``, and the frames after the 5 that follow it
+    (about 100 ms of audio: when its transcript would come)."""
+    pcm, rate = read_wav(wav)
     spec, rest = await until_speculative(svc, rec, pcm, rate)
     for _ in range(5):
         await svc.handle_batch(batch(rest.pop(0)))
+    return spec, rest
+
+
+async def test_confident_interpretation_confirms_words_that_looked_unfinished(
+        rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
+    svc = nlu_led(rec, vad)
+    spec, _ = await past_speculative(svc, rec, speech["whole"])
     await svc.on_transcript(*transcript_record(spec, "set a timer for")[0])
     assert rec.kinds() == [("endpoint", "speculative")]  # the words alone: wait
     # Another partition's or another revision's interpretation changes nothing ...
@@ -573,11 +581,8 @@ async def test_unsure_interpretation_makes_complete_words_wait_longer(
 
 async def test_interpretation_without_judged_words_is_ignored(
         rec: Recorder, vad: SileroVad, speech: dict[str, Path]) -> None:
-    pcm, rate = read_wav(speech["whole"])
     svc = nlu_led(rec, vad)
-    spec, rest = await until_speculative(svc, rec, pcm, rate)
-    for _ in range(5):
-        await svc.handle_batch(batch(rest.pop(0)))
+    spec, _ = await past_speculative(svc, rec, speech["whole"])
     await svc.on_interpretation(*interpretation_record(spec, 0.99))
     await svc.on_interpretation(Origin(INTERPRETATIONS, 0, next(_offsets), b"d"), b"\x00junk")
     assert rec.kinds() == [("endpoint", "speculative")]
