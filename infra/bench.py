@@ -175,7 +175,7 @@ class Record:
         return next((t for t, e in self.events if e == event), None)
 
 
-def _proc_usage(pid: int) -> tuple[float, float]:
+def proc_usage(pid: int) -> tuple[float, float]:
     """CPU seconds used and peak RSS (MiB) of a live process, from /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -317,7 +317,7 @@ def _typical(records: list[Record]) -> dict[str, float]:
 
 
 @contextlib.asynccontextmanager
-async def _broker(url: str) -> AsyncIterator[str]:
+async def broker_running(url: str) -> AsyncIterator[str]:
     """``url``, or an embedded broker started for the run."""
     if url:
         yield url
@@ -342,7 +342,7 @@ async def measure(*, url: str, spoken: list[Spoken], devices: int, rate: float,
     from infra.profiling import Sampler
 
     result: dict[str, Any] = {"modes": {}}
-    async with _broker(url) as url:
+    async with broker_running(url) as url:
         result["broker"] = Connection.parse(url).kind
         with tempfile.TemporaryDirectory(prefix="vs-bench-") as tmp:
             for mode in modes:
@@ -353,7 +353,7 @@ async def measure(*, url: str, spoken: list[Spoken], devices: int, rate: float,
                     procs = {f"worker{i}": p for i, p in enumerate(fleet.workers) if p}
                     if fleet.skills is not None:
                         procs["skills"] = fleet.skills
-                    before = {n: _proc_usage(p.proc.pid) for n, p in procs.items()}
+                    before = {n: proc_usage(p.proc.pid) for n, p in procs.items()}
                     samplers = {n: Sampler(p.proc.pid, duration_s + SETTLE_S,
                                            logs / mode / f"profile-{n}.raw")
                                 for n, p in procs.items() if profile and n != "skills"}
@@ -364,7 +364,7 @@ async def measure(*, url: str, spoken: list[Spoken], devices: int, rate: float,
                                                  rate=rate, duration_s=duration_s, progress=bar)
                     wall = time.monotonic() - started
                     profiles = {n: smp.finish() for n, smp in samplers.items()}
-                    after = {n: _proc_usage(p.proc.pid) for n, p in procs.items()}
+                    after = {n: proc_usage(p.proc.pid) for n, p in procs.items()}
                     usage = {n: (after[n][0] - before[n][0], after[n][1]) for n in procs}
                 finally:
                     await asyncio.to_thread(fleet.stop, logs / mode)

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from infra.bench import broker_running, proc_usage
 from infra.demo import CONTEXTS
 from infra.fleet import Fleet
-from infra.profiling import bottleneck
+from infra.profiling import Sampler, bottleneck
 from infra.runner import ensure_topics
 from streams.client import FRAME_MS, DeviceClient, EventWatcher
 from streams.connection import Connection
@@ -99,8 +100,6 @@ async def _drain(conn: Connection, prefix: str, fleet: Fleet, expected: set[str]
     the worker's start to ``ready``, its CPU seconds at ``ready``, its py-spy
     profile from ``ready`` to the last arrival when ``sampler_at`` is given).
     """
-    from infra.bench import _proc_usage
-    from infra.profiling import Sampler
 
     arrivals: dict[str, float] = {}
     codes: dict[str, str] = {}
@@ -109,7 +108,7 @@ async def _drain(conn: Connection, prefix: str, fleet: Fleet, expected: set[str]
         worker = fleet.start_worker(0)
         await asyncio.to_thread(worker.wait_ready, 180)
         ready_s = time.monotonic() - t0
-        ready_cpu_s = _proc_usage(worker.proc.pid)[0]
+        ready_cpu_s = proc_usage(worker.proc.pid)[0]
         sampler = (Sampler(worker.proc.pid, DRAIN_TIMEOUT_S, sampler_at)
                    if sampler_at is not None else None)
         with contextlib.suppress(TimeoutError):
@@ -130,9 +129,7 @@ async def _drain(conn: Connection, prefix: str, fleet: Fleet, expected: set[str]
 async def measure(*, url: str, devices: int, utterances: int, logs: Path,
                   frame_ms: int = FRAME_MS, profile: bool = False) -> dict[str, Any]:
     """Produce the backlog on ``url``, let one worker read it, return the figures."""
-    from infra.bench import _broker, _proc_usage
-
-    async with _broker(url) as url:
+    async with broker_running(url) as url:
         conn = Connection.parse(url)
         with tempfile.TemporaryDirectory(prefix="vs-ingest-") as tmp:
             fleet = Fleet(url, Path(tmp), "ingest", 1)
@@ -147,7 +144,7 @@ async def measure(*, url: str, devices: int, utterances: int, logs: Path,
                     conn, fleet.prefix, fleet, expected,
                     logs / "profile-worker0.raw" if profile else None)
                 worker = fleet.workers[0]
-                cpu_s, rss = _proc_usage(worker.proc.pid) if worker is not None else (0.0, 0.0)
+                cpu_s, rss = proc_usage(worker.proc.pid) if worker is not None else (0.0, 0.0)
             finally:
                 await asyncio.to_thread(fleet.stop, logs)
     each = frames_per_utterance(AUDIO_S, frame_ms)

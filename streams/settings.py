@@ -277,9 +277,9 @@ class Settings:
     #: With the rescoring on, a second search with this bias per token; its result is
     #: taken only when it holds a whole context phrase the first lacks; 0 turns it off.
     asr_strong_weight: float = 4.0
-    #: Threads one Whisper inference uses (onnxruntime intra-op). 1 suits one worker
-    #: per core; 2 lets a lone worker's decodes use both cores of a 2-core box
-    #: (``voicestream bench --rates``: see the README's load sweep).
+    #: Threads one Whisper inference uses (onnxruntime intra-op). On a busy 2-core box
+    #: 2 was slower than 1 (``voicestream bench --rates``: the README's load sweep);
+    #: more may pay where cores sit idle.
     asr_threads: int = 1
     #: Hypotheses per transcript.
     asr_nbest: int = 5
