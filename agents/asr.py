@@ -15,6 +15,15 @@ see :mod:`agents.recovery`. An utterance's end-point records are acknowledged
 only once its final transcript (or error) is published, so that a worker
 dying mid-decode leaves them to the next owner; one the ledger shows
 finished is not transcribed again.
+
+While the user speaks, the agent also sends ``Partial`` transcripts: every
+``asr_partial_ms`` of new speech (a level gate on the buffered audio: louder
+than -50 dBFS and than 10 dB over the utterance's quietest 20 ms, or -35
+dBFS when that is higher), a greedy
+decode of the audio so far, but only when the inference thread is idle, so
+that a partial never waits in front of an end-pointed revision; one that is
+running stops at its next decoder step when other work is queued. A
+revision's partials stop with its speculative end-point.
 """
 
 from __future__ import annotations
@@ -47,9 +56,9 @@ from agents.recovery import AudioLog, Progress, ReplayError
 from agents.revisions import Decode, Emit, RevisionTracker
 from agents.stage import CLOSED_MEMORY, UtteranceStage
 from infra import metrics
-from models.asr import AsrError, Engine, Float32Array, Hypothesis
+from models.asr import AsrError, Engine, Float32Array, Hypothesis, PartialEngine
 from streams import topics
-from streams.asr import NBest, Transcript, WordTime
+from streams.asr import NBest, Partial, Transcript, WordTime
 from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
 from streams.codec import decode
 from streams.control import ErrorEvent
@@ -64,6 +73,15 @@ RATE = 16000
 TAIL_MS = 200
 #: How long a decode waits for its audio to arrive, s.
 AUDIO_WAIT_S = 5.0
+#: ``Utterance.tasks`` key of the partial decode in flight (revisions are >= 0).
+PARTIAL_TASK = -1
+#: Speech gate for partials: a 20 ms block is speech when its RMS is above the
+#: floor and 10 dB over the quietest block of the utterance so far, that second
+#: threshold capped (speech that starts with the utterance has no quiet block).
+SPEECH_FLOOR_RMS = 10 ** (-50 / 20)
+SPEECH_OVER_QUIETEST = 10 ** (10 / 20)
+SPEECH_CAP_RMS = 10 ** (-35 / 20)
+BLOCK = RATE // 50
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,6 +119,15 @@ class Utterance:
     #: Acknowledgements of this utterance's end-pointer events, given once it is finished
     #: here: until then a worker taking the partition over receives them again.
     acks: list[Callable[[], object]] = dataclasses.field(default_factory=list)
+    #: Partials: the revision being spoken (resets seen), whether its speculative
+    #: end-point came (its partials stop), speech samples since the last partial,
+    #: partials sent, and the quietest 20 ms block's RMS (the level gate's floor).
+    open_revision: int = 0
+    endpointed: bool = False
+    speech_since_partial: int = 0
+    partials: int = 0
+    quietest: float = float("inf")
+    _gated: int = 0
 
     def add(self, chunks: list[Float32Array]) -> None:
         """Append audio, refusing to grow past ``max_samples``."""
@@ -112,6 +139,19 @@ class Utterance:
             self.samples += min(c.size, room)
         self.last_seen = time.monotonic()
         self.arrived.set()
+
+    def gate_speech(self) -> None:
+        """Count the speech in the 20 ms blocks added since the last call."""
+        whole = (self.samples - self._gated) // BLOCK * BLOCK
+        if whole <= 0:
+            return
+        tail = self.audio(self.samples * 1000 // RATE)[self._gated: self._gated + whole]
+        rms = np.sqrt(np.mean(np.square(tail.reshape(-1, BLOCK), dtype=np.float64), axis=1))
+        self.quietest = min(self.quietest, float(rms.min()))
+        threshold = max(SPEECH_FLOOR_RMS,
+                        min(self.quietest * SPEECH_OVER_QUIETEST, SPEECH_CAP_RMS))
+        self.speech_since_partial += int(np.count_nonzero(rms > threshold)) * BLOCK
+        self._gated += whole
 
     def audio(self, end_ms: int) -> Float32Array:
         """Return the audio from the start to ``end_ms``."""
@@ -143,6 +183,7 @@ class AsrService(UtteranceStage[Utterance]):
         self.router = LocaleRouter(settings)
         self._engine = Once(engine_factory, AsrError)
         self._max_samples = (settings.endpointer.max_utterance_ms + 2000) * RATE // 1000
+        self._partial_samples = settings.asr_partial_ms * RATE // 1000
 
     @property
     def loaded(self) -> bool:
@@ -224,6 +265,8 @@ class AsrService(UtteranceStage[Utterance]):
         if isinstance(message, AudioFrame):
             chunks, _ = utt.assembler.push(message)
             utt.add(chunks)
+            if not replay:
+                self._maybe_partial(utt)
         else:
             chunks, _ = utt.assembler.flush()
             utt.add(chunks)
@@ -364,13 +407,86 @@ class AsrService(UtteranceStage[Utterance]):
             return
         utt.acks.append(ack)
         if isinstance(message, Reset):
+            utt.open_revision = max(utt.open_revision, message.cancelled_revision + 1)
+            utt.endpointed = False
             await self._apply(utt, utt.tracker.on_reset(message))
             utt.log.info("asr.reset", cancelled_revision=message.cancelled_revision)
             # Forwarded in order: nothing of the cancelled revision follows it downstream.
             await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, message,
                                 partition=origin.partition)
         else:
+            if message.revision >= utt.open_revision:
+                utt.open_revision = message.revision
+                utt.endpointed = True
             await self._apply(utt, utt.tracker.on_endpoint(message))
+
+    # -- partial transcripts ----------------------------------------------------------------
+
+    def _maybe_partial(self, utt: Utterance) -> None:
+        """Start a partial decode of ``utt`` if it has new speech and the thread is idle."""
+        if self._partial_samples <= 0 or utt.stopped or utt.endpointed or \
+                PARTIAL_TASK in utt.tasks:
+            return
+        utt.gate_speech()
+        if utt.speech_since_partial < self._partial_samples or self.queue.pending > 0:
+            return
+        engine = self._engine.value
+        if not isinstance(engine, PartialEngine):
+            return  # not loaded yet, or an engine without partials (PocketSphinx)
+        ctx = self._contexts.get(utt.device_id) if self._contexts is not None else None
+        try:
+            route = self.router.route_context(ctx)
+        except LocaleUnsupported:
+            return  # the end-pointed revision ends the utterance with the coded outcome
+        utt.speech_since_partial = 0
+        utt.tasks[PARTIAL_TASK] = asyncio.create_task(self._partial(utt, engine, route.locale,
+                                                                    route.language))
+
+    async def _partial(self, utt: Utterance, engine: PartialEngine, locale: str,
+                       language: str) -> None:
+        revision = utt.open_revision
+        audio = utt.audio(utt.samples * 1000 // RATE)
+        phrases = self._phrases(utt.device_id)
+
+        def current() -> bool:
+            return (self.utterances.get(utt.utterance_id) is utt and not utt.endpointed
+                    and utt.open_revision == revision)
+
+        def wanted() -> bool:
+            # Asked on the model's thread too, before each decoder step: other work
+            # waiting (pending counts this job) or the revision end-pointed stops it.
+            return current() and self.queue.pending <= 1
+
+        def decode() -> tuple[Hypothesis | None, float]:
+            started = time.perf_counter()
+            hyp = engine.partial(audio, phrases=phrases,
+                                 bias_weight=self.settings.asr_bias_weight,
+                                 language=language, stop=lambda: not wanted())
+            return hyp, (time.perf_counter() - started) * 1000
+
+        try:
+            hyp, compute_ms = await self.queue.run(utt.utterance_id, decode, wanted=wanted)
+        except (Skipped, Overloaded, AsrError):
+            return  # a partial is a hint: the end-pointed revision reports any error
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            utt.log.exception("asr.partial_failed", revision=revision)
+            return
+        finally:
+            utt.tasks.pop(PARTIAL_TASK, None)
+        if hyp is None or not current():
+            return  # stopped, or its revision was end-pointed meanwhile: never after it
+        t_ms = audio.size * 1000 // RATE
+        utt.log.info("asr.partial", revision=revision, seq=utt.partials, audio_ms=t_ms,
+                     compute_ms=round(compute_ms, 1), words=len(hyp.text.split()))
+        metrics.PARTIALS.inc()
+        await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, Partial(
+            device_id=utt.device_id, utterance_id=utt.utterance_id, revision=revision,
+            t_ms=t_ms, text=hyp.text, seq=utt.partials, engine=self._engine_name(),
+            compute_ms=round(compute_ms, 1), locale=locale, language=language),
+            partition=utt.partition)
+        utt.partials += 1
 
     def _holder(self, raw: bytes | None) -> Utterance | None:
         """The in-flight utterance an end-pointer record belongs to, if any."""

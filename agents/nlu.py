@@ -47,7 +47,7 @@ from models.nlu.values import normalise
 from models.rewrite import Candidate
 from models.textnorm import english_nlu_form, normalizer_for
 from streams import topics
-from streams.asr import NBest, Transcript
+from streams.asr import NBest, Partial, Transcript
 from streams.control import ErrorEvent
 from streams.endpoint import EndpointKind, Reset
 from streams.nlu import Hypothesis, Interpretations, SlotValue
@@ -267,6 +267,9 @@ class NluService(UtteranceStage[Utterance]):
             return
         if isinstance(message, ErrorEvent):
             await self.pass_error(origin, message, ack)
+            return
+        if isinstance(message, Partial):
+            ack()  # a hint while the user speaks: only end-pointed revisions are understood
             return
         assert isinstance(message, Transcript | Reset)
         if message.utterance_id in self._closed or (

@@ -19,6 +19,8 @@ ENDPOINTS = Counter(
     "voicestream_endpoints_total", "End-points emitted.", ["kind"], registry=REGISTRY
 )
 RESETS = Counter("voicestream_resets_total", "Resets emitted.", registry=REGISTRY)
+PARTIALS = Counter("voicestream_partials_total",
+                   "Partial transcripts sent while users spoke.", registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "voicestream_dead_letters_total", "Messages sent to the dead-letter topic.",
     ["stage", "code"], registry=REGISTRY,

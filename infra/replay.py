@@ -263,6 +263,8 @@ def _group(events: list[dict[str, Any]]) -> dict[str, list[str]]:
     forwarded in band by every later stage on its own topic, and the arbiter
     decides on the first copy: whether a later stage's copy is written before
     the worker stops is timing, so identical error copies compare as one.
+    Partial transcripts are not compared: they are sent only when the
+    recogniser is idle.
     """
     cancelled = {(e["utterance_id"], e["cancelled_revision"]) for e in events
                  if e["type"] == MessageType.RESET.value}
@@ -271,6 +273,8 @@ def _group(events: list[dict[str, Any]]) -> dict[str, list[str]]:
     for e in events:
         if e["type"] in timing_dependent and (e["utterance_id"], e["revision"]) in cancelled:
             continue
+        if e["type"] == MessageType.PARTIAL.value:
+            continue  # sent only when the recogniser is idle: how many is timing
         name = (f"dead letters of {e.get('device_id') or '?'}"
                 if e["type"] == MessageType.DEAD_LETTER.value
                 else f"utterance {e.get('utterance_id')}")

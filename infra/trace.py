@@ -27,6 +27,9 @@ def describe(e: dict[str, Any]) -> str:
         language = f", {e['language']}" if e.get("language", "en") != "en" else ""
         return (f"{e['kind']} transcript, revision {e['revision']}: \"{best}\" "
                 f"({len(nbest)}-best{language}, {e.get('compute_ms', 0):.0f} ms)")
+    if kind == "partial":
+        return (f"partial transcript, revision {e['revision']}: \"{e['text']}\" "
+                f"({e['t_ms'] / 1000:.2f} s heard, {e.get('compute_ms', 0):.0f} ms)")
     if kind == "interpretation":
         hyps = e.get("interpretations") or []
         if not hyps:

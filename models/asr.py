@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +74,17 @@ class Engine(Protocol):
         the result only when it holds a whole phrase the first result lacks.
         A non-empty ``grammar`` restricts the output to one of its phrases.
         """
+        ...
+
+
+@runtime_checkable
+class PartialEngine(Engine, Protocol):
+    """An engine that can also give the words so far while the user speaks."""
+
+    def partial(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                bias_weight: float = 0.0, language: str = "en",
+                stop: Callable[[], bool] | None = None) -> Hypothesis | None:
+        """The words so far (greedy); None for too little audio or when ``stop`` said so."""
         ...
 
 
@@ -196,6 +207,29 @@ class WhisperEngine:
                                      strong=strong, trim=self.trim,
                                      word_times=self.word_times, language=language)
         return [Hypothesis(h.text, round(h.score, 4), h.words) for h in hyps if h.text]
+
+
+    def partial(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                bias_weight: float = 0.0, language: str = "en",
+                stop: Callable[[], bool] | None = None) -> Hypothesis | None:
+        """The words so far of audio still being spoken (greedy, shallow fusion only).
+
+        None when there is too little audio or ``stop`` ended the search; an
+        empty text when nothing was heard.
+        """
+        from models.whisper.inference import DecodeStopped
+
+        model = self.model_for(audio, language)
+        if language not in model.tokenizer.languages:
+            raise AsrError("locale-unsupported", f"Whisper has no language {language!r}")
+        key = tuple(sorted(set(phrases)))
+        trie = self._trie(key, bias_weight, False, model) \
+            if phrases and bias_weight > 0 else None
+        try:
+            hyp = model.partial(audio, bias=trie, language=language, stop=stop)
+        except DecodeStopped:
+            return None
+        return Hypothesis(hyp.text, round(hyp.score, 4)) if hyp is not None else None
 
 
 #: A JSGF grammar of single digits, for ``--grammar digits``.

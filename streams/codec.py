@@ -32,7 +32,7 @@ except ImportError:  # the device SDK needs only msgpack and aiokafka
     def _json_loads(raw: bytes) -> Any:
         return json.loads(raw)
 
-from streams.asr import Transcript
+from streams.asr import Partial, Transcript
 from streams.audio import AudioFrame, UtteranceStart, UtteranceStop
 from streams.context import DeviceContext
 from streams.control import DeadLetter, ErrorEvent
@@ -55,6 +55,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
         Endpoint,
         Reset,
         Transcript,
+        Partial,
         ErrorEvent,
         DeadLetter,
         Interpretations,

@@ -23,6 +23,7 @@ class MessageType(StrEnum):
     ENDPOINT = "endpoint"
     RESET = "reset"
     TRANSCRIPT = "transcript"
+    PARTIAL = "partial"
     INTERPRETATION = "interpretation"
     DIRECTIVE = "directive"
     DECLINED = "declined"

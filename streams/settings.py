@@ -283,6 +283,9 @@ class Settings:
     asr_threads: int = 1
     #: Hypotheses per transcript.
     asr_nbest: int = 5
+    #: A partial transcript every this many ms of new speech while the user speaks
+    #: (greedy, only when the recogniser's thread is idle); 0 sends none.
+    asr_partial_ms: int = 500
     #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
     asr_grammar: str = ""
     #: How many ASR hypotheses NLU interprets, and the longest request it reads (words).
@@ -405,6 +408,8 @@ class Settings:
             raise ConfigError("asr_bias_weight must be in 0..20 and asr_nbest in 1..20")
         if not 1 <= self.asr_threads <= 64:
             raise ConfigError("asr_threads must be in 1..64")
+        if self.asr_partial_ms != 0 and not 100 <= self.asr_partial_ms <= 10_000:
+            raise ConfigError("asr_partial_ms must be 0 (off) or in 100..10000")
         if not 0 <= self.asr_phrase_bonus <= 100:
             raise ConfigError("asr_phrase_bonus must be in 0..100")
         if not 0 <= self.asr_strong_weight <= 20:

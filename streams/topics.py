@@ -114,8 +114,10 @@ TRANSCRIPTS = TopicSpec(
     "transcripts",
     Codec.JSON,
     Role.OUTPUT,
-    frozenset({MessageType.TRANSCRIPT, MessageType.RESET, MessageType.ERROR}),
-    doc="n-best transcripts per end-pointed revision, forwarded resets, recognition errors",
+    frozenset({MessageType.TRANSCRIPT, MessageType.PARTIAL, MessageType.RESET,
+               MessageType.ERROR}),
+    doc="n-best transcripts per end-pointed revision, partial transcripts while the user "
+        "speaks, forwarded resets, recognition errors",
 )
 INTERPRETATIONS = TopicSpec(
     "interpretations",
@@ -164,8 +166,9 @@ REPLIES = TopicSpec(
     Codec.JSON,
     Role.INTERNAL,  # sealed: nothing a recording could compare
     frozenset({MessageType.ENDPOINT, MessageType.RESET, MessageType.TRANSCRIPT,
-               MessageType.INTERPRETATION, MessageType.REWRITE, MessageType.DIRECTIVE,
-               MessageType.DECLINED, MessageType.SKILL_RESPONSE, MessageType.ERROR}),
+               MessageType.PARTIAL, MessageType.INTERPRETATION, MessageType.REWRITE,
+               MessageType.DIRECTIVE, MessageType.DECLINED, MessageType.SKILL_RESPONSE,
+               MessageType.ERROR}),
     retention_ms=DAY_MS,
     doc="each device's results, sealed for it (streams.identity), where devices sign",
 )

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,10 @@ POSITION_MS = 2 * HOP * 1000 // SAMPLE_RATE_HZ
 #: the tuning sets: every name it recovered there came from a result at -0.7 or
 #: below, while half the tuning voice's name-free MASSIVE sentences score above -0.5.
 STRONG_BELOW = -0.5
+
+
+class DecodeStopped(Exception):
+    """A search's ``stop`` check said its result is no longer wanted."""
 
 
 class AsrModelMissing(RuntimeError):
@@ -164,6 +169,26 @@ class WhisperOnnx:
             hyps[0] = dataclasses.replace(hyps[0], words=tuple(words))
         return hyps[:nbest]
 
+    def partial(self, audio: Float32Array, *, bias: BiasTrie | None = None,
+                max_tokens: int = 96, language: str = "en",
+                stop: Callable[[], bool] | None = None) -> Hypothesis | None:
+        """Return the greedy hypothesis for audio still being spoken, or None for too
+        little audio.
+
+        The cheap path for partial transcripts: one beam, shallow fusion only, no
+        word times. ``stop`` is asked before each decoder step; when it answers
+        True the search ends with :class:`DecodeStopped`, so that a job waiting
+        for the thread is delayed by one step at most once the encoder has run.
+        """
+        if audio.size < SAMPLE_RATE_HZ // 10:
+            return None
+        prompt = self.tokenizer.prompt_for(language)
+        cross_k, cross_v = self.encode(self.features(audio))
+        limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
+        hyps = self.search(cross_k, cross_v, beam_size=1, nbest=1, bias=bias,
+                           max_tokens=limit, prompt=prompt, stop=stop)
+        return hyps[0] if hyps else None
+
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
                     beam_size: int, max_tokens: int,
@@ -282,11 +307,13 @@ class WhisperOnnx:
     def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
                nbest: int, bias: BiasTrie | None, max_tokens: int,
                grammar: BiasTrie | None = None,
-               prompt: tuple[int, ...] | None = None) -> list[Hypothesis]:
+               prompt: tuple[int, ...] | None = None,
+               stop: Callable[[], bool] | None = None) -> list[Hypothesis]:
         """Beam search over the decoder.
 
         ``bias`` adds its bonus to the search score only; ``grammar`` restricts the
-        output to its phrases (a hard constraint, for prompts like a PIN).
+        output to its phrases (a hard constraint, for prompts like a PIN). ``stop``
+        is asked before each step (:class:`DecodeStopped` when it says so).
         """
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
         logits, sk, sv = self.decoder.run(None, {
@@ -299,6 +326,8 @@ class WhisperOnnx:
         finished: list[_Beam] = []
         ck = cv = cross_k
         for step in range(max_tokens):
+            if stop is not None and stop():
+                raise DecodeStopped
             logp = _log_softmax(logits.astype(np.float64))
             logp[:, self.suppress] = -np.inf
             logp[:, eot + 1:] = -np.inf  # timestamps and other specials

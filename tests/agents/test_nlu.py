@@ -14,7 +14,7 @@ from infra.config import Settings
 from models.nlu.inference import Interpretation
 from models.nlu.massive import Slot
 from streams import topics
-from streams.asr import NBest, Transcript
+from streams.asr import NBest, Partial, Transcript
 from streams.codec import Codec, decode, encode
 from streams.control import ErrorEvent
 from streams.endpoint import EndpointKind, Reset, ResetReason
@@ -151,6 +151,23 @@ async def test_reset_while_nlu_is_running_drops_that_revision() -> None:
     final = sent.messages[-1]
     assert isinstance(final, Interpretations) and final.best is not None
     assert final.best.intent == "iot_hue_lightoff" and final.revision == 1
+    service.close()
+
+
+async def test_partial_transcripts_are_acknowledged_and_never_interpreted() -> None:
+    sent, model = Sent(), FakeModel()
+    service = NluService(Settings(), sent, lambda: model)
+    acked: list[int] = []
+    for seq in range(3):
+        await service.on_event(ORIGIN, encode(Partial(
+            device_id="d1", utterance_id="u1", revision=0, t_ms=500 * (seq + 1),
+            text="turn off", seq=seq), Codec.JSON), ack=lambda: acked.append(1))
+    assert len(acked) == 3 and service.utterances == {} and sent.messages == []
+    await service.on_event(ORIGIN, transcript(EndpointKind.SPECULATIVE, 0))
+    await _settle(service)
+    await service.on_event(ORIGIN, transcript(EndpointKind.FINAL, 0))
+    assert [getattr(m, "kind", None) for m in sent.messages] == \
+        [EndpointKind.SPECULATIVE, EndpointKind.FINAL]
     service.close()
 
 

@@ -153,3 +153,17 @@ def test_in_band_error_copies_compare_as_one_but_a_second_directive_does_not() -
     replayed = _group([error, dict(error), directive])
     assert recorded == replayed and len(recorded["utterance u1"]) == 1
     assert _group([directive, dict(directive)]) != _group([directive])  # a real duplicate
+
+
+def test_partial_transcripts_are_not_compared_but_transcripts_are() -> None:
+    from infra.replay import _group
+
+    transcript = {"type": "transcript", "utterance_id": "u1", "device_id": "d",
+                  "kind": "final", "revision": 0, "nbest": [{"text": "turn it off"}]}
+    partial = {"type": "partial", "utterance_id": "u1", "device_id": "d", "revision": 0,
+               "t_ms": 500, "text": "turn", "seq": 0}
+    # The live run had time for two partials, the replay for none.
+    assert _group([partial, dict(partial, seq=1, t_ms=1000), transcript]) == \
+        _group([transcript])
+    assert _group([partial, transcript]) != \
+        _group([dict(transcript, nbest=[{"text": "turn it on"}])])

@@ -279,3 +279,28 @@ def test_word_times_follow_the_audio() -> None:
     assert words[4].end_ms >= resume_ms  # "in" runs into the second phrase
     assert all(w.start_ms >= resume_ms for w in words[5:])
     assert model.transcribe(audio, word_times=False)[0].words == ()
+
+
+def _demo(name: str) -> np.ndarray:
+    with wave.open(str(Path(__file__).resolve().parents[2] / "infra" / "demo_audio" / name),
+                   "rb") as w:
+        assert w.getframerate() == 16000
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+
+
+def test_partial_gives_the_words_so_far_and_stops_when_asked() -> None:
+    engine = WhisperEngine()
+    audio = _demo("light_on.wav")  # "turn on the kitchen light", 1.8 s
+    so_far = engine.partial(audio[:16000])
+    assert so_far is not None and so_far.text.lower().startswith("turn on the")
+    whole = engine.partial(audio)
+    assert whole is not None and "kitchen light" in whole.text.lower()
+    assert engine.partial(audio[:800]) is None  # 50 ms: too little to decode
+    steps: list[int] = []
+
+    def stop() -> bool:
+        steps.append(1)
+        return len(steps) > 2
+
+    assert engine.partial(audio, stop=stop) is None
+    assert len(steps) == 3  # asked before each decoder step, stopped at the third
