@@ -376,11 +376,29 @@ class WhisperOnnx:
         out: dict[str, Hypothesis] = {}
         for beam in sorted(finished, key=lambda x: x.fused / max(len(x.tokens), 1),
                            reverse=True):
-            text = self.tokenizer.decode(beam.tokens).strip()
+            # A grammar's phrases may repeat a word on purpose (a PIN of 1111).
+            tokens = beam.tokens if grammar is not None else self._one_copy(beam.tokens)
+            text = self.tokenizer.decode(tokens).strip()
             if text not in out:
                 n = max(len(beam.tokens), 1)
-                out[text] = Hypothesis(text, tuple(beam.tokens), beam.logprob, beam.fused / n)
+                out[text] = Hypothesis(text, tuple(tokens), beam.logprob, beam.fused / n)
         return list(out.values())[:nbest]
+
+    def _one_copy(self, tokens: list[int]) -> list[int]:
+        """``tokens`` up to the end of the first copy of a phrase the decoder went on to
+        repeat ("Turn on the kitchen light Turn on the kitchen light"), else as they are.
+
+        A short command padded to the encoder's window leaves the decoder room to
+        say it again; scores stay the search's.
+        """
+        text = self.tokenizer.decode(tokens)
+        kept = repeat_free(text)
+        if kept == text.strip():
+            return tokens
+        for end in range(1, len(tokens) + 1):
+            if _words(self.tokenizer.decode(tokens[:end])) == _words(kept):
+                return tokens[:end]
+        return tokens
 
     def word_times(self, cross_k: Float32Array, cross_v: Float32Array,
                    tokens: tuple[int, ...], audio_frames: int,
@@ -465,6 +483,36 @@ def _dtw(cost: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int64],
     path.reverse()
     arr = np.array(path, np.int64)
     return arr[:, 0], arr[:, 1]
+
+
+def repeat_free(text: str) -> str:
+    """``text`` without the copies of a phrase repeated back to back at its end.
+
+    The repeated phrase (compared as lower-case words) must be at least two words
+    said at least twice, the last copy perhaps cut short, or one word said at
+    least five times ("no no no" is speech; five times "Third." is the decoder
+    looping), and hold a word of three letters or more ("2 + 2 + 2" is left
+    alone). The earliest such repetition is cut.
+    """
+    words = text.split()
+    plain = [_words(w) for w in words]
+    n = len(words)
+    for start in range(n):
+        for period in range(1, (n - start) // 2 + 1):
+            if (n - start) / period < (5 if period == 1 else 2) or not any(
+                    re.search(r"[^\W\d_]{3}", w) for w in plain[start: start + period]):
+                continue
+            if _periodic(plain[start: start + period]):
+                continue  # "one one" twice is "one" four times
+            if all(plain[i] == plain[i - period] for i in range(start + period, n)):
+                return " ".join(words[: start + period])
+    return text.strip()
+
+
+def _periodic(unit: list[str]) -> bool:
+    """Whether ``unit`` is a shorter run of words said more than once."""
+    p = len(unit)
+    return any(p % q == 0 and unit == unit[:q] * (p // q) for q in range(1, p))
 
 
 def _words(text: str) -> str:

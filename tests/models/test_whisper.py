@@ -304,3 +304,28 @@ def test_partial_gives_the_words_so_far_and_stops_when_asked() -> None:
 
     assert engine.partial(audio, stop=stop) is None
     assert len(steps) == 3  # asked before each decoder step, stopped at the third
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("Turn on the kitchen light Turn on the kitchen light", "Turn on the kitchen light"),
+    ("Turn on the kitchen light Turn on the kitchen light Turn on the",
+     "Turn on the kitchen light"),
+    ("Okay. Call mom. Call mom.", "Okay. Call mom."),
+    ("Third. Third. Third. Third. Third", "Third."),
+    ("no no no", "no no no"),  # speech, not a loop
+    ("one one one one", "one one one one"),  # "one one" twice is not a phrase
+    ("what is 2 + 2 + 2 + 2", "what is 2 + 2 + 2 + 2"),
+    ("Play the Hunger Games.", "Play the Hunger Games."),
+])
+def test_a_phrase_the_decoder_repeats_is_kept_once(text: str, kept: str) -> None:
+    from models.whisper.inference import repeat_free
+
+    assert repeat_free(text) == kept
+
+
+def test_the_demo_command_the_decoder_used_to_say_twice_comes_out_once() -> None:
+    hyps = WhisperEngine().transcribe(_demo("light_on.wav"), nbest=5)
+    assert hyps[0].text == "Turn on the kitchen light"
+    assert [w.word.strip(" .").lower() for w in hyps[0].words] == \
+        ["turn", "on", "the", "kitchen", "light"]
+    assert len({h.text for h in hyps}) == len(hyps)
