@@ -45,6 +45,7 @@ from infra.demo import CONTEXTS, audio_path
 from infra.fleet import SPOKEN, Fleet
 from infra.inputs import read_jsonl
 from infra.process import Process
+from streams.asr import Partial
 from streams.client import DeviceClient, EventWatcher, is_outcome, read_wav
 from streams.connection import Connection
 from streams.context import DeviceContext
@@ -54,9 +55,12 @@ from streams.schema import MessageType
 MODES = ("speculative", "final-only")
 #: ``--mode all``: both, and speculation with the semantic final end-pointer.
 ALL_MODES = (*MODES, "semantic")
+#: ``--mode partials``: speculation with and without partial transcripts.
+PARTIAL_MODES = ("speculative", "no-partials")
 #: Worker settings per mode (environment form, see :class:`infra.fleet.Fleet`).
 MODE_SETTINGS = {"speculative": {}, "final-only": {"endpointer__speculative": "false"},
-                 "semantic": {"endpointer__semantic": "true"}}
+                 "semantic": {"endpointer__semantic": "true"},
+                 "no-partials": {"asr_partial_ms": "0"}}
 FLITE_VOICES = ("slt", "awb", "rms")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voicestream" / "bench"
 #: Silence the device keeps sending after its audio (the microphone stays open).
@@ -166,6 +170,8 @@ class Record:
     outcomes: list[tuple[float, str]] = dataclasses.field(default_factory=list)
     resets: int = 0
     final_at_ms: int | None = None
+    #: Per partial transcript: seconds from the end of the audio it covers to its arrival.
+    partial_lags: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def true_end_s(self) -> float:
@@ -206,6 +212,8 @@ async def _watch(watch: EventWatcher, records: dict[str, Record], t0: float) -> 
         record.events.append((at, label))
         if isinstance(message, Endpoint) and message.kind is EndpointKind.FINAL:
             record.final_at_ms = message.at_ms
+        if isinstance(message, Partial):
+            record.partial_lags.append(at - record.started_s - message.t_ms / 1000)
 
 
 async def run_load(url: str, prefix: str, speech: list[Spoken], *, devices: int, rate: float,
@@ -295,6 +303,8 @@ def summarise(records: list[Record], usage: dict[str, tuple[float, float]],
         "several_outcomes": sum(len(r.outcomes) > 1 for r in records),
         "p50_ms": _q(latency, 0.5), "p95_ms": _q(latency, 0.95), "p99_ms": _q(latency, 0.99),
         "stage_p50_ms": {stage: _q(v, 0.5) for stage, v in shares.items()},
+        "partials": sum(len(r.partial_lags) for r in records),
+        "partial_lag_p50_ms": _q([lag * 1000 for r in records for lag in r.partial_lags], 0.5),
         "resets": sum(r.resets for r in records),
         "utterances_with_reset": sum(r.resets > 0 for r in records),
         "premature_final": premature,
@@ -390,6 +400,11 @@ def run(*, devices: int, rate: float, duration_s: float, workers: int, modes: tu
         if spec["p50_ms"] is not None and final["p50_ms"] is not None:
             result["median_saving_ms"] = round(final["p50_ms"] - spec["p50_ms"], 1)
             result["p50_ratio"] = round(spec["p50_ms"] / final["p50_ms"], 3)
+    if "speculative" in modes and "no-partials" in modes:
+        spec, plain = result["modes"]["speculative"], result["modes"]["no-partials"]
+        if spec["p50_ms"] is not None and plain["p50_ms"] is not None:
+            # What sending partials costs the outcome's latency, same audio.
+            result["partials_cost_ms"] = round(spec["p50_ms"] - plain["p50_ms"], 1)
     if "speculative" in modes and "semantic" in modes:
         spec, sem = result["modes"]["speculative"], result["modes"]["semantic"]
         if spec["p50_ms"] is not None and sem["p50_ms"] is not None:
@@ -534,6 +549,12 @@ def report(result: dict[str, Any]) -> str:
     if "semantic_saving_ms" in result:
         buf.write(f"\nThe semantic final end-pointer saves {result['semantic_saving_ms']} ms "
                   "at the median over the fixed silence (speculative both times).\n")
+    if "partials_cost_ms" in result:
+        spec = result["modes"]["speculative"]
+        buf.write(f"\nPartial transcripts ({spec['partials']} sent, arriving a median "
+                  f"{spec['partial_lag_p50_ms']} ms after the audio they cover) change the "
+                  f"median latency by {result['partials_cost_ms']} ms against no partials "
+                  "(same audio).\n")
     buf.write("\nStage columns: median ms from the previous boundary (true end of speech, "
               "final end-point, final transcript, final interpretation, outcome).\n\n"
               "![latency CDF](latency_cdf.png)\n\n![stages](waterfall.png)\n")

@@ -190,10 +190,11 @@ def broker(port: int) -> None:
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes in the group (started and stopped by the bench).")
 @click.option("--mode", type=click.Choice(["speculative", "final-only", "semantic", "both",
-                                           "all"]),
+                                           "all", "partials"]),
               default="both", show_default=True,
               help="both: the same audio on fresh workers with and without speculation; "
-                   "semantic: speculation with the semantic final end-pointer; all: the three.")
+                   "semantic: speculation with the semantic final end-pointer; all: the three; "
+                   "partials: speculation with and without partial transcripts.")
 @click.option("--broker", "broker_url", default="",
               help="Broker URL (kafka://... or tansu://...); default: an embedded one.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench-out",
@@ -237,7 +238,8 @@ def bench_command(devices: int, rate: float, duration_s: float, workers: int, mo
     bad = [s for s in sets if "=" not in s]
     if bad:
         raise click.BadParameter(f"not NAME=VALUE: {bad[0]}", param_hint="--set")
-    modes = {"both": bench.MODES, "all": bench.ALL_MODES}.get(mode, (mode,))
+    modes = {"both": bench.MODES, "all": bench.ALL_MODES,
+             "partials": bench.PARTIAL_MODES}.get(mode, (mode,))
     if ingest_per_device is not None:
         from infra import ingest
 

@@ -151,3 +151,31 @@ def test_all_modes_compare_speculation_and_the_semantic_end_pointer(
     report = (tmp_path / "report.md").read_text()
     assert "semantic final end-pointer saves 300.0 ms" in report
     assert "| semantic | 1 | 0 |" in report
+
+
+def test_partials_mode_compares_latency_with_and_without_partial_transcripts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p50 = {"speculative": 930.0, "no-partials": 900.0}
+
+    async def fake_measure(**kwargs: object) -> dict[str, object]:
+        modes = kwargs["modes"]
+        assert isinstance(modes, tuple)
+        summaries = {}
+        for m in modes:
+            record = bench.Record(bench.Spoken("s", b"", 16000, 1.0), "d0", started_s=0.0,
+                                  outcomes=[(1.0 + p50[m] / 1000, "directive")],
+                                  partial_lags=[0.12, 0.08, 0.1] if m == "speculative" else [])
+            summaries[m] = bench.summarise([record], {}, wall_s=10.0)
+        return {"broker": "tansu", "modes": summaries}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "demo_speech", lambda: [])
+    result = bench.run(devices=1, rate=0.5, duration_s=2.0, workers=1,
+                       modes=bench.PARTIAL_MODES, broker="", out=tmp_path, speech="demo",
+                       sentences=0, shared=tmp_path, settings={})
+    assert bench.MODE_SETTINGS["no-partials"] == {"asr_partial_ms": "0"}
+    assert result["partials_cost_ms"] == 30.0
+    spec = result["modes"]["speculative"]
+    assert spec["partials"] == 3 and spec["partial_lag_p50_ms"] == pytest.approx(100.0)
+    assert result["modes"]["no-partials"]["partials"] == 0
+    assert "change the median latency by 30.0 ms" in (tmp_path / "report.md").read_text()
