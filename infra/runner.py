@@ -76,6 +76,44 @@ async def ensure_topics(settings: Settings, profile: BrokerProfile) -> None:
         await admin.close()
 
 
+async def ensure_changelogs(worker: Worker, profile: BrokerProfile,
+                            timeout_s: float = 30.0) -> None:
+    """Create the worker's table changelog topics now, before its consumer joins.
+
+    Faust creates them as it starts, but a group leader whose metadata does not
+    show one yet leaves it out of the assignment ("Ignoring missing topic"), and
+    a worker started at that moment got no partitions at all (twice in about 75
+    starts on Kafka). Made here, and waited for until every partition has a
+    leader, they are in the metadata the consumer first reads.
+    """
+    profile = await resolve(profile)
+    admin = AIOKafkaAdminClient(**profile.connection.client())
+    await admin.start()
+    try:
+        wanted = {t.changelog_topic.get_topic_name(): t.changelog_topic.partitions or
+                  t.partitions for t in worker.app.tables.values()}
+        existing = set(await admin.list_topics())
+        configs = {"cleanup.policy": "compact",
+                   "min.insync.replicas": str(profile.min_insync_replicas)}
+        for name, partitions in wanted.items():
+            if name not in existing:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics([NewTopic(name, partitions,
+                                                        profile.replication_factor,
+                                                        topic_configs=configs)])
+        async with asyncio.timeout(timeout_s):
+            while True:
+                described = await admin.describe_topics(list(wanted))
+                led = {d["topic"] for d in described if not d["error_code"] and
+                       len(d["partitions"]) == wanted[d["topic"]] and
+                       all(p["leader"] >= 0 for p in d["partitions"])}
+                if led == set(wanted):
+                    return
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 @contextlib.asynccontextmanager
 async def broker_for(settings: Settings, *, port: int = 0) -> AsyncIterator[BrokerProfile]:
     """Yield the configured broker's profile, or start an embedded one and yield its."""
@@ -124,6 +162,7 @@ async def running_worker(settings: Settings, profile: BrokerProfile) -> AsyncIte
     profile = await resolve(profile)
     await ensure_topics(settings, profile)
     worker = build_app(settings, profile)
+    await ensure_changelogs(worker, profile)
     await worker.app.start()
     try:
         await wait_ready(worker)
