@@ -22,8 +22,10 @@ than -50 dBFS and than 10 dB over the utterance's quietest 20 ms, or -35
 dBFS when that is higher), a greedy
 decode of the audio so far, but only when the inference thread is idle, so
 that a partial never waits in front of an end-pointed revision; one that is
-running stops at its next decoder step when other work is queued. A
-revision's partials stop with its speculative end-point.
+running stops at its next decoder step when other work is queued; none
+starts while the CPU pressure (Linux PSI) is above
+``asr_partial_max_cpu_pressure``. A revision's partials stop with its
+speculative end-point.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 import structlog
 
 from agents.base import (
+    CpuPressure,
     DeviceGate,
     Once,
     Origin,
@@ -168,9 +171,14 @@ class AsrService(UtteranceStage[Utterance]):
     def __init__(self, settings: Settings, send: SendFn,
                  engine_factory: Callable[[], Engine], *, contexts: Any = None,
                  ledger: Ledger | None = None, audio_log: AudioLog | None = None,
-                 gate: DeviceGate | None = None) -> None:
+                 gate: DeviceGate | None = None,
+                 pressure: Callable[[], float | None] | None = None) -> None:
         super().__init__(STAGE, topics.TRANSCRIPTS, settings, send, ledger,
                          settings.asr_queue_limit)
+        #: CPU pressure, %: partials are the first work shed when the box has none spare.
+        self.pressure = pressure if pressure is not None else CpuPressure()
+        self.partials_shed = 0
+        self._shedding = False
         self.gate = gate if gate is not None else DeviceGate(settings.device_master_key())
         self.progress = Progress()
         self._audio_log = audio_log
@@ -429,6 +437,20 @@ class AsrService(UtteranceStage[Utterance]):
             return
         utt.gate_speech()
         if utt.speech_since_partial < self._partial_samples or self.queue.pending > 0:
+            return
+        pressure = self.pressure()
+        shedding = pressure is not None and \
+            pressure > self.settings.asr_partial_max_cpu_pressure
+        if shedding != self._shedding:
+            self._shedding = shedding
+            structlog.get_logger("voicestream.asr").info(
+                "asr.partials_shed" if shedding else "asr.partials_resumed",
+                cpu_pressure=pressure, limit=self.settings.asr_partial_max_cpu_pressure)
+        if shedding:
+            # The box has no CPU to spare: a partial would slow everyone's decodes.
+            utt.speech_since_partial = 0
+            self.partials_shed += 1
+            metrics.PARTIALS_SHED.inc()
             return
         engine = self._engine.value
         if not isinstance(engine, PartialEngine):

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from infra import logs, metrics
@@ -126,6 +128,38 @@ class ModelQueue:
     def shutdown(self) -> None:
         """Drop queued jobs and release the thread."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+#: Where Linux reports CPU pressure: the container's own (cgroup v2), else the host's.
+PRESSURE_FILES = (Path("/sys/fs/cgroup/cpu.pressure"), Path("/proc/pressure/cpu"))
+
+
+class CpuPressure:
+    """The share of the last 10 s in which some runnable task waited for a CPU, in %.
+
+    Linux's pressure-stall information (``some avg10``): the signal that the
+    box has no CPU to spare, whatever else is running on it. Read at most once
+    a second; None where the kernel does not report it.
+    """
+
+    def __init__(self, files: tuple[Path, ...] = PRESSURE_FILES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._file = next((f for f in files if f.is_file()), None)
+        self._clock = clock
+        self._read_at = -1e9
+        self._value: float | None = None
+
+    def __call__(self) -> float | None:
+        now = self._clock()
+        if self._file is None or now - self._read_at < 1.0:
+            return self._value
+        self._read_at = now
+        try:
+            first = self._file.read_text().splitlines()[0].split()
+            self._value = float(dict(f.split("=", 1) for f in first[1:])["avg10"])
+        except (OSError, IndexError, KeyError, ValueError):
+            self._value = None
+        return self._value
 
 
 class RecentIds:

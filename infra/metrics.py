@@ -21,6 +21,9 @@ ENDPOINTS = Counter(
 RESETS = Counter("voicestream_resets_total", "Resets emitted.", registry=REGISTRY)
 PARTIALS = Counter("voicestream_partials_total",
                    "Partial transcripts sent while users spoke.", registry=REGISTRY)
+PARTIALS_SHED = Counter("voicestream_partials_shed_total",
+                        "Partial transcripts not decoded because the CPU pressure was high.",
+                        registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "voicestream_dead_letters_total", "Messages sent to the dead-letter topic.",
     ["stage", "code"], registry=REGISTRY,

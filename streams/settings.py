@@ -286,6 +286,9 @@ class Settings:
     #: A partial transcript every this many ms of new speech while the user speaks
     #: (greedy, only when the recogniser's thread is idle); 0 sends none.
     asr_partial_ms: int = 500
+    #: Partials are skipped while the CPU pressure (Linux PSI ``some avg10``: the share
+    #: of time runnable tasks waited for a CPU) is above this many %; 100: never.
+    asr_partial_max_cpu_pressure: float = 10.0
     #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
     asr_grammar: str = ""
     #: How many ASR hypotheses NLU interprets, and the longest request it reads (words).
@@ -410,6 +413,8 @@ class Settings:
             raise ConfigError("asr_threads must be in 1..64")
         if self.asr_partial_ms != 0 and not 100 <= self.asr_partial_ms <= 10_000:
             raise ConfigError("asr_partial_ms must be 0 (off) or in 100..10000")
+        if not 0 <= self.asr_partial_max_cpu_pressure <= 100:
+            raise ConfigError("asr_partial_max_cpu_pressure must be in 0..100 (%)")
         if not 0 <= self.asr_phrase_bonus <= 100:
             raise ConfigError("asr_phrase_bonus must be in 0..100")
         if not 0 <= self.asr_strong_weight <= 20:

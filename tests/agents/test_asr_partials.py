@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from agents.asr import AsrService
+from agents.base import CpuPressure
 from infra.config import Settings
 from models.asr import Float32Array, Hypothesis
 from streams.asr import Partial, Transcript
@@ -75,9 +77,11 @@ def partials(sent: Sent) -> list[Partial]:
     return [m for m in sent.messages if isinstance(m, Partial)]
 
 
-def service(engine: ScriptedEngine, **settings: object) -> tuple[AsrService, Sent]:
+def service(engine: ScriptedEngine, pressure: float | None = None,
+            **settings: object) -> tuple[AsrService, Sent]:
     sent = Sent()
-    svc = AsrService(Settings(**settings), sent, lambda: engine)  # type: ignore[arg-type]
+    svc = AsrService(Settings(**settings), sent, lambda: engine,  # type: ignore[arg-type]
+                     pressure=lambda: pressure)
     svc.engine()  # loaded, as after the worker's warm-up
     return svc, sent
 
@@ -177,3 +181,36 @@ async def test_partials_off_and_engines_without_them_send_none() -> None:
     await start(svc)
     await frames(svc, TONE, 1.5)
     assert partials(sent) == []
+
+
+async def test_partials_are_shed_while_the_cpu_is_under_pressure() -> None:
+    engine = PartialScripted()
+    svc, sent = service(engine, pressure=35.0)  # the default limit is 10 %
+    await start(svc)
+    await frames(svc, TONE, 1.5)
+    assert partials(sent) == [] and engine.partial_calls == []
+    assert svc.partials_shed == 3  # one per half second of speech
+    svc.pressure = lambda: 4.0
+    await frames(svc, TONE, 0.5, first_seq=75)
+    assert [p.t_ms for p in partials(sent)] == [2000]
+    svc, sent = service(engine, pressure=35.0, asr_partial_max_cpu_pressure=100.0)
+    await start(svc)
+    await frames(svc, TONE, 0.5)
+    assert len(partials(sent)) == 1  # 100 %: never shed
+
+
+def test_cpu_pressure_is_read_from_the_kernels_pressure_file(tmp_path: Path) -> None:
+    psi = tmp_path / "cpu.pressure"
+    psi.write_text("some avg10=12.50 avg60=3.00 avg300=1.00 total=123\n"
+                   "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    now = [0.0]
+    pressure = CpuPressure((tmp_path / "missing", psi), clock=lambda: now[0])
+    assert pressure() == 12.5
+    psi.write_text("some avg10=0.40 avg60=3.00 avg300=1.00 total=124\n")
+    assert pressure() == 12.5  # read at most once a second
+    now[0] = 1.5
+    assert pressure() == 0.4
+    psi.write_text("garbage\n")
+    now[0] = 3.0
+    assert pressure() is None
+    assert CpuPressure((tmp_path / "missing",))() is None  # no PSI: no guard
