@@ -192,12 +192,7 @@ class WhisperEngine:
                    strong_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
         """Transcribe with beam search; n-best scores are per-token search scores."""
-        model = self.model_for(audio, language)
-        if language not in model.tokenizer.languages:
-            raise AsrError("locale-unsupported", f"Whisper has no language {language!r}")
-        key = tuple(sorted(set(phrases)))
-        trie = self._trie(key, bias_weight, False, model) \
-            if phrases and bias_weight > 0 else None
+        model, key, trie = self._biased(audio, language, phrases, bias_weight)
         sounds = self._sounds(key) if phrases and phrase_bonus > 0 else None
         strong = self._trie(key, strong_weight, False, model) \
             if sounds is not None and strong_weight > 0 else None
@@ -208,6 +203,16 @@ class WhisperEngine:
                                      word_times=self.word_times, language=language)
         return [Hypothesis(h.text, round(h.score, 4), h.words) for h in hyps if h.text]
 
+    def _biased(self, audio: Float32Array, language: str, phrases: Sequence[str],
+                bias_weight: float) -> tuple[WhisperOnnx, tuple[str, ...], BiasTrie | None]:
+        """The model for ``audio`` in ``language``, the phrases as a key, their trie."""
+        model = self.model_for(audio, language)
+        if language not in model.tokenizer.languages:
+            raise AsrError("locale-unsupported", f"Whisper has no language {language!r}")
+        key = tuple(sorted(set(phrases)))
+        trie = self._trie(key, bias_weight, False, model) \
+            if phrases and bias_weight > 0 else None
+        return model, key, trie
 
     def partial(self, audio: Float32Array, *, phrases: Sequence[str] = (),
                 bias_weight: float = 0.0, language: str = "en",
@@ -219,12 +224,7 @@ class WhisperEngine:
         """
         from models.whisper.inference import DecodeStopped
 
-        model = self.model_for(audio, language)
-        if language not in model.tokenizer.languages:
-            raise AsrError("locale-unsupported", f"Whisper has no language {language!r}")
-        key = tuple(sorted(set(phrases)))
-        trie = self._trie(key, bias_weight, False, model) \
-            if phrases and bias_weight > 0 else None
+        model, _, trie = self._biased(audio, language, phrases, bias_weight)
         try:
             hyp = model.partial(audio, bias=trie, language=language, stop=stop)
         except DecodeStopped:
