@@ -1,0 +1,188 @@
+"""Moonshine base English on onnxruntime with numpy: beam search, n-best, biasing.
+
+No torch and no Moonshine runtime: the graphs come from ``voicestream models
+build --moonshine`` (:mod:`models.moonshine.build`). Unlike Whisper, the
+encoder reads raw 16 kHz samples (no log-mel) and its cost grows with the
+audio's length rather than a fixed window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from scipy.special import log_softmax
+
+from models.moonshine.build import model_dir
+from models.moonshine.tokenizer import BYTE0, Tokenizer
+from models.whisper.bias import BiasState, BiasTrie
+from models.whisper.inference import Hypothesis
+
+Float32Array = npt.NDArray[np.float32]
+SAMPLE_RATE_HZ = 16000
+#: The token cap: this many tokens plus this many per second of audio. Moonshine's
+#: pieces are short (digits one by one), so the cap is looser than Whisper's 6 + 6/s;
+#: more than this is the decoder looping.
+TOKENS_BASE, TOKENS_PER_S = 6, 8.0
+#: Audio shorter than this (seconds) is not decoded: the stem's first convolution
+#: alone spans 8 ms, and a tenth of a second holds no word.
+MIN_AUDIO_S = 0.1
+
+
+class MoonshineModelMissing(RuntimeError):
+    """The built model is not there; ``voicestream models build --moonshine`` makes it."""
+
+    code = "asr-model-missing"
+
+
+@dataclasses.dataclass(slots=True)
+class _Beam:
+    tokens: list[int]
+    logprob: float
+    fused: float
+    bias: BiasState
+    node: int = 0  # position in the grammar trie
+
+
+class MoonshineOnnx:
+    """Transcribe 16 kHz audio with our Moonshine encoder and decoder graphs."""
+
+    def __init__(self, path: Path | None = None, *, quantized: bool = True,
+                 threads: int = 1) -> None:
+        path = path or model_dir()
+        suffix = ".int8.onnx" if quantized else ".onnx"
+        enc, dec = path / f"encoder{suffix}", path / f"decoder{suffix}"
+        if not (enc.is_file() and dec.is_file() and (path / "tokenizer.bin").is_file()):
+            raise MoonshineModelMissing(
+                f"no Moonshine model in {path}; build it with: voicestream models build "
+                "--moonshine")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        self.encoder = ort.InferenceSession(str(enc), sess_options=opts, providers=providers)
+        self.decoder = ort.InferenceSession(str(dec), sess_options=opts, providers=providers)
+        self.tokenizer = Tokenizer(path / "tokenizer.bin")
+        self.layers = int(self.decoder.get_inputs()[1].shape[0])
+        self.width = int(self.decoder.get_inputs()[1].shape[3])
+        vocab = int(self.decoder.get_outputs()[0].shape[1])
+        # Never written: unknown, start, and the logits' padding past the vocabulary.
+        self.suppress = np.array([0, self.tokenizer.sot,
+                                  *range(len(self.tokenizer), vocab)], np.int64)
+
+    def encode(self, audio: Float32Array) -> tuple[Float32Array, Float32Array]:
+        """Return the decoder's cross-attention keys and values ``[L, 1, T, D]``."""
+        k, v = self.encoder.run(None, {"audio": np.asarray(audio, np.float32)[None]})
+        return k, v
+
+    @staticmethod
+    def token_limit(samples: int, max_tokens: int = 192) -> int:
+        """Return the most tokens a transcript of ``samples`` at 16 kHz may have."""
+        return min(max_tokens, TOKENS_BASE + int(samples / SAMPLE_RATE_HZ * TOKENS_PER_S))
+
+    def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
+                   bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
+                   max_tokens: int = 192) -> list[Hypothesis]:
+        """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``.
+
+        ``bias`` adds its bonus to the search score only (shallow fusion);
+        ``grammar`` restricts the output to its phrases. Scores are per token.
+        """
+        if audio.size < int(MIN_AUDIO_S * SAMPLE_RATE_HZ):
+            return []
+        cross_k, cross_v = self.encode(audio)
+        return self.search(cross_k, cross_v, beam_size=beam_size, nbest=nbest, bias=bias,
+                           grammar=grammar, max_tokens=self.token_limit(audio.size, max_tokens))
+
+    def step(self, tokens: npt.NDArray[np.int64], self_k: Float32Array, self_v: Float32Array,
+             cross_k: Float32Array, cross_v: Float32Array
+             ) -> tuple[Float32Array, Float32Array, Float32Array]:
+        """Run the decoder once: logits of the last position and the grown cache."""
+        logits, sk, sv = self.decoder.run(None, {"tokens": tokens, "self_k": self_k,
+                                                 "self_v": self_v, "cross_k": cross_k,
+                                                 "cross_v": cross_v})
+        return logits, sk, sv
+
+    def greedy(self, audio: Float32Array, max_tokens: int = 192) -> list[int]:
+        """Return the greedy tokens of ``audio`` (end of text excluded), for checks."""
+        cross_k, cross_v = self.encode(audio)
+        sk = sv = np.zeros((self.layers, 1, 0, self.width), np.float32)
+        token, out = self.tokenizer.sot, []
+        for _ in range(self.token_limit(audio.size, max_tokens)):
+            logits, sk, sv = self.step(np.array([[token]], np.int64), sk, sv, cross_k, cross_v)
+            token = int(logits[0].argmax())
+            if token == self.tokenizer.eot:
+                break
+            out.append(token)
+        return out
+
+    def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
+               nbest: int, bias: BiasTrie | None, max_tokens: int,
+               grammar: BiasTrie | None = None) -> list[Hypothesis]:
+        """Beam search over the decoder; finished hypotheses are ranked by their search
+        score per token (length-normalised) and distinct texts are kept."""
+        eot = self.tokenizer.eot
+        trie = bias or BiasTrie.empty()
+        empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
+        logits, sk, sv = self.step(np.array([self.tokenizer.prompt], np.int64), empty, empty,
+                                   cross_k, cross_v)
+        beams = [_Beam([], 0.0, 0.0, trie.start())]
+        finished: list[_Beam] = []
+        ck, cv = cross_k, cross_v
+        for step in range(max_tokens):
+            logp = log_softmax(logits.astype(np.float64), axis=-1)
+            logp[:, self.suppress] = -np.inf
+            if step == 0:
+                logp[:, eot] = -np.inf  # something was said: the encoder saw speech-length audio
+            candidates: list[tuple[float, float, int, int]] = []
+            for b, beam in enumerate(beams):
+                fused = logp[b] + trie.bonus_vector(beam.bias, logp.shape[1])
+                if grammar is not None:
+                    fused = fused + grammar.allowed(beam.node, logp.shape[1], eot)
+                top = np.argpartition(-fused, beam_size + 1)[: beam_size + 1]
+                for t in top:
+                    if np.isfinite(fused[t]):
+                        candidates.append((beam.fused + float(fused[t]),
+                                           beam.logprob + float(logp[b, t]), b, int(t)))
+            candidates.sort(key=lambda c: c[0], reverse=True)
+            keep: list[_Beam] = []
+            rows: list[int] = []
+            for fused_score, lp, b, t in candidates:
+                parent = beams[b]
+                if t == eot:
+                    finished.append(_Beam(parent.tokens, lp, fused_score, parent.bias))
+                else:
+                    node = grammar.step(parent.node, t) if grammar is not None else 0
+                    keep.append(_Beam([*parent.tokens, t], lp, fused_score,
+                                      trie.advance(parent.bias, t), node))
+                    rows.append(b)
+                if len(keep) == beam_size:
+                    break
+            if len(finished) >= beam_size or not keep:
+                break
+            if ck.shape[1] != len(keep):
+                ck = np.repeat(cross_k, len(keep), axis=1)
+                cv = np.repeat(cross_v, len(keep), axis=1)
+            idx = np.array(rows)
+            logits, sk, sv = self.step(np.array([[bm.tokens[-1]] for bm in keep], np.int64),
+                                       sk[:, idx], sv[:, idx], ck, cv)
+            beams = keep
+        if not finished:
+            finished = beams  # the cap cut every hypothesis: keep what there is
+        out: dict[str, Hypothesis] = {}
+        for beam in sorted(finished, key=lambda x: x.fused / max(len(x.tokens), 1),
+                           reverse=True):
+            text = self.tokenizer.decode(beam.tokens).strip()
+            if text not in out:
+                n = max(len(beam.tokens), 1)
+                out[text] = Hypothesis(text, tuple(beam.tokens), beam.logprob, beam.fused / n)
+        return list(out.values())[:nbest]
+
+
+def is_byte_token(token: int) -> bool:
+    """Return whether ``token`` is one of the 256 byte-fallback pieces."""
+    return BYTE0 <= token < BYTE0 + 256
