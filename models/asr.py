@@ -2,8 +2,10 @@
 
 ``whisper``: Whisper (tiny.en, or base) on onnxruntime with n-best, context
 biasing and word times.
+``moonshine``: Moonshine base English (our graphs from the ``moonshine-cpp``
+weights) with n-best, context biasing and device grammars; English only.
 ``pocketsphinx``: CMU PocketSphinx's bundled en-us model, for constrained
-grammars and speed. Both take 16 kHz float32 audio.
+grammars and speed. All take 16 kHz float32 audio.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from models.whisper.bias import BiasTrie
 from models.whisper.phonetic import SoundIndex
 
 if TYPE_CHECKING:
+    from models.moonshine.inference import MoonshineOnnx
     from models.whisper.inference import WhisperOnnx
 
 Float32Array = npt.NDArray[np.float32]
@@ -198,6 +201,46 @@ class WhisperEngine:
         return [Hypothesis(h.text, round(h.score, 4), h.words) for h in hyps if h.text]
 
 
+class MoonshineEngine:
+    """Moonshine base English; ``phrases`` bias the beam search by shallow fusion and a
+    ``grammar`` restricts it, as with Whisper.
+
+    The sound-alike rescoring and the strong second search (``phrase_bonus``,
+    ``strong_weight``) are Whisper's and tuned on it; they are not run here, and
+    hypotheses carry no word times.
+    """
+
+    name = "moonshine"
+
+    def __init__(self, *, quantized: bool = True, beam_size: int = 5, threads: int = 1) -> None:
+        from models.moonshine.inference import MoonshineModelMissing, MoonshineOnnx
+
+        try:
+            self.model: MoonshineOnnx = MoonshineOnnx(quantized=quantized, threads=threads)
+        except MoonshineModelMissing as exc:
+            raise AsrError(MoonshineModelMissing.code, str(exc)) from exc
+        self.beam_size = beam_size
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
+    def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool) -> BiasTrie:
+        endings = ("", ".", "!", "?") if grammar else ("",)
+        return BiasTrie.from_phrases(phrases, self.model.tokenizer, weight, endings=endings)
+
+    def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0,
+                   strong_weight: float = 0.0, nbest: int = 5,
+                   grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
+        """Transcribe with beam search; n-best scores are per-token search scores."""
+        if language != "en":
+            raise AsrError("locale-unsupported", "Moonshine base recognises English only")
+        key = tuple(sorted(set(phrases)))
+        trie = self._trie(key, bias_weight, False) if phrases and bias_weight > 0 else None
+        rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
+        hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
+                                     grammar=rules)
+        return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
+
+
 #: A JSGF grammar of single digits, for ``--grammar digits``.
 DIGITS_JSGF = (
     "#JSGF V1.0;\ngrammar digits;\npublic <digit> = zero | one | two | three | four | five"
@@ -260,13 +303,15 @@ class PocketsphinxEngine:
         return out
 
 
-ENGINES = ("whisper", "pocketsphinx")
+ENGINES = ("whisper", "moonshine", "pocketsphinx")
 
 
 def create(name: str, **options: object) -> Engine:
     """Return the engine ``name``; unknown names fail listing the valid ones."""
     if name == "whisper":
         return WhisperEngine(**options)  # type: ignore[arg-type]
+    if name == "moonshine":
+        return MoonshineEngine(**options)  # type: ignore[arg-type]
     if name == "pocketsphinx":
         return PocketsphinxEngine(**options)  # type: ignore[arg-type]
     raise AsrError("asr-unknown-engine", f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")

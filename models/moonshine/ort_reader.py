@@ -26,7 +26,10 @@ _QUANTISED, _SCALE, _ZERO = "_quantized", "_scale", "_zero_point"
 
 
 class OrtFormatError(ValueError):
-    """The file is not an ``.ort`` model this reader understands (``code``: ``moonshine-bad-ort``)."""
+    """The file is not an ``.ort`` model this reader understands.
+
+    ``code`` is ``moonshine-bad-ort``.
+    """
 
     code = "moonshine-bad-ort"
 
