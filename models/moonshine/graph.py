@@ -4,13 +4,15 @@ The weights come out of the packaged ``.ort`` graphs (:mod:`models.moonshine.ort
 dequantised once to float32); the graphs are our own, with the layout
 :mod:`models.moonshine.inference` loads (L layers, width D):
 
-* ``encoder.onnx``: ``audio [B, S]`` (16 kHz samples in [-1, 1]) to ``cross_k``,
-  ``cross_v`` ``[L, B, T, D]``: every decoder layer's cross-attention keys and
-  values of the encoded audio (T is about S / 384: three strided convolutions).
+* ``encoder.onnx``: ``audio [B, S]`` (16 kHz samples in [-1, 1]) to every
+  decoder layer's cross-attention keys ``cross_k [L, B, H, hd, T]`` and values
+  ``cross_v [L, B, H, T, hd]`` of the encoded audio, already split into the H
+  heads of hd dimensions (T is about S / 384: three strided convolutions).
 * ``decoder.onnx``: ``tokens [B, n]``, ``self_k``, ``self_v`` ``[L, B, P, D]``
   (P may be 0; keys are stored after their rotary embedding), ``cross_k``,
-  ``cross_v`` to ``logits [B, V]`` (last position) and ``new_self_k``,
-  ``new_self_v`` ``[L, B, P+n, D]``.
+  ``cross_v`` (batch B, or 1 for one audio shared by B hypotheses: attention
+  broadcasts it, so a beam never copies the audio's keys) to ``logits [B, V]``
+  (last position) and ``new_self_k``, ``new_self_v`` ``[L, B, P+n, D]``.
 
 The arithmetic follows the exported model it replaces: a convolutional stem
 (kernel 127 stride 64 without bias, tanh, one-group normalisation, kernel 7
@@ -167,9 +169,16 @@ class _Writer:
         """Attention of ``q`` ``[B, n, H, hd]`` (unscaled) on ``k``, ``v`` ``[B, m, D]``,
         then the output projection ``out``."""
         g = self.g
-        qh = g.op("Mul", [g.op("Transpose", [q], perm=[0, 2, 1, 3]), self.scale])
         kh = g.op("Transpose", [self.heads(k)], perm=[0, 2, 3, 1])
         vh = g.op("Transpose", [self.heads(v)], perm=[0, 2, 1, 3])
+        return self.attend_heads(q, kh, vh, mask, out)
+
+    def attend_heads(self, q: str, kh: str, vh: str, mask: str | None, out: str) -> str:
+        """Attention of ``q`` ``[B, n, H, hd]`` on keys ``[B', H, hd, m]`` and values
+        ``[B', H, m, hd]`` already split into heads (B' is B or 1: the audio's keys are
+        shared by every hypothesis of a beam), then the output projection ``out``."""
+        g = self.g
+        qh = g.op("Mul", [g.op("Transpose", [q], perm=[0, 2, 1, 3]), self.scale])
         w = g.op("MatMul", [qh, kh])
         if mask is not None:
             w = g.op("Add", [w, mask])
@@ -239,14 +248,25 @@ def encoder(w: MoonshineWeights) -> Any:
     ks, vs = [], []
     for i in range(w.decoder_layers):
         s = f"decoder.layers.{i}.encoder_attn"
-        ks.append(wr.matmul(x, f"{s}.k_proj.weight"))
-        vs.append(wr.matmul(x, f"{s}.v_proj.weight"))
+        ks.append(g.op("Transpose", [wr.heads(wr.matmul(x, f"{s}.k_proj.weight"))],
+                       perm=[0, 2, 3, 1]))
+        vs.append(g.op("Transpose", [wr.heads(wr.matmul(x, f"{s}.v_proj.weight"))],
+                       perm=[0, 2, 1, 3]))
     wr.stack(ks, "cross_k")
     wr.stack(vs, "cross_v")
-    audio = [w.decoder_layers, "batch", "audio_len", w.width]
     return g.model("moonshine-encoder", [_info("audio", TensorProto.FLOAT, ["batch", "samples"])],
-                   [_info("cross_k", TensorProto.FLOAT, audio),
-                    _info("cross_v", TensorProto.FLOAT, audio)], _OPSET)
+                   [_info("cross_k", TensorProto.FLOAT, _cross_k(w, "batch")),
+                    _info("cross_v", TensorProto.FLOAT, _cross_v(w, "batch"))], _OPSET)
+
+
+def _cross_k(w: MoonshineWeights, batch: str) -> list[Any]:
+    """``cross_k``'s shape: per decoder layer, keys split into heads and transposed."""
+    return [w.decoder_layers, batch, w.heads, w.width // w.heads, "audio_len"]
+
+
+def _cross_v(w: MoonshineWeights, batch: str) -> list[Any]:
+    """``cross_v``'s shape: per decoder layer, values split into heads."""
+    return [w.decoder_layers, batch, w.heads, "audio_len", w.width // w.heads]
 
 
 def _causal_mask(wr: _Writer, past: str, n: str) -> str:
@@ -293,8 +313,9 @@ def decoder(w: MoonshineWeights) -> Any:
                                       f"{s}.self_attn.dense.weight")])
         c = wr.norm(x, f"{s}.post_attention_layernorm.weight")
         q = wr.heads(wr.matmul(c, f"{s}.encoder_attn.q_proj.weight"))
-        x = g.op("Add", [x, wr.attend(q, wr.layer_of("cross_k", i), wr.layer_of("cross_v", i),
-                                      None, f"{s}.encoder_attn.dense.weight")])
+        x = g.op("Add", [x, wr.attend_heads(q, wr.layer_of("cross_k", i),
+                                            wr.layer_of("cross_v", i), None,
+                                            f"{s}.encoder_attn.dense.weight")])
         h = wr.norm(x, f"{s}.final_layernorm.weight")
         h = g.op("Add", [wr.matmul(h, f"{s}.mlp.up_proj.weight"),
                          wr.c(f"{s}.mlp.up_proj.bias", v[f"{s}.mlp.up_proj.bias"])])
@@ -314,13 +335,12 @@ def decoder(w: MoonshineWeights) -> Any:
         v["decoder.embed_tokens.weight"].T))], out="logits")
     cache = [w.decoder_layers, "batch", "past", w.width]
     grown = [w.decoder_layers, "batch", "total", w.width]
-    audio = [w.decoder_layers, "batch", "audio_len", w.width]
     return g.model("moonshine-decoder",
                    [_info("tokens", TensorProto.INT64, ["batch", "n"]),
                     _info("self_k", TensorProto.FLOAT, cache),
                     _info("self_v", TensorProto.FLOAT, cache),
-                    _info("cross_k", TensorProto.FLOAT, audio),
-                    _info("cross_v", TensorProto.FLOAT, audio)],
+                    _info("cross_k", TensorProto.FLOAT, _cross_k(w, "audio_batch")),
+                    _info("cross_v", TensorProto.FLOAT, _cross_v(w, "audio_batch"))],
                    [_info("logits", TensorProto.FLOAT, ["batch", w.vocab]),
                     _info("new_self_k", TensorProto.FLOAT, grown),
                     _info("new_self_v", TensorProto.FLOAT, grown)], _OPSET)

@@ -75,7 +75,8 @@ class MoonshineOnnx:
                                   *range(len(self.tokenizer), vocab)], np.int64)
 
     def encode(self, audio: Float32Array) -> tuple[Float32Array, Float32Array]:
-        """Return the decoder's cross-attention keys and values ``[L, 1, T, D]``."""
+        """Return the decoder's cross-attention keys ``[L, 1, H, hd, T]`` and values
+        ``[L, 1, H, T, hd]``."""
         k, v = self.encoder.run(None, {"audio": np.asarray(audio, np.float32)[None]})
         return k, v
 
@@ -132,7 +133,6 @@ class MoonshineOnnx:
                                    cross_k, cross_v)
         beams = [_Beam([], 0.0, 0.0, trie.start())]
         finished: list[_Beam] = []
-        ck, cv = cross_k, cross_v
         for step in range(max_tokens):
             logp = log_softmax(logits.astype(np.float64), axis=-1)
             logp[:, self.suppress] = -np.inf
@@ -164,12 +164,10 @@ class MoonshineOnnx:
                     break
             if len(finished) >= beam_size or not keep:
                 break
-            if ck.shape[1] != len(keep):
-                ck = np.repeat(cross_k, len(keep), axis=1)
-                cv = np.repeat(cross_v, len(keep), axis=1)
             idx = np.array(rows)
+            # The audio's keys and values stay one row: the graph broadcasts them.
             logits, sk, sv = self.step(np.array([[bm.tokens[-1]] for bm in keep], np.int64),
-                                       sk[:, idx], sv[:, idx], ck, cv)
+                                       sk[:, idx], sv[:, idx], cross_k, cross_v)
             beams = keep
         if not finished:
             finished = beams  # the cap cut every hypothesis: keep what there is
