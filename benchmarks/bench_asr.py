@@ -142,9 +142,16 @@ def moonshine(audio: np.ndarray, runs: int) -> None:
     rows: list[tuple[str, float, float, str, float]] = []
     for quantized, model in models.items():
         kind = "int8" if quantized else "fp32"
-        p50, p95, text = _timed(runs, lambda model=model: model.tokenizer.decode(
-            model.greedy(audio)).strip())
-        enc = _timed(runs, lambda model=model: (model.encode(audio), "")[1])[0]
+
+        def greedy(model: MoonshineOnnx = model) -> str:
+            return model.tokenizer.decode(model.greedy(audio)).strip()
+
+        def encode(model: MoonshineOnnx = model) -> str:
+            model.encode(audio)
+            return ""
+
+        p50, p95, text = _timed(runs, greedy)
+        enc = _timed(runs, encode)[0]
         rows.append((f"moonshine {kind} (ours), greedy", p50, p95, text, enc))
     p50, p95, text = _timed(runs, lambda: models[True].tokenizer.decode(
         reference.greedy(audio, limit)[0]).strip())
