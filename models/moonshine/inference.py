@@ -35,6 +35,10 @@ MIN_AUDIO_S = 0.1
 #: for "zero"). Chosen on every third FSDD dev recording (100 digits, 8 kHz):
 #: digits wrong 56 % unpadded, 39 % at 1 s, 45 % at 1.5 s, 41 % at 2 s.
 MIN_WINDOW_S = 1.0
+#: Only the first this many seconds are decoded, as Whisper decodes its 30 s window:
+#: the encoder's self-attention grows with the square of the audio's length (the
+#: worker's utterances end at ``max_utterance_ms`` + 2 s, 17 s by default).
+MAX_AUDIO_S = 30.0
 
 
 class MoonshineModelMissing(RuntimeError):
@@ -101,13 +105,15 @@ class MoonshineOnnx:
     def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
                    bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
                    max_tokens: int = 192) -> list[Hypothesis]:
-        """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``.
+        """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio`` (its
+        first :data:`MAX_AUDIO_S` seconds).
 
         ``bias`` adds its bonus to the search score only (shallow fusion);
         ``grammar`` restricts the output to its phrases. Scores are per token.
         """
         if audio.size < int(MIN_AUDIO_S * SAMPLE_RATE_HZ):
             return []
+        audio = audio[: int(MAX_AUDIO_S * SAMPLE_RATE_HZ)]
         cross_k, cross_v = self.encode(self.window(audio))
         return self.search(cross_k, cross_v, beam_size=beam_size, nbest=nbest, bias=bias,
                            grammar=grammar, max_tokens=self.token_limit(audio.size, max_tokens))

@@ -194,6 +194,16 @@ def test_short_and_silent_audio(int8: MoonshineOnnx, beckett: np.ndarray) -> Non
     padded = int8.window(short)
     assert padded.size == 16000 and np.array_equal(padded[4000:12000], short)
     assert int8.window(beckett) is beckett
+    # Very long (40 s): the first 30 s are decoded, within the cap of 30 s of tokens.
+    long = np.concatenate([beckett] * 4)[: 40 * 16000]
+    hyps = int8.transcribe(long, beam_size=2, nbest=1)
+    assert hyps and "fail better" in hyps[0].text
+    assert len(hyps[0].tokens) <= int8.token_limit(30 * 16000)
+    # Clipped and damaged samples: a transcript or none, never an exception.
+    assert isinstance(int8.transcribe(np.clip(beckett[:48000] * 50, -1, 1), nbest=1), list)
+    broken = beckett[:48000].copy()
+    broken[1000:1100] = np.nan
+    assert isinstance(int8.transcribe(broken, nbest=1), list)
     silent = int8.transcribe(np.zeros(16000, np.float32))  # a transcript or none, no crash
     assert all(isinstance(h.text, str) for h in silent)
 
