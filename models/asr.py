@@ -202,12 +202,10 @@ class WhisperEngine:
 
 
 class MoonshineEngine:
-    """Moonshine base English; ``phrases`` bias the beam search by shallow fusion and a
-    ``grammar`` restricts it, as with Whisper.
-
-    The sound-alike rescoring and the strong second search (``phrase_bonus``,
-    ``strong_weight``) are Whisper's and tuned on it; they are not run here, and
-    hypotheses carry no word times.
+    """Moonshine base English; ``phrases`` bias the beam search by shallow fusion, the
+    sound-alike rescoring and the strong second search, and a ``grammar`` restricts
+    it, as with Whisper (the passes are Whisper's, with its settings). Hypotheses
+    carry no word times.
     """
 
     name = "moonshine"
@@ -235,10 +233,20 @@ class MoonshineEngine:
             raise AsrError("locale-unsupported", "Moonshine base recognises English only")
         key = tuple(sorted(set(phrases)))
         trie = self._trie(key, bias_weight, False) if phrases and bias_weight > 0 else None
+        sounds = _sound_index(key) if phrases and phrase_bonus > 0 else None
+        strong = self._trie(key, strong_weight, False) \
+            if sounds is not None and strong_weight > 0 else None
         rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
         hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
-                                     grammar=rules)
+                                     grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
+                                     strong=strong)
         return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
+
+
+@functools.lru_cache(maxsize=64)
+def _sound_index(phrases: tuple[str, ...]) -> SoundIndex:
+    """The sound keys of a context's phrases (shared: they depend on the text only)."""
+    return SoundIndex(phrases)
 
 
 #: A JSGF grammar of single digits, for ``--grammar digits``.

@@ -19,7 +19,8 @@ from scipy.special import log_softmax
 from models.moonshine.build import model_dir
 from models.moonshine.tokenizer import BYTE0, Tokenizer
 from models.whisper.bias import BiasState, BiasTrie
-from models.whisper.inference import Hypothesis
+from models.whisper.inference import RESCORE_FROM, ContextPasses, Hypothesis
+from models.whisper.phonetic import SoundIndex
 
 Float32Array = npt.NDArray[np.float32]
 SAMPLE_RATE_HZ = 16000
@@ -56,8 +57,14 @@ class _Beam:
     node: int = 0  # position in the grammar trie
 
 
-class MoonshineOnnx:
-    """Transcribe 16 kHz audio with our Moonshine encoder and decoder graphs."""
+class MoonshineOnnx(ContextPasses):
+    """Transcribe 16 kHz audio with our Moonshine encoder and decoder graphs.
+
+    The context passes after the search (sound-alike rescoring, the strong second
+    search) are Whisper's (:class:`ContextPasses`): both decoders have one interface.
+    """
+
+    tokenizer: Tokenizer
 
     def __init__(self, path: Path | None = None, *, quantized: bool = True,
                  threads: int = 1) -> None:
@@ -104,19 +111,33 @@ class MoonshineOnnx:
 
     def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
                    bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
-                   max_tokens: int = 192) -> list[Hypothesis]:
+                   sounds: SoundIndex | None = None, phrase_bonus: float = 0.0,
+                   strong: BiasTrie | None = None, max_tokens: int = 192) -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio`` (its
         first :data:`MAX_AUDIO_S` seconds).
 
         ``bias`` adds its bonus to the search score only (shallow fusion);
         ``grammar`` restricts the output to its phrases. Scores are per token.
+        With ``sounds``, phrases that sound like part of a hypothesis are tried in
+        its place (:meth:`rescore`, ``phrase_bonus`` nats); with ``strong`` too, a
+        result holding none of them is searched again under that heavier bias
+        (:meth:`second_pass`), as Whisper does.
         """
         if audio.size < int(MIN_AUDIO_S * SAMPLE_RATE_HZ):
             return []
         audio = audio[: int(MAX_AUDIO_S * SAMPLE_RATE_HZ)]
         cross_k, cross_v = self.encode(self.window(audio))
-        return self.search(cross_k, cross_v, beam_size=beam_size, nbest=nbest, bias=bias,
-                           grammar=grammar, max_tokens=self.token_limit(audio.size, max_tokens))
+        limit = self.token_limit(audio.size, max_tokens)
+        rescoring = sounds is not None and len(sounds) > 0 and grammar is None
+        hyps = self.search(cross_k, cross_v, beam_size=beam_size,
+                           nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,
+                           grammar=grammar, max_tokens=limit)
+        if rescoring and hyps and sounds is not None:
+            hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus)
+            if strong is not None:
+                hyps = self.second_pass(cross_k, cross_v, hyps, sounds, strong,
+                                        beam_size=beam_size, max_tokens=limit)
+        return hyps[:nbest]
 
     def step(self, tokens: npt.NDArray[np.int64], self_k: Float32Array, self_v: Float32Array,
              cross_k: Float32Array, cross_v: Float32Array
@@ -142,14 +163,15 @@ class MoonshineOnnx:
 
     def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
                nbest: int, bias: BiasTrie | None, max_tokens: int,
-               grammar: BiasTrie | None = None) -> list[Hypothesis]:
+               grammar: BiasTrie | None = None,
+               prompt: tuple[int, ...] | None = None) -> list[Hypothesis]:
         """Beam search over the decoder; finished hypotheses are ranked by their search
         score per token (length-normalised) and distinct texts are kept."""
         eot = self.tokenizer.eot
         trie = bias or BiasTrie.empty()
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
-        logits, sk, sv = self.step(np.array([self.tokenizer.prompt], np.int64), empty, empty,
-                                   cross_k, cross_v)
+        logits, sk, sv = self.step(np.array([prompt or self.tokenizer.prompt], np.int64),
+                                   empty, empty, cross_k, cross_v)
         beams = [_Beam([], 0.0, 0.0, trie.start())]
         finished: list[_Beam] = []
         for step in range(max_tokens):

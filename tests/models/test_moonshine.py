@@ -257,3 +257,27 @@ def test_cli_builds_once_and_evaluates(built: Path, monkeypatch: pytest.MonkeyPa
     words = sum(g["utterances"] for g in groups)
     # Digits said alone, 8 kHz recordings: most right (README: 39.3 % WER pooled).
     assert sum(g["wer"] * g["utterances"] for g in groups) / words < 0.5
+
+
+def test_context_passes_write_a_name_shallow_fusion_misses(
+        built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moonshine hears "Lucas to Astrosky"; the sound-alike rescoring (Whisper's pass, on
+    Moonshine's decoder) puts the context's name there, and leaves a sentence without
+    a name as it was."""
+    from infra.eval_asr import context_names
+    from infra.eval_endpoint import speak
+
+    monkeypatch.setenv("VOICESTREAM_MODEL_DIR", str(built.parent))
+    engine = create("moonshine")
+    phrases = context_names(tune=True)
+    audio = speak("send a message to Lucasta Ostrowski", "en-us", 160)
+    fused = engine.transcribe(audio, phrases=phrases, bias_weight=2.0, nbest=3)
+    assert all("Lucasta Ostrowski" not in h.text for h in fused)
+    passes = engine.transcribe(audio, phrases=phrases, bias_weight=2.0, phrase_bonus=22.0,
+                               strong_weight=4.0, nbest=3)
+    assert "Lucasta Ostrowski" in passes[0].text
+    plain_audio = speak("turn off the lights in the kitchen", "en-gb", 170)
+    plain = engine.transcribe(plain_audio, nbest=1)
+    kept = engine.transcribe(plain_audio, phrases=phrases, bias_weight=2.0, phrase_bonus=22.0,
+                             strong_weight=4.0, nbest=1)
+    assert kept[0].text == plain[0].text
