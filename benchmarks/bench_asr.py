@@ -11,7 +11,9 @@ and one with a context name in it; last, the same command from an 8 kHz device
 base, and empty: tiny.en for all audio), the narrowband check included.
 
 Moonshine base English rows (``voicestream models build --moonshine``): our
-graphs int8 and fp32 with beam 5, greedy, and with the 200-phrase context;
+graphs int8 and fp32 with beam 5, then with the 200-phrase context (fusion
+alone, with rescoring, with the second search) for the weather command and a
+name, then greedy;
 then greedy on the packaged ``.ort`` graphs (which dequantise every weight at
 each step) against our graphs, with the decoder's time per step.
 
@@ -133,8 +135,19 @@ def moonshine(audio: np.ndarray, runs: int) -> None:
         print(ROW.format(f"moonshine base {kind} (ours), beam 5", *_timed(runs, beam)))
     engine = MoonshineEngine()
     phrases = context_names(tune=True)
-    print(ROW.format("moonshine int8, 200 phrases", *_timed(runs, lambda: next(
-        (h.text for h in engine.transcribe(audio, phrases=phrases, bias_weight=2.0)), ""))))
+    named = three_seconds(speak("send a message to Lucasta Ostrowski", "en-us", 160))
+    for label, clip in (("weather", audio), ("name", named)):
+        for name, bonus, strong in ((f"moonshine int8, 200 phrases, {label}", 0.0, 0.0),
+                                    ("  + sound-alike rescoring", 22.0, 0.0),
+                                    ("  + strong second search", 22.0, 4.0)):
+
+            def biased(clip: np.ndarray = clip, bonus: float = bonus,
+                       strong: float = strong) -> str:
+                out = engine.transcribe(clip, phrases=phrases, bias_weight=2.0,
+                                        phrase_bonus=bonus, strong_weight=strong, nbest=5)
+                return out[0].text if out else ""
+
+            print(ROW.format(name, *_timed(runs, biased)))
     reference = OrtReference(source_dir(), threads=1)
     limit = models[True].token_limit(audio.size)
     steps = len(reference.greedy(audio, limit)[0]) + 1  # the end of text is a step too

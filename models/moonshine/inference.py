@@ -65,6 +65,7 @@ class MoonshineOnnx(ContextPasses):
     """
 
     tokenizer: Tokenizer
+    shares_audio_rows = True
 
     def __init__(self, path: Path | None = None, *, quantized: bool = True,
                  threads: int = 1) -> None:

@@ -98,6 +98,9 @@ class ContextPasses:
     tokenizer: _PromptTokenizer
     layers: int
     width: int
+    #: Whether the decoder takes one row of audio keys/values for any number of token
+    #: rows (it broadcasts them); otherwise they are repeated to one row per token row.
+    shares_audio_rows: bool = False
 
     def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
                nbest: int, bias: BiasTrie | None, max_tokens: int,
@@ -214,7 +217,8 @@ class ContextPasses:
                 shared = False
                 alive = [alive[r] for r in keep]
                 feed = np.array([[rows[i][step]] for i in alive], np.int64)
-                if ck.shape[1] != len(alive):  # the audio rows are alike: copy on change only
+                if not self.shares_audio_rows and ck.shape[1] != len(alive):
+                    # The audio rows are alike: copy on change only.
                     ck = np.repeat(cross_k, len(alive), axis=1)
                     cv = np.repeat(cross_v, len(alive), axis=1)
             logits, sk, sv = self.decoder.run(None, {
