@@ -17,7 +17,7 @@ import onnxruntime as ort
 from scipy.special import log_softmax
 
 from models.moonshine.build import model_dir
-from models.moonshine.tokenizer import BYTE0, Tokenizer
+from models.moonshine.tokenizer import Tokenizer
 from models.whisper.bias import BiasState, BiasTrie
 from models.whisper.inference import RESCORE_FROM, ContextPasses, Hypothesis
 from models.whisper.phonetic import SoundIndex
@@ -222,7 +222,3 @@ class MoonshineOnnx(ContextPasses):
                 out[text] = Hypothesis(text, tuple(beam.tokens), beam.logprob, beam.fused / n)
         return list(out.values())[:nbest]
 
-
-def is_byte_token(token: int) -> bool:
-    """Return whether ``token`` is one of the 256 byte-fallback pieces."""
-    return BYTE0 <= token < BYTE0 + 256
