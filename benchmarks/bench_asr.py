@@ -10,21 +10,32 @@ and one with a context name in it; last, the same command from an 8 kHz device
 (band-limited), through the engine the worker runs (``asr_narrowband_model``
 base, and empty: tiny.en for all audio), the narrowband check included.
 
-Run: python benchmarks/bench_asr.py [--runs 15]
+Moonshine base English rows (``voicestream models build --moonshine``): our
+graphs int8 and fp32 with beam 5, then with the 200-phrase context (fusion
+alone, with rescoring, with the second search) for the weather command and a
+name, then greedy;
+then greedy on the packaged ``.ort`` graphs (which dequantise every weight at
+each step) against our graphs, with the decoder's time per step.
+
+Run: python benchmarks/bench_asr.py [--runs 15] [--moonshine-only]
+(``--moonshine-only``: the Moonshine rows and the default tiny.en row beside them)
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from infra.eval_asr import context_names
 from infra.eval_endpoint import speak
 from infra.eval_natural import band_limit
-from models.asr import WhisperEngine
+from models.asr import MoonshineEngine, WhisperEngine
 from models.whisper.inference import WhisperOnnx
+
+ROW = "{:<38} {:7.0f} {:7.0f}  {}"
 
 
 def three_seconds(audio: np.ndarray) -> np.ndarray:
@@ -36,6 +47,8 @@ def main() -> None:
     """Print p50/p95 ms per variant for the same 3 s command."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15, help="decodes per variant")
+    parser.add_argument("--moonshine-only", action="store_true",
+                        help="only the Moonshine rows, beside the default tiny.en row")
     args = parser.parse_args()
     audio = three_seconds(speak("what is the weather like in boston tomorrow morning",
                                 "en-us", 150))
@@ -44,6 +57,8 @@ def main() -> None:
     variants = [("tiny.en", q, w, True) for q in (True, False) for w in (10.0, 30.0)]
     variants.insert(1, ("tiny.en", True, 10.0, False))
     variants += [("base", q, 10.0, True) for q in (True, False)]
+    if args.moonshine_only:
+        variants = variants[:1]
     for model_name, quantized, window, words in variants:
         model = WhisperOnnx(model=model_name, quantized=quantized, threads=1,
                             min_window_s=window)
@@ -57,6 +72,9 @@ def main() -> None:
             ("" if words else ", no word times")
         p50, p95 = np.percentile(times, [50, 95])
         print(f"{name:<38} {p50:7.0f} {p95:7.0f}  {text}")
+    moonshine(audio, args.runs)
+    if args.moonshine_only:
+        return
     phrases = context_names(tune=True)
     engine = WhisperEngine()
     named = three_seconds(speak("send a message to Lucasta Ostrowski", "en-us", 160))
@@ -88,6 +106,74 @@ def main() -> None:
         p50, p95 = np.percentile(times, [50, 95])
         print(f"{label:<38} {p50:7.0f} {p95:7.0f}  {out[0].text if out else ''}")
 
+
+def _timed(runs: int, decode: Callable[[], str]) -> tuple[float, float, str]:
+    """Return p50 and p95 ms of ``runs`` calls of ``decode`` and its last text."""
+    times, text = [], ""
+    for _ in range(runs):
+        start = time.perf_counter()
+        text = decode()
+        times.append((time.perf_counter() - start) * 1000)
+    p50, p95 = np.percentile(times, [50, 95])
+    return float(p50), float(p95), text
+
+
+def moonshine(audio: np.ndarray, runs: int) -> None:
+    """Print the Moonshine rows: our graphs, then the packaged .ort graphs."""
+    from models.moonshine.build import source_dir
+    from models.moonshine.inference import MoonshineOnnx
+    from models.moonshine.reference import OrtReference
+
+    models = {q: MoonshineOnnx(quantized=q, threads=1) for q in (True, False)}
+    for quantized, model in models.items():
+        kind = "int8" if quantized else "fp32"
+
+        def beam(model: MoonshineOnnx = model) -> str:
+            hyps = model.transcribe(audio, beam_size=5, nbest=5)
+            return hyps[0].text if hyps else ""
+
+        print(ROW.format(f"moonshine base {kind} (ours), beam 5", *_timed(runs, beam)))
+    engine = MoonshineEngine()
+    phrases = context_names(tune=True)
+    named = three_seconds(speak("send a message to Lucasta Ostrowski", "en-us", 160))
+    for label, clip in (("weather", audio), ("name", named)):
+        for name, bonus, strong in ((f"moonshine int8, 200 phrases, {label}", 0.0, 0.0),
+                                    ("  + sound-alike rescoring", 22.0, 0.0),
+                                    ("  + strong second search", 22.0, 4.0)):
+
+            def biased(clip: np.ndarray = clip, bonus: float = bonus,
+                       strong: float = strong) -> str:
+                out = engine.transcribe(clip, phrases=phrases, bias_weight=2.0,
+                                        phrase_bonus=bonus, strong_weight=strong, nbest=5)
+                return out[0].text if out else ""
+
+            print(ROW.format(name, *_timed(runs, biased)))
+    reference = OrtReference(source_dir(), threads=1)
+    limit = models[True].token_limit(audio.size)
+    steps = len(reference.greedy(audio, limit)[0]) + 1  # the end of text is a step too
+    batch = np.asarray(audio, np.float32)[None]
+    rows: list[tuple[str, float, float, str, float]] = []
+    for quantized, model in models.items():
+        kind = "int8" if quantized else "fp32"
+
+        def greedy(model: MoonshineOnnx = model) -> str:
+            return model.tokenizer.decode(model.greedy(audio)).strip()
+
+        def encode(model: MoonshineOnnx = model) -> str:
+            model.encode(audio)
+            return ""
+
+        p50, p95, text = _timed(runs, greedy)
+        enc = _timed(runs, encode)[0]
+        rows.append((f"moonshine {kind} (ours), greedy", p50, p95, text, enc))
+    p50, p95, text = _timed(runs, lambda: models[True].tokenizer.decode(
+        reference.greedy(audio, limit)[0]).strip())
+    enc = _timed(runs, lambda: (reference.encoder.run(None, {"input_values": batch}), "")[1])[0]
+    rows.append(("moonshine .ort (packaged), greedy", p50, p95, text, enc))
+    for name, p50, p95, text, enc in rows:
+        print(ROW.format(name, p50, p95, text))
+        print(f"  encoder {enc:.0f} ms p50, then {(p50 - enc) / steps:.1f} ms per decoder step "
+              f"({steps} steps)")
 
 if __name__ == "__main__":
     main()

