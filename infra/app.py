@@ -177,7 +177,13 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
         if settings.asr_engine == "pocketsphinx":
             return create("pocketsphinx", grammar=settings.asr_grammar or None)
         if settings.asr_engine == "moonshine":
-            return create("moonshine", threads=settings.asr_threads)
+            # English wideband audio; Whisper base the rest (other languages, and
+            # narrowband audio unless asr_narrowband_model is empty).
+            return create("moonshine", threads=settings.asr_threads, others=lambda: create(
+                "whisper", model=settings.asr_multilingual_model,
+                word_times=settings.asr_word_times, threads=settings.asr_threads,
+                narrowband_model="", multilingual_model=settings.asr_multilingual_model),
+                narrowband=bool(settings.asr_narrowband_model))
         return create(settings.asr_engine, model=settings.asr_whisper_model,
                       word_times=settings.asr_word_times, threads=settings.asr_threads,
                       narrowband_model=settings.asr_narrowband_model,

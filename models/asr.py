@@ -240,11 +240,17 @@ class MoonshineEngine:
     sound-alike rescoring and the strong second search, and a ``grammar`` restricts
     it, as with Whisper (the passes are Whisper's, with its settings). Hypotheses
     carry no word times.
+
+    ``others`` makes the engine for the rest (Whisper base in the worker): audio
+    in other languages, and (with ``narrowband``) narrowband audio, which
+    Moonshine decodes less well (8 kHz natural-voice WER 14.8 % against base's
+    12.1 %, held-out voice). Without it, other languages get ``locale-unsupported``.
     """
 
     name = "moonshine"
 
-    def __init__(self, *, quantized: bool = True, beam_size: int = 5, threads: int = 1) -> None:
+    def __init__(self, *, quantized: bool = True, beam_size: int = 5, threads: int = 1,
+                 others: Callable[[], Engine] | None = None, narrowband: bool = True) -> None:
         from models.moonshine.inference import MoonshineModelMissing, MoonshineOnnx
 
         try:
@@ -252,6 +258,20 @@ class MoonshineEngine:
         except MoonshineModelMissing as exc:
             raise AsrError(MoonshineModelMissing.code, str(exc)) from exc
         self.beam_size = beam_size
+        #: The engine for what Moonshine base does not serve, made on first use: other
+        #: languages and narrowband audio (8 kHz devices, telephone lines).
+        self._others = others
+        self._other: Engine | None = None
+        self.narrowband = narrowband
+
+    def other_for(self, audio: Float32Array, language: str) -> Engine | None:
+        """The engine that decodes ``audio`` in ``language`` instead, if not Moonshine."""
+        if self._others is None or (
+                language == "en" and not (self.narrowband and is_narrowband(audio))):
+            return None
+        if self._other is None:
+            self._other = self._others()
+        return self._other
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the worker
     def _trie(self, phrases: tuple[str, ...], weight: float, grammar: bool) -> BiasTrie:
@@ -263,6 +283,11 @@ class MoonshineEngine:
                    strong_weight: float = 0.0, nbest: int = 5,
                    grammar: Sequence[str] = (), language: str = "en") -> list[Hypothesis]:
         """Transcribe with beam search; n-best scores are per-token search scores."""
+        other = self.other_for(audio, language)
+        if other is not None:
+            return other.transcribe(audio, phrases=phrases, bias_weight=bias_weight,
+                                    phrase_bonus=phrase_bonus, strong_weight=strong_weight,
+                                    nbest=nbest, grammar=grammar, language=language)
         if language != "en":
             raise AsrError("locale-unsupported", "Moonshine base recognises English only")
         key = tuple(sorted(set(phrases)))
@@ -283,6 +308,12 @@ class MoonshineEngine:
         None for too little audio or when ``stop`` ended the search."""
         from models.whisper.inference import DecodeStopped
 
+        other = self.other_for(audio, language)
+        if isinstance(other, PartialEngine):
+            return other.partial(audio, phrases=phrases, bias_weight=bias_weight,
+                                 language=language, stop=stop)
+        if other is not None:
+            return None  # that engine has no partials
         if language != "en":
             raise AsrError("locale-unsupported", "Moonshine base recognises English only")
         key = tuple(sorted(set(phrases)))

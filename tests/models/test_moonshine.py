@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.asr import AsrError, MoonshineEngine, create
+from models.asr import AsrError, Hypothesis, MoonshineEngine, create
 from models.moonshine import ort_reader
 from models.moonshine.build import SourceMissing, build, is_current, model_dir, source_dir
 from models.moonshine.inference import MoonshineOnnx
@@ -299,3 +299,42 @@ def test_partials_give_the_words_so_far_and_stop_when_asked(
     asked: list[int] = []
     assert engine.partial(beckett, stop=lambda: asked.append(1) or len(asked) > 3) is None
     assert len(asked) == 4
+
+
+class _Other:
+    """The engine for the rest, recording what it was handed."""
+
+    name = "other"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def transcribe(self, audio: np.ndarray, *, language: str = "en",
+                   **kw: object) -> list[Hypothesis]:
+        self.calls.append((language, audio.size))
+        return [Hypothesis("from the other engine", -0.1)]
+
+    def partial(self, audio: np.ndarray, *, language: str = "en",
+                **kw: object) -> Hypothesis | None:
+        self.calls.append((f"partial {language}", audio.size))
+        return Hypothesis("so far", -0.1)
+
+
+def test_other_languages_and_narrowband_audio_go_to_the_other_engine(
+        built: Path, beckett: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    import soxr
+
+    monkeypatch.setenv("VOICESTREAM_MODEL_DIR", str(built.parent))
+    other = _Other()
+    made: list[int] = []
+    engine = create("moonshine", others=lambda: made.append(1) or other)
+    assert engine.transcribe(beckett)[0].text.strip() == BECKETT
+    assert made == []  # English wideband: Moonshine, the other engine not even made
+    assert engine.transcribe(beckett, language="de")[0].text == "from the other engine"
+    telephone = soxr.resample(soxr.resample(beckett, 16000, 8000), 8000, 16000).astype(
+        np.float32)
+    assert engine.transcribe(telephone)[0].text == "from the other engine"
+    assert engine.partial(beckett[:32000], language="zh") == Hypothesis("so far", -0.1)
+    assert [c[0] for c in other.calls] == ["de", "en", "partial zh"] and made == [1]
+    wideband_only = create("moonshine", others=lambda: other, narrowband=False)
+    assert wideband_only.transcribe(telephone)[0].text != "from the other engine"
