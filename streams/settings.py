@@ -289,7 +289,7 @@ class Settings:
     asr_partial_ms: int = 500
     #: Partials are skipped while the CPU pressure (Linux PSI ``some avg10``: the share
     #: of time runnable tasks waited for a CPU) is above this many %; 100: never.
-    asr_partial_max_cpu_pressure: float = 10.0
+    asr_partial_max_cpu_pressure: float = 25.0
     #: PocketSphinx grammar: ``digits`` or JSGF text; empty for its language model.
     asr_grammar: str = ""
     #: How many ASR hypotheses NLU interprets, and the longest request it reads (words).

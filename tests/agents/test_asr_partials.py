@@ -185,7 +185,7 @@ async def test_partials_off_and_engines_without_them_send_none() -> None:
 
 async def test_partials_are_shed_while_the_cpu_is_under_pressure() -> None:
     engine = PartialScripted()
-    svc, sent = service(engine, pressure=35.0)  # the default limit is 10 %
+    svc, sent = service(engine, pressure=35.0)  # the default limit is 25 %
     await start(svc)
     await frames(svc, TONE, 1.5)
     assert partials(sent) == [] and engine.partial_calls == []
