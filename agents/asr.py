@@ -59,7 +59,14 @@ from agents.recovery import AudioLog, Progress, ReplayError
 from agents.revisions import Decode, Emit, RevisionTracker
 from agents.stage import CLOSED_MEMORY, UtteranceStage
 from infra import metrics
-from models.asr import AsrError, Engine, Float32Array, Hypothesis, PartialEngine
+from models.asr import (
+    AsrError,
+    Engine,
+    Float32Array,
+    Hypothesis,
+    PartialEngine,
+    decoder_name,
+)
 from streams import topics
 from streams.asr import NBest, Partial, Transcript, WordTime
 from streams.audio import SUPPORTED_SAMPLE_RATES_HZ, AudioFrame, UtteranceStart, UtteranceStop
@@ -97,6 +104,8 @@ class Result:
     phrases: int = 0
     locale: str = "en-US"
     language: str = "en"
+    #: The engine that decoded it ("" for the worker's own).
+    engine: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -479,15 +488,17 @@ class AsrService(UtteranceStage[Utterance]):
             # waiting (pending counts this job) or the revision end-pointed stops it.
             return current() and self.queue.pending <= 1
 
-        def decode() -> tuple[Hypothesis | None, float]:
+        def decode() -> tuple[Hypothesis | None, float, str]:
             started = time.perf_counter()
             hyp = engine.partial(audio, phrases=phrases,
                                  bias_weight=self.settings.asr_bias_weight,
                                  language=language, stop=lambda: not wanted())
-            return hyp, (time.perf_counter() - started) * 1000
+            return (hyp, (time.perf_counter() - started) * 1000,
+                    decoder_name(engine, audio, language))
 
         try:
-            hyp, compute_ms = await self.queue.run(utt.utterance_id, decode, wanted=wanted)
+            hyp, compute_ms, decoder = await self.queue.run(utt.utterance_id, decode,
+                                                            wanted=wanted)
         except (Skipped, Overloaded, AsrError):
             return  # a partial is a hint: the end-pointed revision reports any error
         except asyncio.CancelledError:
@@ -505,7 +516,7 @@ class AsrService(UtteranceStage[Utterance]):
         metrics.PARTIALS.inc()
         await self.pub.emit(topics.TRANSCRIPTS, utt.device_id, Partial(
             device_id=utt.device_id, utterance_id=utt.utterance_id, revision=revision,
-            t_ms=t_ms, text=hyp.text, seq=utt.partials, engine=self._engine_name(),
+            t_ms=t_ms, text=hyp.text, seq=utt.partials, engine=decoder,
             compute_ms=round(compute_ms, 1), locale=locale, language=language),
             partition=utt.partition)
         utt.partials += 1
@@ -556,7 +567,7 @@ class AsrService(UtteranceStage[Utterance]):
         # The sound-alike pass spells names by English rules: English locales only.
         phonetic = 1.0 if route.phonetic else 0.0
 
-        def transcribe() -> tuple[list[Hypothesis], float]:
+        def transcribe() -> tuple[list[Hypothesis], float, str]:
             # On the model's thread: a model not yet loaded loads there, once.
             engine = self.engine()
             started = time.perf_counter()
@@ -565,10 +576,11 @@ class AsrService(UtteranceStage[Utterance]):
                 phrase_bonus=self.settings.asr_phrase_bonus * phonetic,
                 strong_weight=self.settings.asr_strong_weight * phonetic,
                 nbest=self.settings.asr_nbest, grammar=grammar, language=route.language)
-            return hyps, (time.perf_counter() - started) * 1000
+            return (hyps, (time.perf_counter() - started) * 1000,
+                    decoder_name(engine, audio, route.language))
 
         try:
-            hyps, compute_ms = await self.queue.run(
+            hyps, compute_ms, decoder = await self.queue.run(
                 utt.utterance_id, transcribe,
                 wanted=lambda: action.revision not in utt.tracker.cancelled)
         except Skipped:
@@ -602,7 +614,7 @@ class AsrService(UtteranceStage[Utterance]):
                      biased_phrases=len(phrases), locale=route.locale, language=route.language)
         utt.tasks.pop(action.revision, None)
         result = Result(hyps, action.at_ms, compute_ms, len(phrases), route.locale,
-                        route.language)
+                        route.language, decoder)
         await self._apply(utt, utt.tracker.on_result(action.revision, result, action.t_ms))
 
     def _grammar(self, device_id: str) -> list[str]:
@@ -629,7 +641,7 @@ class AsrService(UtteranceStage[Utterance]):
         message = Transcript(
             device_id=utt.device_id, utterance_id=utt.utterance_id, kind=action.kind,
             revision=action.revision, at_ms=result.at_ms if result else 0, t_ms=action.t_ms,
-            engine=self._engine_name(),
+            engine=(result.engine if result and result.engine else self._engine_name()),
             nbest=tuple(NBest(text=h.text, score=h.score,
                               words=tuple(WordTime(word=w.word, start_ms=w.start_ms,
                                                    end_ms=w.end_ms) for w in h.words))

@@ -103,7 +103,8 @@ class LocaleRouter:
             raise LocaleUnsupported(name, f"not in locales ({self.supported()})")
         if language != "en" and language not in self.nlu_dirs:
             raise LocaleUnsupported(name, f"no NLU model for {language!r} (nlu_models)")
-        if language != "en" and self.engine != "whisper":
+        if language != "en" and self.engine == "pocketsphinx":
+            # Moonshine hands other languages to Whisper base (MoonshineEngine's others).
             raise LocaleUnsupported(name, f"{self.engine} recognises English only")
         english = language == "en"
         return Route(locale=name, language=language,

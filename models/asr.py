@@ -396,6 +396,16 @@ class PocketsphinxEngine:
 ENGINES = ("whisper", "moonshine", "pocketsphinx")
 
 
+def decoder_name(engine: Engine, audio: Float32Array, language: str = "en") -> str:
+    """The name of the engine that decodes ``audio`` in ``language``: ``engine``'s, or
+    that of the engine it hands such audio to (Moonshine's others)."""
+    if isinstance(engine, MoonshineEngine):
+        other = engine.other_for(audio, language)
+        if other is not None:
+            return other.name
+    return engine.name
+
+
 def create(name: str, **options: object) -> Engine:
     """Return the engine ``name``; unknown names fail listing the valid ones."""
     if name == "whisper":

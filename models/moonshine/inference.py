@@ -235,9 +235,11 @@ class MoonshineOnnx(ContextPasses):
         out: dict[str, Hypothesis] = {}
         for beam in sorted(finished, key=lambda x: x.fused / max(len(x.tokens), 1),
                            reverse=True):
-            text = self.tokenizer.decode(beam.tokens).strip()
+            # A grammar's phrases may repeat a word on purpose (a PIN of 1111).
+            tokens = beam.tokens if grammar is not None else self._one_copy(beam.tokens)
+            text = self.tokenizer.decode(tokens).strip()
             if text not in out:
                 n = max(len(beam.tokens), 1)
-                out[text] = Hypothesis(text, tuple(beam.tokens), beam.logprob, beam.fused / n)
+                out[text] = Hypothesis(text, tuple(tokens), beam.logprob, beam.fused / n)
         return list(out.values())[:nbest]
 

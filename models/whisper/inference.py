@@ -97,6 +97,8 @@ class _PromptTokenizer(Protocol):
 
     def encode(self, text: str) -> list[int]: ...
 
+    def decode(self, tokens: list[int]) -> str: ...
+
 
 class ContextPasses(abc.ABC):
     """The passes after the beam search that bring in a context's phrases: sound-alike
@@ -123,6 +125,22 @@ class ContextPasses(abc.ABC):
                stop: Callable[[], bool] | None = None) -> list[Hypothesis]:
         """Beam search over the decoder (each model's own); ``stop`` is asked before each
         step (:class:`DecodeStopped` when it says so)."""
+
+    def _one_copy(self, tokens: list[int]) -> list[int]:
+        """``tokens`` up to the end of the first copy of a phrase the decoder went on to
+        repeat ("Turn on the kitchen light Turn on the kitchen light"), else as they are.
+
+        A short command padded to the encoder's window leaves the decoder room to
+        say it again; scores stay the search's.
+        """
+        text = self.tokenizer.decode(tokens)
+        kept = repeat_free(text)
+        if kept == text.strip():
+            return tokens
+        for end in range(1, len(tokens) + 1):
+            if _words(self.tokenizer.decode(tokens[:end])) == _words(kept):
+                return tokens[:end]
+        return tokens
 
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
@@ -437,22 +455,6 @@ class WhisperOnnx(ContextPasses):
                 n = max(len(beam.tokens), 1)
                 out[text] = Hypothesis(text, tuple(tokens), beam.logprob, beam.fused / n)
         return list(out.values())[:nbest]
-
-    def _one_copy(self, tokens: list[int]) -> list[int]:
-        """``tokens`` up to the end of the first copy of a phrase the decoder went on to
-        repeat ("Turn on the kitchen light Turn on the kitchen light"), else as they are.
-
-        A short command padded to the encoder's window leaves the decoder room to
-        say it again; scores stay the search's.
-        """
-        text = self.tokenizer.decode(tokens)
-        kept = repeat_free(text)
-        if kept == text.strip():
-            return tokens
-        for end in range(1, len(tokens) + 1):
-            if _words(self.tokenizer.decode(tokens[:end])) == _words(kept):
-                return tokens[:end]
-        return tokens
 
     def word_times(self, cross_k: Float32Array, cross_v: Float32Array,
                    tokens: tuple[int, ...], audio_frames: int,

@@ -246,3 +246,8 @@ async def test_a_missing_language_model_is_a_coded_error_not_a_crash(tmp_path: P
     (error,) = sent.messages
     assert isinstance(error, ErrorEvent) and error.code == "nlu-model-missing"
     svc.close()
+
+
+def test_moonshine_routes_other_languages_to_the_multilingual_whisper() -> None:
+    route = LocaleRouter(Settings(asr_engine="moonshine")).route("de-DE")
+    assert (route.language, route.asr_model) == ("de", "base")

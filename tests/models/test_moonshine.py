@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.asr import AsrError, Hypothesis, MoonshineEngine, create
+from models.asr import AsrError, Hypothesis, MoonshineEngine, create, decoder_name
 from models.moonshine import ort_reader
 from models.moonshine.build import SourceMissing, build, is_current, model_dir, source_dir
 from models.moonshine.inference import MoonshineOnnx
@@ -336,5 +336,7 @@ def test_other_languages_and_narrowband_audio_go_to_the_other_engine(
     assert engine.transcribe(telephone)[0].text == "from the other engine"
     assert engine.partial(beckett[:32000], language="zh") == Hypothesis("so far", -0.1)
     assert [c[0] for c in other.calls] == ["de", "en", "partial zh"] and made == [1]
+    assert decoder_name(engine, beckett) == "moonshine"
+    assert decoder_name(engine, beckett, "de") == decoder_name(engine, telephone) == "other"
     wideband_only = create("moonshine", others=lambda: other, narrowband=False)
     assert wideband_only.transcribe(telephone)[0].text != "from the other engine"
