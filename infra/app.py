@@ -90,6 +90,24 @@ class Worker:
         return held
 
 
+def asr_engine(settings: Settings) -> Engine:
+    """The recognition engine the settings choose, as a worker runs it."""
+    if settings.asr_engine == "pocketsphinx":
+        return create("pocketsphinx", grammar=settings.asr_grammar or None)
+    if settings.asr_engine == "moonshine":
+        # English wideband audio; Whisper base the rest (other languages, and
+        # narrowband audio unless asr_narrowband_model is empty).
+        return create("moonshine", threads=settings.asr_threads, others=lambda: create(
+            "whisper", model=settings.asr_multilingual_model,
+            word_times=settings.asr_word_times, threads=settings.asr_threads,
+            narrowband_model="", multilingual_model=settings.asr_multilingual_model),
+            narrowband=bool(settings.asr_narrowband_model))
+    return create(settings.asr_engine, model=settings.asr_whisper_model,
+                  word_times=settings.asr_word_times, threads=settings.asr_threads,
+                  narrowband_model=settings.asr_narrowband_model,
+                  multilingual_model=settings.asr_multilingual_model)
+
+
 def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     """Create the Faust app with the context and end-pointing agents."""
     data_dir = Path(settings.data_dir)
@@ -173,23 +191,8 @@ def build_app(settings: Settings, profile: BrokerProfile) -> Worker:
     service = endpointer_agent.register(app, settings, send, ledger=ledger,
                                         contexts=contexts, audio_log=audio_log, gate=gate)
 
-    def engine() -> Engine:
-        if settings.asr_engine == "pocketsphinx":
-            return create("pocketsphinx", grammar=settings.asr_grammar or None)
-        if settings.asr_engine == "moonshine":
-            # English wideband audio; Whisper base the rest (other languages, and
-            # narrowband audio unless asr_narrowband_model is empty).
-            return create("moonshine", threads=settings.asr_threads, others=lambda: create(
-                "whisper", model=settings.asr_multilingual_model,
-                word_times=settings.asr_word_times, threads=settings.asr_threads,
-                narrowband_model="", multilingual_model=settings.asr_multilingual_model),
-                narrowband=bool(settings.asr_narrowband_model))
-        return create(settings.asr_engine, model=settings.asr_whisper_model,
-                      word_times=settings.asr_word_times, threads=settings.asr_threads,
-                      narrowband_model=settings.asr_narrowband_model,
-                      multilingual_model=settings.asr_multilingual_model)
-
-    asr = asr_agent.register(app, settings, send, engine, contexts=contexts,
+    asr = asr_agent.register(app, settings, send, lambda: asr_engine(settings),
+                             contexts=contexts,
                              ledger=ledger, audio_log=audio_log, gate=gate)
     # Query rewriting inside the NLU stage: the mined table, live from its topic, then
     # the online layers when a saved one is configured (a damaged one stops us here).

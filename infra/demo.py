@@ -46,7 +46,7 @@ COMMANDS = (
     ("hunger_games.wav", "kitchen-1", "same audio, no screen: the audiobook"),
     ("alarm_paused.wav", "kitchen-1", "a 500 ms mid-sentence pause: reset, one directive"),
     ("neato_off.wav", "kitchen-1", "an appliance name from the device's context"),
-    ("neato_off.wav", "hall-2", "same audio, no such name in context: \"needle vacuum\""),
+    ("neato_off.wav", "hall-2", "same audio, no such name in context: a name it cannot place"),
     ("lights_8k.wav", "hall-2", "an 8 kHz device (resampled)"),
     ("licht_aus_de.wav", "kueche-de", "locale de-DE: Whisper base in German, the multilingual NLU"),
     ("ge_zh.wav", "chufang-zh", "locale zh-CN: \"播放一首歌\", play a song"),

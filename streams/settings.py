@@ -262,7 +262,7 @@ class Settings:
     device_keys_file: str = ""
     #: Recognition engine: ``whisper``, ``moonshine`` (``voicestream models build
     #: --moonshine``; English only) or ``pocketsphinx``.
-    asr_engine: str = "whisper"
+    asr_engine: str = "moonshine"
     #: Whisper weights: ``tiny.en`` or ``base`` (``voicestream models build --whisper base``).
     asr_whisper_model: str = "tiny.en"
     #: Whisper weights for audio with nothing above 3.9 kHz (8 kHz devices, telephone

@@ -154,15 +154,18 @@ def test_no_stage_installs_torch(stages: dict[str, Stage]) -> None:
     assert "pip install --no-cache-dir ." in runtime
 
 
-def test_the_image_builds_the_whisper_model_the_workers_run(
+def test_the_image_builds_the_models_the_workers_run(
         compose: dict[str, Any], stages: dict[str, Stage]) -> None:
     settings = worker_settings(compose, stages["runtime"])
-    assert settings.asr_engine == "whisper"
+    assert settings.asr_engine == "moonshine"
     build = " ".join(stages["models"].args("RUN"))
     built = re.search(r"voicestream .*models build --whisper (\S+)", build)
     assert built is not None
-    assert settings.asr_whisper_model in built[1].split(",")
+    assert "--no-moonshine" not in build  # built by default
+    # Whisper base decodes what Moonshine hands on: other languages, narrowband audio.
+    assert settings.asr_multilingual_model in built[1].split(",")
     assert settings.asr_narrowband_model in built[1].split(",")
+    assert settings.asr_whisper_model in built[1].split(",")  # asr_engine=whisper
 
 
 def model_env_vars() -> set[str]:
@@ -193,6 +196,7 @@ def test_the_runtime_stage_sets_every_model_variable_inference_reads(
 def _runtime_tree(stages: dict[str, Stage], root: Path) -> dict[str, str]:
     """Lay out under ``root`` the model files the runtime stage copies, linked to this
     machine's builds of the same files; return the runtime ENV with paths under ``root``."""
+    from models.moonshine.build import model_dir as moonshine_dir
     from models.rewrite.embedder import model_dir as embedder_dir
     from models.vad import find_model
     from models.whisper.inference import model_dir
@@ -208,6 +212,9 @@ def _runtime_tree(stages: dict[str, Stage], root: Path) -> dict[str, str]:
         embedder = re.fullmatch(rf"{build_dir}/minilm-embedder/([^/]+)", source)
         if embedder is not None:
             return embedder_dir() / embedder[1]
+        moonshine = re.fullmatch(rf"{build_dir}/moonshine-base/([^/]+)", source)
+        if moonshine is not None:
+            return moonshine_dir() / moonshine[1]
         whisper = re.fullmatch(rf"{build_dir}/whisper-([^/]+)/([^/]+)", source)
         assert whisper is not None, f"{source} is not made by the build stage"
         return model_dir(whisper[1]) / whisper[2]
@@ -234,7 +241,10 @@ def pyproject_package_data(package: str) -> list[str]:
 def test_the_image_file_list_loads_every_model_a_worker_loads(
         compose: dict[str, Any], stages: dict[str, Stage], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from models.asr import create
+    import soxr
+
+    from infra.app import asr_engine
+    from models.asr import MoonshineEngine, WhisperEngine, create, decoder_name
     from models.eot import EotModel
     from models.nlu import inference as nlu
     from models.vad import SileroVad, find_model
@@ -244,20 +254,22 @@ def test_the_image_file_list_loads_every_model_a_worker_loads(
     for name in model_env_vars():
         monkeypatch.setenv(name, env[name])
     settings = worker_settings(compose, stages["runtime"])
-    # As infra/app.py builds them: Whisper (with word times), the VAD, the NLU model.
-    engine = create(settings.asr_engine, model=settings.asr_whisper_model,
-                    word_times=settings.asr_word_times)
-    assert engine.model.aligner is not None  # word times need aligner.onnx
+    # As a worker builds it (infra/app.py): Moonshine, handing other languages and
+    # narrowband audio to Whisper base (with word times).
+    engine = asr_engine(settings)
     pcm, rate = read_wav(DOCKER.parent / "infra" / "demo_audio" / "light_on.wav")
     assert rate == 16000
-    heard = engine.transcribe(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, nbest=1)
-    assert "light" in heard[0].text.lower()
-    # The narrowband model 8 kHz devices' audio goes to, by default.
-    assert settings.asr_narrowband_model
-    narrow = create(settings.asr_engine, model=settings.asr_narrowband_model,
-                    word_times=settings.asr_word_times)
-    heard = narrow.transcribe(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, nbest=1)
-    assert "light" in heard[0].text.lower()
+    audio = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+    assert "light" in engine.transcribe(audio, nbest=1)[0].text.lower()
+    assert decoder_name(engine, audio) == "moonshine"
+    narrow = soxr.resample(soxr.resample(audio, 16000, 8000), 8000, 16000).astype(np.float32)
+    assert "light" in engine.transcribe(narrow, nbest=1)[0].text.lower()
+    assert decoder_name(engine, narrow) == "whisper"
+    assert isinstance(engine, MoonshineEngine) and isinstance(engine._other, WhisperEngine)
+    assert engine._other.model.aligner is not None  # word times need aligner.onnx
+    # asr_engine=whisper: tiny.en, as copied.
+    tiny = create("whisper", model=settings.asr_whisper_model)
+    assert "light" in tiny.transcribe(audio, nbest=1)[0].text.lower()
     assert find_model() == Path(env["VOICESTREAM_VAD_MODEL"])
     SileroVad()
     # The end-of-turn model (semantic end-pointing) is package data too.

