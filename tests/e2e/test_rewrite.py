@@ -33,7 +33,7 @@ pytestmark = pytest.mark.broker
 #: What users who were misheard said next, and were served.
 REPHRASE = "play songs by arijit singh"
 #: One user's own way to get there: words our ASR hears right.
-PERSONAL = "play some bollywood music"
+PERSONAL = "play some indian music"
 
 Events = list[dict[str, object]]
 
@@ -248,7 +248,7 @@ def online_worker(broker_url: str, tmp_path: Path,
 def test_a_users_own_rephrase_is_learned_live(online_worker: OnlineWorker,
                                               tmp_path: Path) -> None:
     broker, prefix = online_worker.broker, online_worker.prefix
-    personal = write_wav(tmp_path / "bollywood.wav", _pad(_trim(speak(PERSONAL, "en-us", 165))))
+    personal = write_wav(tmp_path / "indian.wav", _pad(_trim(speak(PERSONAL, "en-us", 165))))
     env = {"VOICESTREAM_TOPIC_PREFIX": prefix}
 
     def say(wav: Path, device: str, utt: str) -> Events:
