@@ -232,14 +232,5 @@ class MoonshineOnnx(ContextPasses):
             beams = keep
         if not finished:
             finished = beams  # the cap cut every hypothesis: keep what there is
-        out: dict[str, Hypothesis] = {}
-        for beam in sorted(finished, key=lambda x: x.fused / max(len(x.tokens), 1),
-                           reverse=True):
-            # A grammar's phrases may repeat a word on purpose (a PIN of 1111).
-            tokens = beam.tokens if grammar is not None else self._one_copy(beam.tokens)
-            text = self.tokenizer.decode(tokens).strip()
-            if text not in out:
-                n = max(len(beam.tokens), 1)
-                out[text] = Hypothesis(text, tuple(tokens), beam.logprob, beam.fused / n)
-        return list(out.values())[:nbest]
+        return self._ranked(finished, nbest, repeats=grammar is not None)
 

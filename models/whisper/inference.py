@@ -14,7 +14,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -89,6 +89,14 @@ class _Beam:
     bias: BiasState
 
 
+class _Finished(Protocol):
+    """What ranking needs of a finished hypothesis of a search."""
+
+    tokens: list[int]
+    logprob: float
+    fused: float
+
+
 class _PromptTokenizer(Protocol):
     """What the context passes need of a tokenizer."""
 
@@ -125,6 +133,21 @@ class ContextPasses(abc.ABC):
                stop: Callable[[], bool] | None = None) -> list[Hypothesis]:
         """Beam search over the decoder (each model's own); ``stop`` is asked before each
         step (:class:`DecodeStopped` when it says so)."""
+
+    def _ranked(self, finished: Sequence[_Finished], nbest: int, *,
+                repeats: bool) -> list[Hypothesis]:
+        """The finished hypotheses as an n-best of distinct texts, ranked by search score
+        per token; ``repeats`` keeps a repeated phrase (a grammar's phrases may repeat a
+        word on purpose: a PIN of 1111), else only its first copy is kept."""
+        out: dict[str, Hypothesis] = {}
+        for beam in sorted(finished, key=lambda x: x.fused / max(len(x.tokens), 1),
+                           reverse=True):
+            tokens = beam.tokens if repeats else self._one_copy(beam.tokens)
+            text = self.tokenizer.decode(tokens).strip()
+            if text not in out:
+                n = max(len(beam.tokens), 1)
+                out[text] = Hypothesis(text, tuple(tokens), beam.logprob, beam.fused / n)
+        return list(out.values())[:nbest]
 
     def _one_copy(self, tokens: list[int]) -> list[int]:
         """``tokens`` up to the end of the first copy of a phrase the decoder went on to
@@ -445,16 +468,7 @@ class WhisperOnnx(ContextPasses):
             beams = keep
         if not finished:
             finished = beams
-        out: dict[str, Hypothesis] = {}
-        for beam in sorted(finished, key=lambda x: x.fused / max(len(x.tokens), 1),
-                           reverse=True):
-            # A grammar's phrases may repeat a word on purpose (a PIN of 1111).
-            tokens = beam.tokens if grammar is not None else self._one_copy(beam.tokens)
-            text = self.tokenizer.decode(tokens).strip()
-            if text not in out:
-                n = max(len(beam.tokens), 1)
-                out[text] = Hypothesis(text, tuple(tokens), beam.logprob, beam.fused / n)
-        return list(out.values())[:nbest]
+        return self._ranked(finished, nbest, repeats=grammar is not None)
 
     def word_times(self, cross_k: Float32Array, cross_v: Float32Array,
                    tokens: tuple[int, ...], audio_frames: int,
