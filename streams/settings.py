@@ -250,7 +250,7 @@ class Settings:
     max_open_utterances: int = 1000
     #: Recognition jobs a worker queues (waiting or running); past it a new utterance
     #: is refused with ``overloaded``, while the ones already taken on go ahead.
-    asr_queue_limit: int = 16
+    asr_queue_limit: int = 32
     #: The same for understanding (much faster per job).
     nlu_queue_limit: int = 64
     #: Audio from devices without a published context is refused (``unknown-device``).

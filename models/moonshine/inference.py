@@ -14,13 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from scipy.special import log_softmax
 
 from models.moonshine.build import model_dir
 from models.moonshine.tokenizer import Tokenizer
 from models.whisper.bias import BiasState, BiasTrie
-from models.whisper.inference import RESCORE_FROM, ContextPasses, DecodeStopped, Hypothesis
+from models.whisper.inference import (
+    RESCORE_FROM,
+    ContextPasses,
+    DecodeStopped,
+    Hypothesis,
+    cpu_session,
+)
 from models.whisper.phonetic import SoundIndex
 
 Float32Array = npt.NDArray[np.float32]
@@ -77,13 +82,7 @@ class MoonshineOnnx(ContextPasses):
             raise MoonshineModelMissing(
                 f"no Moonshine model in {path}; build it with: voicestream models build "
                 "--moonshine")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(enc), sess_options=opts, providers=providers)
-        self.decoder = ort.InferenceSession(str(dec), sess_options=opts, providers=providers)
+        self.encoder, self.decoder = (cpu_session(f, threads) for f in (enc, dec))
         self.tokenizer = Tokenizer(path / "tokenizer.bin")
         self.layers = int(self.decoder.get_inputs()[1].shape[0])
         self.width = int(self.decoder.get_inputs()[1].shape[3])

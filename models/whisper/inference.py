@@ -89,6 +89,15 @@ class _Beam:
     bias: BiasState
 
 
+def cpu_session(path: Path, threads: int) -> ort.InferenceSession:
+    """An onnxruntime CPU session of ``path`` with ``threads`` intra-op threads, quiet."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 class _Finished(Protocol):
     """What ranking needs of a finished hypothesis of a search."""
 
@@ -297,13 +306,7 @@ class WhisperOnnx(ContextPasses):
             raise AsrModelMissing(
                 f"no Whisper model in {path}; build it with: voicestream models build"
                 + ("" if model == "tiny.en" else f" --whisper {model}"))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(enc), sess_options=opts, providers=providers)
-        self.decoder = ort.InferenceSession(str(dec), sess_options=opts, providers=providers)
+        self.encoder, self.decoder = (cpu_session(f, threads) for f in (enc, dec))
         self.tokenizer = Tokenizer(path / "tokenizer.json")
         config = json.loads((path / "config.json").read_text())
         self.suppress = np.array(sorted(set(config["suppress_ids"])), dtype=np.int64)
@@ -311,8 +314,7 @@ class WhisperOnnx(ContextPasses):
         heads = config.get("alignment_heads") or []
         self.alignment_heads = np.array(heads, dtype=np.int64).reshape(-1, 2)
         aligner = path / "aligner.onnx"
-        self.aligner = (ort.InferenceSession(str(aligner), sess_options=opts,
-                                             providers=providers)
+        self.aligner = (cpu_session(aligner, threads)
                         if aligner.is_file() and len(self.alignment_heads) else None)
         self.layers = int(self.decoder.get_inputs()[1].shape[0])
         self.width = int(self.decoder.get_inputs()[1].shape[3])
