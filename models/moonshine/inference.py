@@ -8,7 +8,6 @@ audio's length rather than a fixed window.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from scipy.special import log_softmax
 
 from models.moonshine.build import model_dir
 from models.moonshine.tokenizer import Tokenizer
-from models.whisper.bias import BiasState, BiasTrie
+from models.whisper.bias import BiasTrie
 from models.whisper.inference import (
     RESCORE_FROM,
+    Beam,
     ContextPasses,
     DecodeStopped,
     Hypothesis,
@@ -52,15 +52,6 @@ class MoonshineModelMissing(RuntimeError):
     """The built model is not there; ``voicestream models build --moonshine`` makes it."""
 
     code = "asr-model-missing"
-
-
-@dataclasses.dataclass(slots=True)
-class _Beam:
-    tokens: list[int]
-    logprob: float
-    fused: float
-    bias: BiasState
-    node: int = 0  # position in the grammar trie
 
 
 class MoonshineOnnx(ContextPasses):
@@ -189,8 +180,8 @@ class MoonshineOnnx(ContextPasses):
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
         logits, sk, sv = self.step(np.array([prompt or self.tokenizer.prompt], np.int64),
                                    empty, empty, cross_k, cross_v)
-        beams = [_Beam([], 0.0, 0.0, trie.start())]
-        finished: list[_Beam] = []
+        beams = [Beam([], 0.0, 0.0, trie.start())]
+        finished: list[Beam] = []
         for step in range(max_tokens):
             if stop is not None and stop():
                 raise DecodeStopped
@@ -209,15 +200,15 @@ class MoonshineOnnx(ContextPasses):
                         candidates.append((beam.fused + float(fused[t]),
                                            beam.logprob + float(logp[b, t]), b, int(t)))
             candidates.sort(key=lambda c: c[0], reverse=True)
-            keep: list[_Beam] = []
+            keep: list[Beam] = []
             rows: list[int] = []
             for fused_score, lp, b, t in candidates:
                 parent = beams[b]
                 if t == eot:
-                    finished.append(_Beam(parent.tokens, lp, fused_score, parent.bias))
+                    finished.append(Beam(parent.tokens, lp, fused_score, parent.bias))
                 else:
                     node = grammar.step(parent.node, t) if grammar is not None else 0
-                    keep.append(_Beam([*parent.tokens, t], lp, fused_score,
+                    keep.append(Beam([*parent.tokens, t], lp, fused_score,
                                       trie.advance(parent.bias, t), node))
                     rows.append(b)
                 if len(keep) == beam_size:

@@ -82,11 +82,15 @@ class Hypothesis:
 
 
 @dataclasses.dataclass(slots=True)
-class _Beam:
+class Beam:
+    """A hypothesis of a beam search: its tokens, log-probability, search score (with the
+    bias) and bias state, and its position in a grammar's trie (Moonshine's search)."""
+
     tokens: list[int]
     logprob: float
     fused: float
     bias: BiasState
+    node: int = 0
 
 
 def cpu_session(path: Path, threads: int) -> ort.InferenceSession:
@@ -96,14 +100,6 @@ def cpu_session(path: Path, threads: int) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-class _Finished(Protocol):
-    """What ranking needs of a finished hypothesis of a search."""
-
-    tokens: list[int]
-    logprob: float
-    fused: float
 
 
 class _PromptTokenizer(Protocol):
@@ -143,7 +139,7 @@ class ContextPasses(abc.ABC):
         """Beam search over the decoder (each model's own); ``stop`` is asked before each
         step (:class:`DecodeStopped` when it says so)."""
 
-    def _ranked(self, finished: Sequence[_Finished], nbest: int, *,
+    def _ranked(self, finished: Sequence[Beam], nbest: int, *,
                 repeats: bool) -> list[Hypothesis]:
         """The finished hypotheses as an n-best of distinct texts, ranked by search score
         per token; ``repeats`` keeps a repeated phrase (a grammar's phrases may repeat a
@@ -418,9 +414,9 @@ class WhisperOnnx(ContextPasses):
             "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
         eot = self.tokenizer.eot
         trie = bias or BiasTrie.empty()
-        beams = [_Beam([], 0.0, 0.0, trie.start())]
+        beams = [Beam([], 0.0, 0.0, trie.start())]
         nodes = [0]  # each beam's position in the grammar
-        finished: list[_Beam] = []
+        finished: list[Beam] = []
         ck = cv = cross_k
         for step in range(max_tokens):
             if stop is not None and stop():
@@ -442,13 +438,13 @@ class WhisperOnnx(ContextPasses):
                     candidates.append((beam.fused + float(fused[t]),
                                        beam.logprob + float(logp[b, t]), b, int(t), beam.bias))
             candidates.sort(key=lambda c: c[0], reverse=True)
-            keep: list[_Beam] = []
+            keep: list[Beam] = []
             rows: list[int] = []
             for fused_score, lp, b, t, state in candidates:
                 if t == eot:
-                    finished.append(_Beam(beams[b].tokens, lp, fused_score, state))
+                    finished.append(Beam(beams[b].tokens, lp, fused_score, state))
                 else:
-                    keep.append(_Beam([*beams[b].tokens, t], lp, fused_score,
+                    keep.append(Beam([*beams[b].tokens, t], lp, fused_score,
                                       trie.advance(state, t)))
                     rows.append(b)
                 if len(keep) == beam_size:
