@@ -157,13 +157,25 @@ class Utterance:
         whole = (self.samples - self._gated) // BLOCK * BLOCK
         if whole <= 0:
             return
-        tail = self.audio(self.samples * 1000 // RATE)[self._gated: self._gated + whole]
+        tail = self._last(self.samples - self._gated)[:whole]
         rms = np.sqrt(np.mean(np.square(tail.reshape(-1, BLOCK), dtype=np.float64), axis=1))
         self.quietest = min(self.quietest, float(rms.min()))
         threshold = max(SPEECH_FLOOR_RMS,
                         min(self.quietest * SPEECH_OVER_QUIETEST, SPEECH_CAP_RMS))
         self.speech_since_partial += int(np.count_nonzero(rms > threshold)) * BLOCK
         self._gated += whole
+
+    def _last(self, n: int) -> Float32Array:
+        """The last ``n`` samples, joining only the chunks that hold them (called for
+        every frame: the whole buffer is not copied each time)."""
+        parts: list[Float32Array] = []
+        held = 0
+        for chunk in reversed(self.chunks):
+            if held >= n:
+                break
+            parts.append(chunk[max(0, chunk.size - (n - held)):])
+            held += parts[-1].size
+        return np.concatenate(parts[::-1]) if parts else np.zeros(0, np.float32)
 
     def audio(self, end_ms: int) -> Float32Array:
         """Return the audio from the start to ``end_ms``."""
