@@ -50,7 +50,7 @@ COMMANDS = (
     ("lights_8k.wav", "hall-2", "an 8 kHz device (resampled)"),
     ("licht_aus_de.wav", "kueche-de", "locale de-DE: Whisper base in German, the multilingual NLU"),
     ("ge_zh.wav", "chufang-zh", "locale zh-CN: \"播放一首歌\", play a song"),
-    ("daw_ar.wav", "matbakh-ar", "locale ar-SA: espeak-ng's Arabic, which Whisper mishears"),
+    ("musiqa_ar.wav", "matbakh-ar", "locale ar-SA: \"شغل موسيقى\", play music"),
     ("silence.wav", "hall-2", "nobody speaks"),
 )
 #: Device context published before the commands.
@@ -65,11 +65,11 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "matbakh-ar": {"device_type": "speaker", "location": "المطبخ", "locale": "ar-SA"},
 }
 #: The other languages' commands: (file, espeak-ng voice, text): "turn off the light",
-#: "play a song", "turn on the light in the kitchen".
+#: "play a song", "play music".
 LANGUAGE_COMMANDS = (
     ("licht_aus_de.wav", "de", "schalte das Licht aus"),
     ("ge_zh.wav", "cmn-latn-pinyin", "播放一首歌"),
-    ("daw_ar.wav", "ar", "شغل الضوء في المطبخ"),
+    ("musiqa_ar.wav", "ar", "شغل موسيقى"),
 )
 AUDIO_DIR = "demo_audio"
 

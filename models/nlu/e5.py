@@ -28,11 +28,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import itertools
+import logging
 import math
 import struct
 import unicodedata
 from pathlib import Path
 
+import jieba
 import numpy as np
 
 from models.nlu.wordpiece import is_punct
@@ -207,6 +210,22 @@ def _is_cjk(ch: str) -> bool:
             or 0xFF00 <= cp <= 0xFFEF or 0x20000 <= cp <= 0x2FA1F)
 
 
+def _is_han(ch: str) -> bool:
+    """A Chinese character (the unified ideographs and their extensions)."""
+    cp = ord(ch)
+    return (0x3400 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x2FA1F)
+
+
+def _chinese_words() -> jieba.Tokenizer:
+    """jieba's segmenter over the dictionary its package ships, loaded now (about a
+    second, once per process) rather than on the first request; its progress lines
+    silenced."""
+    jieba.setLogLevel(logging.WARNING)
+    words = jieba.Tokenizer()
+    words.initialize()
+    return words
+
+
 class Unigram:
     """The XLM-R SentencePiece (unigram) tokenizer, over words the NLU can tag.
 
@@ -217,9 +236,13 @@ class Unigram:
     requests are) and put through the model's own normalisation map. A word that
     follows white space (or starts the text) carries SentencePiece's ``▁`` mark,
     as whole-text segmentation would give it; punctuation is a word of its own;
-    a run of CJK characters, written without spaces, is segmented with the
-    pieces' probabilities and each piece is a word, so "今天会下雨" tags as
-    "今天", "会", "下雨" rather than character by character.
+    Chinese, written without spaces, is cut into dictionary words by jieba
+    (``jieba==0.42.1``, MIT, its dictionary inside the package; no HMM guesses
+    at unknown words), so "今天会有风暴吗" tags as "今天", "会", "有", "风暴",
+    "吗": a slot then holds whole words, where the pieces ("风", "暴") let it
+    end inside one (xSID zh valid slot F1 0.605 with pieces as words, 0.663
+    with jieba's words, the same model). Other runs of CJK characters (kana,
+    hangul) are segmented with the pieces' probabilities, each piece a word.
     """
 
     def __init__(self, model: E5File) -> None:
@@ -229,6 +252,7 @@ class Unigram:
         self.cls, self.sep, self.pad, self.unk = model.bos, model.eos, model.pad, model.unk
         self.longest = max(len(p) for p in model.pieces)
         self.unk_score = float(model.scores.min()) - 10.0
+        self.chinese = _chinese_words()
 
     def normalise(self, ch: str) -> str:
         return self.norm.get(ch, ch)
@@ -283,7 +307,11 @@ class Unigram:
         chars = [self.normalise(c) for c in text[a:b]]
         if spaced:
             chars[0] = META + chars[0]
-        cut = self._viterbi(chars)
+        if all(_is_han(c) for c in text[a:b]):
+            cut = list(itertools.accumulate(
+                len(w) for w in self.chinese.cut(text[a:b], HMM=False)))
+        else:
+            cut = self._viterbi(chars)
         out, pos = [], 0
         for end in cut:
             out.append(("".join(chars[pos:end]), a + pos, a + end))

@@ -81,12 +81,28 @@ def test_words_carry_the_space_mark_and_spans(tok: Unigram) -> None:
     assert [text[a:b] for _, a, b in words] == ["Wie", "wird", "das", "Wetter", "?"]
 
 
-def test_chinese_runs_are_cut_into_pieces(tok: Unigram) -> None:
-    text = "今天会下雨吗"
+def test_chinese_is_cut_into_dictionary_words(tok: Unigram) -> None:
+    text = "今天会有风暴吗"  # is there a storm today
     words = tok.words(text)
     assert "".join(text[a:b] for _, a, b in words) == text
-    assert [text[a:b] for _, a, b in words] == ["今天", "会", "下雨", "吗"]
-    # Each piece is one vocabulary entry: a word the slot head tags as a whole.
+    # "风暴" (storm) is one word the slot head tags as a whole, though two pieces:
+    # with pieces as words a weather slot could end inside it ("暴").
+    assert [text[a:b] for _, a, b in words] == ["今天", "会", "有", "风暴", "吗"]
+    assert [len(tok.split_word(w)) for w, _, _ in words] == [1, 1, 1, 2, 1]
+    assert words[0][0] == META + "今天"  # the text starts a word
+
+
+def test_a_chinese_run_after_latin_letters_is_segmented_on_its_own(tok: Unigram) -> None:
+    text = "在spotify上播放音乐"
+    assert [text[a:b] for _, a, b in tok.words(text)] == ["在", "spotify", "上", "播放",
+                                                          "音乐"]
+
+
+def test_kana_keeps_the_piece_segmentation(tok: Unigram) -> None:
+    # jieba knows only Chinese: a run with other scripts is cut into pieces.
+    text = "今日は雨"  # Japanese, "rain today": Han and kana
+    words = tok.words(text)
+    assert [text[a:b] for _, a, b in words] == ["今日は", "雨"]
     assert all(len(tok.split_word(w)) == 1 for w, _, _ in words)
 
 
