@@ -143,6 +143,17 @@ def train() -> None:
                    "this share of their words put into German, Arabic or Chinese by dictionary "
                    "and the domain glossary (models/nlu/codeswitch.py, glossary.py; needs "
                    "the dictionaries they name); 0: off.")
+@click.option("--one-language", is_flag=True,
+              help="Put each switched request's words into one language, drawn per request, "
+                   "instead of one drawn per word.")
+@click.option("--arabic-forms", type=click.FloatRange(0.0, 1.0), default=0.0,
+              show_default=True,
+              help="In switched requests with Arabic words, give slots Arabic's word order, "
+                   "joined prepositions and time and day words, each with this "
+                   "probability (codeswitch.arabic_forms).")
+@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="torch's threads; 1 when other work shares the cores (two threads on "
+                   "one free core wait on each other and run several times slower).")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -150,7 +161,8 @@ def train() -> None:
                    "models/nlu/model-multilingual for multilingual-e5-small].")
 def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
               label_smoothing: float, average: int, pooling: str, encoder: str,
-              codeswitch: float, work: str, out: str | None) -> None:
+              codeswitch: float, one_language: bool, arabic_forms: float, threads: int,
+              work: str, out: str | None) -> None:
     """Fine-tune the joint intent/slot model on MASSIVE en-US and export it to ONNX."""
     from infra.eval_nlu import load
 
@@ -177,7 +189,8 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
             # The requests as they are, then a switched copy of each; each epoch draws
             # other switches. (Switched copies alone blurred English distinctions the
             # originals keep: "turn on the light" read as iot_hue_lightup.)
-            return switched(examples, tables, copies=1, ratio=codeswitch, seed=epoch)
+            return switched(examples, tables, copies=1, ratio=codeswitch, seed=epoch,
+                            arabic=arabic_forms, one_language=one_language)
 
     total = [0]
     with click.progressbar(length=epochs * 360, label="training", file=sys.stderr) as bar:
@@ -193,7 +206,8 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
         best = do_train(Path(data_dir), Path(work), epochs=epochs,
                         embed_rank=embed_rank or None, device=device,
                         label_smoothing=label_smoothing, average=average, pooling=pooling,
-                        encoder=encoder, augment=augment, progress=progress)
+                        encoder=encoder, augment=augment, progress=progress,
+                        threads=threads)
     multilingual = encoder != "minilm"
     default = MULTILINGUAL_DIR if multilingual else DEFAULT_DIR
     target = export(Path(work), Path(out) if out else default,

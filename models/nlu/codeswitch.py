@@ -11,6 +11,15 @@ between two words that both became Chinese is dropped, unless a slot begins or
 ends there: the multilingual tokenizer segments a run of Chinese characters on
 its own, and a piece that straddled a slot boundary would lose its tag.
 
+Arabic is not English word for word (:func:`arabic_forms`, applied to a share
+of the switched copies): two words of one slot that both became Arabic take
+Arabic's order, the noun first ("next week" -> "الأسبوع القادم", not "القادم
+الأسبوع"); the prepositions Arabic writes as part of the next word are joined
+to it ("for" and "to" -> ل, "with" and "by" -> ب: "for tomorrow morning" ->
+"لصباح غدا"), inside the slot, since a word cannot be cut; a time after "at"
+is said with "الساعة" (the hour) and a weekday after "on" with "يوم" (day),
+both inside the slot.
+
 Pure and torch-free: the training script calls :func:`augment` once per epoch.
 """
 
@@ -75,17 +84,21 @@ def translatable(word: str, dictionaries: Dictionaries) -> list[str]:
 
 
 def switch(example: Example, dictionaries: Dictionaries, rng: random.Random,
-           ratio: float = 0.5, keep_slots: frozenset[str] = NAME_SLOTS) -> Switched:
+           ratio: float = 0.5, keep_slots: frozenset[str] = NAME_SLOTS,
+           language: str | None = None) -> Switched:
     """Replace about ``ratio`` (0 to 1) of ``example``'s translatable words by a random
-    translation into a random language of ``dictionaries``; return the new example
-    with its slots moved onto their new text, and the replacements. Words in a slot of
-    a type in ``keep_slots`` (default: the name slots) stay as they are."""
+    translation into a random language of ``dictionaries`` (only ``language``, if
+    given); return the new example with its slots moved onto their new text, and the
+    replacements. Words in a slot of a type in ``keep_slots`` (default: the name
+    slots) stay as they are."""
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be within [0, 1], got {ratio}")
     text = example.text
     boundaries = {x for s in example.slots for x in (s.start, s.end)}
     kept = [s for s in example.slots if s.type in keep_slots]
     # Words that a slot boundary does not cut, with the languages that translate them.
+    if language is not None:
+        dictionaries = {language: dictionaries[language]}
     words = [(m.start(), m.end(), langs) for m in _WORD.finditer(text)
              if not any(m.start() < b < m.end() for b in boundaries)
              and not any(s.start <= m.start() < s.end for s in kept)
@@ -143,16 +156,121 @@ def _gap_before(text: str, pos: int) -> int:
     return start
 
 
+#: Arabic words that come before their noun, as in English ("هذا الأسبوع", this week).
+_AR_BEFORE_NOUN = frozenset("هذا هذه ذلك تلك هؤلاء أولئك كل بعض أي جميع".split())
+_AR_WEEKDAYS = frozenset("""
+الاثنين الثلاثاء الأربعاء الخميس الجمعة السبت الأحد اثنين ثلاثاء أربعاء خميس جمعة سبت أحد
+""".split())
+#: English prepositions Arabic writes joined to the next word: "for" always, "to"
+#: before what a reminder is for ("remind me to call mum": "للاتصال بأمي"; "change it
+#: to blue" is "إلى الأزرق", a word of its own).
+_CLITICS = {"for": "ل"}
+_CLITICS_BEFORE_EVENTS = {"for": "ل", "to": "ل"}
+_EVENT_SLOTS = frozenset({"event_name"})
+#: Slots whose two words are a noun and its modifier ("next week", "living room",
+#: "heat index"), which Arabic orders noun first; a phrase such as a reminder's "call
+#: mum" (verb, object) keeps its order.
+_NOUN_SLOTS = frozenset("""
+date timeofday place_name house_place weather_descriptor device_type music_genre color_type
+food_type meal_type news_topic list_name transport_type business_type drink_type
+general_frequency coffee_type movie_type alarm_type music_descriptor media_type game_type sport_type
+""".split())
+
+
+def _with_clitic(clitic: str, word: str) -> str:
+    """``clitic`` joined to ``word``; ل before the article drops the article's alef (لل)."""
+    if clitic == "ل" and word.startswith("ال"):
+        return clitic + word[1:]
+    return clitic + word
+
+
+def arabic_forms(sw: Switched, rng: random.Random, rate: float = 0.5) -> Example:
+    """``sw``'s example with Arabic's word order and joined prepositions in its slots
+    (see the module's text), each change made with probability ``rate``; the slots move
+    with their words. An example with no Arabic word comes back unchanged."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be within [0, 1], got {rate}")
+    ex = sw.example
+    text = ex.text
+    arabic = {(r.new_start, r.new_end) for r in sw.replacements if r.language == "ar"}
+    if not arabic or not rate:
+        return ex
+    edits: list[tuple[int, int, str]] = []  # (start, end, new text): one per changed slot
+    for slot in ex.slots:
+        words = [(slot.start + m.start(), slot.start + m.end())
+                 for m in re.finditer(r"\S+", slot.value)]
+        if not words:
+            continue
+        body = slot.value
+        if (slot.type in _NOUN_SLOTS and len(words) == 2 and all(w in arabic for w in words)
+                and text[words[0][0]:words[0][1]] not in _AR_BEFORE_NOUN
+                and rng.random() < rate):
+            (a0, a1), (b0, b1) = words
+            body = f"{text[b0:b1]} {text[a0:a1]}"
+        start = slot.start
+        m = re.search(r"(?:^| )([A-Za-z]+) $", text[:slot.start])
+        free = m is not None and not any(
+            o.start < slot.start and o.end > m.start(1) for o in ex.slots if o is not slot)
+        if m is not None and free and rng.random() < rate:
+            key = m.group(1).casefold()
+            clitics = _CLITICS_BEFORE_EVENTS if slot.type in _EVENT_SLOTS else _CLITICS
+            if key in clitics and words[0] in arabic:
+                head, sep, tail = body.partition(" ")
+                body, start = _with_clitic(clitics[key], head) + sep + tail, m.start(1)
+            elif key == "at" and slot.type == "time":
+                body, start = "الساعة " + body, m.start(1)
+            elif key == "on" and slot.type == "date" and body in _AR_WEEKDAYS:
+                body, start = "يوم " + body, m.start(1)
+        if (start, body) != (slot.start, slot.value):
+            edits.append((start, slot.end, body))
+    return _edited(ex, edits)
+
+
+def _edited(ex: Example, edits: list[tuple[int, int, str]]) -> Example:
+    """``ex`` with each ``(start, end, new)`` edit made (each ends where its slot
+    does, none overlap); an edited slot spans its new text, the others shift."""
+    if not edits:
+        return ex
+    edits = sorted(edits)
+    out: list[str] = []
+    pos = 0
+    length = 0
+    span: dict[int, tuple[int, int]] = {}  # old end of an edit -> its new span
+    for a, b, new in edits:
+        out.append(ex.text[pos:a])
+        length += a - pos
+        span[b] = (length, length + len(new))
+        out.append(new)
+        length += len(new)
+        pos = b
+    out.append(ex.text[pos:])
+    text = "".join(out)
+
+    def moved(p: int) -> int:
+        return p + sum(len(new) - (b - a) for a, b, new in edits if b <= p)
+
+    slots = []
+    for s in ex.slots:
+        start, end = span.get(s.end, (moved(s.start), moved(s.end)))
+        slots.append(Slot(s.type, text[start:end], start, end))
+    return dataclasses.replace(ex, text=text, slots=tuple(slots))
+
+
 def codeswitch(example: Example, dictionaries: Dictionaries, rng: random.Random,
-               ratio: float = 0.5, keep_slots: frozenset[str] = NAME_SLOTS) -> Example:
+               ratio: float = 0.5, keep_slots: frozenset[str] = NAME_SLOTS,
+               arabic: float = 0.0, one_language: bool = False) -> Example:
     """``example`` with about ``ratio`` of its translatable words in other languages
-    (see :func:`switch`)."""
-    return switch(example, dictionaries, rng, ratio, keep_slots).example
+    (see :func:`switch`; ``one_language``: all of them in one, drawn per request),
+    then Arabic's forms with probability ``arabic`` each (:func:`arabic_forms`)."""
+    language = rng.choice(sorted(dictionaries)) if one_language else None
+    sw = switch(example, dictionaries, rng, ratio, keep_slots, language)
+    return arabic_forms(sw, rng, arabic) if arabic else sw.example
 
 
 def augment(examples: Sequence[Example], dictionaries: Dictionaries, copies: int = 1,
             ratio: float = 0.5, seed: int = 0,
-            keep_slots: frozenset[str] = NAME_SLOTS) -> list[Example]:
+            keep_slots: frozenset[str] = NAME_SLOTS, arabic: float = 0.0,
+            one_language: bool = False) -> list[Example]:
     """Return ``examples`` followed by ``copies`` code-switched copies of each (in the
     same order), drawn from ``random.Random(seed)``: the same seed gives the same set."""
     if copies < 0:
@@ -160,7 +278,8 @@ def augment(examples: Sequence[Example], dictionaries: Dictionaries, copies: int
     rng = random.Random(seed)
     out = list(examples)
     for _ in range(copies):
-        out.extend(codeswitch(e, dictionaries, rng, ratio, keep_slots) for e in examples)
+        out.extend(codeswitch(e, dictionaries, rng, ratio, keep_slots, arabic, one_language)
+                   for e in examples)
     return out
 
 

@@ -18,6 +18,7 @@ from models.nlu import dictionaries
 from models.nlu.codeswitch import (
     NAME_SLOTS,
     Switched,
+    arabic_forms,
     augment,
     codeswitch,
     coverage,
@@ -261,6 +262,84 @@ def test_augment_is_seeded_and_keeps_originals() -> None:
     assert all(x.text != y.text for x, y in zip(a[2:], examples * 2, strict=True))
     with pytest.raises(ValueError, match="ratio"):
         codeswitch(examples[0], tables, random.Random(0), ratio=1.5)
+
+
+AR = {"ar": {"next": ["القادم"], "week": ["الأسبوع"], "this": ["هذا"], "tomorrow": ["غدا"],
+              "morning": ["صباح"], "call": ["الاتصال"], "mum": ["بأمي"], "remind": ["ذكرني"],
+              "monday": ["الاثنين"], "blue": ["الأزرق"], "alarm": ["منبه"], "set": ["اضبط"],
+              "weather": ["الطقس"], "change": ["غير"], "lights": ["الأضواء"]}}
+
+
+def arabic(annotated: str, intent: str = "x", rate: float = 1.0) -> Example:
+    """``annotated`` with every word it can put into Arabic, then Arabic's forms."""
+    text, slots = parse_annotation(annotated)
+    sw = switch(Example(text, intent, slots), AR, random.Random(0), ratio=1.0)
+    out = arabic_forms(sw, random.Random(0), rate)
+    for slot in out.slots:  # slots stay exact
+        assert out.text[slot.start:slot.end] == slot.value
+    return out
+
+
+def test_two_arabic_words_of_a_slot_take_the_noun_first() -> None:
+    out = arabic("weather [date : next week]")
+    assert out.text == "الطقس الأسبوع القادم"
+    assert [(x.type, x.value) for x in out.slots] == [("date", "الأسبوع القادم")]
+    # A demonstrative comes first in Arabic too.
+    assert arabic("weather [date : this week]").slots[0].value == "هذا الأسبوع"
+
+
+def test_for_joins_the_next_word_inside_the_slot() -> None:
+    out = arabic("set alarm for [date : tomorrow morning]")
+    # "for" + "صباح غدا": ل joined to the first word, inside the slot.
+    assert out.text == "اضبط منبه لصباح غدا"
+    assert [x.value for x in out.slots] == ["لصباح غدا"]
+    # ل before the article drops the article's alef.
+    assert arabic("weather for [date : next week]").slots[0].value == "للأسبوع القادم"
+
+
+def test_to_joins_only_what_a_reminder_is_for() -> None:
+    out = arabic("remind me to [event_name : call mum] [date : tomorrow]")
+    assert [x.value for x in out.slots] == ["للاتصال بأمي", "غدا"]
+    # "change it to blue" keeps "to" (إلى in Arabic, a word of its own).
+    out = arabic("change lights to [color_type : blue]")
+    assert out.text == "غير الأضواء to الأزرق" and out.slots[0].value == "الأزرق"
+
+
+def test_times_and_weekdays_take_their_arabic_words() -> None:
+    out = arabic("set alarm at [time : seven am] on [date : monday]")
+    assert out.text == "اضبط منبه الساعة seven am يوم الاثنين"
+    assert [(x.type, x.value) for x in out.slots] == [("time", "الساعة seven am"),
+                                                       ("date", "يوم الاثنين")]
+
+
+def test_arabic_forms_leave_other_requests_and_rate_zero_alone() -> None:
+    text, slots = parse_annotation("weather [date : next week]")
+    example = Example(text, "x", slots)
+    de = switch(example, {"de": {"next": ["nächste"], "week": ["woche"]}},
+                random.Random(0), ratio=1.0)
+    assert arabic_forms(de, random.Random(0)) == de.example
+    assert arabic("weather [date : next week]", rate=0.0).text == "الطقس القادم الأسبوع"
+    with pytest.raises(ValueError, match="rate"):
+        arabic("weather", rate=2.0)
+
+
+def test_one_language_puts_each_request_in_one_language() -> None:
+    examples = [Example("turn on the light and play some music", "x", ())] * 40
+    tables = {"de": {"turn": ["dreh"], "light": ["licht"], "play": ["spiel"],
+                     "music": ["musik"], "some": ["etwas"]},
+              "zh": {"turn": ["转"], "light": ["灯"], "play": ["播放"], "music": ["音乐"],
+                     "some": ["一些"]}}
+    out = augment(examples, tables, copies=1, ratio=1.0, seed=2, one_language=True)[40:]
+    mixed = augment(examples, tables, copies=1, ratio=1.0, seed=2)[40:]
+
+    def has_chinese(e: Example) -> bool:
+        return any("\u4e00" <= c <= "\u9fff" for c in e.text)
+
+    def has_german(e: Example) -> bool:
+        return "licht" in e.text or "musik" in e.text or "etwas" in e.text
+    assert not any(has_chinese(e) and has_german(e) for e in out)
+    assert any(has_chinese(e) for e in out) and any(has_german(e) for e in out)
+    assert any(has_chinese(e) and has_german(e) for e in mixed)
 
 
 def test_coverage_counts_tokens_and_words() -> None:
