@@ -43,16 +43,18 @@ def _voiced(seconds: float = 2.0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """A spoken sentence (flite's ``slt``): what the models were trained to keep."""
+    """A spoken sentence (flite's ``awb``): what the models were trained to keep."""
     if not shutil.which("flite"):
         pytest.skip("flite not installed (setup.sh installs it)")
     cache: Path = tmp_path_factory.mktemp("speech")
-    return ev.synthesize("turn off the lights in the hall at ten", "slt", cache=cache)
+    return ev.synthesize("turn off the lights in the hall at ten", "awb", cache=cache)
 
 
-def _snr_db(clean: np.ndarray, other: np.ndarray) -> float:
-    err = other.astype(np.float64) - clean
-    return float(10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum(err**2)))
+def _si_snr_db(clean: np.ndarray, other: np.ndarray) -> float:
+    """Scale-invariant SNR of ``other`` against ``clean``: a gain is not counted as error."""
+    ref, est = clean.astype(np.float64), other.astype(np.float64)
+    target = np.dot(est, ref) / np.dot(ref, ref) * ref
+    return float(10 * np.log10(np.sum(target**2) / np.sum((est - target) ** 2)))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -68,10 +70,12 @@ def test_output_keeps_length_and_timing(name: str, speech: np.ndarray) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_noise_is_taken_out_of_noisy_speech(name: str, speech: np.ndarray) -> None:
     front = _front(name)
-    clean = speech
-    noisy = ev.mix_at_snr(clean, ev.pink_noise(clean.size, np.random.default_rng(3)), 5.0)
+    noisy = ev.mix_at_snr(speech, ev.pink_noise(speech.size, np.random.default_rng(3)), 5.0)
+    # DeepFilterNet's state carries over from call to call: the second call has heard
+    # this noise (the others keep no state).
+    front(noisy)
     out = front(noisy)
-    assert _snr_db(clean, out) > _snr_db(clean, noisy) + 1.0
+    assert _si_snr_db(speech, out) > _si_snr_db(speech, noisy) + 1.0
 
 
 @pytest.mark.parametrize("name", NAMES)
