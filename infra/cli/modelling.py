@@ -289,6 +289,13 @@ def eval() -> None:
               help="Sound-alike rescoring bonus per phrase [default: asr_phrase_bonus].")
 @click.option("--strong-weight", type=float, default=None,
               help="Second search's bias per token, 0 off [default: asr_strong_weight].")
+@click.option("--denoise", type=click.Choice(["", "deepfilter", "nsnet2", "speex"]),
+              default="", show_default=True,
+              help="Natural sets: enhance the audio with this front end before recognition "
+                   "(models/denoise.py); empty: none.")
+@click.option("--denoise-limit-db", type=click.FloatRange(0.0, 100.0, min_open=True),
+              default=None, help="Cap on the front end's attenuation in dB "
+                                 "[default: the front end's own].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
@@ -297,7 +304,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
              whisper_model: str,
              grammar: str | None,
              bias_weight: float | None, phrase_bonus: float | None,
-             strong_weight: float | None, as_json: bool) -> None:
+             strong_weight: float | None, denoise: str, denoise_limit_db: float | None,
+             as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
     from infra import eval_natural as nat
@@ -354,11 +362,20 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
                                        sentences=sentences, progress=_progress(bar))
         except nat.SynthesisError as exc:
             raise click.ClickException(str(exc)) from exc
+        from models.denoise import DenoiseError
+        from models.denoise import create as create_denoiser
+
+        try:
+            front = create_denoiser(denoise, denoise_limit_db) if denoise else None
+        except DenoiseError as exc:
+            raise click.ClickException(str(exc)) from exc
         with click.progressbar(length=1, label="decoding", file=sys.stderr) as bar:
             report["natural"] = nat.evaluate(eng, nrows, bands=lists["--bands"],
                                              noises=lists["--noises"], bias_weight=bias,
                                              phrase_bonus=bonus, strong_weight=strong,
-                                             progress=_progress(bar))
+                                             denoise=front, progress=_progress(bar))
+        report["natural"]["denoise"] = denoise
+        report["natural"]["denoise_limit_db"] = denoise_limit_db
         report["natural"]["held_out_voices"] = list(nat.HELD_OUT)
         report["natural"]["split"] = f"MASSIVE en-US dev, {sentences} sentences (seed 16)"
     report["variant"] = (f"{whisper_model} {variant}" if engine == "whisper"
