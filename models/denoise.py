@@ -27,7 +27,7 @@ import soxr
 
 Float32Array = npt.NDArray[np.float32]
 RATE: Final = 16000
-#: Front ends, as ``asr_denoise`` and ``eval asr --denoise`` name them; "" is none.
+#: Front ends, as ``eval asr --denoise`` names them.
 NAMES: Final = ("deepfilter", "nsnet2", "speex")
 
 
