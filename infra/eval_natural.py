@@ -9,6 +9,10 @@ Sets (what ``voicestream eval asr --sets`` names):
 * ``natural-names``: the held-out name commands of ``infra.eval_asr`` ("call
   Siobhan Kowalczyk") in the same voices, decoded without and with the
   200-phrase context list; their names were never used for tuning.
+* ``natural-names-tune``: the same kind of commands with the tuning names of
+  ``infra.eval_asr`` (its ``names-tune`` set's, and that set's own 200-phrase
+  list) in the natural voices: what the context passes' settings are chosen
+  on, so that ``natural-names`` stays held out.
 * ``call``: the telephone conversation that ships in the ``pyannote-audio``
   wheel (``sample.wav`` with its ``sample.stm`` transcript, MIT), cut into its
   transcribed turns: real speech.
@@ -45,7 +49,17 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from infra.eval_asr import APPLIANCES, DIGITS, FIRST, LAST, _name_items, context_names
+from infra.eval_asr import (
+    APPLIANCES,
+    DIGITS,
+    FIRST,
+    LAST,
+    TUNE_APPLIANCES,
+    TUNE_FIRST,
+    TUNE_LAST,
+    _name_items,
+    context_names,
+)
 from models.asr import Engine
 from models.denoise import Denoiser
 from models.textnorm import edit_distance, normalize
@@ -61,7 +75,7 @@ VOICES: dict[str, tuple[str, str]] = {
 }
 #: Kept out of all tuning: reported apart.
 HELD_OUT = ("rms",)
-SETS = ("natural", "natural-names", "call", "fsdd")
+SETS = ("natural", "natural-names", "natural-names-tune", "call", "fsdd")
 BANDS = ("16k", "8k")
 NOISES = ("clean", "pink", "babble")
 SNR_DB = 10.0
@@ -241,6 +255,10 @@ def build_rows(sets: Iterable[str], voices: Sequence[str], shared: Path, *,
     if "natural-names" in chosen:
         todo += [("natural-names", v, t, n) for t, n in _name_items(FIRST, LAST, APPLIANCES)
                  for v in voices]
+    if "natural-names-tune" in chosen:
+        todo += [("natural-names-tune", v, t, n)
+                 for t, n in _name_items(TUNE_FIRST, TUNE_LAST, TUNE_APPLIANCES)
+                 for v in voices]
     rows: list[dict[str, Any]] = []
     for i, (name, voice, text, target) in enumerate(todo):
         row: dict[str, Any] = {"set": name, "voice": voice, "text": text,
@@ -298,11 +316,12 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str]
     """Decode every row under every band and noise; return figures per set, voice, condition.
 
     ``natural-names`` rows are decoded twice, without and with the 200-phrase context
-    (``name_recall`` / ``name_recall_context``); the others without context.
+    (``name_recall`` / ``name_recall_context``), ``natural-names-tune`` rows likewise
+    with their own list; the others without context.
     ``denoise`` enhances each conditioned utterance before recognition; its time is
     reported apart (``denoise_ms_p50``), not in ``compute_ms_p50``.
     """
-    phrases = context_names()
+    lists = {"natural-names": context_names(), "natural-names-tune": context_names(tune=True)}
     groups: dict[tuple[str, str, str, str], dict[str, list[Any]]] = {}
     total = len(rows) * len(bands) * len(noises)
     done = 0
@@ -326,7 +345,7 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str]
                 g["audio_s"].append(audio.size / RATE)
                 if "name" in row:
                     g["hits"].append(normalize(row["name"]) in normalize(hyp))
-                    hyps = engine.transcribe(audio, nbest=1, phrases=phrases,
+                    hyps = engine.transcribe(audio, nbest=1, phrases=lists[row["set"]],
                                              bias_weight=bias_weight,
                                              phrase_bonus=phrase_bonus,
                                              strong_weight=strong_weight)

@@ -265,7 +265,8 @@ def eval() -> None:
 @click.option("--sets", default="digits,massive,names,names-tune",
               show_default=True,
               help="Comma-separated sets: espeak (stress) sets digits, massive, names, "
-                   "names-tune; natural sets natural, natural-names, call, fsdd.")
+                   "names-tune; natural sets natural, natural-names, natural-names-tune "
+                   "(tuning names, for choosing the context settings), call, fsdd.")
 @click.option("--voices", default="slt-hts,slt,awb,rms", show_default=True,
               help="Natural sets' voices (rms is held out of all tuning).")
 @click.option("--bands", default="16k,8k", show_default=True,

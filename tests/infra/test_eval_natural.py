@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from infra import eval_natural as ev
+from infra.eval_asr import context_names
+from models.asr import Hypothesis
 
 
 def _snr_db(speech: np.ndarray, mixed: np.ndarray) -> float:
@@ -135,3 +139,40 @@ def test_eval_asr_rejects_unknown_sets_voices_bands_noises(args: list[str], says
     result = CliRunner().invoke(main, ["eval", "asr", *args])
     assert result.exit_code == 2, result.output
     assert says in result.output
+
+
+class _ListEcho:
+    """An engine that writes the first phrase of the context it is given (the plain
+    decode: "nothing")."""
+
+    name = "list-echo"
+
+    def transcribe(self, audio: np.ndarray, *, phrases: Sequence[str] = (),
+                   **_: Any) -> list[Hypothesis]:
+        return [Hypothesis(phrases[0] if phrases else "nothing", 0.0)]
+
+
+def test_each_names_set_is_decoded_with_its_own_list() -> None:
+    held_out, tune = context_names(), context_names(tune=True)
+    assert not set(held_out[:40]) & set(tune[:25])  # the sets' names do not overlap
+    audio = _tone(0.5)
+    rows = [{"set": "natural-names", "voice": "slt", "text": f"call {held_out[0]}",
+             "audio": audio, "id": "0", "name": held_out[0]},
+            {"set": "natural-names-tune", "voice": "slt", "text": f"call {tune[0]}",
+             "audio": audio, "id": "1", "name": tune[0]}]
+    out = ev.evaluate(_ListEcho(), rows, bands=["16k"], noises=["clean"], bias_weight=1,
+                      phrase_bonus=0, strong_weight=0)
+    by_set = {g["set"]: g for g in out["groups"]}
+    # Each set's context holds its own names: with the wrong list neither would be found.
+    assert {s: (g["name_recall"], g["name_recall_context"]) for s, g in by_set.items()} == \
+        {"natural-names": (0.0, 1.0), "natural-names-tune": (0.0, 1.0)}
+
+
+def test_the_tuning_names_set_holds_the_tuning_names(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    monkeypatch.setattr(ev, "synthesize", lambda text, voice, cache: _tone(0.1))
+    rows = ev.build_rows(["natural-names-tune"], ["slt", "awb"], tmp_path)
+    tune = set(context_names(tune=True))
+    assert rows and all(r["set"] == "natural-names-tune" and r["name"] in tune for r in rows)
+    assert {r["voice"] for r in rows} == {"slt", "awb"}
+    assert not {r["name"] for r in rows} & set(context_names()[:40])
