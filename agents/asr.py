@@ -502,11 +502,11 @@ class AsrService(UtteranceStage[Utterance]):
 
         def decode() -> tuple[Hypothesis | None, float, str]:
             started = time.perf_counter()
-            hyp = engine.partial(audio, phrases=phrases,
-                                 bias_weight=self.settings.asr_bias_weight,
+            decoder = decoder_name(engine, audio, language)
+            bias, _, _ = self.settings.context_weights(decoder)
+            hyp = engine.partial(audio, phrases=phrases, bias_weight=bias,
                                  language=language, stop=lambda: not wanted())
-            return (hyp, (time.perf_counter() - started) * 1000,
-                    decoder_name(engine, audio, language))
+            return hyp, (time.perf_counter() - started) * 1000, decoder
 
         try:
             hyp, compute_ms, decoder = await self.queue.run(utt.utterance_id, decode,
@@ -583,13 +583,13 @@ class AsrService(UtteranceStage[Utterance]):
             # On the model's thread: a model not yet loaded loads there, once.
             engine = self.engine()
             started = time.perf_counter()
+            decoder = decoder_name(engine, audio, route.language)
+            bias, bonus, strong = self.settings.context_weights(decoder)
             hyps = engine.transcribe(
-                audio, phrases=phrases, bias_weight=self.settings.asr_bias_weight,
-                phrase_bonus=self.settings.asr_phrase_bonus * phonetic,
-                strong_weight=self.settings.asr_strong_weight * phonetic,
-                nbest=self.settings.asr_nbest, grammar=grammar, language=route.language)
-            return (hyps, (time.perf_counter() - started) * 1000,
-                    decoder_name(engine, audio, route.language))
+                audio, phrases=phrases, bias_weight=bias, phrase_bonus=bonus * phonetic,
+                strong_weight=strong * phonetic, nbest=self.settings.asr_nbest,
+                grammar=grammar, language=route.language)
+            return hyps, (time.perf_counter() - started) * 1000, decoder
 
         try:
             hyps, compute_ms, decoder = await self.queue.run(

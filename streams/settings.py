@@ -278,6 +278,12 @@ class Settings:
     #: With the rescoring on, a second search with this bias per token; its result is
     #: taken only when it holds a whole context phrase the first lacks; 0 turns it off.
     asr_strong_weight: float = 4.0
+    #: The same three for what Moonshine decodes (English wideband audio); the three
+    #: above are Whisper's, chosen on tiny.en, and serve what Moonshine hands to
+    #: Whisper base. Chosen on ``eval asr --sets natural-names-tune``.
+    asr_moonshine_bias_weight: float = 3.5
+    asr_moonshine_phrase_bonus: float = 30.0
+    asr_moonshine_strong_weight: float = 4.0
     #: Threads one Whisper inference uses (onnxruntime intra-op). On a busy 2-core box
     #: 2 was slower than 1 (``voicestream bench --rates``: the README's load sweep);
     #: more may pay where cores sit idle.
@@ -420,8 +426,21 @@ class Settings:
             raise ConfigError("asr_phrase_bonus must be in 0..100")
         if not 0 <= self.asr_strong_weight <= 20:
             raise ConfigError("asr_strong_weight must be in 0..20")
+        if not (0 <= self.asr_moonshine_bias_weight <= 20
+                and 0 <= self.asr_moonshine_phrase_bonus <= 100
+                and 0 <= self.asr_moonshine_strong_weight <= 20):
+            raise ConfigError("asr_moonshine_bias_weight and asr_moonshine_strong_weight "
+                              "must be in 0..20, asr_moonshine_phrase_bonus in 0..100")
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
             raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
+
+    def context_weights(self, decoder: str) -> tuple[float, float, float]:
+        """Bias weight, phrase bonus and strong weight for the engine named ``decoder``
+        (:func:`models.asr.decoder_name`): Moonshine's own, or Whisper's."""
+        if decoder == "moonshine":
+            return (self.asr_moonshine_bias_weight, self.asr_moonshine_phrase_bonus,
+                    self.asr_moonshine_strong_weight)
+        return self.asr_bias_weight, self.asr_phrase_bonus, self.asr_strong_weight
 
     def locale_patterns(self) -> tuple[str, ...]:
         """``locales`` parsed (``de-DE``, ``en-*``); raise ``ValueError`` naming a bad item."""

@@ -122,6 +122,26 @@ async def test_asr_keeps_english_phonetics_for_english_devices() -> None:
     assert call["language"] == "en" and call["phrase_bonus"] > 0 and call["strong_weight"] > 0
 
 
+@pytest.mark.parametrize("decoder", ["moonshine", "whisper"])
+async def test_each_engine_gets_its_own_context_settings(decoder: str) -> None:
+    settings = Settings.from_mapping({"asr_bias_weight": 1.5, "asr_phrase_bonus": 11,
+                                      "asr_strong_weight": 3, "asr_moonshine_bias_weight": 4.5,
+                                      "asr_moonshine_phrase_bonus": 33,
+                                      "asr_moonshine_strong_weight": 5})
+    sent, engine = Sent(), Recording()
+    engine.name = decoder
+    svc = AsrService(settings, sent, lambda: engine,
+                     contexts={"d": {"locale": "en-US", "appliances": ["Neato vacuum"]}})
+    await feed_audio(svc, 1.5)
+    await endpoint_event(svc, ep(SPEC, 0))
+    await settle(svc)
+    (call,) = engine.calls
+    weights = (call["bias_weight"], call["phrase_bonus"], call["strong_weight"])
+    assert weights == ((4.5, 33, 5) if decoder == "moonshine" else (1.5, 11, 3))
+    (transcript,) = sent.messages
+    assert isinstance(transcript, Transcript) and transcript.engine == decoder
+
+
 #: German listed in locales, but no NLU model for it.
 NO_GERMAN = Settings(nlu_models="ar=multilingual,zh=multilingual")
 

@@ -40,6 +40,9 @@ def test_environment_and_nested_endpointer_options() -> None:
     {"endpointer": {"loudness": 3}},
     {"asr_phrase_bonus": -1},
     {"asr_strong_weight": 25},
+    {"asr_moonshine_bias_weight": -1},
+    {"asr_moonshine_phrase_bonus": 101},
+    {"asr_moonshine_strong_weight": 21},
 ])
 def test_bad_values_fail_when_built(data: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
