@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -62,6 +64,22 @@ def test_broker_profiles_differ_by_kind() -> None:
     assert kafka.static_membership and not tansu.static_membership
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """Put structlog's and the root logger's configuration back afterwards: ``configure``
+    binds them to the stream stderr is during the test, which capsys closes after it."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        structlog.configure(**config)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@pytest.mark.usefixtures("logging_restored")
 def test_logs_are_json_with_ids_bound_and_names_redacted(
         capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure("json", "info")
