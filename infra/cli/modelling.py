@@ -333,8 +333,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
             eng = create("pocketsphinx", grammar=grammar)
     except AsrError as exc:
         raise click.ClickException(str(exc)) from exc
-    # Moonshine's own context settings for --engine moonshine (what it hands to Whisper
-    # base here, 8 kHz audio, gets them too: the evaluation passes one set).
+    # Moonshine's own context settings for --engine moonshine, as the worker gives them
+    # (here Moonshine decodes all audio, 8 kHz too: no hand-over to Whisper base).
     default_bias, default_bonus, default_strong = settings.context_weights(engine)
     bias = default_bias if bias_weight is None else bias_weight
     bonus = default_bonus if phrase_bonus is None else phrase_bonus

@@ -15,8 +15,8 @@ Arabic is not English word for word (:func:`arabic_forms`, applied to a share
 of the switched copies): two words of one slot that both became Arabic take
 Arabic's order, the noun first ("next week" -> "الأسبوع القادم", not "القادم
 الأسبوع"); the prepositions Arabic writes as part of the next word are joined
-to it ("for" and "to" -> ل, "with" and "by" -> ب: "for tomorrow morning" ->
-"لصباح غدا"), inside the slot, since a word cannot be cut; a time after "at"
+to it ("for", and "to" before a reminder's event, -> ل: "for tomorrow morning"
+-> "لصباح غدا"), inside the slot, since a word cannot be cut; a time after "at"
 is said with "الساعة" (the hour) and a weekday after "on" with "يوم" (day),
 both inside the slot.
 

@@ -216,10 +216,11 @@ def _is_han(ch: str) -> bool:
     return (0x3400 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x2FA1F)
 
 
+@functools.cache
 def _chinese_words() -> jieba.Tokenizer:
-    """jieba's segmenter over the dictionary its package ships, loaded now (about a
-    second, once per process) rather than on the first request; its progress lines
-    silenced."""
+    """jieba's segmenter over the dictionary its package ships, loaded when the first
+    tokenizer is made (about a second) rather than on the first request, and shared
+    by every tokenizer of the process; its progress lines silenced."""
     jieba.setLogLevel(logging.WARNING)
     words = jieba.Tokenizer()
     words.initialize()
