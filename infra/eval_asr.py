@@ -33,7 +33,7 @@ import soxr
 from infra.eval_endpoint import read_pcm, speak
 from infra.inputs import InputFileError, read_jsonl
 from models.asr import Engine
-from models.textnorm import edit_distance, normalize
+from models.textnorm import corpus_wer, normalize
 
 RATE = 16000
 TUNING_VOICES = ("en-us",)
@@ -163,14 +163,6 @@ def load(data: Path, shared: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _wer(pairs: list[tuple[str, str]]) -> float | None:
-    words = sum(len(normalize(r).split()) for r, _ in pairs)
-    if not words:
-        return None
-    errors = sum(edit_distance(normalize(r).split(), normalize(h).split()) for r, h in pairs)
-    return round(errors / words, 4)
-
-
 def evaluate(engine: Engine, rows: list[dict[str, Any]], *, phrases: list[str],
              bias_weight: float, phrase_bonus: float = 0.0, strong_weight: float = 0.0,
              sets: tuple[str, ...] = ("digits", "massive", "names", "names-tune"),
@@ -213,13 +205,13 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, phrases: list[str],
     for label, groups in results.items():
         section: dict[str, Any] = {}
         for key, pairs in sorted(groups.items()):
-            section[f"wer_{key}"] = _wer(pairs)
+            section[f"wer_{key}"] = corpus_wer(pairs)
         massive = [p for k, v in groups.items() if k.startswith("massive/") for p in v]
         held = [p for k, v in groups.items() if k.startswith("massive/")
                 and k.split("/")[1] in HELD_OUT_VOICES for p in v]
         if massive:
-            section["wer_massive"] = _wer(massive)
-            section["wer_massive_held_out_voices"] = _wer(held)
+            section["wer_massive"] = corpus_wer(massive)
+            section["wer_massive_held_out_voices"] = corpus_wer(held)
         for name_set, hits in sorted(recall.get(label, {}).items()):
             suffix = "" if name_set == "names" else "_" + name_set.split("-")[1]
             section[f"name_recall{suffix}"] = round(float(np.mean(hits)), 4)

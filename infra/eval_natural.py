@@ -62,7 +62,7 @@ from infra.eval_asr import (
 )
 from models.asr import Engine
 from models.denoise import Denoiser
-from models.textnorm import edit_distance, normalize
+from models.textnorm import corpus_wer, normalize
 
 Float32Array = npt.NDArray[np.float32]
 RATE = 16000
@@ -301,14 +301,6 @@ def condition(row: dict[str, Any], band: str, noise: str,
     return audio
 
 
-def _wer(pairs: list[tuple[str, str]]) -> float | None:
-    words = sum(len(normalize(r).split()) for r, _ in pairs)
-    if not words:
-        return None
-    return round(sum(edit_distance(normalize(r).split(), normalize(h).split())
-                     for r, h in pairs) / words, 4)
-
-
 def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str],
              noises: Sequence[str], bias_weight: float, phrase_bonus: float,
              strong_weight: float, denoise: Denoiser | None = None,
@@ -360,7 +352,7 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str]
         entry: dict[str, Any] = {
             "set": name, "voice": voice, "band": band, "noise": noise,
             "held_out": voice in HELD_OUT, "utterances": len(g["pairs"]),
-            "wer": _wer(g["pairs"]),
+            "wer": corpus_wer(g["pairs"]),
             "compute_ms_p50": round(float(np.percentile(g["ms"], 50)), 1),
             "compute_ms_p95": round(float(np.percentile(g["ms"], 95)), 1),
             "rtf": round(sum(g["ms"]) / 1000 / max(sum(g["audio_s"]), 1e-9), 4),
@@ -371,7 +363,7 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str]
         if g["hits"]:
             entry["name_recall"] = round(float(np.mean(g["hits"])), 4)
             entry["name_recall_context"] = round(float(np.mean(g["ctx_hits"])), 4)
-            entry["wer_context"] = _wer(g["ctx_pairs"])
+            entry["wer_context"] = corpus_wer(g["ctx_pairs"])
         out.append(entry)
     return {"groups": out, "summary": summarize(groups)}
 
@@ -387,5 +379,5 @@ def summarize(groups: dict[tuple[str, str, str, str], dict[str, list[Any]]]
                      if s == "natural" and b == band and n == noise
                      and (v in HELD_OUT) == keep for p in g["pairs"]]
             if pairs:
-                summary[f"natural_{band}_{noise}_{label}_wer"] = _wer(pairs)
+                summary[f"natural_{band}_{noise}_{label}_wer"] = corpus_wer(pairs)
     return summary

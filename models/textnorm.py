@@ -17,7 +17,9 @@ made one: spoken times (``five p. m.`` = ``5pm`` = ``5 pm`` = ``five pm``,
 (``c. n. n.`` = ``C.N.N.`` = ``c n n`` = ``CNN``), ``vs``/``vs.``/``v.`` =
 ``versus``, currency (``$5`` = ``five dollars``, ``$1.50`` = ``one dollar fifty
 cents``, ``one dollar`` = ``one dollars``; ``£``/``€`` as pounds and euros) and
-ordinals (``1st`` = ``first``, done by :func:`words_form`).
+ordinals (``1st`` = ``first``, done by :func:`words_form`); British spelling
+becomes American (``favourite`` = ``favorite``), and :func:`scored_words` joins two
+words that the other side writes as one (``audio book`` = ``audiobook``).
 """
 
 from __future__ import annotations
@@ -91,9 +93,11 @@ def words_form(text: str) -> str:
     """Return ``text`` lowercased, without punctuation, with numbers as words.
 
     Apostrophes inside words stay (``what's``): this is the form the NLU model
-    reads, as MASSIVE writes it.
+    reads, as MASSIVE writes it. The old spellings ``to-day``, ``to-morrow`` and
+    ``to-night`` (Moonshine writes them, having read old books) are one word.
     """
     t = text.lower().replace("&", " and ").replace("%", " percent ")
+    t = re.sub(r"\bto-(day|morrow|night)\b", r"to\1", t)
     t = re.sub(r"\b(\d{1,2}):(\d{2})\b", _time, t)
     t = re.sub(r"\b(\d+)\.(\d+)\b", _decimal, t)
     t = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: ordinal_words(int(m.group(1))), t)
@@ -153,14 +157,57 @@ def _spoken_forms(t: str) -> str:
     return t
 
 
+#: British spellings -> American, for scoring (MASSIVE's references write both; a
+#: recogniser writes one): the words of the assistant's domains and common ones.
+_BRITISH_AMERICAN = """
+favourite favorite favourites favorites colour color colours colors coloured colored
+centre center centres centers theatre theater theatres theaters metre meter metres meters
+kilometre kilometer kilometres kilometers litre liter litres liters neighbour neighbor
+neighbours neighbors neighbourhood neighborhood behaviour behavior flavour flavor
+humour humor honour honor labour labor harbour harbor rumour rumor organise organize
+organised organized organising organizing realise realize realised realized recognise
+recognize apologise apologize prioritise prioritize summarise summarize memorise memorize
+analyse analyze cancelled canceled cancelling canceling travelled traveled travelling
+traveling traveller traveler modelling modeling labelled labeled grey gray programme
+program programmes programs catalogue catalog dialogue dialog defence defense licence
+license offence offense cheque check tyre tire tyres tires jewellery jewelry pyjamas
+pajamas aluminium aluminum mould mold plough plow cosy cozy moustache mustache
+""".split()
+_AMERICAN = dict(zip(_BRITISH_AMERICAN[::2], _BRITISH_AMERICAN[1::2], strict=True))
+
+
 def normalize(text: str) -> str:
     """Return the form WER is counted on: :func:`words_form`, without apostrophes,
-    ``e-mail`` as ``email``, no ``and`` inside spelled numbers, and one form each for
-    spoken times, spelled letters, currency and "versus" (see the module's docstring)."""
+    ``e-mail`` as ``email``, no ``and`` inside spelled numbers, American spelling, and
+    one form each for spoken times, spelled letters, currency and "versus" (see the
+    module's docstring)."""
     t = re.sub(r"\be[- ]mail", "email", text.lower().replace("\u2019", "'"))
     t = words_form(_spoken_forms(t)).replace("'", "")
     t = _NUMBER_AND.sub(r"\1 ", t)
-    return " ".join(_UNIT_PLURAL.get(w, w) for w in t.split())
+    return " ".join(_AMERICAN.get(w, _UNIT_PLURAL.get(w, w)) for w in t.split())
+
+
+def _compounds(words: list[str], other: set[str]) -> list[str]:
+    """``words`` with each pair of neighbours joined where the other side writes them as
+    one word ("audio book" against "audiobook", "play list" against "playlist")."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if i + 1 < len(words) and words[i] + words[i + 1] in other and \
+                not {words[i], words[i + 1]} <= other:
+            out.append(words[i] + words[i + 1])
+            i += 2
+        else:
+            out.append(words[i])
+            i += 1
+    return out
+
+
+def scored_words(ref: str, hyp: str) -> tuple[list[str], list[str]]:
+    r"""The words WER compares: both sides :func:`normalize`\ d, and a compound that
+    one side writes as one word and the other as two made one word on both."""
+    r, h = normalize(ref).split(), normalize(hyp).split()
+    return _compounds(r, set(h)), _compounds(h, set(r))
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:
@@ -175,13 +222,20 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
 
 
 def wer(pairs: list[tuple[str, str]]) -> float:
-    """Return corpus WER of (reference, hypothesis) pairs after normalisation."""
+    r"""Return corpus WER of (reference, hypothesis) pairs: the edits between their
+    :func:`scored_words` over the references' :func:`normalize`\ d words (0 for none)."""
     errors = words = 0
     for ref, hyp in pairs:
-        r, h = normalize(ref).split(), normalize(hyp).split()
-        errors += edit_distance(r, h)
-        words += len(r)
+        errors += edit_distance(*scored_words(ref, hyp))
+        words += len(normalize(ref).split())
     return errors / max(words, 1)
+
+
+def corpus_wer(pairs: list[tuple[str, str]]) -> float | None:
+    """:func:`wer` rounded to 4 places, or None when the references have no words."""
+    if not any(normalize(r).split() for r, _ in pairs):
+        return None
+    return round(wer(pairs), 4)
 
 
 # -- what the understanding model reads, per language ---------------------------------------

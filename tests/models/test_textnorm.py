@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from models.textnorm import (
+    corpus_wer,
     edit_distance,
+    english_nlu_form,
     normalize,
     normalizer_for,
     number_words,
     ordinal_words,
+    scored_words,
     wer,
 )
 
@@ -69,6 +72,8 @@ def test_wer_counts_substitutions_insertions_deletions() -> None:
     (("one dollar fifty cents", "$1.50", "1 dollar 50 cents"), "one dollars fifty cents"),
     (("twenty pounds", "£20"), "twenty pounds"),
     (("1,200 dollars", "$1,200"), "one thousand two hundred dollars"),
+    (("play my favourite colour", "play my favorite color"), "play my favorite color"),
+    (("the meeting is cancelled", "the meeting is canceled"), "the meeting is canceled"),
 ])
 def test_normalize_makes_spoken_and_written_forms_one(forms: tuple[str, ...],
                                                       norm: str) -> None:
@@ -84,6 +89,30 @@ def test_normalize_makes_spoken_and_written_forms_one(forms: tuple[str, ...],
 ])
 def test_normalize_leaves_ordinary_words(raw: str, norm: str) -> None:
     assert normalize(raw) == norm
+
+
+def test_old_hyphenated_days_are_one_word_for_the_nlu_too() -> None:
+    # Moonshine writes "to-morrow"; the NLU's date slot needs "tomorrow".
+    assert english_nlu_form("Will it rain to-morrow? And to-night, to-day?") == \
+        "will it rain tomorrow and tonight today"
+    assert english_nlu_form("go to-do list") == "go to do list"
+
+
+def test_compounds_written_apart_on_one_side_are_one_word() -> None:
+    assert scored_words("play my audio book", "play my audiobook") == \
+        (["play", "my", "audiobook"], ["play", "my", "audiobook"])
+    assert scored_words("add it to the playlist", "add it to the play list")[1] == \
+        ["add", "it", "to", "the", "playlist"]
+    # Two words the other side also has stay two ("a way" is not "away" here).
+    assert scored_words("go away a way", "go a way away")[1] == ["go", "a", "way", "away"]
+    # The denominator is the reference's words as written: one edit in four.
+    assert wer([("read my audio book", "red my audiobook")]) == pytest.approx(1 / 4)
+    assert wer([("pause", "pose")]) == 1.0
+
+
+def test_corpus_wer_rounds_and_is_none_without_reference_words() -> None:
+    assert corpus_wer([("set a timer", "set the timer")]) == 0.3333
+    assert corpus_wer([("", "anything"), ("...", "")]) is None
 
 
 def test_wer_counts_no_error_for_scoring_forms() -> None:
