@@ -23,6 +23,7 @@ from models.whisper.bias import BiasTrie
 from models.whisper.phonetic import SoundIndex
 
 if TYPE_CHECKING:
+    from models.lm import WordTrigram
     from models.moonshine.inference import MoonshineOnnx
     from models.whisper.inference import WhisperOnnx
 
@@ -250,8 +251,19 @@ class MoonshineEngine:
     name = "moonshine"
 
     def __init__(self, *, quantized: bool = True, beam_size: int = 5, threads: int = 1,
-                 others: Callable[[], Engine] | None = None, narrowband: bool = True) -> None:
+                 others: Callable[[], Engine] | None = None, narrowband: bool = True,
+                 lm_weight: float = 0.0) -> None:
         from models.moonshine.inference import MoonshineModelMissing, MoonshineOnnx
+
+        if lm_weight < 0:
+            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+        #: Weight of the requests' language model in the n-best's order (:func:`rerank`);
+        #: 0: the search's order. The model is read here (0.1 s), not at the first request.
+        self.lm_weight = lm_weight
+        if lm_weight:
+            from models import lm
+
+            lm.bundled()
 
         try:
             self.model: MoonshineOnnx = MoonshineOnnx(quantized=quantized, threads=threads)
@@ -296,10 +308,18 @@ class MoonshineEngine:
         strong = self._trie(key, strong_weight, False) \
             if sounds is not None and strong_weight > 0 else None
         rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
-        hyps = self.model.transcribe(audio, beam_size=self.beam_size, nbest=nbest, bias=trie,
-                                     grammar=rules, sounds=sounds, phrase_bonus=phrase_bonus,
-                                     strong=strong)
-        return [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
+        hyps = self.model.transcribe(audio, beam_size=self.beam_size,
+                                     nbest=max(nbest, self.beam_size) if self.lm_weight else nbest,
+                                     bias=trie, grammar=rules, sounds=sounds,
+                                     phrase_bonus=phrase_bonus, strong=strong)
+        out = [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
+        # A hypothesis holding one of the device's phrases is the context passes' find;
+        # the requests' model has never seen the name and would push it down.
+        if self.lm_weight and not grammar and not _holds_phrase(out, key):
+            from models.lm import bundled
+
+            out = rerank(out, bundled(), self.lm_weight)
+        return out[:nbest]
 
     def partial(self, audio: Float32Array, *, phrases: Sequence[str] = (),
                 bias_weight: float = 0.0, language: str = "en",
@@ -323,6 +343,33 @@ class MoonshineEngine:
         except DecodeStopped:
             return None
         return Hypothesis(hyp.text, round(hyp.score, 4)) if hyp is not None else None
+
+
+def rerank(hyps: Sequence[Hypothesis], model: WordTrigram, weight: float
+           ) -> list[Hypothesis]:
+    """``hyps`` ordered by their score plus ``weight`` times the mean log-probability of
+    their words under ``model`` (:meth:`models.lm.WordTrigram.per_word`); each keeps
+    that sum as its score, so the n-best stays sorted by score."""
+    scored = [dataclasses.replace(h, score=round(h.score + weight * model.per_word(h.text), 4))
+              for h in hyps]
+    return sorted(scored, key=lambda h: h.score, reverse=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _scored_phrases(phrases: tuple[str, ...]) -> tuple[str, ...]:
+    from models.textnorm import normalize
+
+    return tuple(f" {n} " for n in map(normalize, phrases) if n)
+
+
+def _holds_phrase(hyps: Sequence[Hypothesis], phrases: tuple[str, ...]) -> bool:
+    """Whether a hypothesis has one of ``phrases`` as whole words (scoring form)."""
+    if not phrases:
+        return False
+    from models.textnorm import normalize
+
+    wanted = _scored_phrases(phrases)
+    return any(p in f" {normalize(h.text)} " for h in hyps for p in wanted)
 
 
 @functools.lru_cache(maxsize=64)

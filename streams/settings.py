@@ -284,6 +284,11 @@ class Settings:
     asr_moonshine_bias_weight: float = 3.5
     asr_moonshine_phrase_bonus: float = 30.0
     asr_moonshine_strong_weight: float = 4.0
+    #: Moonshine's n-best reordered by a word trigram of assistant requests (MASSIVE en-US
+    #: train, :mod:`models.lm`): its mean log-probability per word times this is added
+    #: to each hypothesis's score (:func:`models.asr.rerank`); 0 turns it off. 0.5 is
+    #: the middle of the flat best stretch (0.3-1.0) on the natural set's tuning voices.
+    asr_lm_weight: float = 0.5
     #: Threads one Whisper inference uses (onnxruntime intra-op). On a busy 2-core box
     #: 2 was slower than 1 (``voicestream bench --rates``: the README's load sweep);
     #: more may pay where cores sit idle.
@@ -431,6 +436,8 @@ class Settings:
                 and 0 <= self.asr_moonshine_strong_weight <= 20):
             raise ConfigError("asr_moonshine_bias_weight and asr_moonshine_strong_weight "
                               "must be in 0..20, asr_moonshine_phrase_bonus in 0..100")
+        if not 0 <= self.asr_lm_weight <= 5:
+            raise ConfigError("asr_lm_weight must be in 0..5")
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
             raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
 

@@ -291,6 +291,9 @@ def eval() -> None:
               help="Sound-alike rescoring bonus per phrase [default: asr_phrase_bonus].")
 @click.option("--strong-weight", type=float, default=None,
               help="Second search's bias per token, 0 off [default: asr_strong_weight].")
+@click.option("--lm-weight", type=click.FloatRange(0.0, 5.0), default=None,
+              help="Moonshine: reorder the n-best by the requests' word trigram "
+                   "(models/lm.py) at this weight; 0 off [default: asr_lm_weight].")
 @click.option("--denoise", type=click.Choice(["", "deepfilter", "nsnet2", "speex"]),
               default="", show_default=True,
               help="Natural sets: enhance the audio with this front end before recognition "
@@ -306,8 +309,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
              whisper_model: str,
              grammar: str | None,
              bias_weight: float | None, phrase_bonus: float | None,
-             strong_weight: float | None, denoise: str, denoise_limit_db: float | None,
-             as_json: bool) -> None:
+             strong_weight: float | None, lm_weight: float | None, denoise: str,
+             denoise_limit_db: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
     from infra import eval_natural as nat
@@ -328,7 +331,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
             eng = create("whisper", model=whisper_model, quantized=weights == "int8",
                          trim=window == "trim", narrowband_model=narrow)
         elif engine == "moonshine":
-            eng = create("moonshine", quantized=weights == "int8")
+            eng = create("moonshine", quantized=weights == "int8",
+                         lm_weight=settings.asr_lm_weight if lm_weight is None else lm_weight)
         else:
             eng = create("pocketsphinx", grammar=grammar)
     except AsrError as exc:

@@ -340,3 +340,21 @@ def test_other_languages_and_narrowband_audio_go_to_the_other_engine(
     assert decoder_name(engine, beckett, "de") == decoder_name(engine, telephone) == "other"
     wideband_only = create("moonshine", others=lambda: other, narrowband=False)
     assert wideband_only.transcribe(telephone)[0].text != "from the other engine"
+
+
+def test_the_requests_model_reorders_the_engines_nbest(built: Path, beckett: np.ndarray,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.asr import rerank
+    from models.lm import bundled
+
+    monkeypatch.setenv("VOICESTREAM_MODEL_DIR", str(built.parent))
+    plain = create("moonshine").transcribe(beckett, nbest=5)
+    ranked = create("moonshine", lm_weight=0.5).transcribe(beckett, nbest=5)
+    # The same hypotheses, each scored with the model's share, best first.
+    assert ranked == rerank(plain, bundled(), 0.5)
+    assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
+    assert {h.text for h in ranked} == {h.text for h in plain}
+    # A grammar's result is left alone.
+    digits = ["zero", "one", "two"]
+    assert create("moonshine", lm_weight=0.5).transcribe(beckett, grammar=digits) == \
+        create("moonshine").transcribe(beckett, grammar=digits)
