@@ -4,9 +4,9 @@ Interpolated Kneser-Ney (one absolute discount, 0.75) over words in the form
 WER is scored on (:func:`models.textnorm.normalize`: lower case, numbers as words,
 no punctuation), with sentence start and end. Trained on MASSIVE en-US
 **train** (CC BY 4.0): its trigram counts ship with the package
-(``models/lm/massive-en-train.tsv.gz``, built by ``voicestream train lm``), so
-nothing is read from ``shared/data`` at run time. Evaluation uses MASSIVE
-**dev**, which the counts never saw.
+(``models/lm-massive-en-train.tsv.gz``, package data, written by
+:func:`build_bundled`), so nothing is read from ``shared/data`` at run time.
+Evaluation uses MASSIVE **dev**, which the counts never saw.
 
 A recogniser's n-best comes from its acoustic model and its own (general)
 language model; a request to an assistant is a narrow kind of sentence, so
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from models.textnorm import normalize
 
-BUNDLED = Path(__file__).parent / "lm" / "massive-en-train.tsv.gz"
+BUNDLED = Path(__file__).parent / "lm-massive-en-train.tsv.gz"
 DISCOUNT = 0.75
 _START, _END = "<s>", "</s>"
 

@@ -275,6 +275,11 @@ def test_the_image_file_list_loads_every_model_a_worker_loads(
     # The end-of-turn model (semantic end-pointing) is package data too.
     assert "eot.npz" in pyproject_package_data("models")
     EotModel.load()
+    # So is the requests' language model that reorders Moonshine's n-best.
+    from models.lm import BUNDLED, bundled
+
+    assert BUNDLED.name in pyproject_package_data("models")
+    assert bundled().trigrams
     # The online rewriter's embedder (a worker with rewrite_online_dir loads it), as copied.
     from models.rewrite.embedder import Embedder
     from models.rewrite.embedder import model_dir as embedder_dir

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from models.asr import Hypothesis, MoonshineEngine, _holds_phrase, rerank
-from models.lm import BUNDLED, WordTrigram, bundled
+from models.lm import BUNDLED, WordTrigram, build_bundled, bundled
+
+MASSIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "massive-en-US"
 
 TRAIN = ["set an alarm for six am", "set an alarm for seven", "set a timer",
          "what is the weather today", "play some jazz", "said no one ever"]
@@ -53,6 +55,12 @@ def test_the_bundled_counts_are_massive_train() -> None:
     assert len(model.trigrams) > 40_000
     assert model.per_word("wake me up at seven am") > model.per_word("wake me up at seven and")
     assert model.per_word("send the email to john") > model.per_word("send me a mail to john")
+
+
+def test_the_bundled_counts_are_rebuilt_from_massive_train_alone(tmp_path: Path) -> None:
+    # CI has ../shared beside the clone; the counts are MASSIVE train's, never dev's.
+    rebuilt = build_bundled(MASSIVE / "train.jsonl", tmp_path / "lm.tsv.gz")
+    assert rebuilt.trigrams == bundled().trigrams
 
 
 def test_rerank_adds_the_weighted_model_score_and_sorts(small: WordTrigram) -> None:
