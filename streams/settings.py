@@ -286,9 +286,10 @@ class Settings:
     asr_moonshine_strong_weight: float = 4.0
     #: Moonshine's n-best reordered by a word trigram of assistant requests (MASSIVE en-US
     #: train, :mod:`models.lm`): its mean log-probability per word times this is added
-    #: to each hypothesis's score (:func:`models.asr.rerank`); 0 turns it off. 0.5 is
-    #: the middle of the flat best stretch (0.3-1.0) on the natural set's tuning voices.
-    asr_lm_weight: float = 0.5
+    #: to each hypothesis's score (:func:`models.asr.rerank`); 0 turns it off. 0.3 is
+    #: the low end of the flat best stretch (0.3-1.0) on the natural set's tuning
+    #: voices: a rare word the requests seldom have ("indian") costs less there.
+    asr_lm_weight: float = 0.3
     #: Threads one Whisper inference uses (onnxruntime intra-op). On a busy 2-core box
     #: 2 was slower than 1 (``voicestream bench --rates``: the README's load sweep);
     #: more may pay where cores sit idle.
