@@ -246,6 +246,10 @@ class MoonshineEngine:
     in other languages, and (with ``narrowband``) narrowband audio, which
     Moonshine decodes less well (8 kHz natural-voice WER 14.8 % against base's
     12.1 %, held-out voice). Without it, other languages get ``locale-unsupported``.
+
+    ``lm_weight`` > 0 reorders the n-best by the requests' word trigram
+    (:func:`rerank`, :mod:`models.lm`), except under a grammar and when a hypothesis
+    holds one of ``phrases``.
     """
 
     name = "moonshine"
