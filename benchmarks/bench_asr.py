@@ -11,7 +11,9 @@ and one with a context name in it; last, the same command from an 8 kHz device
 base, and empty: tiny.en for all audio), the narrowband check included.
 
 Moonshine base English rows (``voicestream models build --moonshine``): our
-graphs int8 and fp32 with beam 5, then with the 200-phrase context (fusion
+graphs int8 and fp32 with beam 5, the worker's engine with its n-best reordered
+by the requests' language model and without (``asr_lm_weight`` and 0), then
+with the 200-phrase context (fusion
 alone, with rescoring, with the second search) for the weather command and a
 name, then greedy;
 then greedy on the packaged ``.ort`` graphs (which dequantise every weight at
@@ -34,6 +36,7 @@ from infra.eval_endpoint import speak
 from infra.eval_natural import band_limit
 from models.asr import MoonshineEngine, WhisperEngine
 from models.whisper.inference import WhisperOnnx
+from streams.settings import Settings
 
 ROW = "{:<38} {:7.0f} {:7.0f}  {}"
 
@@ -133,6 +136,15 @@ def moonshine(audio: np.ndarray, runs: int) -> None:
             return hyps[0].text if hyps else ""
 
         print(ROW.format(f"moonshine base {kind} (ours), beam 5", *_timed(runs, beam)))
+    # The worker's engine, its n-best reordered by the requests' language model or not.
+    for weight in (0.0, Settings().asr_lm_weight):
+        worker = MoonshineEngine(lm_weight=weight)
+
+        def reordered(worker: MoonshineEngine = worker) -> str:
+            out = worker.transcribe(audio, nbest=5)
+            return out[0].text if out else ""
+
+        print(ROW.format(f"moonshine int8 engine, lm weight {weight}", *_timed(runs, reordered)))
     engine = MoonshineEngine()
     phrases = context_names(tune=True)
     named = three_seconds(speak("send a message to Lucasta Ostrowski", "en-us", 160))
