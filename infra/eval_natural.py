@@ -304,16 +304,21 @@ def condition(row: dict[str, Any], band: str, noise: str,
 def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str],
              noises: Sequence[str], bias_weight: float, phrase_bonus: float,
              strong_weight: float, denoise: Denoiser | None = None,
+             context_cost: bool = False,
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Decode every row under every band and noise; return figures per set, voice, condition.
 
     ``natural-names`` rows are decoded twice, without and with the 200-phrase context
     (``name_recall`` / ``name_recall_context``), ``natural-names-tune`` rows likewise
-    with their own list; the others without context.
+    with their own list; the others without context. ``context_cost`` decodes the
+    ``natural`` rows (sentences without names) with the held-out 200-phrase list too
+    (``wer_context``): what a device's names cost requests that hold none.
     ``denoise`` enhances each conditioned utterance before recognition; its time is
     reported apart (``denoise_ms_p50``), not in ``compute_ms_p50``.
     """
     lists = {"natural-names": context_names(), "natural-names-tune": context_names(tune=True)}
+    if context_cost:
+        lists["natural"] = lists["natural-names"]
     groups: dict[tuple[str, str, str, str], dict[str, list[Any]]] = {}
     total = len(rows) * len(bands) * len(noises)
     done = 0
@@ -337,13 +342,15 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str]
                 g["audio_s"].append(audio.size / RATE)
                 if "name" in row:
                     g["hits"].append(normalize(row["name"]) in normalize(hyp))
+                if row["set"] in lists:
                     hyps = engine.transcribe(audio, nbest=1, phrases=lists[row["set"]],
                                              bias_weight=bias_weight,
                                              phrase_bonus=phrase_bonus,
                                              strong_weight=strong_weight)
                     hyp = hyps[0].text if hyps else ""
                     g["ctx_pairs"].append((row["text"], hyp))
-                    g["ctx_hits"].append(normalize(row["name"]) in normalize(hyp))
+                    if "name" in row:
+                        g["ctx_hits"].append(normalize(row["name"]) in normalize(hyp))
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -363,6 +370,7 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str]
         if g["hits"]:
             entry["name_recall"] = round(float(np.mean(g["hits"])), 4)
             entry["name_recall_context"] = round(float(np.mean(g["ctx_hits"])), 4)
+        if g["ctx_pairs"]:
             entry["wer_context"] = corpus_wer(g["ctx_pairs"])
         out.append(entry)
     return {"groups": out, "summary": summarize(groups)}
@@ -370,14 +378,16 @@ def evaluate(engine: Engine, rows: list[dict[str, Any]], *, bands: Sequence[str]
 
 def summarize(groups: dict[tuple[str, str, str, str], dict[str, list[Any]]]
               ) -> dict[str, Any]:
-    """Pool the ``natural`` set per condition: tuning voices and the held-out voice apart."""
+    """Pool the ``natural`` set per condition: tuning voices and the held-out voice apart
+    (with the 200-phrase list too, ``..._wer_context``, where it was decoded so)."""
     summary: dict[str, Any] = {}
     conditions = sorted({(b, n) for (_, _, b, n) in groups})
     for band, noise in conditions:
         for label, keep in (("tuning_voices", False), ("held_out", True)):
-            pairs = [p for (s, v, b, n), g in groups.items()
-                     if s == "natural" and b == band and n == noise
-                     and (v in HELD_OUT) == keep for p in g["pairs"]]
-            if pairs:
-                summary[f"natural_{band}_{noise}_{label}_wer"] = corpus_wer(pairs)
+            chosen = [g for (s, v, b, n), g in groups.items()
+                      if s == "natural" and b == band and n == noise and (v in HELD_OUT) == keep]
+            for key, suffix in (("pairs", ""), ("ctx_pairs", "_context")):
+                pairs = [p for g in chosen for p in g[key]]
+                if pairs:
+                    summary[f"natural_{band}_{noise}_{label}_wer{suffix}"] = corpus_wer(pairs)
     return summary

@@ -291,6 +291,9 @@ def eval() -> None:
               help="Sound-alike rescoring bonus per phrase [default: asr_phrase_bonus].")
 @click.option("--strong-weight", type=float, default=None,
               help="Second search's bias per token, 0 off [default: asr_strong_weight].")
+@click.option("--context-cost", is_flag=True,
+              help="Natural set: also decode its sentences (which hold no names) with the "
+                   "held-out 200-phrase list: wer_context, what the list costs them.")
 @click.option("--lm-weight", type=click.FloatRange(0.0, 5.0), default=None,
               help="Moonshine: reorder the n-best by the requests' word trigram "
                    "(models/lm.py) at this weight; 0 off [default: asr_lm_weight].")
@@ -309,7 +312,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
              whisper_model: str,
              grammar: str | None,
              bias_weight: float | None, phrase_bonus: float | None,
-             strong_weight: float | None, lm_weight: float | None, denoise: str,
+             strong_weight: float | None, context_cost: bool, lm_weight: float | None,
+             denoise: str,
              denoise_limit_db: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
@@ -382,7 +386,8 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
             report["natural"] = nat.evaluate(eng, nrows, bands=lists["--bands"],
                                              noises=lists["--noises"], bias_weight=bias,
                                              phrase_bonus=bonus, strong_weight=strong,
-                                             denoise=front, progress=_progress(bar))
+                                             denoise=front, context_cost=context_cost,
+                                             progress=_progress(bar))
         report["natural"]["denoise"] = denoise
         report["natural"]["denoise_limit_db"] = denoise_limit_db
         report["natural"]["held_out_voices"] = list(nat.HELD_OUT)

@@ -168,6 +168,22 @@ def test_each_names_set_is_decoded_with_its_own_list() -> None:
         {"natural-names": (0.0, 1.0), "natural-names-tune": (0.0, 1.0)}
 
 
+def test_context_cost_decodes_the_sentences_again_with_the_held_out_list() -> None:
+    rows = [{"set": "natural", "voice": v, "text": "nothing", "audio": _tone(0.5), "id": v}
+            for v in ("slt", "rms")]
+    plain = ev.evaluate(_ListEcho(), rows, bands=["16k"], noises=["clean"], bias_weight=1,
+                        phrase_bonus=0, strong_weight=0)
+    assert all("wer_context" not in g for g in plain["groups"])
+    assert set(plain["summary"]) == {"natural_16k_clean_tuning_voices_wer",
+                                     "natural_16k_clean_held_out_wer"}
+    out = ev.evaluate(_ListEcho(), rows, bands=["16k"], noises=["clean"], bias_weight=1,
+                      phrase_bonus=0, strong_weight=0, context_cost=True)
+    # Without the list the echo says "nothing" (right); with it, the list's first name.
+    assert [(g["wer"], g["wer_context"]) for g in out["groups"]] == [(0.0, 2.0)] * 2
+    assert out["summary"]["natural_16k_clean_held_out_wer_context"] == 2.0
+    assert out["summary"]["natural_16k_clean_tuning_voices_wer"] == 0.0
+
+
 def test_the_tuning_names_set_holds_the_tuning_names(monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path) -> None:
     monkeypatch.setattr(ev, "synthesize", lambda text, voice, cache: _tone(0.1))
