@@ -19,11 +19,12 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from models.lm import WordTrigram, bundled
+from models.textnorm import normalize
 from models.whisper.bias import BiasTrie
 from models.whisper.phonetic import SoundIndex
 
 if TYPE_CHECKING:
-    from models.lm import WordTrigram
     from models.moonshine.inference import MoonshineOnnx
     from models.whisper.inference import WhisperOnnx
 
@@ -265,9 +266,7 @@ class MoonshineEngine:
         #: 0: the search's order. The model is read here (0.1 s), not at the first request.
         self.lm_weight = lm_weight
         if lm_weight:
-            from models import lm
-
-            lm.bundled()
+            bundled()
 
         try:
             self.model: MoonshineOnnx = MoonshineOnnx(quantized=quantized, threads=threads)
@@ -320,8 +319,6 @@ class MoonshineEngine:
         # A hypothesis holding one of the device's phrases is the context passes' find;
         # the requests' model has never seen the name and would push it down.
         if self.lm_weight and not grammar and not _holds_phrase(out, key):
-            from models.lm import bundled
-
             out = rerank(out, bundled(), self.lm_weight)
         return out[:nbest]
 
@@ -361,8 +358,6 @@ def rerank(hyps: Sequence[Hypothesis], model: WordTrigram, weight: float
 
 @functools.lru_cache(maxsize=64)
 def _scored_phrases(phrases: tuple[str, ...]) -> tuple[str, ...]:
-    from models.textnorm import normalize
-
     return tuple(f" {n} " for n in map(normalize, phrases) if n)
 
 
@@ -370,8 +365,6 @@ def _holds_phrase(hyps: Sequence[Hypothesis], phrases: tuple[str, ...]) -> bool:
     """Whether a hypothesis has one of ``phrases`` as whole words (scoring form)."""
     if not phrases:
         return False
-    from models.textnorm import normalize
-
     wanted = _scored_phrases(phrases)
     return any(p in f" {normalize(h.text)} " for h in hyps for p in wanted)
 

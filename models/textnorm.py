@@ -206,7 +206,10 @@ def _compounds(words: list[str], other: set[str]) -> list[str]:
 def scored_words(ref: str, hyp: str) -> tuple[list[str], list[str]]:
     r"""The words WER compares: both sides :func:`normalize`\ d, and a compound that
     one side writes as one word and the other as two made one word on both."""
-    r, h = normalize(ref).split(), normalize(hyp).split()
+    return _joined(normalize(ref).split(), normalize(hyp).split())
+
+
+def _joined(r: list[str], h: list[str]) -> tuple[list[str], list[str]]:
     return _compounds(r, set(h)), _compounds(h, set(r))
 
 
@@ -224,18 +227,24 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
 def wer(pairs: list[tuple[str, str]]) -> float:
     r"""Return corpus WER of (reference, hypothesis) pairs: the edits between their
     :func:`scored_words` over the references' :func:`normalize`\ d words (0 for none)."""
-    errors = words = 0
-    for ref, hyp in pairs:
-        errors += edit_distance(*scored_words(ref, hyp))
-        words += len(normalize(ref).split())
+    errors, words = _counted(pairs)
     return errors / max(words, 1)
 
 
 def corpus_wer(pairs: list[tuple[str, str]]) -> float | None:
     """:func:`wer` rounded to 4 places, or None when the references have no words."""
-    if not any(normalize(r).split() for r, _ in pairs):
-        return None
-    return round(wer(pairs), 4)
+    errors, words = _counted(pairs)
+    return round(errors / words, 4) if words else None
+
+
+def _counted(pairs: list[tuple[str, str]]) -> tuple[int, int]:
+    """Edits and reference words over ``pairs``, each side normalised once."""
+    errors = words = 0
+    for ref, hyp in pairs:
+        r, h = normalize(ref).split(), normalize(hyp).split()
+        errors += edit_distance(*_joined(r, h))
+        words += len(r)
+    return errors, words
 
 
 # -- what the understanding model reads, per language ---------------------------------------
