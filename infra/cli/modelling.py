@@ -313,8 +313,7 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
              grammar: str | None,
              bias_weight: float | None, phrase_bonus: float | None,
              strong_weight: float | None, context_cost: bool, lm_weight: float | None,
-             denoise: str,
-             denoise_limit_db: float | None, as_json: bool) -> None:
+             denoise: str, denoise_limit_db: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
     from infra import eval_natural as nat

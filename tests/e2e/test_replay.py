@@ -60,8 +60,8 @@ def test_recording_holds_inputs_and_outputs(recording: Path) -> None:
     assert sum(r["topic"] == "endpoints" for r in outputs) == 4 + 2 + 1
     # Two transcripts each for two utterances, and the reset forwarded in band; the
     # cancelled revision's transcript is there when its decode beat the reset (CI saw
-    # both orders). Partial
-    # transcripts come when the recogniser was idle: how many is timing.
+    # both orders). Partial transcripts come when the recogniser was idle: how many is
+    # timing.
     transcripts = [r["message"] for r in outputs if r["topic"] == "transcripts"
                    and r["message"].TYPE is not MessageType.PARTIAL]
     cancelled = {(m.utterance_id, m.cancelled_revision) for m in transcripts
