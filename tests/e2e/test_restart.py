@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import topics
 from streams.client import DeviceClient, EventWatcher, is_outcome, read_wav
@@ -42,6 +43,35 @@ async def publish_contexts(conn: Connection, prefix: str) -> None:
         await producer.stop()
 
 
+async def committed(conn: Connection, group: str, topic: str, count: int,
+                    timeout_s: float = 30.0) -> int:
+    """Wait until ``group`` has committed ``count`` records of ``topic`` (from offset 0).
+
+    Read with a consumer of the group that joins nothing: Tansu 0.6.0 answers
+    the admin client's offset fetch in a form aiokafka cannot parse.
+    """
+    admin = AIOKafkaAdminClient(**conn.client())
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+    assert partitions, described
+    reader = AIOKafkaConsumer(**conn.client(group_id=group, enable_auto_commit=False))
+    await reader.start()
+    total = 0
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while total < count:
+                    total = sum([await reader.committed(tp) or 0 for tp in partitions])
+                    await asyncio.sleep(0.1)
+    finally:
+        await reader.stop()
+    return total
+
+
 @pytest.mark.parametrize("table_store", ["memory", "rocksdb"])
 async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path],
                                      broker_url: str, broker_kind: str,
@@ -65,6 +95,13 @@ async def test_sigkill_mid_utterance(tmp_path: Path, speech: dict[str, Path],
         # Static membership on Kafka; Tansu gets dynamic members (see BrokerProfile).
         assert ready["group_instance_id"] == (None if broker_kind == "tansu" else "w-restart")
         await publish_contexts(bootstrap, prefix)
+        # Committed means done with: the worker has written every context to its
+        # table, and the commit waits until those writes are on the broker (see
+        # infra/transport.py). A record read but not committed is read again after
+        # the restart, so only committed ones must be back as soon as it is ready.
+        group = own["VOICESTREAM_APP_ID"]
+        assert await committed(bootstrap, group, topics.CONTEXT.name(prefix),
+                               CONTEXTS) == CONTEXTS
 
         pcm, rate = read_wav(speech["long"])
         async with EventWatcher(bootstrap, topic_prefix=prefix) as watch, \

@@ -194,3 +194,64 @@ async def test_never_committed_partitions_are_positioned_at_their_first_offset()
     assert committed == {("a", 0): None, ("a", 1): 0, ("a", 2): 7}  # what Faust records
     # Nothing committed (or 0, which aiokafka does not seek to): from the log's start.
     assert seeks == {("a", 0): 3, ("a", 1): 3}
+
+
+def committing(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, list[dict[Any, int]]]:
+    """Our consumer and producer over a buffer that keeps what it is handed;
+    Faust's own commit records the offsets it would commit."""
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    from infra.transport import Producer
+
+    commits: list[dict[Any, int]] = []
+
+    async def stock_commit(self: Any, offsets: dict[Any, int], **_: Any) -> bool:
+        commits.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(FaustConsumer, "_commit_offsets", stock_commit)
+    p: Any = object.__new__(Producer)
+    p.unsettled = set()
+    p.buffer = SimpleNamespace(put=lambda fut: None)  # not sent until the test says
+    c: Any = object.__new__(Consumer)
+    c.__dict__["app"] = SimpleNamespace(producer=p)
+    return c, p, commits
+
+
+async def test_the_commit_waits_until_the_table_writes_are_on_the_broker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    c, p, commits = committing(monkeypatch)
+    write: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    p.send_soon(write)  # a changelog write made while handling offset 41
+    commit = asyncio.create_task(c._commit_offsets({TP: 42}))
+    await asyncio.sleep(0.05)
+    # Stock Faust commits here, with the write still in the buffer (its flush
+    # gives up after 0.1 s); killed now, the worker loses the write.
+    assert not commit.done() and commits == []
+    write.set_result("acknowledged")
+    assert await commit is True
+    assert commits == [{TP: 42}] and p.unsettled == set()
+    # Nothing pending: the commit goes straight through.
+    assert await c._commit_offsets({TP: 43}) is True and commits[-1] == {TP: 43}
+
+
+async def test_a_table_write_the_broker_refused_stops_every_later_commit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from infra.transport import ChangelogLost
+
+    c, p, commits = committing(monkeypatch)
+    lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    kept: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    p.send_soon(lost)
+    p.send_soon(kept)
+    lost.set_exception(TimeoutError("delivery timed out"))
+    kept.set_result("acknowledged")
+    for offset in (42, 43):
+        with pytest.raises(ChangelogLost, match="1 table write"):
+            await c._commit_offsets({TP: offset})
+    assert commits == []
+    assert p.unsettled == {lost}
