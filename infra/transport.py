@@ -51,9 +51,8 @@ broker. A table write goes to its changelog through the producer's buffer
 (``send_soon``), and the offset of the record that made it may be committed
 as soon as that record is acknowledged. Faust flushes before it commits, but
 its buffer's flush gives up after 0.1 s without a message going out, so the
-commit could pass a write still in the buffer: on Kafka a worker killed then
-came back with 59 of the 60 contexts it had written, and the record that
-wrote the lost one was never read again. The producer keeps what it was
+commit could pass a write still in the buffer, and a worker killed then
+would lose the write while its record is never read again. The producer keeps what it was
 handed that way until the broker acknowledges it; a write the broker never
 took stops every later commit (the worker crashes, and the records after the
 last good commit are read again), never passed over.
