@@ -145,16 +145,19 @@ def moonshine(audio: np.ndarray, runs: int) -> None:
             return out[0].text if out else ""
 
         print(ROW.format(f"moonshine int8 engine, lm weight {weight}", *_timed(runs, reordered)))
-    engine = MoonshineEngine()
+    plain = MoonshineEngine()
+    vetoing = MoonshineEngine(phrase_lm_weight=Settings().asr_moonshine_phrase_lm_weight)
     phrases = context_names(tune=True)
     named = three_seconds(speak("send a message to Lucasta Ostrowski", "en-us", 160))
     for label, clip in (("weather", audio), ("name", named)):
-        for name, bonus, strong in ((f"moonshine int8, 200 phrases, {label}", 0.0, 0.0),
-                                    ("  + sound-alike rescoring", 22.0, 0.0),
-                                    ("  + strong second search", 22.0, 4.0)):
+        for name, bonus, strong, engine in (
+                (f"moonshine int8, 200 phrases, {label}", 0.0, 0.0, plain),
+                ("  + sound-alike rescoring", 22.0, 0.0, plain),
+                ("  + strong second search", 22.0, 4.0, plain),
+                ("  + the requests' model's veto", 22.0, 4.0, vetoing)):
 
             def biased(clip: np.ndarray = clip, bonus: float = bonus,
-                       strong: float = strong) -> str:
+                       strong: float = strong, engine: MoonshineEngine = engine) -> str:
                 out = engine.transcribe(clip, phrases=phrases, bias_weight=2.0,
                                         phrase_bonus=bonus, strong_weight=strong, nbest=5)
                 return out[0].text if out else ""

@@ -101,7 +101,8 @@ def asr_engine(settings: Settings) -> Engine:
             "whisper", model=settings.asr_multilingual_model,
             word_times=settings.asr_word_times, threads=settings.asr_threads,
             narrowband_model="", multilingual_model=settings.asr_multilingual_model),
-            narrowband=bool(settings.asr_narrowband_model), lm_weight=settings.asr_lm_weight)
+            narrowband=bool(settings.asr_narrowband_model), lm_weight=settings.asr_lm_weight,
+            phrase_lm_weight=settings.asr_moonshine_phrase_lm_weight)
     return create(settings.asr_engine, model=settings.asr_whisper_model,
                   word_times=settings.asr_word_times, threads=settings.asr_threads,
                   narrowband_model=settings.asr_narrowband_model,

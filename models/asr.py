@@ -19,14 +19,14 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from models.lm import WordTrigram, bundled
+from models.lm import WordTrigram, bundled, phrase_words
 from models.textnorm import normalize
 from models.whisper.bias import BiasTrie
 from models.whisper.phonetic import SoundIndex
 
 if TYPE_CHECKING:
     from models.moonshine.inference import MoonshineOnnx
-    from models.whisper.inference import WhisperOnnx
+    from models.whisper.inference import PhraseJudge, WhisperOnnx
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -250,23 +250,28 @@ class MoonshineEngine:
 
     ``lm_weight`` > 0 reorders the n-best by the requests' word trigram
     (:func:`rerank`, :mod:`models.lm`), except under a grammar and when a hypothesis
-    holds one of ``phrases``.
+    holds one of ``phrases``. ``phrase_lm_weight`` > 0 has the same model judge
+    what a context phrase does to the sentence before the context passes put it in
+    (:func:`phrase_judge`).
     """
 
     name = "moonshine"
 
     def __init__(self, *, quantized: bool = True, beam_size: int = 5, threads: int = 1,
                  others: Callable[[], Engine] | None = None, narrowband: bool = True,
-                 lm_weight: float = 0.0) -> None:
+                 lm_weight: float = 0.0, phrase_lm_weight: float = 0.0) -> None:
         from models.moonshine.inference import MoonshineModelMissing, MoonshineOnnx
 
-        if lm_weight < 0:
-            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+        if lm_weight < 0 or phrase_lm_weight < 0:
+            raise ValueError(f"lm_weight and phrase_lm_weight must be >= 0, "
+                             f"got {lm_weight} and {phrase_lm_weight}")
         #: Weight of the requests' language model in the n-best's order (:func:`rerank`);
         #: 0: the search's order. The model is read here (0.1 s), not at the first request.
         self.lm_weight = lm_weight
         if lm_weight:
             bundled()
+        #: The context passes' judge of a phrase (:func:`phrase_judge`), or None.
+        self.judge = phrase_judge(bundled(), phrase_lm_weight) if phrase_lm_weight else None
 
         try:
             self.model: MoonshineOnnx = MoonshineOnnx(quantized=quantized, threads=threads)
@@ -314,7 +319,8 @@ class MoonshineEngine:
         hyps = self.model.transcribe(audio, beam_size=self.beam_size,
                                      nbest=max(nbest, self.beam_size) if self.lm_weight else nbest,
                                      bias=trie, grammar=rules, sounds=sounds,
-                                     phrase_bonus=phrase_bonus, strong=strong)
+                                     phrase_bonus=phrase_bonus, strong=strong,
+                                     judge=self.judge)
         out = [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
         # A hypothesis holding one of the device's phrases is the context passes' find;
         # the requests' model has never seen the name and would push it down.
@@ -354,6 +360,31 @@ def rerank(hyps: Sequence[Hypothesis], model: WordTrigram, weight: float
     scored = [dataclasses.replace(h, score=round(h.score + weight * model.per_word(h.text), 4))
               for h in hyps]
     return sorted(scored, key=lambda h: h.score, reverse=True)
+
+
+def phrase_judge(model: WordTrigram, weight: float) -> PhraseJudge:
+    """The context passes' judge (:data:`models.whisper.inference.PhraseJudge`): a veto,
+    in nats, on a context phrase that makes the transcript read less like a request.
+
+    The phrase counts as one unseen word (:func:`models.lm.phrase_words`), so
+    only what surrounds it matters. The two transcripts are compared by their
+    mean log-probability per word, times the words (and end) of the one without
+    the phrase: a phrase put in place of several words is neither rewarded for
+    the words it removed nor charged for them. ``weight`` times that, where
+    negative, is the veto: "phone Marisol on the <phrase>" against "phone
+    Marisol on the mobile", or "give me the telephone <phrase>" against "give me
+    the telephone". Where the phrase reads as likely, nothing is added: a
+    request for a name the requests' model has never seen is what the passes
+    are for, and the audio alone decides it.
+    """
+    def judge(before: str, after: str, phrase: str) -> float:
+        words_before = normalize(before).split()
+        words_after = phrase_words(after, phrase)
+        per_word = (model.logprob(words_after) / (len(words_after) + 1)
+                    - model.logprob(words_before) / (len(words_before) + 1))
+        return weight * min(0.0, per_word * (len(words_before) + 1))
+
+    return judge
 
 
 @functools.lru_cache(maxsize=64)

@@ -21,7 +21,7 @@ import gzip
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from models.textnorm import normalize
@@ -29,6 +29,9 @@ from models.textnorm import normalize
 BUNDLED = Path(__file__).parent / "lm-massive-en-train.tsv.gz"
 DISCOUNT = 0.75
 _START, _END = "<s>", "</s>"
+#: One word standing for a device's phrase (a name) in :func:`phrase_words`; never
+#: counted (normalised text has no angle brackets), so scored as an unseen word.
+PHRASE = "<phrase>"
 
 
 class WordTrigram:
@@ -110,12 +113,31 @@ class WordTrigram:
         return (max(self.trigrams[(u, v, w)] - d, 0.0) / total
                 + d * self._types3[(u, v)] / total * self._p2(v, w))
 
+    def logprob(self, words: Sequence[str]) -> float:
+        """Natural-log probability of ``words`` (normalised already) and the end."""
+        seq = [_START, _START, *words, _END]
+        return sum(math.log(self.probability(u, v, w))
+                   for u, v, w in zip(seq, seq[1:], seq[2:], strict=False))
+
     def per_word(self, text: str) -> float:
         """Mean natural-log probability of ``text``'s words and its end, normalised first."""
-        words = [_START, _START, *normalize(text).split(), _END]
-        logs = [math.log(self.probability(u, v, w))
-                for u, v, w in zip(words, words[1:], words[2:], strict=False)]
-        return sum(logs) / len(logs)
+        words = normalize(text).split()
+        return self.logprob(words) / (len(words) + 1)
+
+
+def phrase_words(text: str, phrase: str) -> list[str]:
+    """``text``'s words (normalised) with ``phrase``'s as the one word :data:`PHRASE`.
+
+    A device's names are not in the requests' counts, and as unseen words one
+    by one, a long name would cost more than a short one; as one unseen word,
+    "call <phrase>" is scored as a request for a name, whatever the name.
+    Where ``phrase`` is not there as whole words, the words are returned as they are.
+    """
+    words = f" {normalize(text)} "
+    wanted = normalize(phrase)
+    if not wanted or f" {wanted} " not in words:
+        return words.split()
+    return words.replace(f" {wanted} ", f" {PHRASE} ", 1).split()
 
 
 @functools.cache

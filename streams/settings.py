@@ -290,6 +290,11 @@ class Settings:
     #: the low end of the flat best stretch (0.3-1.0) on the natural set's tuning
     #: voices: a rare word the requests seldom have ("indian") costs less there.
     asr_lm_weight: float = 0.3
+    #: The same model's veto on a context phrase that Moonshine's context passes would
+    #: put in: a phrase that makes the transcript read less like a request (per word,
+    #: :func:`models.asr.phrase_judge`) needs this many more nats per nat from the audio;
+    #: 0 turns it off. Chosen on the natural set's tuning voices with the 200-phrase list.
+    asr_moonshine_phrase_lm_weight: float = 2.0
     #: Threads one Whisper inference uses (onnxruntime intra-op). On a busy 2-core box
     #: 2 was slower than 1 (``voicestream bench --rates``: the README's load sweep);
     #: more may pay where cores sit idle.
@@ -439,6 +444,8 @@ class Settings:
                               "must be in 0..20, asr_moonshine_phrase_bonus in 0..100")
         if not 0 <= self.asr_lm_weight <= 5:
             raise ConfigError("asr_lm_weight must be in 0..5")
+        if not 0 <= self.asr_moonshine_phrase_lm_weight <= 20:
+            raise ConfigError("asr_moonshine_phrase_lm_weight must be in 0..20")
         if not re.fullmatch(r"[A-Za-z0-9._-]*", self.topic_prefix):
             raise ConfigError("topic_prefix may hold letters, digits, '.', '_' and '-'")
 

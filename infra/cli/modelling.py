@@ -297,6 +297,10 @@ def eval() -> None:
 @click.option("--lm-weight", type=click.FloatRange(0.0, 5.0), default=None,
               help="Moonshine: reorder the n-best by the requests' word trigram "
                    "(models/lm.py) at this weight; 0 off [default: asr_lm_weight].")
+@click.option("--phrase-lm-weight", type=click.FloatRange(0.0, 20.0), default=None,
+              help="Moonshine: the same model's veto on a context phrase that makes the "
+                   "transcript read less like a request; 0 off "
+                   "[default: asr_moonshine_phrase_lm_weight].")
 @click.option("--denoise", type=click.Choice(["", "deepfilter", "nsnet2", "speex"]),
               default="", show_default=True,
               help="Natural sets: enhance the audio with this front end before recognition "
@@ -313,6 +317,7 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
              grammar: str | None,
              bias_weight: float | None, phrase_bonus: float | None,
              strong_weight: float | None, context_cost: bool, lm_weight: float | None,
+             phrase_lm_weight: float | None,
              denoise: str, denoise_limit_db: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
@@ -335,7 +340,9 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
                          trim=window == "trim", narrowband_model=narrow)
         elif engine == "moonshine":
             eng = create("moonshine", quantized=weights == "int8",
-                         lm_weight=settings.asr_lm_weight if lm_weight is None else lm_weight)
+                         lm_weight=settings.asr_lm_weight if lm_weight is None else lm_weight,
+                         phrase_lm_weight=settings.asr_moonshine_phrase_lm_weight
+                         if phrase_lm_weight is None else phrase_lm_weight)
         else:
             eng = create("pocketsphinx", grammar=grammar)
     except AsrError as exc:

@@ -24,6 +24,7 @@ from models.whisper.inference import (
     ContextPasses,
     DecodeStopped,
     Hypothesis,
+    PhraseJudge,
     cpu_session,
 )
 from models.whisper.phonetic import SoundIndex
@@ -104,7 +105,8 @@ class MoonshineOnnx(ContextPasses):
     def transcribe(self, audio: Float32Array, *, beam_size: int = 5, nbest: int = 5,
                    bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
                    sounds: SoundIndex | None = None, phrase_bonus: float = 0.0,
-                   strong: BiasTrie | None = None, max_tokens: int = 192) -> list[Hypothesis]:
+                   strong: BiasTrie | None = None, max_tokens: int = 192,
+                   judge: PhraseJudge | None = None) -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio`` (its
         first :data:`MAX_AUDIO_S` seconds).
 
@@ -113,7 +115,8 @@ class MoonshineOnnx(ContextPasses):
         With ``sounds``, phrases that sound like part of a hypothesis are tried in
         its place (:meth:`rescore`, ``phrase_bonus`` nats); with ``strong`` too, a
         result holding none of them is searched again under that heavier bias
-        (:meth:`second_pass`), as Whisper does.
+        (:meth:`second_pass`), as Whisper does. ``judge`` weighs what a phrase does
+        to the sentence in both passes (:data:`models.whisper.inference.PhraseJudge`).
         """
         if audio.size < int(MIN_AUDIO_S * SAMPLE_RATE_HZ):
             return []
@@ -125,10 +128,11 @@ class MoonshineOnnx(ContextPasses):
                            nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,
                            grammar=grammar, max_tokens=limit)
         if rescoring and hyps and sounds is not None:
-            hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus)
+            hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus, judge=judge)
             if strong is not None:
                 hyps = self.second_pass(cross_k, cross_v, hyps, sounds, strong,
-                                        beam_size=beam_size, max_tokens=limit)
+                                        beam_size=beam_size, max_tokens=limit, judge=judge,
+                                        bonus=phrase_bonus)
         return hyps[:nbest]
 
     def partial(self, audio: Float32Array, *, bias: BiasTrie | None = None,

@@ -40,6 +40,11 @@ POSITION_MS = 2 * HOP * 1000 // SAMPLE_RATE_HZ
 #: the tuning sets: every name it recovered there came from a result at -0.7 or
 #: below, while half the tuning voice's name-free MASSIVE sentences score above -0.5.
 STRONG_BELOW = -0.5
+#: What putting a context phrase into a transcript does to how plausible it reads:
+#: ``judge(before, after, phrase)`` gives the nats that ``after`` (holding
+#: ``phrase``) gains over ``before`` besides the audio's word; the context passes add
+#: them to its audio log-probability (see :func:`models.asr.phrase_judge`).
+PhraseJudge = Callable[[str, str, str], float]
 
 
 #: The least encoder window of a partial transcript, s. Measured on 12 MASSIVE dev
@@ -173,7 +178,9 @@ class ContextPasses(abc.ABC):
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
                     beam_size: int, max_tokens: int,
-                    prompt: tuple[int, ...] | None = None) -> list[Hypothesis]:
+                    prompt: tuple[int, ...] | None = None,
+                    judge: PhraseJudge | None = None, bonus: float = 0.0
+                    ) -> list[Hypothesis]:
         """Search again with the ``strong`` bias when ``hyps[0]`` holds no context phrase
         and the model is unsure of it (mean log-probability per token below
         :data:`STRONG_BELOW`; ``hyps`` is not empty); the result goes first only when
@@ -182,7 +189,9 @@ class ContextPasses(abc.ABC):
         A heavy bias finds names tiny.en writes as unrelated words ("Daniel snuck
         on the wall"), but on ordinary sentences it mostly produces broken pieces
         of names, which cost WER when they win. Whole phrases are what it is
-        good for, so only those are taken.
+        good for, so only those are taken. With a ``judge``, only when the result's
+        audio log-probability plus what the judge gives it comes within ``bonus``
+        nats of the first result's, as in :meth:`rescore`.
         """
         top = hyps[0]
         if sounds.contained(top.text):
@@ -191,14 +200,20 @@ class ContextPasses(abc.ABC):
             return hyps  # words the model is sure of are not a name it misheard
         again = self.search(cross_k, cross_v, beam_size=beam_size, nbest=1, bias=strong,
                             max_tokens=max_tokens, prompt=prompt)
-        if not again or not sounds.contained(again[0].text):
+        found = sounds.contained(again[0].text) if again else set()
+        if not found:
             return hyps
+        if judge is not None:
+            credit = judge(top.text, again[0].text, max(found, key=len))
+            if again[0].logprob + credit + bonus < top.logprob:
+                return hyps
         return [again[0], *(h for h in hyps if h.text != again[0].text)][: len(hyps)]
 
     def rescore(self, cross_k: Float32Array, cross_v: Float32Array, hyps: list[Hypothesis],
                 sounds: SoundIndex, bonus: float, *, consider: int = RESCORE_FROM,
                 candidates: int = 8,
-                prompt: tuple[int, ...] | None = None) -> list[Hypothesis]:
+                prompt: tuple[int, ...] | None = None,
+                judge: PhraseJudge | None = None) -> list[Hypothesis]:
         """Put a context phrase where a hypothesis has words that sound like it, if audio agrees.
 
         For each of the top ``consider`` hypotheses, up to ``candidates`` phrases whose
@@ -208,8 +223,15 @@ class ContextPasses(abc.ABC):
         replaces the top hypothesis when its log-probability plus ``bonus`` nats
         beats the top's. This recovers names the beam never held, which shallow
         fusion alone cannot: the audio, not the spelling, has the last word.
+
+        With a ``judge``, each variant's log-probability also gets what the judge
+        gives it against the top's text: a name that turns a likely request into an
+        unlikely one ("phone Marisol on the mobile" into "phone Marisol on the
+        Roborock") needs that much more from the audio, and one that turns garbled
+        words into a request for a name ("call shout on cowl chick" into "call
+        Siobhan Kowalczyk") needs less.
         """
-        found: dict[str, tuple[float, str]] = {}
+        found: dict[str, tuple[float, str, str]] = {}
         words = [_words(h.text) for h in hyps[:consider]]
         heard = set(words)
         for n, hyp in enumerate(hyps[:consider]):
@@ -219,26 +241,33 @@ class ContextPasses(abc.ABC):
                 text = hyp.text[: m.start] + m.phrase + hyp.text[m.end:]
                 key = _words(text)
                 if key not in found and key not in heard:
-                    found[key] = (m.distance, text)
+                    found[key] = (m.distance, text, m.phrase)
         if not found:
             return hyps
-        variants = [text for _, text in sorted(found.values())][:candidates]
+        chosen = sorted(found.values())[:candidates]
+        variants = [text for _, text, _ in chosen]
+        credits = [judge(hyps[0].text, text, phrase) for _, text, phrase in chosen] \
+            if judge is not None else [0.0] * len(chosen)
         seqs = [self.tokenizer.encode(" " + t) for t in variants]
-        best = self.best_above(cross_k, cross_v, seqs, hyps[0].logprob - bonus, prompt=prompt)
+        best = self.best_above(cross_k, cross_v, seqs, hyps[0].logprob - bonus, prompt=prompt,
+                               credits=credits)
         if best is None:
             return hyps
         # The winner's search score is the top's, plus what it gained per token.
         i, logprob = best
-        gain = logprob + bonus - hyps[0].logprob
+        gain = logprob + credits[i] + bonus - hyps[0].logprob
         won = Hypothesis(variants[i], tuple(seqs[i]), logprob,
                          hyps[0].score + gain / max(len(seqs[i]), 1))
         return [won, *(h for h in hyps if h.text != won.text)][: len(hyps)]
 
     def best_above(self, cross_k: Float32Array, cross_v: Float32Array,
                    seqs: list[list[int]], floor: float,
-                   prompt: tuple[int, ...] | None = None) -> tuple[int, float] | None:
+                   prompt: tuple[int, ...] | None = None,
+                   credits: Sequence[float] | None = None) -> tuple[int, float] | None:
         """Return the index and log-probability of the likeliest of ``seqs`` given the audio,
-        if it beats ``floor``; None when none does.
+        if it beats ``floor``; None when none does. ``credits`` (one per sequence,
+        nats) are added to the log-probabilities they are ranked and held to
+        ``floor`` by; the one returned is the audio's alone.
 
         Log-probabilities are totals from the start of text, end of text included
         (as :attr:`Hypothesis.logprob`). Token log-probabilities are never positive,
@@ -252,7 +281,7 @@ class ContextPasses(abc.ABC):
             "tokens": np.array([prompt or self.tokenizer.prompt], np.int64), "self_k": empty,
             "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
         rows = [[*s, self.tokenizer.eot] for s in seqs]
-        total = np.zeros(len(rows))
+        total = np.zeros(len(rows)) if credits is None else np.array(credits, np.float64)
         alive = list(range(len(rows)))
         shared = True  # every live row has the same tokens so far: one decoder row
         ck, cv = cross_k, cross_v
@@ -264,7 +293,7 @@ class ContextPasses(abc.ABC):
             for i in alive:
                 if step + 1 == len(rows[i]) and total[i] > floor:
                     floor = float(total[i])
-                    found = (i, floor)
+                    found = (i, floor - (credits[i] if credits is not None else 0.0))
             keep = [r for r, i in enumerate(alive)
                     if total[i] > floor and step + 1 < len(rows[i])]
             if not keep:

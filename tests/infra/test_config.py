@@ -47,6 +47,8 @@ def test_environment_and_nested_endpointer_options() -> None:
     {"asr_moonshine_strong_weight": 21},
     {"asr_lm_weight": -0.5},
     {"asr_lm_weight": 6},
+    {"asr_moonshine_phrase_lm_weight": -1},
+    {"asr_moonshine_phrase_lm_weight": 21},
 ])
 def test_bad_values_fail_when_built(data: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.asr import Hypothesis, MoonshineEngine, _holds_phrase, rerank
-from models.lm import BUNDLED, WordTrigram, build_bundled, bundled
+from models.asr import Hypothesis, MoonshineEngine, _holds_phrase, phrase_judge, rerank
+from models.lm import BUNDLED, PHRASE, WordTrigram, build_bundled, bundled, phrase_words
 
 MASSIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "massive-en-US"
 
@@ -82,3 +82,38 @@ def test_a_hypothesis_with_a_device_phrase_is_spotted_as_whole_words() -> None:
 def test_a_negative_weight_is_refused() -> None:
     with pytest.raises(ValueError, match="lm_weight"):
         MoonshineEngine(lm_weight=-1.0)
+    with pytest.raises(ValueError, match="phrase_lm_weight"):
+        MoonshineEngine(phrase_lm_weight=-1.0)
+
+
+def test_a_phrase_is_one_unseen_word(small: WordTrigram) -> None:
+    assert phrase_words("Call Siobhan Kowalczyk!", "Siobhan Kowalczyk") == ["call", PHRASE]
+    assert phrase_words("Switch off the Roborock 2.", "roborock") == [
+        "switch", "off", "the", PHRASE, "two"]
+    # Not there as whole words: the words as they are.
+    assert phrase_words("call Siobhan", "Siobhan Kowalczyk") == ["call", "siobhan"]
+    assert phrase_words("the ovens", "oven") == ["the", "ovens"]
+    # The total is what the mean per word was taken from.
+    words = phrase_words("set an alarm for six am", "alarm")
+    assert small.logprob(words) == pytest.approx(small.per_word(
+        "set an zzzunseen for six am") * (len(words) + 1))
+    # However long the name, it costs one unseen word.
+    assert small.logprob(phrase_words("call Ann", "Ann")) == pytest.approx(
+        small.logprob(phrase_words("call Anneliese Vandersloot", "Anneliese Vandersloot")))
+
+
+def test_the_judge_vetoes_a_name_that_makes_the_request_less_likely() -> None:
+    judge = phrase_judge(bundled(), 2.0)
+    telephone = ("Please give me the telephone", "Please give me the telephone, Siobhan "
+                 "Abernathy", "Siobhan Abernathy")
+    assert judge(*telephone) < -10
+    assert phrase_judge(bundled(), 1.0)(*telephone) == pytest.approx(judge(*telephone) / 2)
+    assert judge("Phone Marisol Delacroix on the mobile", "Phone Marisol Delacroix on the "
+                 "Roborock", "Roborock") < -4
+    # Garbled words turned into a request for a name: no veto, and no reward either
+    # (the audio alone decides), however many words the name takes the place of.
+    assert judge("Call shout on, cowl chick.", "Call Siobhan Kowalczyk.",
+                 "Siobhan Kowalczyk") == 0.0
+    # Per word: "give me all my recent emails" is not worse for being long.
+    assert judge("Give me all my recent emails.", "Give me Ignatius Sandoval.",
+                 "Ignatius Sandoval") < -10

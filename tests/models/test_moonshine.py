@@ -9,6 +9,7 @@ without a network and without the wheel these tests are skipped, with the reason
 from __future__ import annotations
 
 import json
+import shutil
 import wave
 from pathlib import Path
 
@@ -358,3 +359,26 @@ def test_the_requests_model_reorders_the_engines_nbest(built: Path, beckett: np.
     digits = ["zero", "one", "two"]
     assert create("moonshine", lm_weight=0.5).transcribe(beckett, grammar=digits) == \
         create("moonshine").transcribe(beckett, grammar=digits)
+
+
+@pytest.mark.skipif(not shutil.which("flite"), reason="flite not installed (setup.sh installs it)")
+def test_the_requests_model_vetoes_a_name_in_a_request_without_one(
+        built: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from infra.eval_asr import context_names
+    from infra.eval_natural import synthesize
+
+    monkeypatch.setenv("VOICESTREAM_MODEL_DIR", str(built.parent))
+    audio = synthesize("show me the one week forecast", "slt", cache=tmp_path)
+    weights = {"phrases": context_names(), "bias_weight": 3.5, "phrase_bonus": 30.0,
+               "strong_weight": 4.0, "nbest": 1}
+    # The 200-phrase list's "Roborock" sounds enough like "one week" for the audio.
+    plain = create("moonshine").transcribe(audio, **weights)  # type: ignore[arg-type]
+    assert normalize(plain[0].text) == "show me the roborock forecast"
+    vetoed = create("moonshine", phrase_lm_weight=2.0).transcribe(
+        audio, **weights)  # type: ignore[arg-type]
+    assert normalize(vetoed[0].text) == "show me the one week forecast"
+    # A name where the request asks for one is still put in.
+    audio = synthesize("phone Dagny Grzybowski on the mobile", "slt", cache=tmp_path)
+    found = create("moonshine", phrase_lm_weight=2.0).transcribe(
+        audio, **{**weights, "phrases": context_names(tune=True)})  # type: ignore[arg-type]
+    assert "dagny grzybowski" in normalize(found[0].text)

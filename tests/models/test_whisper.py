@@ -257,6 +257,15 @@ def test_best_above_scores_as_the_search_did(clips: dict[str, np.ndarray]) -> No
     assert best is not None
     assert best[1] == pytest.approx(max(h.logprob for h in hyps), abs=0.5)
     assert model.best_above(cross_k, cross_v, seqs, max(h.logprob for h in hyps) + 5) is None
+    # Credits rank and gate the sequences; the log-probability returned is the audio's.
+    last = len(seqs) - 1
+    credits = [0.0] * last + [50.0]
+    credited = model.best_above(cross_k, cross_v, seqs, -1e9, credits=credits)
+    assert credited is not None and credited[0] == last
+    assert credited[1] == pytest.approx(hyps[last].logprob, abs=0.5)
+    floor = max(h.logprob for h in hyps) + 5
+    assert model.best_above(cross_k, cross_v, seqs, floor, credits=credits) == credited
+    assert model.best_above(cross_k, cross_v, seqs, floor, credits=[-1.0] * len(seqs)) is None
 
 
 def test_word_times_follow_the_audio() -> None:
