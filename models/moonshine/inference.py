@@ -116,7 +116,9 @@ class MoonshineOnnx(ContextPasses):
         its place (:meth:`rescore`, ``phrase_bonus`` nats); with ``strong`` too, a
         result holding none of them is searched again under that heavier bias
         (:meth:`second_pass`), as Whisper does. ``judge`` weighs what a phrase does
-        to the sentence in both passes (:data:`models.whisper.inference.PhraseJudge`).
+        to the sentence in both passes (:data:`models.whisper.inference.PhraseJudge`),
+        and holds a phrase that shallow fusion wrote to the same terms
+        (:meth:`fusion_check`).
         """
         if audio.size < int(MIN_AUDIO_S * SAMPLE_RATE_HZ):
             return []
@@ -128,6 +130,10 @@ class MoonshineOnnx(ContextPasses):
                            nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,
                            grammar=grammar, max_tokens=limit)
         if rescoring and hyps and sounds is not None:
+            if judge is not None and bias is not None:
+                hyps = self.fusion_check(cross_k, cross_v, hyps, sounds, judge,
+                                         bonus=phrase_bonus, beam_size=beam_size,
+                                         nbest=max(nbest, RESCORE_FROM), max_tokens=limit)
             hyps = self.rescore(cross_k, cross_v, hyps, sounds, phrase_bonus, judge=judge)
             if strong is not None:
                 hyps = self.second_pass(cross_k, cross_v, hyps, sounds, strong,

@@ -175,6 +175,35 @@ class ContextPasses(abc.ABC):
                 return tokens[:end]
         return tokens
 
+    def fusion_check(self, cross_k: Float32Array, cross_v: Float32Array,
+                     hyps: list[Hypothesis], sounds: SoundIndex, judge: PhraseJudge, *,
+                     bonus: float, beam_size: int, nbest: int, max_tokens: int,
+                     prompt: tuple[int, ...] | None = None) -> list[Hypothesis]:
+        """``hyps`` (a search under shallow fusion) when their best holds no context
+        phrase, or holds one on terms :meth:`rescore` would take it on; else the
+        search again without the bias.
+
+        Fusion's bonus is added token by token, and on a sentence with no name in
+        it a beam can follow a phrase all the way: the whole n-best of "play the
+        newest album by jay z" began "Siobhan Abernathy:", 34 nats less likely on
+        the audio than the unbiased search's best. The phrase is held to what the
+        rescoring asks of one (its audio log-probability plus the ``judge``'s veto
+        within ``bonus`` nats of the unbiased best); failing that, the unbiased
+        n-best goes on to the rescoring, which puts a phrase back where the audio
+        supports it. Costs a second search, only when fusion wrote a phrase.
+        """
+        found = sounds.contained(hyps[0].text) if hyps else set()
+        if not found:
+            return hyps
+        plain = self.search(cross_k, cross_v, beam_size=beam_size, nbest=nbest, bias=None,
+                            max_tokens=max_tokens, prompt=prompt)
+        if not plain or sounds.contained(plain[0].text):
+            return hyps
+        credit = judge(plain[0].text, hyps[0].text, max(found, key=len))
+        if hyps[0].logprob + credit + bonus >= plain[0].logprob:
+            return hyps
+        return plain
+
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
                     beam_size: int, max_tokens: int,

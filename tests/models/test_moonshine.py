@@ -377,6 +377,15 @@ def test_the_requests_model_vetoes_a_name_in_a_request_without_one(
     vetoed = create("moonshine", phrase_lm_weight=2.0).transcribe(
         audio, **weights)  # type: ignore[arg-type]
     assert normalize(vetoed[0].text) == "show me the one week forecast"
+    # Shallow fusion alone wrote a name over "birthday on April 20" (all 5 of its
+    # n-best did); held to the rescoring's terms, the unbiased search's best stands.
+    audio = synthesize("don't forget to remind me of my brother's birthday on april twenty",
+                       "awb", cache=tmp_path)
+    plain = create("moonshine").transcribe(audio, **weights)  # type: ignore[arg-type]
+    assert "bartholomew delacroix" in normalize(plain[0].text)
+    vetoed = create("moonshine", phrase_lm_weight=2.0).transcribe(
+        audio, **weights)  # type: ignore[arg-type]
+    assert normalize(vetoed[0].text).endswith("brothers birthday on april twenty")
     # A name where the request asks for one is still put in.
     audio = synthesize("phone Dagny Grzybowski on the mobile", "slt", cache=tmp_path)
     found = create("moonshine", phrase_lm_weight=2.0).transcribe(
