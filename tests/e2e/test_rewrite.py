@@ -65,13 +65,18 @@ def read_samples(path: Path) -> np.ndarray:
 
 
 def check_revisions(events: Events) -> None:
-    """The revision protocol: each revision's rewrite precedes its interpretation, and
-    nothing of a cancelled revision comes after its reset."""
-    cancelled: set[object] = set()
+    """The revision protocol as a device sees it: nothing of a cancelled revision
+    reaches a skill (no directive, no decline), and each revision's rewrite precedes
+    its interpretation.
+
+    A stage's own event of a cancelled revision may still follow the reset here: the
+    reset shown is the end-pointer's (on its topic), and the stage may have published
+    before that reset reached it (it forwards the reset after, on its own topic). CI
+    saw the ASR's speculative transcript read after the reset that way.
+    """
+    cancelled = {e["cancelled_revision"] for e in events if e["type"] == "reset"}
     for k, e in enumerate(events):
-        if e["type"] == "reset":
-            cancelled.add(e["cancelled_revision"])
-        elif e.get("revision") in cancelled:
+        if e["type"] in ("directive", "declined") and e.get("revision") in cancelled:
             raise AssertionError(f"event {k} ({e['type']}) of a cancelled revision: {e}")
         if e["type"] == "rewrite":
             after = [x for x in events[k + 1:] if x["type"] == "interpretation"]
