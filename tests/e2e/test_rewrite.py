@@ -71,8 +71,8 @@ def check_revisions(events: Events) -> None:
 
     A stage's own event of a cancelled revision may still follow the reset here: the
     reset shown is the end-pointer's (on its topic), and the stage may have published
-    before that reset reached it (it forwards the reset after, on its own topic). CI
-    saw the ASR's speculative transcript read after the reset that way.
+    before that reset reached it (it forwards the reset after, on its own topic). A
+    full local run saw the ASR's speculative transcript read after the reset that way.
     """
     cancelled = {e["cancelled_revision"] for e in events if e["type"] == "reset"}
     for k, e in enumerate(events):
