@@ -377,12 +377,17 @@ def phrase_judge(model: WordTrigram, weight: float) -> PhraseJudge:
     request for a name the requests' model has never seen is what the passes
     are for, and the audio alone decides it.
     """
+    @functools.lru_cache(maxsize=16)
+    def scored(before: str) -> tuple[float, int]:
+        # The rescoring judges up to 8 variants against the same transcript.
+        words = normalize(before).split()
+        return model.logprob(words) / (len(words) + 1), len(words) + 1
+
     def judge(before: str, after: str, phrase: str) -> float:
-        words_before = normalize(before).split()
+        mean_before, count = scored(before)
         words_after = phrase_words(after, phrase)
-        per_word = (model.logprob(words_after) / (len(words_after) + 1)
-                    - model.logprob(words_before) / (len(words_before) + 1))
-        return weight * min(0.0, per_word * (len(words_before) + 1))
+        per_word = model.logprob(words_after) / (len(words_after) + 1) - mean_before
+        return weight * min(0.0, per_word * count)
 
     return judge
 

@@ -118,6 +118,15 @@ class _PromptTokenizer(Protocol):
     def decode(self, tokens: list[int]) -> str: ...
 
 
+def _phrase_wins(candidate: Hypothesis, against: Hypothesis, phrases: set[str],
+                 judge: PhraseJudge, bonus: float) -> bool:
+    """Whether ``candidate``, which holds ``phrases``, wins over ``against`` on the
+    rescoring's terms: its audio log-probability plus what ``judge`` gives its longest
+    phrase comes within ``bonus`` nats of ``against``'s."""
+    credit = judge(against.text, candidate.text, max(phrases, key=len))
+    return candidate.logprob + credit + bonus >= against.logprob
+
+
 class ContextPasses(abc.ABC):
     """The passes after the beam search that bring in a context's phrases: sound-alike
     rescoring (:meth:`rescore`) and the strong second search (:meth:`second_pass`).
@@ -199,10 +208,7 @@ class ContextPasses(abc.ABC):
                             max_tokens=max_tokens, prompt=prompt)
         if not plain or sounds.contained(plain[0].text):
             return hyps
-        credit = judge(plain[0].text, hyps[0].text, max(found, key=len))
-        if hyps[0].logprob + credit + bonus >= plain[0].logprob:
-            return hyps
-        return plain
+        return hyps if _phrase_wins(hyps[0], plain[0], found, judge, bonus) else plain
 
     def second_pass(self, cross_k: Float32Array, cross_v: Float32Array,
                     hyps: list[Hypothesis], sounds: SoundIndex, strong: BiasTrie, *,
@@ -232,10 +238,8 @@ class ContextPasses(abc.ABC):
         found = sounds.contained(again[0].text) if again else set()
         if not found:
             return hyps
-        if judge is not None:
-            credit = judge(top.text, again[0].text, max(found, key=len))
-            if again[0].logprob + credit + bonus < top.logprob:
-                return hyps
+        if judge is not None and not _phrase_wins(again[0], top, found, judge, bonus):
+            return hyps
         return [again[0], *(h for h in hyps if h.text != again[0].text)][: len(hyps)]
 
     def rescore(self, cross_k: Float32Array, cross_v: Float32Array, hyps: list[Hypothesis],
@@ -256,9 +260,7 @@ class ContextPasses(abc.ABC):
         With a ``judge``, each variant's log-probability also gets what the judge
         gives it against the top's text: a name that turns a likely request into an
         unlikely one ("phone Marisol on the mobile" into "phone Marisol on the
-        Roborock") needs that much more from the audio, and one that turns garbled
-        words into a request for a name ("call shout on cowl chick" into "call
-        Siobhan Kowalczyk") needs less.
+        Roborock") needs that much more from the audio.
         """
         found: dict[str, tuple[float, str, str]] = {}
         words = [_words(h.text) for h in hyps[:consider]]
