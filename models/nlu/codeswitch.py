@@ -74,13 +74,41 @@ class Switched:
     replacements: tuple[Replacement, ...]
 
 
-def translatable(word: str, dictionaries: Dictionaries) -> list[str]:
-    """The languages that have a translation of ``word`` (lower-cased), none for the
+#: Verbs that make a following "on" a particle ("turn on the light", "put the radio
+#: on"); elsewhere "on" is a preposition ("on friday", "on spotify", "what's on my
+#: calendar"), which German, Arabic and Chinese say with other words (auf / على / 在,
+#: not an / شغل / 打开). The glossary keys that sense ``on (prep)``.
+_PARTICLE_VERBS = frozenset("turn turns turning turned switch switching put putting".split())
+
+
+def sense(text: str, start: int, end: int) -> str:
+    """The dictionary key of the word ``text[start:end]``: the word lower-cased, or
+    ``on (prep)`` for an "on" that no particle verb among the three words before it
+    governs."""
+    key = text[start:end].casefold()
+    if key != "on":
+        return key
+    before = [w.casefold() for w in _WORD.findall(text[:start])[-3:]]
+    while before and before[-1] != "on":
+        if before.pop() in _PARTICLE_VERBS:
+            return key
+    return "on (prep)"
+
+
+def translatable(word: str, dictionaries: Dictionaries, key: str | None = None) -> list[str]:
+    """The languages that have a translation of ``word`` (lower-cased; ``key``, a
+    :func:`sense` of it, if given, with the plain word as the fallback), none for the
     words in :data:`KEEP` and for single letters (spelt-out abbreviations) but a, i."""
-    key = word.casefold()
-    if key in KEEP or (len(key) == 1 and key not in {"a", "i"}):
+    word = word.casefold()
+    if word in KEEP or (len(word) == 1 and word not in {"a", "i"}):
         return []
-    return [lang for lang, table in dictionaries.items() if table.get(key)]
+    return [lang for lang, table in dictionaries.items()
+            if table.get(key or word) or table.get(word)]
+
+
+def _translations(table: Mapping[str, Sequence[str]], key: str, word: str) -> Sequence[str]:
+    """``table``'s translations of the sense ``key``, else of the plain ``word``."""
+    return table.get(key) or table[word]
 
 
 def switch(example: Example, dictionaries: Dictionaries, rng: random.Random,
@@ -102,14 +130,16 @@ def switch(example: Example, dictionaries: Dictionaries, rng: random.Random,
     words = [(m.start(), m.end(), langs) for m in _WORD.finditer(text)
              if not any(m.start() < b < m.end() for b in boundaries)
              and not any(s.start <= m.start() < s.end for s in kept)
-             and (langs := translatable(m.group(), dictionaries))]
+             and (langs := translatable(m.group(), dictionaries,
+                                        sense(text, m.start(), m.end())))]
     chosen = sorted(rng.sample(range(len(words)), round(ratio * len(words))))
     new: dict[int, tuple[int, str, str]] = {}  # old start -> (old end, translation, lang)
     for i in chosen:
         start, end, langs = words[i]
         lang = rng.choice(langs)
-        new[start] = (end, rng.choice(list(dictionaries[lang][text[start:end].casefold()])),
-                      lang)
+        table = dictionaries[lang]
+        choices = _translations(table, sense(text, start, end), text[start:end].casefold())
+        new[start] = (end, rng.choice(list(choices)), lang)
     out: list[str] = []
     length = 0
     # where[p]: the new offset of old offset p, for every p that is not inside a

@@ -13,7 +13,9 @@ the need for it was seen in xSID **valid** errors (German "Wecker", Chinese
 model trained with it are optimistic; a held-out set has to confirm them.
 
 One line per English word: ``english | German | Arabic | Chinese``, each a
-comma-separated list, best first (an empty field: no entry).
+comma-separated list, best first (an empty field: no entry). ``on`` is the particle
+("turn on": an / شغل / 打开) and ``on (prep)`` the preposition ("on friday", "on
+spotify": auf / على / 在); :func:`models.nlu.codeswitch.sense` tells them apart.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ change | ändere, ändern | غير, تغيير | 更改, 改变
 turn | schalte, schalt, mach | شغل, أدر | 打开, 开
 off | aus, ab | أطفئ, إيقاف | 关, 关掉
 on | an, ein | شغل, تشغيل | 开, 打开
+on (prep) | auf, am | على, في | 在
 switch | schalte, schalter | بدل, شغل | 切换, 开关
 up | hoch, rauf, heller | ارفع, أعلى | 调高, 调亮, 高
 down | runter, niedriger, dunkler | اخفض, أقل | 调低, 调暗, 低
@@ -75,7 +78,8 @@ pause | pause, pausiere | أوقف مؤقتا | 暂停
 weather | wetter | الطقس, طقس | 天气
 rain | regen, regnet | مطر, المطر, ستمطر | 雨, 下雨
 raining | regnet | تمطر | 下雨
-snow | schnee, schneit | ثلج, الثلج | 雪, 下雪
+snow | schnee, schneit | ثلج, الثلج, ستثلج | 雪, 下雪
+snowing | schneit | تثلج | 下雪
 sunny | sonnig | مشمس | 晴, 晴天
 hot | heiß, warm | حار, ساخن | 热
 cold | kalt | بارد | 冷

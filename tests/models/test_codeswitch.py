@@ -22,6 +22,7 @@ from models.nlu.codeswitch import (
     augment,
     codeswitch,
     coverage,
+    sense,
     switch,
 )
 from models.nlu.dictionaries import (
@@ -30,6 +31,7 @@ from models.nlu.dictionaries import (
     read_cedict,
     read_dictd,
 )
+from models.nlu.glossary import glossary
 from models.nlu.massive import Example, Slot, load, parse_annotation
 
 MASSIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "massive-en-US"
@@ -340,6 +342,24 @@ def test_one_language_puts_each_request_in_one_language() -> None:
     assert not any(has_chinese(e) and has_german(e) for e in out)
     assert any(has_chinese(e) for e in out) and any(has_german(e) for e in out)
     assert any(has_chinese(e) and has_german(e) for e in mixed)
+
+
+def test_on_is_a_particle_only_after_turn_switch_or_put() -> None:
+    text = "turn on the light on friday and put the radio on"
+    keys = [sense(text, m.start(), m.end()) for m in re.finditer(r"\bon\b", text)]
+    assert keys == ["on", "on (prep)", "on"]
+    assert sense("what's on my calendar", 7, 9) == "on (prep)"
+    assert sense("play jazz on spotify", 10, 12) == "on (prep)"
+    assert sense("Turn ON", 5, 7) == "on" and sense("turn", 0, 4) == "turn"
+    # The glossary's preposition, where a table has it; the plain word's otherwise.
+    text, slots = parse_annotation("turn on the radio on [date : friday]")
+    tables = {"ar": {"on": ["شغل"], "on (prep)": ["على"], "friday": ["الجمعة"]}}
+    out = codeswitch(Example(text, "x", slots), tables, random.Random(0), ratio=1.0)
+    assert out.text == "turn شغل the radio على الجمعة"
+    plain = {"ar": {"on": ["شغل"]}}
+    assert codeswitch(Example("play it on spotify", "x", ()), plain, random.Random(0),
+                      ratio=1.0).text == "play it شغل spotify"
+    assert glossary()["ar"]["on (prep)"] == ["على", "في"]
 
 
 def test_coverage_counts_tokens_and_words() -> None:
