@@ -154,11 +154,6 @@ def train() -> None:
 @click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,
               help="torch's threads; 1 when other work shares the cores (two threads on "
                    "one free core wait on each other and run several times slower).")
-@click.option("--seeds", default="13", show_default=True,
-              help="Comma-separated seeds: one run each (in WORK/seed-N; a run already "
-                   "there with the same recipe is kept, not trained again), then the mean "
-                   "of their weights (a model soup, models/nlu/train.py) where it beats "
-                   "each run on dev.")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
               help="Where checkpoints go.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -167,15 +162,8 @@ def train() -> None:
 def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
               label_smoothing: float, average: int, pooling: str, encoder: str,
               codeswitch: float, one_language: bool, arabic_forms: float, threads: int,
-              seeds: str, work: str, out: str | None) -> None:
+              work: str, out: str | None) -> None:
     """Fine-tune the joint intent/slot model on MASSIVE en-US and export it to ONNX."""
-    try:
-        seed_list = [int(x) for x in seeds.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {seeds!r}",
-                                 param_hint="--seeds") from None
-    if len(set(seed_list)) != len(seed_list):
-        raise click.BadParameter(f"a seed twice in {seeds!r}", param_hint="--seeds")
     from infra.eval_nlu import load
 
     for split in ("train.jsonl", "dev.jsonl"):  # before torch loads and an epoch runs
@@ -184,7 +172,6 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
     from models.minilm import encoder_dir
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR, MULTILINGUAL_DIR
-    from models.nlu.train import soup as do_soup
     from models.nlu.train import train as do_train
 
     augment = None
@@ -205,59 +192,28 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
             return switched(examples, tables, copies=1, ratio=codeswitch, seed=epoch,
                             arabic=arabic_forms, one_language=one_language)
 
-    recipe = ({"codeswitch": codeswitch, "one_language": one_language,
-               "arabic_forms": arabic_forms} if augment is not None else {})
-    expected = {"epochs": epochs, "embed_rank": embed_rank or None,
-                "label_smoothing": label_smoothing, "average": average, "pooling": pooling,
-                "encoder": encoder, "augmented": augment is not None, "recipe": recipe}
-
-    def one_run(seed: int, folder: Path) -> dict[str, Any]:
-        total = [0]
-        with click.progressbar(length=epochs * 360, label=f"training (seed {seed})",
-                               file=sys.stderr) as bar:
-            def progress(line: str) -> None:
-                if " step " in line:
-                    step, steps = (int(x) for x in
-                                   line.split(" step ")[1].split()[0].split("/"))
-                    bar.length = steps
-                    bar.update(step - total[0])
-                    total[0] = step
-                else:
-                    click.echo("\n" + line, err=True)
-
-            return do_train(Path(data_dir), folder, epochs=epochs,
-                            embed_rank=embed_rank or None, device=device,
-                            label_smoothing=label_smoothing, average=average,
-                            pooling=pooling, encoder=encoder, augment=augment,
-                            progress=progress, threads=threads, seed=seed, recipe=recipe)
-
-    if len(seed_list) == 1:
-        best = one_run(seed_list[0], Path(work))
-    else:
-        runs = [Path(work) / f"seed-{seed}" for seed in seed_list]
-        for seed, folder in zip(seed_list, runs, strict=True):
-            if _finished_run(folder, {**expected, "seed": seed}):
-                click.echo(f"seed {seed}: kept the finished run in {folder}", err=True)
+    total = [0]
+    with click.progressbar(length=epochs * 360, label="training", file=sys.stderr) as bar:
+        def progress(line: str) -> None:
+            if " step " in line:
+                step, steps = (int(x) for x in line.split(" step ")[1].split()[0].split("/"))
+                bar.length = steps
+                bar.update(step - total[0])
+                total[0] = step
             else:
-                one_run(seed, folder)
-        best = do_soup(Path(data_dir), runs, Path(work), threads=threads, device=device,
-                       progress=lambda line: click.echo(line, err=True))
+                click.echo("\n" + line, err=True)
+
+        best = do_train(Path(data_dir), Path(work), epochs=epochs,
+                        embed_rank=embed_rank or None, device=device,
+                        label_smoothing=label_smoothing, average=average, pooling=pooling,
+                        encoder=encoder, augment=augment, progress=progress,
+                        threads=threads)
     multilingual = encoder != "minilm"
     default = MULTILINGUAL_DIR if multilingual else DEFAULT_DIR
     target = export(Path(work), Path(out) if out else default,
                     None if multilingual else encoder_dir() / "vocab.txt")
     click.echo(json.dumps({"best_epoch": best["epoch"], "dev": best["dev"],
                            "model": str(target)}))
-
-
-def _finished_run(folder: Path, expected: dict[str, Any]) -> bool:
-    """Whether ``folder`` holds a finished run whose report's config has every
-    setting of ``expected`` (seed and recipe included) at that value."""
-    report = folder / "train_report.json"
-    if not (report.exists() and (folder / "joint.pt").exists()):
-        return False
-    config = json.loads(report.read_text()).get("config", {})
-    return all(config.get(k) == v for k, v in expected.items())
 
 
 @train.command("eot")

@@ -1,10 +1,7 @@
 """Train the joint intent/slot model on MASSIVE en-US train; keep the best epoch on dev.
 
 The last ``average`` epochs' weights are also averaged (checkpoint averaging)
-and the average competes with the single epochs. Runs of one recipe that differ
-only in their seed can be averaged too (:func:`soup`: a "model soup", Wortsman
-et al. 2022); fine-tuned from the same pretrained weights, their mean is one
-model that reads like their consensus, at one model's cost.
+and the average competes with the single epochs.
 
 Run through ``voicestream train nlu``. Needs the ``train`` extra.
 """
@@ -14,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,35 +108,11 @@ def _keep_better(best: dict[str, Any], scores: dict[str, float], epoch: int | st
     return {"score": score, "epoch": epoch, "dev": scores, "config": config}
 
 
-def _model(encoder: str, labels: Labels, embed_rank: int | None, pooling: str, *,
-           pretrained: bool) -> tuple[JointModel, Tokenizer]:
-    """A fresh joint model for ``encoder`` and its tokenizer; ``pretrained``: with the
-    encoder's pretrained weights loaded (otherwise a checkpoint will be)."""
-    wp: Tokenizer
-    if encoder == ENCODER_NAME:
-        e5 = E5File()
-        wp = Unigram(e5)
-        model = JointModel.e5(len(labels.intents), len(labels.tags), pooling=pooling)
-        if pretrained:
-            model.load_minilm(e5.weights())
-    elif encoder == "minilm":
-        enc_dir = encoder_dir()
-        wp = WordPiece(enc_dir / "vocab.txt")
-        model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank,
-                           pooling=pooling)
-        if pretrained:
-            model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
-    else:
-        raise ValueError(f"unknown encoder {encoder!r}: minilm or {ENCODER_NAME}")
-    return model, wp
-
-
 def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
           head_lr: float = 1e-3, embed_rank: int | None = None, seed: int = 13, threads: int = 2,
           device: str = "cpu", label_smoothing: float = 0.1, average: int = 3,
           pooling: str = "cls+mean", encoder: str = "minilm",
           augment: Callable[[list[Example], int], list[Example]] | None = None,
-          recipe: dict[str, Any] | None = None,
           progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``.
 
@@ -153,8 +126,7 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     embeddings frozen: only English rows would move, and the other languages'
     rows would drift away from the English ones they are aligned with. ``augment``
     (training requests, epoch) -> requests gives each epoch its own training set
-    (code-switching: :mod:`models.nlu.codeswitch`); ``recipe`` (its settings) is
-    written into the report's ``config``.
+    (code-switching: :mod:`models.nlu.codeswitch`).
     """
     random.seed(seed)
     torch.manual_seed(seed)
@@ -162,9 +134,21 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     train_ex, dev_ex = load(data / "train.jsonl"), load(data / "dev.jsonl")
     labels = Labels.from_examples(train_ex)
     intent_slots = intent_slot_types(train_ex)
-    model, wp = _model(encoder, labels, embed_rank, pooling, pretrained=True)
+    wp: Tokenizer
     if encoder == ENCODER_NAME:
+        e5 = E5File()
+        wp = Unigram(e5)
+        model = JointModel.e5(len(labels.intents), len(labels.tags), pooling=pooling)
+        model.load_minilm(e5.weights())
         model.tok.weight.requires_grad_(False)
+    elif encoder == "minilm":
+        enc_dir = encoder_dir()
+        wp = WordPiece(enc_dir / "vocab.txt")
+        model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank,
+                           pooling=pooling)
+        model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
+    else:
+        raise ValueError(f"unknown encoder {encoder!r}: minilm or {ENCODER_NAME}")
     model.to(device)
     encoded = [encode(e.text, wp, labels, e)
                for e in (augment(train_ex, 0) if augment else train_ex)]
@@ -180,7 +164,7 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
               "embed_rank": embed_rank, "seed": seed, "label_smoothing": label_smoothing,
               "average": average, "pooling": pooling, "encoder": encoder,
-              "augmented": augment is not None, "recipe": recipe or {}}
+              "augmented": augment is not None}
     best: dict[str, Any] = {"score": -1.0}
     summed: dict[str, torch.Tensor] | None = None
     step = 0
@@ -227,49 +211,3 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     (out / "train_report.json").write_text(json.dumps(best, indent=2))
     np.random.seed(seed)
     return best
-
-
-def soup(data: Path, runs: Sequence[Path], out: Path, *, threads: int = 2,
-         device: str = "cpu", progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Average the checkpoints of ``runs`` (:func:`train`'s work folders, one recipe,
-    different seeds) and score the mean on ``data/dev.jsonl``; ``out`` (a work
-    folder, as :func:`train` leaves it) gets the mean where it beats every run on
-    dev, else the best run's checkpoint. Returns the kept report (``epoch``: ``soup
-    of N`` or the run's), with ``runs``: each run's report."""
-    if len(runs) < 2:
-        raise ValueError(f"a soup needs two runs or more, got {len(runs)}")
-    reports = [json.loads((r / "train_report.json").read_text()) for r in runs]
-    configs = [{k: v for k, v in r["config"].items() if k != "seed"} for r in reports]
-    if any(c != configs[0] for c in configs):
-        raise ValueError("the runs differ in more than their seed: "
-                         + "; ".join(f"{r}: {c}" for r, c in zip(runs, configs, strict=True)))
-    torch.set_num_threads(threads)
-    train_ex, dev_ex = load(data / "train.jsonl"), load(data / "dev.jsonl")
-    labels = Labels.from_examples(train_ex)
-    config = reports[0]["config"]
-    model, wp = _model(config["encoder"], labels, config["embed_rank"], config["pooling"],
-                       pretrained=False)
-    summed: dict[str, torch.Tensor] = {}
-    for run in runs:
-        state = torch.load(run / "joint.pt", map_location="cpu", weights_only=True)
-        for k, v in state.items():
-            summed[k] = summed[k] + v.double() if k in summed else v.double()
-    current = model.state_dict()
-    model.load_state_dict({k: (v / len(runs)).to(current[k].dtype) for k, v in summed.items()})
-    model.to(device)
-    scores = evaluate(model, dev_ex, wp, labels, intent_slot_types(train_ex), device)
-    progress(f"soup of {len(runs)}: dev {json.dumps(scores)}")
-    best = max(reports, key=lambda r: r["score"])
-    kept = _keep_better({"score": best["score"]}, scores, f"soup of {len(runs)}", model, out,
-                        {**config, "seed": [r["config"]["seed"] for r in reports]})
-    if "epoch" not in kept:  # no better than the best run: keep that run's model
-        source = runs[reports.index(best)]
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "joint.pt").write_bytes((source / "joint.pt").read_bytes())
-        kept = best
-    for name in ("labels.json", "words.txt"):
-        if (runs[0] / name).exists():
-            (out / name).write_bytes((runs[0] / name).read_bytes())
-    kept = {**kept, "runs": reports}
-    (out / "train_report.json").write_text(json.dumps(kept, indent=2))
-    return kept

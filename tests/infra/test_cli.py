@@ -318,21 +318,3 @@ def test_a_bad_input_file_ends_in_one_line_naming_it(
     if line is not None:
         assert f"{named}:{line}:" in error[0], error[0]
 
-
-
-def test_train_nlu_seeds_are_checked_and_a_finished_run_is_recognised(tmp_path: Path) -> None:
-    from infra.cli.modelling import _finished_run
-
-    bad = CliRunner().invoke(main, ["train", "nlu", "--seeds", "13,x"])
-    assert bad.exit_code == 2 and "comma-separated integers" in bad.output
-    twice = CliRunner().invoke(main, ["train", "nlu", "--seeds", "13,13"])
-    assert twice.exit_code == 2 and "a seed twice" in twice.output
-    config = {"seed": 14, "epochs": 3, "encoder": "multilingual-e5-small",
-              "recipe": {"codeswitch": 0.5, "one_language": True, "arabic_forms": 0.5}}
-    assert not _finished_run(tmp_path, config)  # nothing there
-    (tmp_path / "joint.pt").write_bytes(b"weights")
-    (tmp_path / "train_report.json").write_text(json.dumps({"config": config}))
-    assert _finished_run(tmp_path, config)
-    assert not _finished_run(tmp_path, {**config, "seed": 13})
-    assert not _finished_run(tmp_path, {**config, "recipe": {**config["recipe"],
-                                                             "arabic_forms": 0.0}})

@@ -189,48 +189,6 @@ def test_training_records_slot_types_and_scores_the_averaged_weights(tmp_path: P
     assert (tmp_path / "work" / "joint.pt").stat().st_size > 1_000_000
 
 
-def test_a_soup_averages_runs_of_one_recipe_and_keeps_it_only_if_better(
-        tmp_path: Path) -> None:
-    from models.nlu.train import soup, train
-
-    rows = [{"intent": "alarm_set", "annot_utt": f"wake me at [time : {t}]"}
-            for t in ("nine", "ten", "six am")]
-    rows += [{"intent": "play_music", "annot_utt": f"play some [music_genre : {g}]"}
-             for g in ("jazz", "rock", "old school rap")]
-    for name in ("train.jsonl", "dev.jsonl"):
-        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    runs = [tmp_path / f"seed-{seed}" for seed in (1, 2)]
-    for seed, run in zip((1, 2), runs, strict=True):
-        train(tmp_path, run, epochs=1, batch_size=4, average=1, threads=1, seed=seed,
-              progress=lambda _: None)
-    lines: list[str] = []
-    kept = soup(tmp_path, runs, tmp_path / "soup", threads=1, progress=lines.append)
-    assert lines and lines[0].startswith("soup of 2: dev ")
-    report = json.loads((tmp_path / "soup" / "train_report.json").read_text())
-    assert [r["config"]["seed"] for r in report["runs"]] == [1, 2]
-    states = [torch.load(r / "joint.pt", weights_only=True) for r in runs]
-    out = torch.load(tmp_path / "soup" / "joint.pt", weights_only=True)
-    if kept["epoch"] == "soup of 2":
-        assert kept["config"]["seed"] == [1, 2]
-        assert kept["score"] > max(r["score"] for r in report["runs"])
-        for k, v in out.items():
-            assert torch.allclose(v.float(), (states[0][k].float() + states[1][k].float()) / 2,
-                                  atol=1e-6)
-    else:  # the mean did not beat the better run: that run's weights, as they were
-        best = max(range(2), key=lambda i: report["runs"][i]["score"])
-        assert kept["config"]["seed"] == best + 1
-        assert all(torch.equal(v, states[best][k]) for k, v in out.items())
-    assert (tmp_path / "soup" / "labels.json").read_text() == \
-        (runs[0] / "labels.json").read_text()
-    # Runs of different recipes are not averaged.
-    train(tmp_path, tmp_path / "other", epochs=2, batch_size=4, average=1, threads=1,
-          progress=lambda _: None)
-    with pytest.raises(ValueError, match="differ in more than their seed"):
-        soup(tmp_path, [runs[0], tmp_path / "other"], tmp_path / "bad", threads=1)
-    with pytest.raises(ValueError, match="two runs or more"):
-        soup(tmp_path, runs[:1], tmp_path / "bad", threads=1)
-
-
 @pytest.fixture(scope="module")
 def exported_multilingual(tmp_path_factory: pytest.TempPathFactory
                           ) -> tuple[JointModel, Path]:
