@@ -127,18 +127,17 @@ def switch(example: Example, dictionaries: Dictionaries, rng: random.Random,
     # Words that a slot boundary does not cut, with the languages that translate them.
     if language is not None:
         dictionaries = {language: dictionaries[language]}
-    words = [(m.start(), m.end(), langs) for m in _WORD.finditer(text)
+    words = [(m.start(), m.end(), key, langs) for m in _WORD.finditer(text)
              if not any(m.start() < b < m.end() for b in boundaries)
              and not any(s.start <= m.start() < s.end for s in kept)
              and (langs := translatable(m.group(), dictionaries,
-                                        sense(text, m.start(), m.end())))]
+                                        key := sense(text, m.start(), m.end())))]
     chosen = sorted(rng.sample(range(len(words)), round(ratio * len(words))))
     new: dict[int, tuple[int, str, str]] = {}  # old start -> (old end, translation, lang)
     for i in chosen:
-        start, end, langs = words[i]
+        start, end, key, langs = words[i]
         lang = rng.choice(langs)
-        table = dictionaries[lang]
-        choices = _translations(table, sense(text, start, end), text[start:end].casefold())
+        choices = _translations(dictionaries[lang], key, text[start:end].casefold())
         new[start] = (end, rng.choice(list(choices)), lang)
     out: list[str] = []
     length = 0
