@@ -103,12 +103,13 @@ def translatable(word: str, dictionaries: Dictionaries, key: str | None = None) 
     if word in KEEP or (len(word) == 1 and word not in {"a", "i"}):
         return []
     return [lang for lang, table in dictionaries.items()
-            if table.get(key or word) or table.get(word)]
+            if _translations(table, key or word, word)]
 
 
 def _translations(table: Mapping[str, Sequence[str]], key: str, word: str) -> Sequence[str]:
-    """``table``'s translations of the sense ``key``, else of the plain ``word``."""
-    return table.get(key) or table[word]
+    """``table``'s translations of the sense ``key``, else of the plain ``word`` (none:
+    empty)."""
+    return table.get(key) or table.get(word) or ()
 
 
 def switch(example: Example, dictionaries: Dictionaries, rng: random.Random,
@@ -124,20 +125,23 @@ def switch(example: Example, dictionaries: Dictionaries, rng: random.Random,
     text = example.text
     boundaries = {x for s in example.slots for x in (s.start, s.end)}
     kept = [s for s in example.slots if s.type in keep_slots]
-    # Words that a slot boundary does not cut, with the languages that translate them.
     if language is not None:
         dictionaries = {language: dictionaries[language]}
-    words = [(m.start(), m.end(), key, langs) for m in _WORD.finditer(text)
-             if not any(m.start() < b < m.end() for b in boundaries)
-             and not any(s.start <= m.start() < s.end for s in kept)
-             and (langs := translatable(m.group(), dictionaries,
-                                        key := sense(text, m.start(), m.end())))]
+    # Words that a slot boundary does not cut, with the languages that translate them.
+    words: list[tuple[int, int, str, str, list[str]]] = []  # start, end, word, sense, languages
+    for m in _WORD.finditer(text):
+        if (any(m.start() < b < m.end() for b in boundaries)
+                or any(s.start <= m.start() < s.end for s in kept)):
+            continue
+        key = sense(text, m.start(), m.end())
+        if langs := translatable(m.group(), dictionaries, key):
+            words.append((m.start(), m.end(), m.group().casefold(), key, langs))
     chosen = sorted(rng.sample(range(len(words)), round(ratio * len(words))))
     new: dict[int, tuple[int, str, str]] = {}  # old start -> (old end, translation, lang)
     for i in chosen:
-        start, end, key, langs = words[i]
+        start, end, word, key, langs = words[i]
         lang = rng.choice(langs)
-        choices = _translations(dictionaries[lang], key, text[start:end].casefold())
+        choices = _translations(dictionaries[lang], key, word)
         new[start] = (end, rng.choice(list(choices)), lang)
     out: list[str] = []
     length = 0
