@@ -1,8 +1,13 @@
 """Whisper's byte-level BPE tokenizer, read from ``tokenizer.json``; no dependencies.
 
 Decoding maps token ids to their byte strings. Encoding (used to put context
-phrases into the biasing trie) applies the merges in rank order to each
-pre-token, GPT-2 style. The special tokens' ids differ between English-only
+phrases into the biasing trie and to score variants) merges each pre-token's
+pieces pair by pair, the pair whose joined piece has the lowest id first, as
+Whisper's own tiktoken tokenizer does: in its vocabularies a piece's id is its
+merge rank. The file's ``merges`` list is not used, because the one shipped
+with Whisper base (the faster-whisper conversion) lacks the first merge,
+"Ġ t" (" t", id 256): with it, " two" became " ", "two" and " train" became
+" ", "t", "rain", tokens the model never writes. The special tokens' ids differ between English-only
 vocabularies (tiny.en: end of text 50256) and multilingual ones (base: 50257,
 one more text token), so they are read from the file by name.
 """
@@ -61,7 +66,8 @@ class Tokenizer:
             if i > self.eot and re.fullmatch(r"<\|[a-z]{2,3}\|>", t) and
             t not in ("<|nocaptions|>", "<|nospeech|>")) if self.multilingual else \
             frozenset({"en"})
-        self.ranks = {tuple(m.split(" ", 1)): r for r, m in enumerate(model["merges"])}
+        #: A text piece's merge rank: its id (special tokens are never merged into).
+        self.ranks = {t: i for t, i in self.vocab.items() if i < self.eot}
         self.b2u = _byte_to_unicode()
         self.u2b = {c: b for b, c in self.b2u.items()}
 
@@ -99,7 +105,7 @@ class Tokenizer:
     def _bpe(self, piece: str) -> tuple[int, ...]:
         word = [self.b2u[b] for b in piece.encode()]
         while len(word) > 1:
-            pairs = [(self.ranks.get((a, b), 1 << 30), i)
+            pairs = [(self.ranks.get(a + b, 1 << 30), i)
                      for i, (a, b) in enumerate(itertools.pairwise(word))]
             rank, i = min(pairs)
             if rank == 1 << 30:

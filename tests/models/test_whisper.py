@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import wave
 from pathlib import Path
 
@@ -138,6 +139,20 @@ def test_multilingual_tokenizer_prompts_english_transcription() -> None:
     # start of transcript, <|en|>, <|transcribe|>, no timestamps
     assert tok.prompt == (50258, 50259, 50359, 50363)
     assert tok.decode([*tok.prompt, *tok.encode(" Set a timer"), tok.eot]) == " Set a timer"
+
+
+def test_multilingual_tokenizer_merges_by_rank_without_the_missing_merge() -> None:
+    """base's tokenizer.json lists no merge for " t" (id 256); words after a space
+    that begin with "t" still come out as the model writes them, one piece each."""
+    path = source_dir("base") / "tokenizer.json"
+    tok = Tokenizer(path)
+    assert tok.id_to_token[256] == "Ġt"
+    assert "Ġ t" not in json.loads(path.read_text(encoding="utf-8"))["model"]["merges"]
+    for word in (" two", " three", " ten", " to", " the", " train", " timer"):
+        assert [tok.token_text(i) for i in tok.encode(word)] == [word]
+    text = " Set a timer for two minutes to boil the eggs"
+    assert tok.decode(tok.encode(text)) == text
+    assert " " not in [tok.token_text(i) for i in tok.encode(text)]
 
 
 def test_pocketsphinx_with_the_digits_grammar_only_says_digits() -> None:
