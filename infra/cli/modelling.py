@@ -151,18 +151,22 @@ def train() -> None:
               help="In switched requests with Arabic words, give slots Arabic's word order, "
                    "joined prepositions and time and day words, each with this "
                    "probability (codeswitch.arabic_forms).")
+@click.option("--soup", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="Train this many runs from the same initial weights, each with its own "
+                   "data order and code-switched copies, and export the mean of their "
+                   "weights (a model soup, models.nlu.train.soup); 1: one run.")
 @click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,
               help="torch's threads; 1 when other work shares the cores (two threads on "
                    "one free core wait on each other and run several times slower).")
 @click.option("--work", type=click.Path(file_okay=False), default=".voicestream/nlu-train",
-              help="Where checkpoints go.")
+              help="Where checkpoints go (a soup's runs in run-1, run-2, ... below it).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where the exported model goes [default: models/nlu/model, or "
                    "models/nlu/model-multilingual for multilingual-e5-small].")
 def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
               label_smoothing: float, average: int, pooling: str, encoder: str,
-              codeswitch: float, one_language: bool, arabic_forms: float, threads: int,
-              work: str, out: str | None) -> None:
+              codeswitch: float, one_language: bool, arabic_forms: float, soup: int,
+              threads: int, work: str, out: str | None) -> None:
     """Fine-tune the joint intent/slot model on MASSIVE en-US and export it to ONNX."""
     from infra.eval_nlu import load
 
@@ -172,9 +176,11 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
     from models.minilm import encoder_dir
     from models.nlu.export import export
     from models.nlu.inference import DEFAULT_DIR, MULTILINGUAL_DIR
+    from models.nlu.train import SEED
+    from models.nlu.train import soup as do_soup
     from models.nlu.train import train as do_train
 
-    augment = None
+    switch: Callable[[list[Any], int], list[Any]] | None = None
     if codeswitch:
         from models.nlu import dictionaries
         from models.nlu.codeswitch import augment as switched
@@ -185,29 +191,39 @@ def train_nlu(data_dir: str, epochs: int, embed_rank: int, device: str,
         except dictionaries.DictionaryMissing as exc:
             raise click.ClickException(str(exc)) from exc
 
-        def augment(examples: list[Any], epoch: int) -> list[Any]:
+        def switch(examples: list[Any], seed: int) -> list[Any]:
             # The requests as they are, then a switched copy of each; each epoch draws
             # other switches. (Switched copies alone blurred English distinctions the
             # originals keep: "turn on the light" read as iot_hue_lightup.)
-            return switched(examples, tables, copies=1, ratio=codeswitch, seed=epoch,
+            return switched(examples, tables, copies=1, ratio=codeswitch, seed=seed,
                             arabic=arabic_forms, one_language=one_language)
 
-    total = [0]
-    with click.progressbar(length=epochs * 360, label="training", file=sys.stderr) as bar:
+    # A soup's run k (from 0) sees the data in order SEED + 1000 k and draws its
+    # switches with seed epoch + 100 k; run 0 is the single run's training.
+    runs = [Path(work)] if soup == 1 else [Path(work) / f"run-{k + 1}" for k in range(soup)]
+    done = [0, 0]  # steps of the runs before this one, steps so far
+    with click.progressbar(length=epochs * 360 * soup, label="training",
+                           file=sys.stderr) as bar:
         def progress(line: str) -> None:
             if " step " in line:
                 step, steps = (int(x) for x in line.split(" step ")[1].split()[0].split("/"))
-                bar.length = steps
-                bar.update(step - total[0])
-                total[0] = step
+                bar.length = steps * soup
+                bar.update(done[0] + step - done[1])
+                done[1] = done[0] + step
             else:
                 click.echo("\n" + line, err=True)
 
-        best = do_train(Path(data_dir), Path(work), epochs=epochs,
-                        embed_rank=embed_rank or None, device=device,
-                        label_smoothing=label_smoothing, average=average, pooling=pooling,
-                        encoder=encoder, augment=augment, progress=progress,
-                        threads=threads)
+        for k, run in enumerate(runs):
+            done[0] = done[1]
+            best = do_train(Path(data_dir), run, epochs=epochs,
+                            embed_rank=embed_rank or None, device=device,
+                            label_smoothing=label_smoothing, average=average,
+                            pooling=pooling, encoder=encoder, augment=switches(switch, k),
+                            data_seed=SEED + 1000 * k if k else None, progress=progress,
+                            threads=threads)
+        if soup > 1:
+            best = do_soup(Path(data_dir), runs, Path(work), device=device,
+                           progress=progress)
     multilingual = encoder != "minilm"
     default = MULTILINGUAL_DIR if multilingual else DEFAULT_DIR
     target = export(Path(work), Path(out) if out else default,
@@ -403,6 +419,14 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
                          else f"grammar={grammar}")
     report["narrowband_model"] = narrow if engine == "whisper" else ""
     click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+def switches(switch: Callable[[list[Any], int], list[Any]] | None, run: int
+             ) -> Callable[[list[Any], int], list[Any]] | None:
+    """A soup run's code-switching: epoch e of run k draws with seed e + 100 k."""
+    if switch is None:
+        return None
+    return lambda examples, epoch: switch(examples, epoch + 100 * run)
 
 
 def _progress(bar: Any) -> Callable[[int, int], None]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from models.nlu.labels import (
 from models.nlu.massive import Example, load
 from models.nlu.torch_model import JointModel
 from models.nlu.wordpiece import WordPiece
+
+#: The default seed: the heads' initial weights, dropout and (unless told) the data order.
+SEED = 13
 
 
 def write_words(examples: list[Example], wp: WordPiece, path: Path) -> None:
@@ -108,11 +112,36 @@ def _keep_better(best: dict[str, Any], scores: dict[str, float], epoch: int | st
     return {"score": score, "epoch": epoch, "dev": scores, "config": config}
 
 
+def _pretrained(encoder: str, labels: Labels, embed_rank: int | None, pooling: str,
+                weights: bool = True) -> tuple[JointModel, Tokenizer]:
+    """The joint model on ``encoder`` (its pretrained weights unless not ``weights``;
+    the heads drawn from torch's generator) and the encoder's tokenizer."""
+    wp: Tokenizer
+    if encoder == ENCODER_NAME:
+        e5 = E5File()
+        wp = Unigram(e5)
+        model = JointModel.e5(len(labels.intents), len(labels.tags), pooling=pooling)
+        if weights:
+            model.load_minilm(e5.weights())
+        model.tok.weight.requires_grad_(False)
+    elif encoder == "minilm":
+        enc_dir = encoder_dir()
+        wp = WordPiece(enc_dir / "vocab.txt")
+        model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank,
+                           pooling=pooling)
+        if weights:
+            model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
+    else:
+        raise ValueError(f"unknown encoder {encoder!r}: minilm or {ENCODER_NAME}")
+    return model, wp
+
+
 def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
-          head_lr: float = 1e-3, embed_rank: int | None = None, seed: int = 13, threads: int = 2,
+          head_lr: float = 1e-3, embed_rank: int | None = None, seed: int = SEED, threads: int = 2,
           device: str = "cpu", label_smoothing: float = 0.1, average: int = 3,
           pooling: str = "cls+mean", encoder: str = "minilm",
           augment: Callable[[list[Example], int], list[Example]] | None = None,
+          data_seed: int | None = None,
           progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune on ``data/train.jsonl``, pick the best epoch on ``data/dev.jsonl``.
 
@@ -127,28 +156,19 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     rows would drift away from the English ones they are aligned with. ``augment``
     (training requests, epoch) -> requests gives each epoch its own training set
     (code-switching: :mod:`models.nlu.codeswitch`).
+
+    ``seed`` draws the heads' initial weights and dropout; ``data_seed`` (default:
+    ``seed``) the order the requests are shown in. Runs that share ``seed`` and
+    differ in ``data_seed`` start from the same weights, so their means are a
+    model (:func:`soup`).
     """
-    random.seed(seed)
+    random.seed(seed if data_seed is None else data_seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     train_ex, dev_ex = load(data / "train.jsonl"), load(data / "dev.jsonl")
     labels = Labels.from_examples(train_ex)
     intent_slots = intent_slot_types(train_ex)
-    wp: Tokenizer
-    if encoder == ENCODER_NAME:
-        e5 = E5File()
-        wp = Unigram(e5)
-        model = JointModel.e5(len(labels.intents), len(labels.tags), pooling=pooling)
-        model.load_minilm(e5.weights())
-        model.tok.weight.requires_grad_(False)
-    elif encoder == "minilm":
-        enc_dir = encoder_dir()
-        wp = WordPiece(enc_dir / "vocab.txt")
-        model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank,
-                           pooling=pooling)
-        model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
-    else:
-        raise ValueError(f"unknown encoder {encoder!r}: minilm or {ENCODER_NAME}")
+    model, wp = _pretrained(encoder, labels, embed_rank, pooling)
     model.to(device)
     encoded = [encode(e.text, wp, labels, e)
                for e in (augment(train_ex, 0) if augment else train_ex)]
@@ -164,7 +184,7 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
               "embed_rank": embed_rank, "seed": seed, "label_smoothing": label_smoothing,
               "average": average, "pooling": pooling, "encoder": encoder,
-              "augmented": augment is not None}
+              "augmented": augment is not None, "data_seed": data_seed}
     best: dict[str, Any] = {"score": -1.0}
     summed: dict[str, torch.Tensor] | None = None
     step = 0
@@ -211,3 +231,49 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     (out / "train_report.json").write_text(json.dumps(best, indent=2))
     np.random.seed(seed)
     return best
+
+
+def soup(data: Path, runs: Sequence[Path], out: Path, *, device: str = "cpu",
+         progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Average the checkpoints of ``runs`` (each a :func:`train` output folder) into
+    ``out``, score the mean on ``data/dev.jsonl`` and write it as :func:`train` writes
+    its best (``joint.pt``, ``labels.json``, ``train_report.json``).
+
+    A mean of weights is a model only when the runs started from the same weights:
+    the same ``seed`` (which draws the heads), another ``data_seed``. Runs from
+    other seeds have heads whose units do not correspond, and their mean is
+    worse than either.
+    """
+    if len(runs) < 2:
+        raise ValueError(f"a soup needs two runs or more, got {len(runs)}")
+    reports = [json.loads((r / "train_report.json").read_text()) for r in runs]
+    seeds = {r["config"]["seed"] for r in reports}
+    if len(seeds) != 1:
+        raise ValueError(f"the runs started from other weights (seeds {sorted(seeds)})")
+    meta = json.loads((runs[0] / "labels.json").read_text())
+    for r in runs[1:]:
+        if json.loads((r / "labels.json").read_text()) != meta:
+            raise ValueError(f"{r} has other labels or another encoder than {runs[0]}")
+    states = [torch.load(r / "joint.pt", map_location="cpu") for r in runs]
+    mean = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
+            if v.is_floating_point() else v for k, v in states[0].items()}
+    dev_ex = load(data / "dev.jsonl")
+    labels = Labels(tuple(meta["intents"]), tuple(meta["tags"]))
+    model, wp = _pretrained(meta["encoder"], labels, meta["embed_rank"], meta["pooling"],
+                            weights=False)
+    model.load_state_dict(mean)
+    model.to(device)
+    scores = evaluate(model, dev_ex, wp, labels, meta["intent_slots"], device)
+    progress(f"mean of {len(runs)} runs: dev {json.dumps(scores)}")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "joint.pt")
+    for name in ("labels.json", "words.txt"):
+        if (runs[0] / name).is_file():
+            shutil.copyfile(runs[0] / name, out / name)
+    report = {"epoch": f"mean of {len(runs)} runs", "dev": scores,
+              "config": {**reports[0]["config"], "data_seed": None},
+              "runs": [{"folder": str(r), "epoch": rep["epoch"], "dev": rep["dev"],
+                        "data_seed": rep["config"].get("data_seed")}
+                       for r, rep in zip(runs, reports, strict=True)]}
+    (out / "train_report.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -189,6 +189,47 @@ def test_training_records_slot_types_and_scores_the_averaged_weights(tmp_path: P
     assert (tmp_path / "work" / "joint.pt").stat().st_size > 1_000_000
 
 
+def test_a_soup_is_the_mean_of_runs_from_the_same_initial_weights(tmp_path: Path) -> None:
+    from infra.cli.modelling import switches
+    from models.nlu.train import soup, train
+
+    rows = [{"intent": "alarm_set", "annot_utt": f"wake me at [time : {t}]"}
+            for t in ("nine", "ten", "six am", "noon")]
+    rows += [{"intent": "play_music", "annot_utt": f"play some [music_genre : {g}]"}
+             for g in ("jazz", "rock", "old school rap", "blues")]
+    for name in ("train.jsonl", "dev.jsonl"):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = {name: tmp_path / name for name in ("a", "b", "other-seed")}
+    for (name, run), (seed, data_seed) in zip(runs.items(), ((13, None), (13, 1013), (14, None)),
+                                              strict=True):
+        train(tmp_path, run, epochs=1, batch_size=4, average=1, threads=1, seed=seed,
+              data_seed=data_seed, progress=lambda _: None)
+    a, b = (torch.load(runs[n] / "joint.pt") for n in ("a", "b"))
+    assert not torch.equal(a["intent.weight"], b["intent.weight"])  # another order, other steps
+    lines: list[str] = []
+    report = soup(tmp_path, [runs["a"], runs["b"]], tmp_path / "soup", progress=lines.append)
+    mean = torch.load(tmp_path / "soup" / "joint.pt")
+    assert mean.keys() == a.keys()
+    for key, value in mean.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (a[key] + b[key]) / 2, atol=1e-6), key
+    assert any(line.startswith("mean of 2 runs: dev ") for line in lines)
+    assert report["epoch"] == "mean of 2 runs" and set(report["dev"]) == {
+        "intent_accuracy", "slot_f1", "exact_match"}
+    assert [r["data_seed"] for r in report["runs"]] == [None, 1013]
+    assert json.loads((tmp_path / "soup" / "labels.json").read_text()) == \
+        json.loads((runs["a"] / "labels.json").read_text())
+    with pytest.raises(ValueError, match="other weights"):
+        soup(tmp_path, [runs["a"], runs["other-seed"]], tmp_path / "bad")
+    with pytest.raises(ValueError, match="two runs"):
+        soup(tmp_path, [runs["a"]], tmp_path / "bad")
+    # The CLI's runs draw their code-switched copies apart: epoch e of run k, seed e + 100 k.
+    seen: list[int] = []
+    switch = switches(lambda examples, seed: seen.append(seed) or examples, 2)
+    assert switch is not None and switch([], 1) == [] and seen == [201]
+    assert switches(None, 1) is None
+
+
 @pytest.fixture(scope="module")
 def exported_multilingual(tmp_path_factory: pytest.TempPathFactory
                           ) -> tuple[JointModel, Path]:
