@@ -200,8 +200,8 @@ def test_a_soup_is_the_mean_of_runs_from_the_same_initial_weights(tmp_path: Path
     for name in ("train.jsonl", "dev.jsonl"):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     runs = {name: tmp_path / name for name in ("a", "b", "other-seed")}
-    for (name, run), (seed, data_seed) in zip(runs.items(), ((13, None), (13, 1013), (14, None)),
-                                              strict=True):
+    for run, (seed, data_seed) in zip(runs.values(), ((13, None), (13, 1013), (14, None)),
+                                      strict=True):
         train(tmp_path, run, epochs=1, batch_size=4, average=1, threads=1, seed=seed,
               data_seed=data_seed, progress=lambda _: None)
     a, b = (torch.load(runs[n] / "joint.pt") for n in ("a", "b"))
