@@ -12,8 +12,9 @@ base, and empty: tiny.en for all audio), the narrowband check included.
 
 Moonshine base English rows (``voicestream models build --moonshine``): our
 graphs int8 and fp32 with beam 5, the worker's engine with its n-best reordered
-by the requests' language model and without (``asr_lm_weight`` and 0), then
-with the 200-phrase context (fusion
+by the requests' language model and without (``asr_lm_weight`` and 0), with
+Whisper base's second opinion (as the worker runs it, and asked for every
+request: what an unsure one costs), then with the 200-phrase context (fusion
 alone, with rescoring, with the second search) for the weather command and a
 name, then greedy;
 then greedy on the packaged ``.ort`` graphs (which dequantise every weight at
@@ -145,6 +146,23 @@ def moonshine(audio: np.ndarray, runs: int) -> None:
             return out[0].text if out else ""
 
         print(ROW.format(f"moonshine int8 engine, lm weight {weight}", *_timed(runs, reordered)))
+    # The second opinion: the worker's engine as it runs (this command is one Moonshine
+    # is sure of, so Whisper base is not asked), then asked for every request, which
+    # is what an unsure one costs.
+    from models import asr
+
+    base = WhisperEngine(model="base", word_times=False)
+    judged = MoonshineEngine(lm_weight=Settings().asr_lm_weight, second=lambda: base.model)
+    saved = asr.SECOND_BELOW
+    for label, line in (("as run", saved), ("asked always", 0.0)):
+        asr.SECOND_BELOW = line
+
+        def second(judged: MoonshineEngine = judged) -> str:
+            out = judged.transcribe(audio, nbest=5)
+            return out[0].text if out else ""
+
+        print(ROW.format(f"  + second opinion, {label}", *_timed(runs, second)))
+    asr.SECOND_BELOW = saved
     plain = MoonshineEngine()
     vetoing = MoonshineEngine(phrase_lm_weight=Settings().asr_moonshine_phrase_lm_weight)
     phrases = context_names(tune=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from agents.rewriter import Rewriter, load_online, register_history, register_ta
 from infra import logs
 from infra.config import BrokerProfile, Settings
 from infra.transport import FETCH_WAIT_ATTR, IDEMPOTENT_ATTR
-from models.asr import Engine, create
+from models.asr import Engine, WhisperEngine, create
 from models.nlu.inference import NluOnnx
 from models.rewrite import Layer
 from streams import topics
@@ -96,13 +97,21 @@ def asr_engine(settings: Settings) -> Engine:
         return create("pocketsphinx", grammar=settings.asr_grammar or None)
     if settings.asr_engine == "moonshine":
         # English wideband audio; Whisper base the rest (other languages, and
-        # narrowband audio unless asr_narrowband_model is empty).
-        return create("moonshine", threads=settings.asr_threads, others=lambda: create(
-            "whisper", model=settings.asr_multilingual_model,
-            word_times=settings.asr_word_times, threads=settings.asr_threads,
-            narrowband_model="", multilingual_model=settings.asr_multilingual_model),
-            narrowband=bool(settings.asr_narrowband_model), lm_weight=settings.asr_lm_weight,
-            phrase_lm_weight=settings.asr_moonshine_phrase_lm_weight)
+        # narrowband audio unless asr_narrowband_model is empty) and, where
+        # Moonshine is unsure, its second opinion: one model, made on first use.
+        @functools.cache
+        def whisper() -> WhisperEngine:
+            return WhisperEngine(model=settings.asr_multilingual_model,
+                                 word_times=settings.asr_word_times,
+                                 threads=settings.asr_threads, narrowband_model="",
+                                 multilingual_model=settings.asr_multilingual_model)
+
+        return create("moonshine", threads=settings.asr_threads, others=whisper,
+                      narrowband=bool(settings.asr_narrowband_model),
+                      lm_weight=settings.asr_lm_weight,
+                      phrase_lm_weight=settings.asr_moonshine_phrase_lm_weight,
+                      second=(lambda: whisper().model) if settings.asr_second_opinion
+                      else None)
     return create(settings.asr_engine, model=settings.asr_whisper_model,
                   word_times=settings.asr_word_times, threads=settings.asr_threads,
                   narrowband_model=settings.asr_narrowband_model,

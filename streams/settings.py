@@ -295,6 +295,10 @@ class Settings:
     #: :func:`models.asr.phrase_judge`) needs this many more nats per nat from the audio;
     #: 0 turns it off. Chosen on the natural set's tuning voices with the 200-phrase list.
     asr_moonshine_phrase_lm_weight: float = 2.0
+    #: Where Moonshine is unsure of its best (about half of requests), Whisper base's
+    #: n-best joins its own and both models and the requests' word trigram judge the
+    #: union (:func:`models.asr.second_opinion`); False: Moonshine alone.
+    asr_second_opinion: bool = True
     #: Threads one Whisper inference uses (onnxruntime intra-op). On a busy 2-core box
     #: 2 was slower than 1 (``voicestream bench --rates``: the README's load sweep);
     #: more may pay where cores sit idle.

@@ -317,6 +317,10 @@ def eval() -> None:
               help="Moonshine: the same model's veto on a context phrase that makes the "
                    "transcript read less like a request; 0 off "
                    "[default: asr_moonshine_phrase_lm_weight].")
+@click.option("--second-opinion/--no-second-opinion", default=None,
+              help="Moonshine: where it is unsure, Whisper base's n-best joins its own and "
+                   "both models judge them (models.asr.second_opinion) "
+                   "[default: asr_second_opinion].")
 @click.option("--denoise", type=click.Choice(["", "deepfilter", "nsnet2", "speex"]),
               default="", show_default=True,
               help="Natural sets: enhance the audio with this front end before recognition "
@@ -333,7 +337,7 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
              grammar: str | None,
              bias_weight: float | None, phrase_bonus: float | None,
              strong_weight: float | None, context_cost: bool, lm_weight: float | None,
-             phrase_lm_weight: float | None,
+             phrase_lm_weight: float | None, second_opinion: bool | None,
              denoise: str, denoise_limit_db: float | None, as_json: bool) -> None:
     """Score recognition: WER, name recall, compute time per utterance, real-time factor."""
     from infra import eval_asr as ev
@@ -355,10 +359,12 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
             eng = create("whisper", model=whisper_model, quantized=weights == "int8",
                          trim=window == "trim", narrowband_model=narrow)
         elif engine == "moonshine":
+            second = settings.asr_second_opinion if second_opinion is None else second_opinion
             eng = create("moonshine", quantized=weights == "int8",
                          lm_weight=settings.asr_lm_weight if lm_weight is None else lm_weight,
                          phrase_lm_weight=settings.asr_moonshine_phrase_lm_weight
-                         if phrase_lm_weight is None else phrase_lm_weight)
+                         if phrase_lm_weight is None else phrase_lm_weight,
+                         second=_whisper_base if second else None)
         else:
             eng = create("pocketsphinx", grammar=grammar)
     except AsrError as exc:
@@ -418,7 +424,16 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
                          else f"moonshine-base {weights}" if engine == "moonshine"
                          else f"grammar={grammar}")
     report["narrowband_model"] = narrow if engine == "whisper" else ""
+    if engine == "moonshine":
+        report["second_opinion"] = second
     click.echo(json.dumps(report, indent=None if as_json else 2))
+
+
+def _whisper_base() -> Any:
+    """Whisper base as the worker makes it, for Moonshine's second opinion."""
+    from models.asr import WhisperEngine
+
+    return WhisperEngine(model="base", word_times=False).model
 
 
 def switches(switch: Callable[[list[Any], int], list[Any]] | None, run: int

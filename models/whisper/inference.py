@@ -291,6 +291,36 @@ class ContextPasses(abc.ABC):
                          hyps[0].score + gain / max(len(seqs[i]), 1))
         return [won, *(h for h in hyps if h.text != won.text)][: len(hyps)]
 
+    def logprobs(self, cross_k: Float32Array, cross_v: Float32Array,
+                 seqs: Sequence[Sequence[int]],
+                 prompt: tuple[int, ...] | None = None) -> list[float]:
+        """Return each of ``seqs``' log-probability given the audio, end of text included
+        (teacher forcing, all rows in one batch, one decoder step per token)."""
+        if not seqs:
+            return []
+        rows = [[*s, self.tokenizer.eot] for s in seqs]
+        empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
+        logits, sk, sv = self.decoder.run(None, {
+            "tokens": np.array([prompt or self.tokenizer.prompt], np.int64), "self_k": empty,
+            "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
+        one = np.zeros(len(rows), np.int64)
+        sk, sv = sk[:, one], sv[:, one]
+        ck, cv = (cross_k, cross_v) if self.shares_audio_rows else (
+            np.repeat(cross_k, len(rows), axis=1), np.repeat(cross_v, len(rows), axis=1))
+        total = np.zeros(len(rows))
+        longest = max(map(len, rows))
+        for step in range(longest):
+            logp = _log_softmax(logits.astype(np.float64))
+            for i, row in enumerate(rows):
+                if step < len(row):
+                    total[i] += logp[0 if step == 0 else i, row[step]]
+            if step + 1 == longest:
+                break
+            feed = np.array([[row[min(step, len(row) - 1)]] for row in rows], np.int64)
+            logits, sk, sv = self.decoder.run(None, {
+                "tokens": feed, "self_k": sk, "self_v": sv, "cross_k": ck, "cross_v": cv})
+        return [float(t) for t in total]
+
     def best_above(self, cross_k: Float32Array, cross_v: Float32Array,
                    seqs: list[list[int]], floor: float,
                    prompt: tuple[int, ...] | None = None,
@@ -396,6 +426,12 @@ class WhisperOnnx(ContextPasses):
         k, v = self.encoder.run(None, {"mel": mel})
         return k, v
 
+    @staticmethod
+    def token_limit(samples: int, max_tokens: int = 96) -> int:
+        """Return the most tokens a transcript of ``samples`` at 16 kHz may have: speech
+        runs at most ~5 tokens a second; more is the decoder looping."""
+        return min(max_tokens, 6 + int(samples / SAMPLE_RATE_HZ * 6))
+
     def partial(self, audio: Float32Array, *, bias: BiasTrie | None = None,
                 max_tokens: int = 96, language: str = "en",
                 stop: Callable[[], bool] | None = None) -> Hypothesis | None:
@@ -414,7 +450,7 @@ class WhisperOnnx(ContextPasses):
             return None
         prompt = self.tokenizer.prompt_for(language)
         cross_k, cross_v = self.encode(self.features(audio, min_window_s=PARTIAL_WINDOW_S))
-        limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
+        limit = self.token_limit(audio.size, max_tokens)
         hyps = self.search(cross_k, cross_v, beam_size=1, nbest=1, bias=bias,
                            max_tokens=limit, prompt=prompt, stop=stop)
         return hyps[0] if hyps else None
@@ -440,8 +476,7 @@ class WhisperOnnx(ContextPasses):
         if audio.size < SAMPLE_RATE_HZ // 10:
             return []
         cross_k, cross_v = self.encode(self.features(audio, trim=trim))
-        # Speech runs at most ~5 tokens a second; more is the decoder looping.
-        limit = min(max_tokens, 6 + int(audio.size / SAMPLE_RATE_HZ * 6))
+        limit = self.token_limit(audio.size, max_tokens)
         rescoring = sounds is not None and len(sounds) > 0 and grammar is None
         hyps = self.search(cross_k, cross_v, beam_size=beam_size,
                            nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,

@@ -391,3 +391,63 @@ def test_the_requests_model_vetoes_a_name_in_a_request_without_one(
     found = create("moonshine", phrase_lm_weight=2.0).transcribe(
         audio, **{**weights, "phrases": context_names(tune=True)})  # type: ignore[arg-type]
     assert "dagny grzybowski" in normalize(found[0].text)
+
+
+def test_teacher_forced_logprobs_of_a_batch_equal_each_alone(fp32: MoonshineOnnx,
+                                                              beckett: np.ndarray) -> None:
+    # float32: the int8 graphs quantise activations per tensor, so a row's figures
+    # move a little with the other rows of its batch (0.2 nats in 30 here).
+    keys, values = fp32.encode(fp32.window(beckett))
+    seqs = [fp32.tokenizer.encode(" " + t) for t in (BECKETT, "Ever tried.", "Never mind")]
+    batch = fp32.logprobs(keys, values, seqs)
+    alone = [fp32.best_above(keys, values, [s], -1e9) for s in seqs]
+    assert batch == pytest.approx([a[1] for a in alone if a is not None], abs=1e-3)
+    assert batch[0] > batch[1] and batch[0] > batch[2]  # the words said score best
+    assert fp32.logprobs(keys, values, []) == []
+
+
+@pytest.mark.skipif(not shutil.which("flite"), reason="flite not installed (setup.sh installs it)")
+def test_a_second_opinion_where_moonshine_is_unsure(built: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.eval_natural import synthesize
+    from models import asr
+    from models.whisper.inference import WhisperOnnx
+    from models.whisper.inference import model_dir as whisper_dir
+
+    base = whisper_dir("base")  # before the model folder moves to the Moonshine build's
+    monkeypatch.setenv("VOICESTREAM_MODEL_DIR", str(built.parent))
+    made: list[int] = []
+
+    def second() -> WhisperOnnx:
+        made.append(1)
+        return WhisperOnnx(base)
+
+    alone = create("moonshine", lm_weight=0.3)
+    both = create("moonshine", lm_weight=0.3, second=second)
+    assert made == []  # made on first use
+    audio = synthesize("describe a potato", "slt", cache=tmp_path)
+    # Measured: Moonshine alone writes "Describe at the date of." at -0.27 per token.
+    mine = alone.transcribe(audio, nbest=5)
+    assert normalize(mine[0].text) != "describe a potato"
+    judged = both.transcribe(audio, nbest=5)
+    assert normalize(judged[0].text) == "describe a potato" and made == [1]
+    assert [h.score for h in judged] == sorted((h.score for h in judged), reverse=True)
+    assert len({h.text for h in judged}) == len(judged)
+    # Sure of itself (nothing at or below the line), under a grammar, or with a
+    # context phrase in the n-best, Moonshine answers alone.
+    monkeypatch.setattr(asr, "SECOND_BELOW", -1e9)
+    assert both.transcribe(audio, nbest=5) == mine
+    monkeypatch.setattr(asr, "SECOND_BELOW", 0.0)
+    words = ["describe a potato", "describe the date"]
+    assert both.transcribe(audio, grammar=words) == alone.transcribe(audio, grammar=words)
+    named = alone.transcribe(audio, phrases=["Describe"], bias_weight=3.5)
+    assert normalize(named[0].text).startswith("describe")
+    assert both.transcribe(audio, phrases=["Describe"], bias_weight=3.5) == named
+    assert made == [1]
+    # Without Whisper base the engine logs it once and goes on alone.
+    def missing() -> WhisperOnnx:
+        raise AsrError("asr-model-missing", "no Whisper base")
+
+    bare = create("moonshine", lm_weight=0.3, second=missing)
+    assert bare.transcribe(audio, nbest=5) == alone.transcribe(audio, nbest=5)
+    assert bare.second() is None

@@ -355,3 +355,14 @@ def test_the_demo_command_the_decoder_used_to_say_twice_comes_out_once() -> None
     assert [w.word.strip(" .").lower() for w in hyps[0].words] == \
         ["turn", "on", "the", "kitchen", "light"]
     assert len({h.text for h in hyps}) == len(hyps)
+
+
+def test_teacher_forced_logprobs_of_a_batch_equal_each_alone(
+        fp32: WhisperOnnx, clips: dict[str, np.ndarray]) -> None:
+    keys, values = fp32.encode(fp32.features(clips["timer"]))
+    texts = ("Set a timer for 10 minutes.", "Set a timer.", "Sit at a time or four ten minutes")
+    seqs = [fp32.tokenizer.encode(" " + t) for t in texts]
+    batch = fp32.logprobs(keys, values, seqs)
+    alone = [fp32.best_above(keys, values, [s], -1e9) for s in seqs]
+    assert batch == pytest.approx([a[1] for a in alone if a is not None], abs=1e-3)
+    assert batch[0] == max(batch)
