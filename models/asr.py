@@ -421,8 +421,8 @@ def second_opinion(first: MoonshineOnnx, second: WhisperOnnx, audio: Float32Arra
         seqs = [judge.tokenizer.encode(" " + t) for t in texts]
         totals = judge.logprobs(keys, values, seqs, prompt=lead)
         judged.append([lp / (len(seq) + 1) for lp, seq in zip(totals, seqs, strict=True)])
-    scores = [ours + SECOND_WEIGHT * theirs_ + SECOND_LM_WEIGHT * model.per_word(t)
-              for t, ours, theirs_ in zip(texts, *judged, strict=True)]
+    scores = [first_lp + SECOND_WEIGHT * second_lp + SECOND_LM_WEIGHT * model.per_word(t)
+              for t, first_lp, second_lp in zip(texts, *judged, strict=True)]
     ranked = sorted(zip(scores, texts, strict=True), key=lambda st: st[0], reverse=True)
     return [Hypothesis(t, round(score, 4)) for score, t in ranked]
 
