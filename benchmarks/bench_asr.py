@@ -149,20 +149,16 @@ def moonshine(audio: np.ndarray, runs: int) -> None:
     # The second opinion: the worker's engine as it runs (this command is one Moonshine
     # is sure of, so Whisper base is not asked), then asked for every request, which
     # is what an unsure one costs.
-    from models import asr
-
     base = WhisperEngine(model="base", word_times=False)
     judged = MoonshineEngine(lm_weight=Settings().asr_lm_weight, second=lambda: base.model)
-    saved = asr.SECOND_BELOW
-    for label, line in (("as run", saved), ("asked always", 0.0)):
-        asr.SECOND_BELOW = line
+    for label, line in (("as run", judged.second_below), ("asked always", 0.0)):
+        judged.second_below = line
 
         def second(judged: MoonshineEngine = judged) -> str:
             out = judged.transcribe(audio, nbest=5)
             return out[0].text if out else ""
 
         print(ROW.format(f"  + second opinion, {label}", *_timed(runs, second)))
-    asr.SECOND_BELOW = saved
     plain = MoonshineEngine()
     vetoing = MoonshineEngine(phrase_lm_weight=Settings().asr_moonshine_phrase_lm_weight)
     phrases = context_names(tune=True)

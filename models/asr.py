@@ -237,6 +237,15 @@ class WhisperEngine:
         return Hypothesis(hyp.text, round(hyp.score, 4)) if hyp is not None else None
 
 
+#: Moonshine's search score per token at or below which it asks for a second opinion:
+#: about half of the natural set's requests (48 %), where its errors sit.
+SECOND_BELOW = -0.15
+#: The second model's log-probability per token, and the requests' model's per word,
+#: against Moonshine's per token, in :func:`second_opinion`'s judgement.
+SECOND_WEIGHT = 1.0
+SECOND_LM_WEIGHT = 0.5
+
+
 class MoonshineEngine:
     """Moonshine base English; ``phrases`` bias the beam search by shallow fusion, the
     sound-alike rescoring and the strong second search, and a ``grammar`` restricts
@@ -256,7 +265,7 @@ class MoonshineEngine:
 
     ``second`` makes the model for a second opinion (Whisper base in the worker,
     made on first use): where Moonshine is unsure of its best (search score per
-    token at or below :data:`SECOND_BELOW`) and the same exceptions do not apply,
+    token at or below ``second_below``) and the same exceptions do not apply,
     both models' n-bests are judged together (:func:`second_opinion`).
     """
 
@@ -265,7 +274,8 @@ class MoonshineEngine:
     def __init__(self, *, quantized: bool = True, beam_size: int = 5, threads: int = 1,
                  others: Callable[[], Engine] | None = None, narrowband: bool = True,
                  lm_weight: float = 0.0, phrase_lm_weight: float = 0.0,
-                 second: Callable[[], WhisperOnnx] | None = None) -> None:
+                 second: Callable[[], WhisperOnnx] | None = None,
+                 second_below: float = SECOND_BELOW) -> None:
         from models.moonshine.inference import MoonshineModelMissing, MoonshineOnnx
 
         if lm_weight < 0 or phrase_lm_weight < 0:
@@ -292,6 +302,8 @@ class MoonshineEngine:
         #: Makes the second-opinion model; None once it proved missing (or never given).
         self._second_maker = second
         self._second: WhisperOnnx | None = None
+        #: Moonshine's best scoring at or below this per token asks for the second opinion.
+        self.second_below = second_below
         if second:
             bundled()
 
@@ -351,7 +363,7 @@ class MoonshineEngine:
         # the requests' model has never seen the name and would push it down.
         if grammar or not out or _holds_phrase(out, key):
             return out[:nbest]
-        second = self.second() if out[0].score <= SECOND_BELOW else None
+        second = self.second() if out[0].score <= self.second_below else None
         if second is not None:
             out = second_opinion(self.model, second, audio, out, bundled(),
                                  beam_size=self.beam_size)
@@ -381,15 +393,6 @@ class MoonshineEngine:
         except DecodeStopped:
             return None
         return Hypothesis(hyp.text, round(hyp.score, 4)) if hyp is not None else None
-
-
-#: Moonshine's search score per token at or below which it asks for a second opinion:
-#: about half of the natural set's requests (48 %), where its errors sit.
-SECOND_BELOW = -0.15
-#: The second model's log-probability per token, and the requests' model's per word,
-#: against Moonshine's per token, in :func:`second_opinion`'s judgement.
-SECOND_WEIGHT = 1.0
-SECOND_LM_WEIGHT = 0.5
 
 
 def second_opinion(first: MoonshineOnnx, second: WhisperOnnx, audio: Float32Array,

@@ -112,16 +112,17 @@ def _keep_better(best: dict[str, Any], scores: dict[str, float], epoch: int | st
     return {"score": score, "epoch": epoch, "dev": scores, "config": config}
 
 
-def _pretrained(encoder: str, labels: Labels, embed_rank: int | None, pooling: str,
-                weights: bool = True) -> tuple[JointModel, Tokenizer]:
-    """The joint model on ``encoder`` (its pretrained weights unless not ``weights``;
-    the heads drawn from torch's generator) and the encoder's tokenizer."""
+def _model(encoder: str, labels: Labels, embed_rank: int | None, pooling: str, *,
+           pretrained: bool) -> tuple[JointModel, Tokenizer]:
+    """A fresh joint model for ``encoder`` (the heads drawn from torch's generator) and
+    its tokenizer; ``pretrained``: with the encoder's pretrained weights loaded
+    (otherwise a checkpoint will be)."""
     wp: Tokenizer
     if encoder == ENCODER_NAME:
         e5 = E5File()
         wp = Unigram(e5)
         model = JointModel.e5(len(labels.intents), len(labels.tags), pooling=pooling)
-        if weights:
+        if pretrained:
             model.load_minilm(e5.weights())
         model.tok.weight.requires_grad_(False)
     elif encoder == "minilm":
@@ -129,7 +130,7 @@ def _pretrained(encoder: str, labels: Labels, embed_rank: int | None, pooling: s
         wp = WordPiece(enc_dir / "vocab.txt")
         model = JointModel(len(labels.intents), len(labels.tags), embed_rank=embed_rank,
                            pooling=pooling)
-        if weights:
+        if pretrained:
             model.load_minilm(read_safetensors(enc_dir / "model.safetensors"))
     else:
         raise ValueError(f"unknown encoder {encoder!r}: minilm or {ENCODER_NAME}")
@@ -168,7 +169,7 @@ def train(data: Path, out: Path, *, epochs: int = 10, batch_size: int = 32, lr: 
     train_ex, dev_ex = load(data / "train.jsonl"), load(data / "dev.jsonl")
     labels = Labels.from_examples(train_ex)
     intent_slots = intent_slot_types(train_ex)
-    model, wp = _pretrained(encoder, labels, embed_rank, pooling)
+    model, wp = _model(encoder, labels, embed_rank, pooling, pretrained=True)
     model.to(device)
     encoded = [encode(e.text, wp, labels, e)
                for e in (augment(train_ex, 0) if augment else train_ex)]
@@ -250,17 +251,23 @@ def soup(data: Path, runs: Sequence[Path], out: Path, *, device: str = "cpu",
     seeds = {r["config"]["seed"] for r in reports}
     if len(seeds) != 1:
         raise ValueError(f"the runs started from other weights (seeds {sorted(seeds)})")
+    # Beside the data order, the runs must be one recipe (an older report may lack
+    # the data seed: it was the seed).
+    configs = [{k: v for k, v in r["config"].items() if k != "data_seed"} for r in reports]
+    if any(c != configs[0] for c in configs):
+        raise ValueError("the runs differ in more than their data order: "
+                         + "; ".join(f"{r}: {c}" for r, c in zip(runs, configs, strict=True)))
     meta = json.loads((runs[0] / "labels.json").read_text())
     for r in runs[1:]:
         if json.loads((r / "labels.json").read_text()) != meta:
             raise ValueError(f"{r} has other labels or another encoder than {runs[0]}")
-    states = [torch.load(r / "joint.pt", map_location="cpu") for r in runs]
+    states = [torch.load(r / "joint.pt", map_location="cpu", weights_only=True) for r in runs]
     mean = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
             if v.is_floating_point() else v for k, v in states[0].items()}
     dev_ex = load(data / "dev.jsonl")
     labels = Labels(tuple(meta["intents"]), tuple(meta["tags"]))
-    model, wp = _pretrained(meta["encoder"], labels, meta["embed_rank"], meta["pooling"],
-                            weights=False)
+    model, wp = _model(meta["encoder"], labels, meta["embed_rank"], meta["pooling"],
+                       pretrained=False)
     model.load_state_dict(mean)
     model.to(device)
     scores = evaluate(model, dev_ex, wp, labels, meta["intent_slots"], device)

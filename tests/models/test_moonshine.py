@@ -410,7 +410,6 @@ def test_teacher_forced_logprobs_of_a_batch_equal_each_alone(fp32: MoonshineOnnx
 def test_a_second_opinion_where_moonshine_is_unsure(built: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from infra.eval_natural import synthesize
-    from models import asr
     from models.whisper.inference import WhisperOnnx
     from models.whisper.inference import model_dir as whisper_dir
 
@@ -435,9 +434,9 @@ def test_a_second_opinion_where_moonshine_is_unsure(built: Path, tmp_path: Path,
     assert len({h.text for h in judged}) == len(judged)
     # Sure of itself (nothing at or below the line), under a grammar, or with a
     # context phrase in the n-best, Moonshine answers alone.
-    monkeypatch.setattr(asr, "SECOND_BELOW", -1e9)
+    both.second_below = -1e9
     assert both.transcribe(audio, nbest=5) == mine
-    monkeypatch.setattr(asr, "SECOND_BELOW", 0.0)
+    both.second_below = 0.0
     words = ["describe a potato", "describe the date"]
     assert both.transcribe(audio, grammar=words) == alone.transcribe(audio, grammar=words)
     named = alone.transcribe(audio, phrases=["Describe"], bias_weight=3.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,13 @@ def test_a_soup_is_the_mean_of_runs_from_the_same_initial_weights(tmp_path: Path
         soup(tmp_path, [runs["a"], runs["other-seed"]], tmp_path / "bad")
     with pytest.raises(ValueError, match="two runs"):
         soup(tmp_path, [runs["a"]], tmp_path / "bad")
+    longer = tmp_path / "longer"  # run b's weights, reported as a run of another recipe
+    shutil.copytree(runs["b"], longer)
+    report_b = json.loads((longer / "train_report.json").read_text())
+    report_b["config"]["epochs"] = 2
+    (longer / "train_report.json").write_text(json.dumps(report_b))
+    with pytest.raises(ValueError, match="more than their data order"):
+        soup(tmp_path, [runs["a"], longer], tmp_path / "bad")
     # The CLI's runs draw their code-switched copies apart: epoch e of run k, seed e + 100 k.
     seen: list[int] = []
     switch = switches(lambda examples, seed: seen.append(seed) or examples, 2)
