@@ -167,6 +167,10 @@ def test_a_rephrased_request_is_mined_and_rewritten_live(stack: str, tmp_path: P
     directive = decision(events)
     assert (directive["type"], directive["skill"], directive["intent"]) == \
         ("directive", "media", "play_music")
+    # The user says at once that it was not what they meant (the feedback window is
+    # interaction_window_s from the outcome; the next request's decoding must not eat it).
+    voicestream("feedback", "--device", device, "--utterance", utt, "--kind", "misheard",
+                "--broker", stack)
 
     # A pause after the request: its speculative revision (rewritten) is cancelled when
     # speech resumes; nothing of it follows the reset, and only the last revision decides.
@@ -180,9 +184,8 @@ def test_a_rephrased_request_is_mined_and_rewritten_live(stack: str, tmp_path: P
     check_revisions(resumed)
     assert decision(resumed)["revision"] == 1
 
-    # The user says it was not what they meant: the record is a defect, with the rewrite.
-    voicestream("feedback", "--device", device, "--utterance", utt, "--kind", "misheard",
-                "--broker", stack)
+    # The record of the user's feedback (sent above, inside the feedback window) is a
+    # defect, with the rewrite.
     record = asyncio.run(interaction(stack, utt, timeout_s=60))
     assert (record.device_id, record.user_id) == (device, device)
     assert (record.utterance, record.original) == (REPHRASE, final_text(events))
