@@ -26,6 +26,7 @@ from models.whisper.phonetic import SoundIndex
 
 if TYPE_CHECKING:
     from models.moonshine.inference import MoonshineOnnx
+    from models.whisper.inference import Hypothesis as SearchHypothesis
     from models.whisper.inference import PhraseJudge, WhisperOnnx
 
 Float32Array = npt.NDArray[np.float32]
@@ -358,14 +359,15 @@ class MoonshineEngine:
                                      bias=trie, grammar=rules, sounds=sounds,
                                      phrase_bonus=phrase_bonus, strong=strong,
                                      judge=self.judge)
-        out = [Hypothesis(h.text, round(h.score, 4)) for h in hyps if h.text]
+        hyps = [h for h in hyps if h.text]
+        out = [Hypothesis(h.text, round(h.score, 4)) for h in hyps]
         # A hypothesis holding one of the device's phrases is the context passes' find;
         # the requests' model has never seen the name and would push it down.
         if grammar or not out or _holds_phrase(out, key):
             return out[:nbest]
         second = self.second() if out[0].score <= self.second_below else None
         if second is not None:
-            out = second_opinion(self.model, second, audio, out, bundled(),
+            out = second_opinion(self.model, second, audio, hyps, bundled(),
                                  beam_size=self.beam_size)
         elif self.lm_weight:
             out = rerank(out, bundled(), self.lm_weight)
@@ -396,14 +398,16 @@ class MoonshineEngine:
 
 
 def second_opinion(first: MoonshineOnnx, second: WhisperOnnx, audio: Float32Array,
-                   hyps: Sequence[Hypothesis], model: WordTrigram, *, beam_size: int = 5
-                   ) -> list[Hypothesis]:
+                   hyps: Sequence[SearchHypothesis], model: WordTrigram, *,
+                   beam_size: int = 5) -> list[Hypothesis]:
     """``hyps`` (``first``'s n-best) and ``second``'s own n-best for ``audio``, every text
     judged by both models on the audio and by the requests' ``model``, best first.
 
-    Each text's score is its log-probability per token under ``first`` (teacher
-    forcing), plus :data:`SECOND_WEIGHT` times the same under ``second``, plus
+    Each text's score is its log-probability per token under ``first``, plus
+    :data:`SECOND_WEIGHT` times the same under ``second``, plus
     :data:`SECOND_LM_WEIGHT` times ``model``'s mean log-probability per word.
+    A model's own hypotheses keep the log-probability its search gave them; only
+    the other model's texts are forced through it (teacher forcing, one batch).
     Two models of other kinds (Moonshine on raw samples, Whisper on a log-mel
     window) make other mistakes: on the natural set the right sentence is in the
     union of their 5-bests far more often than in either.
@@ -415,19 +419,33 @@ def second_opinion(first: MoonshineOnnx, second: WhisperOnnx, audio: Float32Arra
     theirs = second.search(theirs_k, theirs_v, beam_size=beam_size, nbest=beam_size,
                            bias=None, max_tokens=second.token_limit(audio.size),
                            prompt=prompt)
-    texts = list(dict.fromkeys(
-        t for t in (*(h.text.strip() for h in hyps), *(h.text.strip() for h in theirs)) if t))
-    ours_k, ours_v = first.encode(first.window(audio[: int(MAX_AUDIO_S * SAMPLE_RATE_HZ)]))
-    judged = []
-    for judge, keys, values, lead in ((first, ours_k, ours_v, None),
-                                      (second, theirs_k, theirs_v, prompt)):
-        seqs = [judge.tokenizer.encode(" " + t) for t in texts]
-        totals = judge.logprobs(keys, values, seqs, prompt=lead)
-        judged.append([lp / (len(seq) + 1) for lp, seq in zip(totals, seqs, strict=True)])
-    scores = [first_lp + SECOND_WEIGHT * second_lp + SECOND_LM_WEIGHT * model.per_word(t)
-              for t, first_lp, second_lp in zip(texts, *judged, strict=True)]
+    # Per token, end of text counted, as the search ranks and as forcing gives.
+    mine: dict[str, float] = {}
+    yours: dict[str, float] = {}
+    for known, found in ((mine, hyps), (yours, theirs)):
+        for h in found:  # best first: a text's best spelling keeps its score
+            known.setdefault(h.text.strip(), h.logprob / (len(h.tokens) + 1))
+    texts = [t for t in dict.fromkeys((*mine, *yours)) if t]
+    missing = [t for t in texts if t not in mine]
+    if missing:
+        keys, values = first.encode(first.window(audio[: int(MAX_AUDIO_S * SAMPLE_RATE_HZ)]))
+        mine.update(_forced(first, keys, values, missing, None))
+    missing = [t for t in texts if t not in yours]
+    if missing:
+        yours.update(_forced(second, theirs_k, theirs_v, missing, prompt))
+    scores = [mine[t] + SECOND_WEIGHT * yours[t] + SECOND_LM_WEIGHT * model.per_word(t)
+              for t in texts]
     ranked = sorted(zip(scores, texts, strict=True), key=lambda st: st[0], reverse=True)
     return [Hypothesis(t, round(score, 4)) for score, t in ranked]
+
+
+def _forced(judge: MoonshineOnnx | WhisperOnnx, keys: Float32Array, values: Float32Array,
+            texts: Sequence[str], prompt: tuple[int, ...] | None) -> dict[str, float]:
+    """Each of ``texts``' log-probability per token (end of text counted) under ``judge``,
+    given the audio's encoder keys and values (teacher forcing, one batch)."""
+    seqs = [judge.tokenizer.encode(" " + t) for t in texts]
+    totals = judge.logprobs(keys, values, seqs, prompt=prompt)
+    return {t: lp / (len(seq) + 1) for t, lp, seq in zip(texts, totals, seqs, strict=True)}
 
 
 def rerank(hyps: Sequence[Hypothesis], model: WordTrigram, weight: float

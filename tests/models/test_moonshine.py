@@ -428,8 +428,30 @@ def test_a_second_opinion_where_moonshine_is_unsure(built: Path, tmp_path: Path,
     # Measured: Moonshine alone writes "Describe at the date of." at -0.27 per token.
     mine = alone.transcribe(audio, nbest=5)
     assert normalize(mine[0].text) != "describe a potato"
+    # Each model keeps its own search's scores: only the other's texts are forced.
+    base_model = both.second()
+    assert base_model is not None
+    forced: dict[str, list[str]] = {"moonshine": [], "whisper": []}
+    theirs: set[str] = set()
+    for name, model in (("moonshine", both.model), ("whisper", base_model)):
+        def logprobs(keys, values, seqs, prompt=None, *, name=name, model=model,  # type: ignore[no-untyped-def]
+                     real=model.logprobs):
+            forced[name].extend(model.tokenizer.decode(s).strip() for s in seqs)
+            return real(keys, values, seqs, prompt=prompt)
+
+        monkeypatch.setattr(model, "logprobs", logprobs)
+
+    def search(*args, real=base_model.search, **kwargs):  # type: ignore[no-untyped-def]
+        found = real(*args, **kwargs)
+        theirs.update(h.text.strip() for h in found)
+        return found
+
+    monkeypatch.setattr(base_model, "search", search)
     judged = both.transcribe(audio, nbest=5)
     assert normalize(judged[0].text) == "describe a potato" and made == [1]
+    ours = {h.text for h in mine}
+    assert forced["moonshine"] and set(forced["moonshine"]) == theirs - ours
+    assert forced["whisper"] and set(forced["whisper"]) == ours - theirs
     assert [h.score for h in judged] == sorted((h.score for h in judged), reverse=True)
     assert len({h.text for h in judged}) == len(judged)
     # Sure of itself (nothing at or below the line), under a grammar, or with a
