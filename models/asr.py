@@ -419,7 +419,7 @@ def second_opinion(first: MoonshineOnnx, second: WhisperOnnx, audio: Float32Arra
     theirs = second.search(theirs_k, theirs_v, beam_size=beam_size, nbest=beam_size,
                            bias=None, max_tokens=second.token_limit(audio.size),
                            prompt=prompt)
-    # Per token, end of text counted, as the search ranks and as forcing gives.
+    # Per token, end of text counted, as _forced gives it.
     mine: dict[str, float] = {}
     yours: dict[str, float] = {}
     for known, found in ((mine, hyps), (yours, theirs)):
