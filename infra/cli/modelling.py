@@ -430,7 +430,7 @@ def eval_asr(ctx: click.Context, data_dir: str | None, shared: str, engine: str,
 
 
 def _whisper_base() -> Any:
-    """Whisper base as the worker makes it, for Moonshine's second opinion."""
+    """Whisper base (no word times), for the evaluated engine's second opinion."""
     from models.asr import WhisperEngine
 
     return WhisperEngine(model="base", word_times=False).model

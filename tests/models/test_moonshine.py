@@ -433,20 +433,26 @@ def test_a_second_opinion_where_moonshine_is_unsure(built: Path, tmp_path: Path,
     assert base_model is not None
     forced: dict[str, list[str]] = {"moonshine": [], "whisper": []}
     theirs: set[str] = set()
-    for name, model in (("moonshine", both.model), ("whisper", base_model)):
-        def logprobs(keys, values, seqs, prompt=None, *, name=name, model=model,  # type: ignore[no-untyped-def]
-                     real=model.logprobs):
+
+    def spy(name: str, model: MoonshineOnnx | WhisperOnnx) -> None:
+        real = model.logprobs
+
+        def logprobs(keys, values, seqs, prompt=None):  # type: ignore[no-untyped-def]
             forced[name].extend(model.tokenizer.decode(s).strip() for s in seqs)
             return real(keys, values, seqs, prompt=prompt)
 
         monkeypatch.setattr(model, "logprobs", logprobs)
 
-    def search(*args, real=base_model.search, **kwargs):  # type: ignore[no-untyped-def]
-        found = real(*args, **kwargs)
+    spy("moonshine", both.model)
+    spy("whisper", base_model)
+    search = base_model.search
+
+    def searched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = search(*args, **kwargs)
         theirs.update(h.text.strip() for h in found)
         return found
 
-    monkeypatch.setattr(base_model, "search", search)
+    monkeypatch.setattr(base_model, "search", searched)
     judged = both.transcribe(audio, nbest=5)
     assert normalize(judged[0].text) == "describe a potato" and made == [1]
     ours = {h.text for h in mine}
