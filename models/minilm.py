@@ -85,6 +85,14 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(kind, inputs, [name], **attrs))
         return name
 
+    def target_logp(self, logits: str, targets: str, out: str) -> str:
+        """``out [B, n]``: each position's log-softmax of ``logits [B, n, V]`` at its token
+        in ``targets [B, n]`` (a decoder's teacher forcing in one pass)."""
+        axis2 = self.const("axis2", np.array([2], np.int64))
+        picked = self.op("GatherElements", [self.op("LogSoftmax", [logits], axis=-1),
+                                            self.op("Unsqueeze", [targets, axis2])], axis=2)
+        return self.op("Squeeze", [picked, axis2], out=out)
+
     def model(self, name: str, inputs: list[Any], outputs: list[Any], opset: int = 17) -> Any:
         """Return the checked ``ModelProto`` with these graph inputs and outputs."""
         import onnx

@@ -31,8 +31,9 @@ _MEMBERS = {
     "beckett.wav": "moonshine_cpp/test-data/beckett.wav",
 }
 #: Bumped when the build's output changes (2: the audio's keys and values split
-#: into heads, shared by a beam's hypotheses).
-BUILD_FORMAT = 2
+#: into heads, shared by a beam's hypotheses; 3: ``scorer.onnx`` for one-pass
+#: teacher forcing).
+BUILD_FORMAT = 3
 CACHE = Path.home() / ".cache" / "voicestream"
 
 
@@ -124,7 +125,7 @@ def build(out: Path | None = None, *, force: bool = False, cache: Path = CACHE) 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     export(MoonshineWeights.read(src), tmp)
-    for name in ("encoder", "decoder"):
+    for name in ("encoder", "decoder", "scorer"):
         quantize_dynamic(str(tmp / f"{name}.onnx"), str(tmp / f"{name}.int8.onnx"),
                          weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
     shutil.copy(src / "tokenizer.bin", tmp / "tokenizer.bin")

@@ -13,6 +13,9 @@ dequantised once to float32); the graphs are our own, with the layout
   ``cross_v`` (batch B, or 1 for one audio shared by B hypotheses: attention
   broadcasts it, so a beam never copies the audio's keys) to ``logits [B, V]``
   (last position) and ``new_self_k``, ``new_self_v`` ``[L, B, P+n, D]``.
+* ``scorer.onnx``: the decoder's inputs plus ``targets [B, n]`` to ``logp [B, n]``,
+  the log-probability of ``targets[:, i]`` after ``tokens[:, :i + 1]``: teacher
+  forcing in one pass instead of one decoder step per token.
 
 The arithmetic follows the exported model it replaces: a convolutional stem
 (kernel 127 stride 64 without bias, tanh, one-group normalisation, kernel 7
@@ -186,6 +189,12 @@ class _Writer:
                    perm=[0, 2, 1, 3])
         return self.matmul(self.merged(ctx), out)
 
+    def logits(self, x: str, out: str | None = None) -> str:
+        """The vocabulary logits of the decoder's last block output ``x``: the final norm,
+        then the token embeddings (tied)."""
+        return self.g.op("MatMul", [self.norm(x, "decoder.norm.weight"), self.c(
+            "embed_t", np.ascontiguousarray(self.v["decoder.embed_tokens.weight"].T))], out=out)
+
     def stack(self, parts: list[str], out: str) -> str:
         """Stack ``[B, T, D]`` tensors on a new first axis."""
         axis0 = self.c("axis0", np.array([0], np.int64))
@@ -290,7 +299,48 @@ def decoder(w: MoonshineWeights) -> Any:
     from onnx import TensorProto
 
     wr = _Writer(w, w.decoder)
-    g, v = wr.g, wr.v
+    g = wr.g
+    x, new_k, new_v = _blocks(wr)
+    wr.stack(new_k, "new_self_k")
+    wr.stack(new_v, "new_self_v")
+    wr.logits(g.op("Gather", [x, wr.c("last", np.array(-1, np.int64))], axis=1), out="logits")
+    cache = [w.decoder_layers, "batch", "past", w.width]
+    grown = [w.decoder_layers, "batch", "total", w.width]
+    return g.model("moonshine-decoder",
+                   [_info("tokens", TensorProto.INT64, ["batch", "n"]),
+                    _info("self_k", TensorProto.FLOAT, cache),
+                    _info("self_v", TensorProto.FLOAT, cache),
+                    _info("cross_k", TensorProto.FLOAT, _cross_k(w, "audio_batch")),
+                    _info("cross_v", TensorProto.FLOAT, _cross_v(w, "audio_batch"))],
+                   [_info("logits", TensorProto.FLOAT, ["batch", w.vocab]),
+                    _info("new_self_k", TensorProto.FLOAT, grown),
+                    _info("new_self_v", TensorProto.FLOAT, grown)], _OPSET)
+
+
+def scorer(w: MoonshineWeights) -> Any:
+    """Return ``scorer.onnx`` (float32): each position's log-probability of its target
+    token, the decoder's blocks run once over all ``tokens`` after the cache."""
+    from onnx import TensorProto
+
+    wr = _Writer(w, w.decoder)
+    x, _, _ = _blocks(wr)
+    wr.g.target_logp(wr.logits(x), "targets", "logp")
+    cache = [w.decoder_layers, "batch", "past", w.width]
+    return wr.g.model("moonshine-scorer",
+                      [_info("tokens", TensorProto.INT64, ["batch", "n"]),
+                       _info("targets", TensorProto.INT64, ["batch", "n"]),
+                       _info("self_k", TensorProto.FLOAT, cache),
+                       _info("self_v", TensorProto.FLOAT, cache),
+                       _info("cross_k", TensorProto.FLOAT, _cross_k(w, "audio_batch")),
+                       _info("cross_v", TensorProto.FLOAT, _cross_v(w, "audio_batch"))],
+                      [_info("logp", TensorProto.FLOAT, ["batch", "n"])], _OPSET)
+
+
+def _blocks(wr: _Writer) -> tuple[str, list[str], list[str]]:
+    """The decoder blocks over ``tokens`` after the cache ``self_k``/``self_v``: the
+    last block's output ``[B, n, D]`` (before the final norm) and each layer's grown
+    keys and values."""
+    g, v, w = wr.g, wr.v, wr.w
     past = g.op("Shape", ["self_k"], start=2, end=3)
     n = g.op("Shape", ["tokens"], start=1, end=2)
     table = wr.c("embed", v["decoder.embed_tokens.weight"])
@@ -327,29 +377,13 @@ def decoder(w: MoonshineWeights) -> Any:
         h = g.op("Add", [wr.matmul(g.op("Mul", [silu, hidden]), f"{s}.mlp.down_proj.weight"),
                          wr.c(f"{s}.mlp.down_proj.bias", v[f"{s}.mlp.down_proj.bias"])])
         x = g.op("Add", [x, h])
-    wr.stack(new_k, "new_self_k")
-    wr.stack(new_v, "new_self_v")
-    last = g.op("Gather", [x, wr.c("last", np.array(-1, np.int64))], axis=1)
-    last = wr.norm(last, "decoder.norm.weight")
-    g.op("MatMul", [last, wr.c("embed_t", np.ascontiguousarray(
-        v["decoder.embed_tokens.weight"].T))], out="logits")
-    cache = [w.decoder_layers, "batch", "past", w.width]
-    grown = [w.decoder_layers, "batch", "total", w.width]
-    return g.model("moonshine-decoder",
-                   [_info("tokens", TensorProto.INT64, ["batch", "n"]),
-                    _info("self_k", TensorProto.FLOAT, cache),
-                    _info("self_v", TensorProto.FLOAT, cache),
-                    _info("cross_k", TensorProto.FLOAT, _cross_k(w, "audio_batch")),
-                    _info("cross_v", TensorProto.FLOAT, _cross_v(w, "audio_batch"))],
-                   [_info("logits", TensorProto.FLOAT, ["batch", w.vocab]),
-                    _info("new_self_k", TensorProto.FLOAT, grown),
-                    _info("new_self_v", TensorProto.FLOAT, grown)], _OPSET)
+    return x, new_k, new_v
 
 
 def export(w: MoonshineWeights, out: Path) -> None:
-    """Write ``encoder.onnx`` and ``decoder.onnx`` (float32) into ``out``."""
+    """Write ``encoder.onnx``, ``decoder.onnx`` and ``scorer.onnx`` (float32) into ``out``."""
     import onnx
 
     out.mkdir(parents=True, exist_ok=True)
-    for name, write in (("encoder", encoder), ("decoder", decoder)):
+    for name, write in (("encoder", encoder), ("decoder", decoder), ("scorer", scorer)):
         onnx.save(write(w), str(out / f"{name}.onnx"))

@@ -26,6 +26,7 @@ from models.whisper.inference import (
     Hypothesis,
     PhraseJudge,
     cpu_session,
+    scorer_session,
 )
 from models.whisper.phonetic import SoundIndex
 
@@ -78,6 +79,7 @@ class MoonshineOnnx(ContextPasses):
         self.tokenizer = Tokenizer(path / "tokenizer.bin")
         self.layers = int(self.decoder.get_inputs()[1].shape[0])
         self.width = int(self.decoder.get_inputs()[1].shape[3])
+        self.scorer = scorer_session(path, suffix, threads)
         vocab = int(self.decoder.get_outputs()[0].shape[1])
         # Never written: unknown, start, and the logits' padding past the vocabulary.
         self.suppress = np.array([0, self.tokenizer.sot,

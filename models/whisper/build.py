@@ -77,8 +77,8 @@ SOURCES = {
 
 
 #: Bumped when the build's output changes (2: ``aligner.onnx`` for word times;
-#: 3: graphs written without torch).
-BUILD_FORMAT = 3
+#: 3: graphs written without torch; 4: ``scorer.onnx`` for one-pass teacher forcing).
+BUILD_FORMAT = 4
 
 
 def source_dir(model: str = "tiny.en") -> Path:
@@ -109,7 +109,7 @@ def build(out: Path, model: str = "tiny.en", *, force: bool = False) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     export(source.read(), tmp)
-    for name in ("encoder", "decoder"):
+    for name in ("encoder", "decoder", "scorer"):
         quantize_dynamic(str(tmp / f"{name}.onnx"), str(tmp / f"{name}.int8.onnx"),
                          weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
     for name in ("tokenizer.json", "config.json"):

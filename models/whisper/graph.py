@@ -14,6 +14,10 @@ the yardstick the tests hold these graphs to). With L layers and width D:
   and ``new_self_k``, ``new_self_v`` ``[L, B, P+n, D]``.
 * ``aligner.onnx``: ``tokens [1, n]``, ``cross_k``, ``cross_v`` to
   ``weights [L, heads, n, T]``, every layer's cross-attention weights.
+* ``scorer.onnx``: the decoder's inputs plus ``targets [B, n]`` to ``logp [B, n]``,
+  the log-probability of ``targets[:, i]`` after ``tokens[:, :i + 1]``: teacher
+  forcing in one pass instead of one decoder step per token. ``cross_k`` and
+  ``cross_v`` may hold one audio row for all B token rows (they broadcast).
 
 The arithmetic follows the torch module: pre-norm blocks (LayerNorm eps
 1e-5), exact (erf) GELU, queries and keys each scaled by ``(D/heads)^-0.25``,
@@ -117,6 +121,12 @@ class _Writer:
                         self.v[f"{src}/linear_1/bias"])
         return self.g.op("Add", [x, y])
 
+    def logits(self, x: str, out: str | None = None) -> str:
+        """The vocabulary logits of the last block's output ``x``: final layer norm, then
+        the projection."""
+        return self.g.op("MatMul", [self.layer_norm(x, "decoder/layer_norm"), self.weight(
+            "proj_t", np.ascontiguousarray(self.v["decoder/projection/weight"].T))], out=out)
+
     def stack(self, parts: list[str], out: str) -> str:
         """Stack ``[B, T, D]`` tensors on a new first axis."""
         axis0 = self.weight("axis0", np.array([0], np.int64))
@@ -198,25 +208,12 @@ def decoder(model: Ct2Model) -> Any:
     from onnx import TensorProto
 
     w = _Writer(model)
-    g, d, v = w.g, w.dims, w.v
-    past = g.op("Shape", ["self_k"], start=2, end=3)
-    n = g.op("Shape", ["tokens"], start=1, end=2)
-    x = w.tokens_in("tokens", past)
-    mask = w.causal_mask(past, n)
-    new_k, new_v = [], []
-    for i in range(d.layers):
-        s = f"decoder/layer_{i}"
-        a = w.layer_norm(x, f"{s}/self_attention/layer_norm")
-        q, k_new, v_new = w.qkv(a, f"{s}/self_attention")
-        new_k.append(g.op("Concat", [w.layer_of("self_k", i), k_new], axis=1))
-        new_v.append(g.op("Concat", [w.layer_of("self_v", i), v_new], axis=1))
-        x = _decoder_rest(w, x, q, i, new_k[-1], new_v[-1], mask)
+    g, d = w.g, w.dims
+    x, new_k, new_v = _blocks(w)
     w.stack(new_k, "new_self_k")
     w.stack(new_v, "new_self_v")
-    last = g.op("Gather", [x, w.weight("last", np.array(-1, np.int64))], axis=1)
-    last = w.layer_norm(last, "decoder/layer_norm")
-    g.op("MatMul", [last, w.weight("proj_t", np.ascontiguousarray(
-        v["decoder/projection/weight"].T))], out="logits")
+    w.logits(g.op("Gather", [x, w.weight("last", np.array(-1, np.int64))], axis=1),
+             out="logits")
     cache = [d.layers, "batch", "past", d.width]
     grown = [d.layers, "batch", "total", d.width]
     audio = [d.layers, "batch", "audio_len", d.width]
@@ -229,6 +226,47 @@ def decoder(model: Ct2Model) -> Any:
                    [_info("logits", TensorProto.FLOAT, ["batch", d.vocab]),
                     _info("new_self_k", TensorProto.FLOAT, grown),
                     _info("new_self_v", TensorProto.FLOAT, grown)], _OPSET)
+
+
+def scorer(model: Ct2Model) -> Any:
+    """Return ``scorer.onnx`` (float32): each position's log-probability of its target
+    token, the decoder's blocks run once over all ``tokens`` after the cache."""
+    from onnx import TensorProto
+
+    w = _Writer(model)
+    g, d = w.g, w.dims
+    x, _, _ = _blocks(w)
+    g.target_logp(w.logits(x), "targets", "logp")
+    cache = [d.layers, "batch", "past", d.width]
+    audio = [d.layers, "audio_rows", "audio_len", d.width]
+    return g.model("whisper-scorer",
+                   [_info("tokens", TensorProto.INT64, ["batch", "n"]),
+                    _info("targets", TensorProto.INT64, ["batch", "n"]),
+                    _info("self_k", TensorProto.FLOAT, cache),
+                    _info("self_v", TensorProto.FLOAT, cache),
+                    _info("cross_k", TensorProto.FLOAT, audio),
+                    _info("cross_v", TensorProto.FLOAT, audio)],
+                   [_info("logp", TensorProto.FLOAT, ["batch", "n"])], _OPSET)
+
+
+def _blocks(w: _Writer) -> tuple[str, list[str], list[str]]:
+    """The decoder blocks over ``tokens`` after the cache ``self_k``/``self_v``: the
+    last block's output ``[B, n, D]`` (before the final layer norm) and each layer's
+    grown keys and values."""
+    g = w.g
+    past = g.op("Shape", ["self_k"], start=2, end=3)
+    n = g.op("Shape", ["tokens"], start=1, end=2)
+    x = w.tokens_in("tokens", past)
+    mask = w.causal_mask(past, n)
+    new_k, new_v = [], []
+    for i in range(w.dims.layers):
+        s = f"decoder/layer_{i}"
+        a = w.layer_norm(x, f"{s}/self_attention/layer_norm")
+        q, k_new, v_new = w.qkv(a, f"{s}/self_attention")
+        new_k.append(g.op("Concat", [w.layer_of("self_k", i), k_new], axis=1))
+        new_v.append(g.op("Concat", [w.layer_of("self_v", i), v_new], axis=1))
+        x = _decoder_rest(w, x, q, i, new_k[-1], new_v[-1], mask)
+    return x, new_k, new_v
 
 
 def _decoder_rest(w: _Writer, x: str, q: str, i: int, k: str, v: str, mask: str) -> str:
@@ -283,9 +321,11 @@ def aligner(model: Ct2Model) -> Any:
 
 
 def export(model: Ct2Model, out: Path) -> None:
-    """Write ``encoder.onnx``, ``decoder.onnx`` and ``aligner.onnx`` (float32) into ``out``."""
+    """Write ``encoder.onnx``, ``decoder.onnx``, ``scorer.onnx`` and ``aligner.onnx``
+    (float32) into ``out``."""
     import onnx
 
     out.mkdir(parents=True, exist_ok=True)
-    for name, write in (("encoder", encoder), ("decoder", decoder), ("aligner", aligner)):
+    for name, write in (("encoder", encoder), ("decoder", decoder), ("scorer", scorer),
+                        ("aligner", aligner)):
         onnx.save(write(model), str(out / f"{name}.onnx"))

@@ -107,6 +107,13 @@ def cpu_session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def scorer_session(path: Path, suffix: str, threads: int) -> ort.InferenceSession | None:
+    """The model's ``scorer`` graph (:attr:`ContextPasses.scorer`) in ``path``, or None
+    where the build has none."""
+    scorer = path / f"scorer{suffix}"
+    return cpu_session(scorer, threads) if scorer.is_file() else None
+
+
 class _PromptTokenizer(Protocol):
     """What the context passes need of a tokenizer."""
 
@@ -143,6 +150,10 @@ class ContextPasses(abc.ABC):
     #: Whether the decoder takes one row of audio keys/values for any number of token
     #: rows (it broadcasts them); otherwise they are repeated to one row per token row.
     shares_audio_rows: bool = False
+    #: A graph that gives every position's log-probability of its target token after a
+    #: cached prefix (Whisper's ``scorer.onnx``): :meth:`logprobs` then forces all
+    #: tokens in one pass. Without it, one decoder step per token.
+    scorer: ort.InferenceSession | None = None
 
     @abc.abstractmethod
     def search(self, cross_k: Float32Array, cross_v: Float32Array, *, beam_size: int,
@@ -295,7 +306,12 @@ class ContextPasses(abc.ABC):
                  seqs: Sequence[Sequence[int]],
                  prompt: tuple[int, ...] | None = None) -> list[float]:
         """Return each of ``seqs``' log-probability given the audio, end of text included
-        (teacher forcing, all rows in one batch, one decoder step per token)."""
+        (teacher forcing, all rows in one batch: the prompt through the decoder, then
+        the rows through :attr:`scorer` in one pass, else one decoder step per token).
+
+        The prompt goes through the decoder on its own so that the int8 graphs quantise
+        the rows' activations without the prompt's, which are far larger (forced with
+        the rows, the per-token figures moved twice as far from float32's)."""
         if not seqs:
             return []
         rows = [[*s, self.tokenizer.eot] for s in seqs]
@@ -305,6 +321,9 @@ class ContextPasses(abc.ABC):
             "self_v": empty, "cross_k": cross_k, "cross_v": cross_v})
         one = np.zeros(len(rows), np.int64)
         sk, sv = sk[:, one], sv[:, one]
+        if self.scorer is not None:
+            return self._scored(self.scorer, _log_softmax(logits.astype(np.float64))[0],
+                                rows, sk, sv, cross_k, cross_v)
         ck, cv = (cross_k, cross_v) if self.shares_audio_rows else (
             np.repeat(cross_k, len(rows), axis=1), np.repeat(cross_v, len(rows), axis=1))
         total = np.zeros(len(rows))
@@ -320,6 +339,22 @@ class ContextPasses(abc.ABC):
             logits, sk, sv = self.decoder.run(None, {
                 "tokens": feed, "self_k": sk, "self_v": sv, "cross_k": ck, "cross_v": cv})
         return [float(t) for t in total]
+
+    def _scored(self, scorer: ort.InferenceSession, first: npt.NDArray[np.float64],
+                rows: list[list[int]], sk: Float32Array, sv: Float32Array,
+                cross_k: Float32Array, cross_v: Float32Array) -> list[float]:
+        """:meth:`logprobs` in one ``scorer`` pass: ``first`` is the log-softmax after the
+        prompt, ``sk``/``sv`` its cache copied to one row per sequence."""
+        longest = max(map(len, rows))
+        if longest == 1:
+            return [float(first[row[0]]) for row in rows]
+        padded = np.array([row + [self.tokenizer.eot] * (longest - len(row)) for row in rows],
+                          np.int64)
+        (logp,) = scorer.run(None, {
+            "tokens": padded[:, :-1], "targets": padded[:, 1:], "self_k": sk, "self_v": sv,
+            "cross_k": cross_k, "cross_v": cross_v})
+        return [float(first[row[0]] + logp[i, : len(row) - 1].sum(dtype=np.float64))
+                for i, row in enumerate(rows)]
 
     def best_above(self, cross_k: Float32Array, cross_v: Float32Array,
                    seqs: list[list[int]], floor: float,
@@ -404,6 +439,7 @@ class WhisperOnnx(ContextPasses):
                         if aligner.is_file() and len(self.alignment_heads) else None)
         self.layers = int(self.decoder.get_inputs()[1].shape[0])
         self.width = int(self.decoder.get_inputs()[1].shape[3])
+        self.scorer = scorer_session(path, suffix, threads)
 
     def features(self, audio: Float32Array, *, trim: bool = True,
                  min_window_s: float | None = None) -> Float32Array:

@@ -25,6 +25,7 @@ from models.moonshine.tokenizer import BYTE0, Tokenizer, TokenizerError
 from models.textnorm import normalize
 from models.whisper.bias import BiasTrie
 from streams.settings import ConfigError, Settings
+from tests.models.forcing import check_one_pass
 
 #: Largest absolute logit difference allowed between our float32 graphs and the
 #: packaged ones (measured: 1.7e-5 over the 15 steps of beckett.wav).
@@ -404,6 +405,15 @@ def test_teacher_forced_logprobs_of_a_batch_equal_each_alone(fp32: MoonshineOnnx
     assert batch == pytest.approx([a[1] for a in alone if a is not None], abs=1e-3)
     assert batch[0] > batch[1] and batch[0] > batch[2]  # the words said score best
     assert fp32.logprobs(keys, values, []) == []
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_the_one_pass_scorer_gives_what_one_step_per_token_gives(
+        quantized: bool, fp32: MoonshineOnnx, int8: MoonshineOnnx, beckett: np.ndarray,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seqs = [fp32.tokenizer.encode(" " + t) for t in (BECKETT, "Ever tried.", "Never mind")]
+    check_one_pass(int8 if quantized else fp32, fp32,
+                   lambda m: m.encode(m.window(beckett)), seqs, monkeypatch)
 
 
 @pytest.mark.skipif(not shutil.which("flite"), reason="flite not installed (setup.sh installs it)")

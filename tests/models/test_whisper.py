@@ -18,6 +18,7 @@ from models.whisper.build import SOURCES, source_dir
 from models.whisper.features import log_mel, mel_filters
 from models.whisper.inference import Hypothesis, WhisperOnnx
 from models.whisper.tokenizer import Tokenizer
+from tests.models.forcing import check_one_pass
 
 FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd-dev"
 
@@ -355,6 +356,17 @@ def test_the_demo_command_the_decoder_used_to_say_twice_comes_out_once() -> None
     assert [w.word.strip(" .").lower() for w in hyps[0].words] == \
         ["turn", "on", "the", "kitchen", "light"]
     assert len({h.text for h in hyps}) == len(hyps)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_the_one_pass_scorer_gives_what_one_step_per_token_gives(
+        quantized: bool, fp32: WhisperOnnx, clips: dict[str, np.ndarray],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = ("What is the weather like in Boston tomorrow?", "What's the weather like?",
+             "What is the whether light in Austin to Mara", "Boston")
+    check_one_pass(WhisperOnnx() if quantized else fp32, fp32,
+                   lambda m: m.encode(m.features(clips["weather"])),
+                   [fp32.tokenizer.encode(" " + t) for t in texts], monkeypatch)
 
 
 def test_teacher_forced_logprobs_of_a_batch_equal_each_alone(

@@ -60,6 +60,10 @@ def test_graphs_declare_the_inference_interface(tiny: Ct2Model) -> None:
     assert (shape[0], shape[3]) == (dims.layers, dims.width) == (4, 384)
     enc = _session(graph.encoder(tiny))
     assert [o.name for o in enc.get_outputs()] == ["cross_k", "cross_v"]
+    scorer = _session(graph.scorer(tiny))
+    assert [i.name for i in scorer.get_inputs()] == ["tokens", "targets", "self_k", "self_v",
+                                                     "cross_k", "cross_v"]
+    assert [o.name for o in scorer.get_outputs()] == ["logp"]
 
 
 @pytest.mark.parametrize("model", ["tiny.en", "base"])
