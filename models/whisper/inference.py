@@ -368,10 +368,16 @@ class ContextPasses(abc.ABC):
         Log-probabilities are totals from the start of text, end of text included
         (as :attr:`Hypothesis.logprob`). Token log-probabilities are never positive,
         so a sequence is dropped as soon as its running total falls to ``floor``:
-        most sound-alike variants fall within a few tokens of the name.
+        most sound-alike variants fall within a few tokens of the name. With a
+        :attr:`scorer`, every sequence is forced in one pass instead (:meth:`logprobs`).
         """
         if not seqs:
             return None
+        if self.scorer is not None:
+            audio = np.array(self.logprobs(cross_k, cross_v, seqs, prompt))
+            ranked = audio + (0.0 if credits is None else np.array(credits, np.float64))
+            best = int(np.argmax(ranked))
+            return (best, float(audio[best])) if ranked[best] > floor else None
         empty = np.zeros((self.layers, 1, 0, self.width), np.float32)
         logits, sk, sv = self.decoder.run(None, {
             "tokens": np.array([prompt or self.tokenizer.prompt], np.int64), "self_k": empty,

@@ -259,8 +259,13 @@ def test_strong_second_search_skips_a_result_the_model_is_sure_of(
     assert len(searches) == 2 and searches[0] < STRONG_BELOW
 
 
-def test_best_above_scores_as_the_search_did(clips: dict[str, np.ndarray]) -> None:
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_best_above_scores_as_the_search_did(one_pass: bool,
+                                             clips: dict[str, np.ndarray]) -> None:
     model = WhisperOnnx()
+    assert model.scorer is not None
+    if not one_pass:  # a build without scorer.onnx: one decoder step per token
+        model.scorer = None
     cross_k, cross_v = model.encode(model.features(clips["timer"]))
     hyps = model.search(cross_k, cross_v, beam_size=5, nbest=3, bias=None, max_tokens=30)
     seqs = [list(h.tokens) for h in hyps]
