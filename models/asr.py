@@ -354,11 +354,12 @@ class MoonshineEngine:
         strong = self._trie(key, strong_weight, False) \
             if sounds is not None and strong_weight > 0 else None
         rules = self._trie(tuple(sorted(set(grammar))), 0.0, True) if grammar else None
+        heard = self.model.heard(audio)  # kept for the second opinion
         hyps = self.model.transcribe(audio, beam_size=self.beam_size,
                                      nbest=max(nbest, self.beam_size) if self.lm_weight else nbest,
                                      bias=trie, grammar=rules, sounds=sounds,
                                      phrase_bonus=phrase_bonus, strong=strong,
-                                     judge=self.judge)
+                                     judge=self.judge, heard=heard)
         hyps = [h for h in hyps if h.text]
         out = [Hypothesis(h.text, round(h.score, 4)) for h in hyps]
         # A hypothesis holding one of the device's phrases is the context passes' find;
@@ -368,7 +369,7 @@ class MoonshineEngine:
         second = self.second() if out[0].score <= self.second_below else None
         if second is not None:
             out = second_opinion(self.model, second, audio, hyps, bundled(),
-                                 beam_size=self.beam_size)
+                                 beam_size=self.beam_size, heard=heard)
         elif self.lm_weight:
             out = rerank(out, bundled(), self.lm_weight)
         return out[:nbest]
@@ -399,7 +400,9 @@ class MoonshineEngine:
 
 def second_opinion(first: MoonshineOnnx, second: WhisperOnnx, audio: Float32Array,
                    hyps: Sequence[SearchHypothesis], model: WordTrigram, *,
-                   beam_size: int = 5) -> list[Hypothesis]:
+                   beam_size: int = 5,
+                   heard: tuple[Float32Array, Float32Array] | None = None
+                   ) -> list[Hypothesis]:
     """``hyps`` (``first``'s n-best) and ``second``'s own n-best for ``audio``, every text
     judged by both models on the audio and by the requests' ``model``, best first.
 
@@ -410,10 +413,9 @@ def second_opinion(first: MoonshineOnnx, second: WhisperOnnx, audio: Float32Arra
     the other model's texts are forced through it (teacher forcing, one batch).
     Two models of other kinds (Moonshine on raw samples, Whisper on a log-mel
     window) make other mistakes: on the natural set the right sentence is in the
-    union of their 5-bests far more often than in either.
+    union of their 5-bests far more often than in either. ``heard``: ``first``'s
+    encoding of the audio (:meth:`MoonshineOnnx.heard`) where the caller has it.
     """
-    from models.moonshine.inference import MAX_AUDIO_S, SAMPLE_RATE_HZ
-
     prompt = second.tokenizer.prompt_for("en")
     theirs_k, theirs_v = second.encode(second.features(audio))
     theirs = second.search(theirs_k, theirs_v, beam_size=beam_size, nbest=beam_size,
@@ -427,9 +429,9 @@ def second_opinion(first: MoonshineOnnx, second: WhisperOnnx, audio: Float32Arra
             known.setdefault(h.text.strip(), h.logprob / (len(h.tokens) + 1))
     texts = [t for t in dict.fromkeys((*mine, *yours)) if t]
     missing = [t for t in texts if t not in mine]
-    if missing:
-        keys, values = first.encode(first.window(audio[: int(MAX_AUDIO_S * SAMPLE_RATE_HZ)]))
-        mine.update(_forced(first, keys, values, missing, None))
+    heard = (heard or first.heard(audio)) if missing else None
+    if heard is not None:
+        mine.update(_forced(first, *heard, missing, None))
     missing = [t for t in texts if t not in yours]
     if missing:
         yours.update(_forced(second, theirs_k, theirs_v, missing, prompt))

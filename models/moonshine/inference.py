@@ -48,6 +48,7 @@ MIN_WINDOW_S = 1.0
 #: the encoder's self-attention grows with the square of the audio's length (the
 #: worker's utterances end at ``max_utterance_ms`` + 2 s, 17 s by default).
 MAX_AUDIO_S = 30.0
+_MAX_SAMPLES = int(MAX_AUDIO_S * SAMPLE_RATE_HZ)
 
 
 class MoonshineModelMissing(RuntimeError):
@@ -91,6 +92,13 @@ class MoonshineOnnx(ContextPasses):
         k, v = self.encoder.run(None, {"audio": np.asarray(audio, np.float32)[None]})
         return k, v
 
+    def heard(self, audio: Float32Array) -> tuple[Float32Array, Float32Array] | None:
+        """The encoder's keys and values for ``audio``'s first :data:`MAX_AUDIO_S`
+        seconds, or None for too little audio to decode (under :data:`MIN_AUDIO_S`)."""
+        if audio.size < int(MIN_AUDIO_S * SAMPLE_RATE_HZ):
+            return None
+        return self.encode(self.window(audio[:_MAX_SAMPLES]))
+
     @staticmethod
     def window(audio: Float32Array) -> Float32Array:
         """Return ``audio`` centred in silence up to :data:`MIN_WINDOW_S`, else as it is."""
@@ -108,9 +116,12 @@ class MoonshineOnnx(ContextPasses):
                    bias: BiasTrie | None = None, grammar: BiasTrie | None = None,
                    sounds: SoundIndex | None = None, phrase_bonus: float = 0.0,
                    strong: BiasTrie | None = None, max_tokens: int = 192,
-                   judge: PhraseJudge | None = None) -> list[Hypothesis]:
+                   judge: PhraseJudge | None = None,
+                   heard: tuple[Float32Array, Float32Array] | None = None
+                   ) -> list[Hypothesis]:
         """Return up to ``nbest`` hypotheses, best first, for 16 kHz mono ``audio`` (its
-        first :data:`MAX_AUDIO_S` seconds).
+        first :data:`MAX_AUDIO_S` seconds); ``heard`` is :meth:`heard` of it where the
+        caller has it already.
 
         ``bias`` adds its bonus to the search score only (shallow fusion);
         ``grammar`` restricts the output to its phrases. Scores are per token.
@@ -122,11 +133,11 @@ class MoonshineOnnx(ContextPasses):
         and holds a phrase that shallow fusion wrote to the same terms
         (:meth:`fusion_check`).
         """
-        if audio.size < int(MIN_AUDIO_S * SAMPLE_RATE_HZ):
+        heard = heard or self.heard(audio)
+        if heard is None:
             return []
-        audio = audio[: int(MAX_AUDIO_S * SAMPLE_RATE_HZ)]
-        cross_k, cross_v = self.encode(self.window(audio))
-        limit = self.token_limit(audio.size, max_tokens)
+        cross_k, cross_v = heard
+        limit = self.token_limit(min(audio.size, _MAX_SAMPLES), max_tokens)
         rescoring = sounds is not None and len(sounds) > 0 and grammar is None
         hyps = self.search(cross_k, cross_v, beam_size=beam_size,
                            nbest=max(nbest, RESCORE_FROM) if rescoring else nbest, bias=bias,
@@ -149,12 +160,12 @@ class MoonshineOnnx(ContextPasses):
         little audio: one beam, shallow fusion only. The encoder's cost follows the
         audio's length, so a partial costs what its audio does. ``stop`` as in
         :meth:`search`."""
-        if audio.size < int(MIN_AUDIO_S * SAMPLE_RATE_HZ):
+        heard = self.heard(audio)
+        if heard is None:
             return None
-        audio = audio[: int(MAX_AUDIO_S * SAMPLE_RATE_HZ)]
-        cross_k, cross_v = self.encode(self.window(audio))
-        hyps = self.search(cross_k, cross_v, beam_size=1, nbest=1, bias=bias,
-                           max_tokens=self.token_limit(audio.size), stop=stop)
+        hyps = self.search(*heard, beam_size=1, nbest=1, bias=bias,
+                           max_tokens=self.token_limit(min(audio.size, _MAX_SAMPLES)),
+                           stop=stop)
         return hyps[0] if hyps else None
 
     def step(self, tokens: npt.NDArray[np.int64], self_k: Float32Array, self_v: Float32Array,

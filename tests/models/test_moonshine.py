@@ -463,8 +463,17 @@ def test_a_second_opinion_where_moonshine_is_unsure(built: Path, tmp_path: Path,
         return found
 
     monkeypatch.setattr(base_model, "search", searched)
+    encoded: list[int] = []
+    encode = both.model.encode
+
+    def encoding(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        encoded.append(audio.size)
+        return encode(audio)
+
+    monkeypatch.setattr(both.model, "encode", encoding)
     judged = both.transcribe(audio, nbest=5)
     assert normalize(judged[0].text) == "describe a potato" and made == [1]
+    assert len(encoded) == 1  # the search's encoding serves the forcing too
     ours = {h.text for h in mine}
     assert forced["moonshine"] and set(forced["moonshine"]) == theirs - ours
     assert forced["whisper"] and set(forced["whisper"]) == ours - theirs
