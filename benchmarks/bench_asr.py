@@ -13,10 +13,11 @@ base, and empty: tiny.en for all audio), the narrowband check included.
 Moonshine base English rows (``voicestream models build --moonshine``): our
 graphs int8 and fp32 with beam 5, the worker's engine with its n-best reordered
 by the requests' language model and without (``asr_lm_weight`` and 0), with
-Whisper base's second opinion (as the worker runs it, and asked for every
-request: what an unsure one costs), then with the 200-phrase context (fusion
-alone, with rescoring, with the second search) for the weather command and a
-name, then greedy;
+Whisper base's second opinion (as the worker runs it, asked for every request:
+what an unsure one costs, and the same with the other model's texts forced one
+decoder step per token instead of in one ``scorer.onnx`` pass), then with the
+200-phrase context (fusion alone, with rescoring, with the second search) for
+the weather command and a name, then greedy;
 then greedy on the packaged ``.ort`` graphs (which dequantise every weight at
 each step) against our graphs, with the decoder's time per step.
 
@@ -149,16 +150,23 @@ def moonshine(audio: np.ndarray, runs: int) -> None:
     # The second opinion: the worker's engine as it runs (this command is one Moonshine
     # is sure of, so Whisper base is not asked), then asked for every request, which
     # is what an unsure one costs.
+    # Last, asked always with each model's texts forced one decoder step per token (a
+    # build without scorer.onnx), beside the one-pass forcing the rows above use.
     base = WhisperEngine(model="base", word_times=False)
     judged = MoonshineEngine(lm_weight=Settings().asr_lm_weight, second=lambda: base.model)
-    for label, line in (("as run", judged.second_below), ("asked always", 0.0)):
+    scorers = (judged.model.scorer, base.model.scorer)
+    for label, line, one_pass in (("as run", judged.second_below, True),
+                                  ("asked always", 0.0, True),
+                                  ("always, stepped", 0.0, False)):
         judged.second_below = line
+        judged.model.scorer, base.model.scorer = scorers if one_pass else (None, None)
 
         def second(judged: MoonshineEngine = judged) -> str:
             out = judged.transcribe(audio, nbest=5)
             return out[0].text if out else ""
 
         print(ROW.format(f"  + second opinion, {label}", *_timed(runs, second)))
+    judged.model.scorer, base.model.scorer = scorers
     plain = MoonshineEngine()
     vetoing = MoonshineEngine(phrase_lm_weight=Settings().asr_moonshine_phrase_lm_weight)
     phrases = context_names(tune=True)
