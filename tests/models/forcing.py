@@ -17,9 +17,9 @@ Encode = Callable[[ContextPasses], tuple[Float32Array, Float32Array]]
 def check_one_pass(model: ContextPasses, fp32: ContextPasses, encode: Encode,
                    seqs: Sequence[Sequence[int]], monkeypatch: pytest.MonkeyPatch) -> None:
     """float32: the one pass gives the stepped log-probabilities; int8: it is no further
-    from float32's per token than the int8 decoder stepping one token at a time (the
-    prompt goes through the decoder first, so the pass's activations are quantised
-    without the prompt's). The first of ``seqs`` is what the audio says."""
+    from float32's per token than the int8 decoder stepping one token at a time, within
+    0.01 nats (the prompt goes through the decoder first, so the pass's activations
+    are quantised without the prompt's). The first of ``seqs`` is what the audio says."""
     assert model.scorer is not None
     keys, values = encode(model)
     one_pass = model.logprobs(keys, values, seqs)
@@ -34,4 +34,4 @@ def check_one_pass(model: ContextPasses, fp32: ContextPasses, encode: Encode,
     tokens = np.array([len(s) + 1 for s in seqs])
     one_off = np.abs(np.array(one_pass) - exact) / tokens
     step_off = np.abs(np.array(stepped) - exact) / tokens
-    assert one_off.mean() <= 2 * step_off.mean() + 0.01
+    assert one_off.mean() <= step_off.mean() + 0.01
