@@ -267,9 +267,12 @@ def test_the_image_file_list_loads_every_model_a_worker_loads(
     assert decoder_name(engine, narrow) == "whisper"
     assert isinstance(engine, MoonshineEngine) and isinstance(engine._other, WhisperEngine)
     assert engine._other.model.aligner is not None  # word times need aligner.onnx
+    # Teacher forcing in one pass (the second opinion, the sound-alike rescoring).
+    assert engine.model.scorer is not None and engine._other.model.scorer is not None
     # asr_engine=whisper: tiny.en, as copied.
     tiny = create("whisper", model=settings.asr_whisper_model)
     assert "light" in tiny.transcribe(audio, nbest=1)[0].text.lower()
+    assert isinstance(tiny, WhisperEngine) and tiny.model.scorer is not None
     assert find_model() == Path(env["VOICESTREAM_VAD_MODEL"])
     SileroVad()
     # The end-of-turn model (semantic end-pointing) is package data too.
