@@ -37,6 +37,7 @@ import numpy as np
 
 from models.minilm import GraphBuilder
 from models.moonshine.ort_reader import constant, weights
+from models.whisper.graph import step_io
 
 _OPSET = 17
 #: Where the exported graph keeps the constants the writer needs.
@@ -296,7 +297,6 @@ def _causal_mask(wr: _Writer, past: str, n: str) -> str:
 
 def decoder(w: MoonshineWeights) -> Any:
     """Return ``decoder.onnx`` (float32): one step over new tokens with the KV cache."""
-    from onnx import TensorProto
 
     wr = _Writer(w, w.decoder)
     g = wr.g
@@ -304,36 +304,20 @@ def decoder(w: MoonshineWeights) -> Any:
     wr.stack(new_k, "new_self_k")
     wr.stack(new_v, "new_self_v")
     wr.logits(g.op("Gather", [x, wr.c("last", np.array(-1, np.int64))], axis=1), out="logits")
-    cache = [w.decoder_layers, "batch", "past", w.width]
-    grown = [w.decoder_layers, "batch", "total", w.width]
-    return g.model("moonshine-decoder",
-                   [_info("tokens", TensorProto.INT64, ["batch", "n"]),
-                    _info("self_k", TensorProto.FLOAT, cache),
-                    _info("self_v", TensorProto.FLOAT, cache),
-                    _info("cross_k", TensorProto.FLOAT, _cross_k(w, "audio_batch")),
-                    _info("cross_v", TensorProto.FLOAT, _cross_v(w, "audio_batch"))],
-                   [_info("logits", TensorProto.FLOAT, ["batch", w.vocab]),
-                    _info("new_self_k", TensorProto.FLOAT, grown),
-                    _info("new_self_v", TensorProto.FLOAT, grown)], _OPSET)
+    return g.model("moonshine-decoder", *step_io(
+        w.decoder_layers, w.width, w.vocab, _cross_k(w, "audio_batch"),
+        _cross_v(w, "audio_batch")), _OPSET)
 
 
 def scorer(w: MoonshineWeights) -> Any:
     """Return ``scorer.onnx`` (float32): each position's log-probability of its target
     token, the decoder's blocks run once over all ``tokens`` after the cache."""
-    from onnx import TensorProto
-
     wr = _Writer(w, w.decoder)
     x, _, _ = _blocks(wr)
     wr.g.target_logp(wr.logits(x), "targets", "logp")
-    cache = [w.decoder_layers, "batch", "past", w.width]
-    return wr.g.model("moonshine-scorer",
-                      [_info("tokens", TensorProto.INT64, ["batch", "n"]),
-                       _info("targets", TensorProto.INT64, ["batch", "n"]),
-                       _info("self_k", TensorProto.FLOAT, cache),
-                       _info("self_v", TensorProto.FLOAT, cache),
-                       _info("cross_k", TensorProto.FLOAT, _cross_k(w, "audio_batch")),
-                       _info("cross_v", TensorProto.FLOAT, _cross_v(w, "audio_batch"))],
-                      [_info("logp", TensorProto.FLOAT, ["batch", "n"])], _OPSET)
+    return wr.g.model("moonshine-scorer", *step_io(
+        w.decoder_layers, w.width, w.vocab, _cross_k(w, "audio_batch"),
+        _cross_v(w, "audio_batch"), scorer=True), _OPSET)
 
 
 def _blocks(wr: _Writer) -> tuple[str, list[str], list[str]]:

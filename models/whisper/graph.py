@@ -205,7 +205,6 @@ def encoder(model: Ct2Model) -> Any:
 
 def decoder(model: Ct2Model) -> Any:
     """Return ``decoder.onnx`` (float32): one step over new tokens with the KV cache."""
-    from onnx import TensorProto
 
     w = _Writer(model)
     g, d = w.g, w.dims
@@ -214,39 +213,45 @@ def decoder(model: Ct2Model) -> Any:
     w.stack(new_v, "new_self_v")
     w.logits(g.op("Gather", [x, w.weight("last", np.array(-1, np.int64))], axis=1),
              out="logits")
-    cache = [d.layers, "batch", "past", d.width]
-    grown = [d.layers, "batch", "total", d.width]
     audio = [d.layers, "batch", "audio_len", d.width]
-    return g.model("whisper-decoder",
-                   [_info("tokens", TensorProto.INT64, ["batch", "n"]),
-                    _info("self_k", TensorProto.FLOAT, cache),
-                    _info("self_v", TensorProto.FLOAT, cache),
-                    _info("cross_k", TensorProto.FLOAT, audio),
-                    _info("cross_v", TensorProto.FLOAT, audio)],
-                   [_info("logits", TensorProto.FLOAT, ["batch", d.vocab]),
-                    _info("new_self_k", TensorProto.FLOAT, grown),
-                    _info("new_self_v", TensorProto.FLOAT, grown)], _OPSET)
+    return g.model("whisper-decoder", *step_io(d.layers, d.width, d.vocab, audio, audio),
+                   _OPSET)
 
 
 def scorer(model: Ct2Model) -> Any:
     """Return ``scorer.onnx`` (float32): each position's log-probability of its target
     token, the decoder's blocks run once over all ``tokens`` after the cache."""
-    from onnx import TensorProto
-
     w = _Writer(model)
     g, d = w.g, w.dims
     x, _, _ = _blocks(w)
     g.target_logp(w.logits(x), "targets", "logp")
-    cache = [d.layers, "batch", "past", d.width]
     audio = [d.layers, "audio_rows", "audio_len", d.width]
     return g.model("whisper-scorer",
-                   [_info("tokens", TensorProto.INT64, ["batch", "n"]),
-                    _info("targets", TensorProto.INT64, ["batch", "n"]),
-                    _info("self_k", TensorProto.FLOAT, cache),
-                    _info("self_v", TensorProto.FLOAT, cache),
-                    _info("cross_k", TensorProto.FLOAT, audio),
-                    _info("cross_v", TensorProto.FLOAT, audio)],
-                   [_info("logp", TensorProto.FLOAT, ["batch", "n"])], _OPSET)
+                   *step_io(d.layers, d.width, d.vocab, audio, audio, scorer=True), _OPSET)
+
+
+def step_io(layers: int, width: int, vocab: int, cross_k: list[Any], cross_v: list[Any], *,
+            scorer: bool = False) -> tuple[list[Any], list[Any]]:
+    """The graph inputs and outputs of a decoder step (``decoder.onnx``: ``tokens``,
+    ``self_k``, ``self_v``, ``cross_k``, ``cross_v`` to ``logits``, ``new_self_k``,
+    ``new_self_v``) or, with ``scorer``, of the one-pass scorer (``targets`` after
+    ``tokens``; ``logp`` out), for ``layers`` layers of ``width`` over ``vocab``
+    tokens and the audio's keys and values of shapes ``cross_k`` and ``cross_v``.
+    Whisper's and Moonshine's graphs share it."""
+    from onnx import TensorProto
+
+    tokens = _info("tokens", TensorProto.INT64, ["batch", "n"])
+    cache = [layers, "batch", "past", width]
+    rest = [_info("self_k", TensorProto.FLOAT, cache), _info("self_v", TensorProto.FLOAT, cache),
+            _info("cross_k", TensorProto.FLOAT, cross_k),
+            _info("cross_v", TensorProto.FLOAT, cross_v)]
+    if scorer:
+        return ([tokens, _info("targets", TensorProto.INT64, ["batch", "n"]), *rest],
+                [_info("logp", TensorProto.FLOAT, ["batch", "n"])])
+    grown = [layers, "batch", "total", width]
+    return [tokens, *rest], [_info("logits", TensorProto.FLOAT, ["batch", vocab]),
+                             _info("new_self_k", TensorProto.FLOAT, grown),
+                             _info("new_self_v", TensorProto.FLOAT, grown)]
 
 
 def _blocks(w: _Writer) -> tuple[str, list[str], list[str]]:
