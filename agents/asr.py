@@ -235,7 +235,8 @@ class AsrService(UtteranceStage[Utterance]):
         structlog.get_logger("voicestream.asr").info("asr.ready", engine=engine.name)
         # The model of each other language served (Whisper base) loads now too: a
         # few milliseconds of silence load it and decode nothing.
-        for language in sorted(set(self.router.nlu_dirs) - {"en"}):
+        languages = sorted(set(self.router.nlu_dirs) - {"en"})
+        for language in languages:
             try:
                 await loop.run_in_executor(self.queue.executor, functools.partial(
                     engine.transcribe, np.zeros(RATE // 100, np.float32), language=language))
@@ -243,6 +244,8 @@ class AsrService(UtteranceStage[Utterance]):
                 structlog.get_logger("voicestream.asr").error(
                     "asr.language_unavailable", language=language, code=exc.code,
                     detail=str(exc))
+        # Every model is loaded: the first utterance waits for none of them.
+        structlog.get_logger("voicestream.asr").info("asr.warm", languages=["en", *languages])
 
     # -- audio ------------------------------------------------------------------------------
 

@@ -35,6 +35,9 @@ async def test_the_end_pointer_reads_the_interpretation_s_confidence(
     worker = Process(["up", "--skills"], env_with(**env))
     try:
         conn = connection(worker.wait_ready(180))
+        # The models load after 'ready': a first decode that waited for them would come
+        # after both silences on a slow machine, and the end-pointer would judge nothing.
+        assert worker.log_events("asr.warm", timeout_s=180), worker.stderr[-20:]
         prefix = env["VOICESTREAM_TOPIC_PREFIX"]
         pcm, rate = read_wav(audio_path("light_on.wav"))
         async with EventWatcher(conn, topic_prefix=prefix) as watch, \
