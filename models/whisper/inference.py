@@ -151,8 +151,9 @@ class ContextPasses(abc.ABC):
     #: rows (it broadcasts them); otherwise they are repeated to one row per token row.
     shares_audio_rows: bool = False
     #: A graph that gives every position's log-probability of its target token after a
-    #: cached prefix (Whisper's ``scorer.onnx``): :meth:`logprobs` then forces all
-    #: tokens in one pass. Without it, one decoder step per token.
+    #: cached prefix (the build's ``scorer.onnx``, Whisper's and Moonshine's alike):
+    #: :meth:`logprobs` and :meth:`best_above` then force all tokens in one pass.
+    #: Without it (an older build), one decoder step per token.
     scorer: ort.InferenceSession | None = None
 
     @abc.abstractmethod
